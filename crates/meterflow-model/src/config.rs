@@ -1,0 +1,562 @@
+//! Site configuration: the user contract.
+//!
+//! A site file is TOML. Every section element is deserialized on its own, so
+//! one mistake does not hide the next: `load` returns *all* errors it finds,
+//! each with file, line, column and the dotted key (`meter[3].parent`).
+//! Unknown keys are rejected everywhere.
+
+mod schema;
+mod validate;
+
+pub use validate::instant;
+pub(crate) use validate::parse_registry;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+pub use schema::*;
+
+use crate::factors::{FactorRegistry, FactorRow, QuotaRow, TargetRow};
+use crate::span::line_col;
+
+/// One configuration mistake, located.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// File the mistake is in.
+    pub file: PathBuf,
+    /// 1-based line (0 when the file could not be read at all).
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Dotted key, e.g. `meter[3].parent` (empty for whole-file errors).
+    pub key: String,
+    /// What is wrong, and what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// All mistakes found in a configuration, in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A validated site.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// The file this site was loaded from.
+    pub path: PathBuf,
+    /// `[site]`.
+    pub site: SiteSection,
+    /// The parsed IANA time zone of `site.timezone`.
+    pub tz: chrono_tz::Tz,
+    /// `[store]`.
+    pub store: StoreSection,
+    /// `[[building]]`.
+    pub buildings: Vec<Building>,
+    /// `[[zone]]`.
+    pub zones: Vec<Zone>,
+    /// `[[agency]]`.
+    pub agencies: Vec<Agency>,
+    /// `[[headcount]]`, sorted by agency then date.
+    pub headcounts: Vec<Headcount>,
+    /// `[[space]]`.
+    pub spaces: Vec<Space>,
+    /// `[[meter]]`.
+    pub meters: Vec<Meter>,
+    /// `[[replacement]]`, resolved to UTC, sorted by meter then time.
+    pub replacements: Vec<ReplacementEvent>,
+    /// Shipped factor registry with the site's overrides applied.
+    pub factors: FactorRegistry,
+    meter_index: BTreeMap<String, usize>,
+}
+
+impl Site {
+    /// Load and validate a site file.
+    pub fn load(path: &Path) -> Result<Site, ConfigErrors> {
+        let src = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }])
+        })?;
+        Site::parse(&src, path)
+    }
+
+    /// Parse and validate a site file's text; `path` is used in messages and
+    /// to resolve relative paths.
+    pub fn parse(src: &str, path: &Path) -> Result<Site, ConfigErrors> {
+        let mut ctx = Ctx::new(src, path);
+        let raw = read_document(&mut ctx);
+        let defaults = FactorRegistry::shipped();
+        let site = raw.and_then(|raw| validate::validate(&mut ctx, raw, defaults));
+        match site {
+            Some(site) if ctx.errors.is_empty() => Ok(site),
+            _ => {
+                let mut errors = ctx.errors;
+                errors.sort_by_key(|e| (e.line, e.column));
+                Err(ConfigErrors(errors))
+            }
+        }
+    }
+
+    /// A meter by id.
+    pub fn meter(&self, id: &str) -> Option<&Meter> {
+        self.meter_index.get(id).map(|&i| &self.meters[i])
+    }
+
+    /// Where the embedded store lives (relative paths are relative to the config file).
+    pub fn store_path(&self) -> PathBuf {
+        if self.store.path.is_absolute() {
+            self.store.path.clone()
+        } else {
+            let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
+            dir.join(&self.store.path)
+        }
+    }
+
+    /// Replacement events of one meter, in time order.
+    pub fn replacements_of<'a>(
+        &'a self,
+        meter: &'a str,
+    ) -> impl Iterator<Item = &'a ReplacementEvent> + 'a {
+        self.replacements.iter().filter(move |r| r.meter == meter)
+    }
+}
+
+/// Error collection with access to the source text.
+pub(crate) struct Ctx<'s> {
+    pub(crate) src: &'s str,
+    pub(crate) file: PathBuf,
+    pub(crate) errors: Vec<ConfigError>,
+}
+
+impl<'s> Ctx<'s> {
+    fn new(src: &'s str, file: &Path) -> Self {
+        Ctx {
+            src,
+            file: file.to_path_buf(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn error(
+        &mut self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        let (line, column) = line_col(self.src, span.start);
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line,
+            column,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// A deserialized element with the parse tree it came from, to locate keys later.
+pub(crate) struct Located<'s, T> {
+    pub(crate) value: T,
+    pub(crate) node: Spanned<DeValue<'s>>,
+    /// `meter[3]` or `site`.
+    pub(crate) path: String,
+}
+
+impl<T> Located<'_, T> {
+    /// Span of the value under `key` (dotted path segments), or of the element.
+    pub(crate) fn span_of(&self, key: &[&str]) -> Range<usize> {
+        crate::span::locate(&self.node, key)
+    }
+
+    pub(crate) fn key(&self, key: &str) -> String {
+        if key.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}.{}", self.path, key)
+        }
+    }
+}
+
+/// Everything the file holds, deserialized element by element.
+pub(crate) struct RawDocument<'s> {
+    pub(crate) site: Option<Located<'s, SiteSection>>,
+    pub(crate) store: Option<Located<'s, StoreSection>>,
+    pub(crate) buildings: Vec<Located<'s, Building>>,
+    pub(crate) zones: Vec<Located<'s, Zone>>,
+    pub(crate) agencies: Vec<Located<'s, Agency>>,
+    pub(crate) headcounts: Vec<Located<'s, Headcount>>,
+    pub(crate) spaces: Vec<Located<'s, Space>>,
+    pub(crate) meters: Vec<Located<'s, Meter>>,
+    pub(crate) replacements: Vec<Located<'s, Replacement>>,
+    pub(crate) factors: Vec<Located<'s, FactorRow>>,
+    pub(crate) targets: Vec<Located<'s, TargetRow>>,
+    pub(crate) quotas: Vec<Located<'s, QuotaRow>>,
+    /// `(section, id)` of elements that failed to deserialize: their ids still
+    /// count as defined, so one typo does not cascade into dangling references.
+    pub(crate) failed_ids: Vec<(String, String)>,
+}
+
+const TABLE_SECTIONS: &[&str] = &["site", "store"];
+const ARRAY_SECTIONS: &[&str] = &[
+    "building",
+    "zone",
+    "agency",
+    "headcount",
+    "space",
+    "meter",
+    "replacement",
+    "factor",
+    "target",
+    "quota",
+];
+
+fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
+    let (root, syntax) = DeTable::parse_recoverable(ctx.src);
+    if !syntax.is_empty() {
+        for e in syntax {
+            let span = e.span().unwrap_or(0..0);
+            ctx.error(span, "", format!("TOML syntax: {}", e.message().trim()));
+        }
+        return None;
+    }
+    let mut doc = RawDocument {
+        site: None,
+        store: None,
+        buildings: Vec::new(),
+        zones: Vec::new(),
+        agencies: Vec::new(),
+        headcounts: Vec::new(),
+        spaces: Vec::new(),
+        meters: Vec::new(),
+        replacements: Vec::new(),
+        factors: Vec::new(),
+        targets: Vec::new(),
+        quotas: Vec::new(),
+        failed_ids: Vec::new(),
+    };
+    for (key, value) in root.into_inner() {
+        let name: &str = key.get_ref().as_ref();
+        match name {
+            "site" => doc.site = one(ctx, "site", value),
+            "store" => doc.store = one(ctx, "store", value),
+            "building" | "zone" | "agency" | "meter" => {
+                remember_ids(&mut doc.failed_ids, name, &value);
+                match name {
+                    "building" => doc.buildings = many(ctx, "building", value),
+                    "zone" => doc.zones = many(ctx, "zone", value),
+                    "agency" => doc.agencies = many(ctx, "agency", value),
+                    _ => doc.meters = many(ctx, "meter", value),
+                }
+            }
+            "headcount" => doc.headcounts = many(ctx, "headcount", value),
+            "space" => doc.spaces = many(ctx, "space", value),
+            "replacement" => doc.replacements = many(ctx, "replacement", value),
+            "factor" => doc.factors = many(ctx, "factor", value),
+            "target" => doc.targets = many(ctx, "target", value),
+            "quota" => doc.quotas = many(ctx, "quota", value),
+            other => {
+                let hint = suggest(other, TABLE_SECTIONS.iter().chain(ARRAY_SECTIONS));
+                ctx.error(
+                    key.span(),
+                    other,
+                    format!("unknown section `{other}`{hint}"),
+                );
+            }
+        }
+    }
+    Some(doc)
+}
+
+/// Ids of every element of a section (all of them; the validator only adds
+/// those not otherwise defined).
+fn remember_ids(out: &mut Vec<(String, String)>, section: &str, value: &Spanned<DeValue<'_>>) {
+    if let DeValue::Array(items) = value.get_ref() {
+        for item in items.iter() {
+            if let DeValue::Table(t) = item.get_ref() {
+                for (k, v) in t.iter() {
+                    if k.get_ref().as_ref() == "id" {
+                        if let DeValue::String(id) = v.get_ref() {
+                            out.push((section.to_string(), id.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A `[table]` section.
+fn one<'s, T: DeserializeOwned>(
+    ctx: &mut Ctx<'s>,
+    name: &str,
+    value: Spanned<DeValue<'s>>,
+) -> Option<Located<'s, T>> {
+    if !matches!(value.get_ref(), DeValue::Table(_)) {
+        ctx.error(
+            value.span(),
+            name,
+            format!("`{name}` must be a table: write it as [{name}]"),
+        );
+        return None;
+    }
+    element(ctx, name.to_string(), value)
+}
+
+/// A `[[array]]` section: each element on its own.
+fn many<'s, T: DeserializeOwned>(
+    ctx: &mut Ctx<'s>,
+    name: &str,
+    value: Spanned<DeValue<'s>>,
+) -> Vec<Located<'s, T>> {
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, item)| element(ctx, format!("{name}[{i}]"), item))
+            .collect(),
+        _ => {
+            ctx.error(
+                span,
+                name,
+                format!("`{name}` must be a list of tables: write each as [[{name}]]"),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn element<'s, T: DeserializeOwned>(
+    ctx: &mut Ctx<'s>,
+    path: String,
+    node: Spanned<DeValue<'s>>,
+) -> Option<Located<'s, T>> {
+    let de = ValueDeserializer::from(node.clone());
+    match T::deserialize(de) {
+        Ok(value) => Some(Located { value, node, path }),
+        Err(e) => {
+            let span = e.span().unwrap_or_else(|| node.span());
+            let key = key_at(&node, span.start)
+                .map(|k| format!("{path}.{k}"))
+                .unwrap_or(path);
+            ctx.error(span, key, tidy_serde_message(e.message()));
+            None
+        }
+    }
+}
+
+/// The dotted key whose key or value span contains `offset`, inside `node`.
+fn key_at(node: &Spanned<DeValue<'_>>, offset: usize) -> Option<String> {
+    let DeValue::Table(table) = node.get_ref() else {
+        return None;
+    };
+    for (k, v) in table.iter() {
+        let (ks, vs) = (k.span(), v.span());
+        if ks.contains(&offset) || vs.contains(&offset) || (vs.end == offset && vs.start < vs.end) {
+            let name: &str = k.get_ref().as_ref();
+            return Some(match key_at(v, offset) {
+                Some(inner) if vs.contains(&offset) => format!("{name}.{inner}"),
+                _ => name.to_string(),
+            });
+        }
+    }
+    None
+}
+
+fn tidy_serde_message(msg: &str) -> String {
+    msg.trim().replace('\n', " ")
+}
+
+/// ", did you mean `x`?" for a close spelling, else a list of what is allowed.
+pub(crate) fn suggest<'a>(
+    word: &str,
+    allowed: impl Iterator<Item = &'a &'a str> + Clone,
+) -> String {
+    let best = allowed
+        .clone()
+        .map(|a| (edit_distance(word, a), *a))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, a)) if d <= 2 => format!(", did you mean `{a}`?"),
+        _ => {
+            let list: Vec<_> = allowed.map(|a| format!("`{a}`")).collect();
+            format!(", expected one of {}", list.join(", "))
+        }
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(src: &str) -> Vec<ConfigError> {
+        match Site::parse(src, Path::new("site.toml")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0,
+        }
+    }
+
+    #[test]
+    fn example_site_loads() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shared-office/site.toml");
+        let site = Site::load(&path);
+        let site = match site {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(site.meters.len(), 11);
+        assert_eq!(site.agencies.len(), 3);
+        assert_eq!(site.tz, chrono_tz::Asia::Shanghai);
+        // 2025-03-10T14:00 Asia/Shanghai = 06:00Z = 1741586400 s.
+        assert_eq!(site.replacements[0].ts_ms, 1_741_586_400_000);
+        assert_eq!(
+            site.meter("datacentre").map(|m| m.effective_allocation()),
+            Some(Allocation::Fixed)
+        );
+    }
+
+    const GOOD: &str = r#"
+[site]
+name = "x"
+
+[[building]]
+id = "b1"
+total_area_m2 = 100
+
+[[meter]]
+id = "m1"
+kind = "electricity"
+unit = "kWh"
+serves = { building = "b1" }
+"#;
+
+    #[test]
+    fn minimal_site_is_valid() {
+        assert_eq!(errors(GOOD), vec![]);
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let src = GOOD.replace("unit = \"kWh\"", "unit = \"kWh\"\nmultplier = 80");
+        let e = errors(&src);
+        assert_eq!(e.len(), 1, "{e:?}");
+        // The text starts with a newline: line 13 holds `multplier = 80`.
+        assert_eq!(
+            (e[0].line, e[0].key.as_str()),
+            (13, "meter[0].multplier"),
+            "{}",
+            e[0]
+        );
+        assert!(e[0].message.contains("unknown field"), "{}", e[0]);
+    }
+
+    #[test]
+    fn type_error_is_located_at_the_value() {
+        let src = GOOD.replace("total_area_m2 = 100", "total_area_m2 = \"big\"");
+        let e = errors(&src);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(
+            (e[0].line, e[0].key.as_str()),
+            (7, "building[0].total_area_m2"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn bad_timezone_and_dangling_reference_are_both_reported() {
+        let src = GOOD
+            .replace(
+                "name = \"x\"",
+                "name = \"x\"\ntimezone = \"Asia/Shang_hai\"",
+            )
+            .replace("building = \"b1\" }", "building = \"b2\" }");
+        let e = errors(&src);
+        let keys: Vec<_> = e.iter().map(|e| (e.line, e.key.clone())).collect();
+        assert_eq!(
+            keys,
+            vec![
+                (4, "site.timezone".to_string()),
+                (14, "meter[0].serves.building".to_string())
+            ]
+        );
+        assert!(e[1].message.contains("did you mean `b1`"), "{}", e[1]);
+    }
+
+    #[test]
+    fn duplicate_ids_and_zero_rollover() {
+        let src = format!(
+            "{GOOD}\n[[meter]]\nid = \"m1\"\nkind = \"water\"\nunit = \"m3\"\nrollover = 0\nserves = {{ building = \"b1\" }}\n"
+        );
+        let e = errors(&src);
+        let keys: Vec<_> = e.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, vec!["meter[1].id", "meter[1].rollover"], "{e:?}");
+    }
+
+    #[test]
+    fn negative_area_and_unknown_section() {
+        let src = format!(
+            "{}\n[[meters]]\nid = 1\n",
+            GOOD.replace("total_area_m2 = 100", "total_area_m2 = -5")
+        );
+        let e = errors(&src);
+        let keys: Vec<_> = e.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, vec!["building[0].total_area_m2", "meters"], "{e:?}");
+        assert!(e[1].message.contains("did you mean `meter`"), "{}", e[1]);
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let e = errors("[site]\nname = \"x\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].line, 2);
+    }
+}

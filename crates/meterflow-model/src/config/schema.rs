@@ -1,0 +1,327 @@
+//! The shapes of the site file's sections. Every field is documented with its
+//! unit; defaults come from named `default_*` functions.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::value::Datetime;
+
+use crate::reading::EnergyClass;
+
+/// `[site]`: the site as a whole.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteSection {
+    /// Display name of the site (e.g. the 机关事务管理局's complex).
+    pub name: String,
+    /// IANA time zone deciding day, month and year boundaries.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Factor set used for kgce and CO₂ conversions (a `factor_set` of the registry).
+    #[serde(default = "default_factor_set")]
+    pub factor_set: String,
+    /// Grid region of the CO₂ grid factor: `national` or `east_china`.
+    #[serde(default = "default_grid_region")]
+    pub grid_region: String,
+    /// Quota set the site is graded against (a `quota_set` of the registry), if any.
+    #[serde(default)]
+    pub quota_set: Option<String>,
+}
+
+fn default_timezone() -> String {
+    "Asia/Shanghai".to_string()
+}
+fn default_factor_set() -> String {
+    "cn-public-institution".to_string()
+}
+fn default_grid_region() -> String {
+    "national".to_string()
+}
+
+/// `[store]`: the embedded store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// SQLite database file; relative paths are relative to the config file.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+    /// Days of raw readings to keep (intervals and rollups are kept forever);
+    /// absent = keep raw readings forever.
+    #[serde(default)]
+    pub raw_retention_days: Option<u32>,
+    /// Readings per write transaction during import (rows).
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// SQLite page cache of the writer (MiB).
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u32,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            path: default_store_path(),
+            raw_retention_days: None,
+            batch_rows: default_batch_rows(),
+            cache_mib: default_cache_mib(),
+        }
+    }
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("data/meterflow.db")
+}
+const fn default_batch_rows() -> usize {
+    50_000
+}
+const fn default_cache_mib() -> u32 {
+    256
+}
+
+/// `[[building]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Building {
+    /// Unique building id.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Total building area (建筑面积), m².
+    pub total_area_m2: f64,
+    /// Office-zone building area (dormitories/residential excluded), m²; defaults to the total.
+    #[serde(default)]
+    pub office_area_m2: Option<f64>,
+    /// Heated area, m².
+    #[serde(default)]
+    pub heated_area_m2: Option<f64>,
+    /// Cooled area, m².
+    #[serde(default)]
+    pub cooled_area_m2: Option<f64>,
+}
+
+/// `[[zone]]`: a floor or wing of a building.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    /// Unique zone id.
+    pub id: String,
+    /// Building the zone is in.
+    pub building: String,
+    /// Floor number (basement floors negative).
+    #[serde(default)]
+    pub floor: Option<i32>,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Building area of the zone, m².
+    pub area_m2: f64,
+}
+
+/// `[[agency]]`: an agency (单位) housed on the site.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agency {
+    /// Unique agency id (used in API scopes, e.g. `agency:<id>`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// `[[headcount]]`: an agency's persons from a date on (until its next row).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Headcount {
+    /// Agency id.
+    pub agency: String,
+    /// First day this row is valid (local date).
+    pub from: Datetime,
+    /// 用能人数: persons actually working in the office zone, persons.
+    pub persons: f64,
+    /// 编制: establishment, persons.
+    #[serde(default)]
+    pub establishment: Option<u32>,
+    /// 编外: off-establishment staff, persons.
+    #[serde(default)]
+    pub off_establishment: Option<u32>,
+    /// Where the figure comes from (document, ledger).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// `[[space]]`: office area an agency occupies in a zone or building over a period.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Space {
+    /// Agency id.
+    pub agency: String,
+    /// Zone occupied (either `zone` or `building`).
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Building occupied (either `zone` or `building`).
+    #[serde(default)]
+    pub building: Option<String>,
+    /// First day of occupation (local date).
+    pub from: Datetime,
+    /// Last day of occupation (local date, inclusive); absent = ongoing.
+    #[serde(default)]
+    pub to: Option<Datetime>,
+    /// Office area occupied, m².
+    pub area_m2: f64,
+}
+
+/// What a meter serves: exactly one of the keys.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Serves {
+    /// A whole building.
+    #[serde(default)]
+    pub building: Option<String>,
+    /// A zone (floor, wing).
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// One agency.
+    #[serde(default)]
+    pub agency: Option<String>,
+    /// Several agencies sharing the meter.
+    #[serde(default)]
+    pub agencies: Option<Vec<String>>,
+}
+
+/// How a meter's consumption is split between the agencies it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocation {
+    /// All to the one agency served.
+    Direct,
+    /// By occupied area share at that time (default for shared meters).
+    AreaShare,
+    /// By the fixed `shares` of the meter.
+    Fixed,
+}
+
+/// `[[meter]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meter {
+    /// Unique meter id.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Energy class: electricity, water, gas, heat, cooling.
+    pub kind: EnergyClass,
+    /// Unit of the counter after scale and multiplier (kWh, MWh, m3, L, GJ, MJ).
+    pub unit: String,
+    /// Metering level (GB 17167): 1 site, 2 building/department, 3 equipment.
+    #[serde(default = "default_level")]
+    pub level: u8,
+    /// Parent meter id (for balance checks).
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Electricity sub-item (分项): A, A1–A3, B, B1–B2, C, C1–C3, D.
+    #[serde(default)]
+    pub subitem: Option<String>,
+    /// What the meter serves.
+    pub serves: Serves,
+    /// Allocation between agencies; default: direct for one agency, area_share otherwise.
+    #[serde(default)]
+    pub allocation: Option<Allocation>,
+    /// Fixed shares by agency id (fractions summing to 1) when `allocation = "fixed"`.
+    #[serde(default)]
+    pub shares: BTreeMap<String, f64>,
+    /// Transformer ratio CT × PT (互感器倍率), dimensionless.
+    #[serde(default = "default_one")]
+    pub multiplier: f64,
+    /// Factor from the source's value to the register value (e.g. 0.01 for a raw integer in 0.01 kWh).
+    #[serde(default = "default_one")]
+    pub scale: f64,
+    /// Register value at which the counter wraps to zero (after scale, before multiplier).
+    #[serde(default)]
+    pub rollover: Option<f64>,
+    /// Maximum plausible rate, counter unit per hour (kW for kWh, m³/h for m³); absent = no spike check.
+    #[serde(default)]
+    pub max_rate: Option<f64>,
+    /// Expected seconds between readings (the poll or report interval), s.
+    #[serde(default = "default_interval_s")]
+    pub interval_s: u32,
+    /// Counter quantity normalised into intervals; default from `kind`.
+    #[serde(default)]
+    pub quantity: Option<String>,
+    /// Source values that mean "invalid" (compared before scale): rejected, never zero.
+    #[serde(default = "default_sentinels")]
+    pub sentinels: Vec<f64>,
+    /// Intervals without a good reading before `meter_silent` is raised, count.
+    #[serde(default = "default_silent_after")]
+    pub silent_after: u32,
+}
+
+impl Meter {
+    /// The counter quantity normalised into intervals.
+    pub fn counter_quantity(&self) -> &str {
+        self.quantity
+            .as_deref()
+            .unwrap_or_else(|| self.kind.default_quantity())
+    }
+
+    /// Effective allocation.
+    pub fn effective_allocation(&self) -> Allocation {
+        self.allocation
+            .unwrap_or(if self.serves.agencies.is_some() {
+                Allocation::AreaShare
+            } else if self.serves.agency.is_some() {
+                Allocation::Direct
+            } else {
+                Allocation::AreaShare
+            })
+    }
+}
+
+const fn default_level() -> u8 {
+    2
+}
+const fn default_one() -> f64 {
+    1.0
+}
+const fn default_interval_s() -> u32 {
+    900
+}
+const fn default_silent_after() -> u32 {
+    3
+}
+
+/// Sentinel patterns of `domain.md` §1: 0xFFFF, 0x7FFF, 0x8000_0000, 0xFFFF_FFFF.
+pub fn default_sentinels() -> Vec<f64> {
+    vec![65535.0, 32767.0, 2_147_483_648.0, 4_294_967_295.0]
+}
+
+/// `[[replacement]]`: an operator-declared meter replacement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replacement {
+    /// Meter id (the logical meter continues under the same id).
+    pub meter: String,
+    /// When the old meter was removed and the new one fitted (local time, or with offset).
+    pub at: Datetime,
+    /// Old meter's final register value (source units).
+    pub old_final: f64,
+    /// New meter's initial register value (source units).
+    pub new_initial: f64,
+    /// Free text (work order, technician).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A replacement resolved to UTC.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplacementEvent {
+    /// Meter id.
+    pub meter: String,
+    /// Instant, ms since the Unix epoch.
+    pub ts_ms: i64,
+    /// Old meter's final register value (source units).
+    pub old_final: f64,
+    /// New meter's initial register value (source units).
+    pub new_initial: f64,
+}

@@ -1,0 +1,708 @@
+//! Cross-field rules, in one place. Each rule reports at the key it is about.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use chrono::{LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
+use toml::value::Datetime;
+
+use super::{ConfigErrors, Ctx, Located, RawDocument, Site, StoreSection, read_document, suggest};
+use crate::config::schema::*;
+use crate::factors::{FactorRegistry, to_date};
+use crate::reading::EnergyClass;
+
+const SUBITEMS: &[&str] = &[
+    "A", "A1", "A2", "A3", "B", "B1", "B2", "C", "C1", "C2", "C3", "D",
+];
+const GRID_REGIONS: &[&str] = &["national", "east_china"];
+
+/// Parse a registry-only file (the shipped defaults).
+pub(crate) fn parse_registry(src: &str, path: &Path) -> Result<FactorRegistry, ConfigErrors> {
+    let mut ctx = Ctx::new(src, path);
+    let doc = read_document(&mut ctx);
+    let mut reg = FactorRegistry::default();
+    if let Some(doc) = doc {
+        check_registry_rows(&mut ctx, &doc);
+        reg.factors = doc.factors.into_iter().map(|l| l.value).collect();
+        reg.targets = doc.targets.into_iter().map(|l| l.value).collect();
+        reg.quotas = doc.quotas.into_iter().map(|l| l.value).collect();
+    }
+    if ctx.errors.is_empty() {
+        Ok(reg)
+    } else {
+        Err(ConfigErrors(ctx.errors))
+    }
+}
+
+pub(crate) fn validate(
+    ctx: &mut Ctx<'_>,
+    doc: RawDocument<'_>,
+    mut registry: FactorRegistry,
+) -> Option<Site> {
+    let Some(site) = doc.site.as_ref() else {
+        ctx.error(
+            0..0,
+            "site",
+            "missing [site] section (name and timezone of the site)",
+        );
+        return None;
+    };
+    let tz = match site.value.timezone.parse::<chrono_tz::Tz>() {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            ctx.error(
+                site.span_of(&["timezone"]),
+                site.key("timezone"),
+                format!(
+                    "`{}` is not an IANA time zone (e.g. Asia/Shanghai)",
+                    site.value.timezone
+                ),
+            );
+            None
+        }
+    };
+    if !GRID_REGIONS.contains(&site.value.grid_region.as_str()) {
+        let hint = suggest(&site.value.grid_region, GRID_REGIONS.iter());
+        ctx.error(
+            site.span_of(&["grid_region"]),
+            site.key("grid_region"),
+            format!("unknown grid region `{}`{hint}", site.value.grid_region),
+        );
+    }
+    if let Some(store) = doc.store.as_ref() {
+        if store.value.batch_rows == 0 {
+            ctx.error(
+                store.span_of(&["batch_rows"]),
+                store.key("batch_rows"),
+                "must be at least 1",
+            );
+        }
+        if store.value.raw_retention_days == Some(0) {
+            ctx.error(
+                store.span_of(&["raw_retention_days"]),
+                store.key("raw_retention_days"),
+                "must be at least 1 day (omit it to keep raw readings forever)",
+            );
+        }
+    }
+
+    let failed = |section: &'static str| -> Vec<String> {
+        doc.failed_ids
+            .iter()
+            .filter(|(s, _)| s == section)
+            .map(|(_, id)| id.clone())
+            .collect()
+    };
+    let mut buildings = unique_ids(ctx, &doc.buildings, |b| &b.id, "building");
+    let mut zones = unique_ids(ctx, &doc.zones, |z| &z.id, "zone");
+    let mut agencies = unique_ids(ctx, &doc.agencies, |a| &a.id, "agency");
+    let mut meters = unique_ids(ctx, &doc.meters, |m| &m.id, "meter");
+    buildings.extend(failed("building"));
+    zones.extend(failed("zone"));
+    agencies.extend(failed("agency"));
+    meters.extend(failed("meter"));
+
+    for b in &doc.buildings {
+        non_negative(ctx, b, "total_area_m2", Some(b.value.total_area_m2));
+        non_negative(ctx, b, "office_area_m2", b.value.office_area_m2);
+        non_negative(ctx, b, "heated_area_m2", b.value.heated_area_m2);
+        non_negative(ctx, b, "cooled_area_m2", b.value.cooled_area_m2);
+        if let Some(office) = b.value.office_area_m2 {
+            if office > b.value.total_area_m2 {
+                ctx.error(
+                    b.span_of(&["office_area_m2"]),
+                    b.key("office_area_m2"),
+                    format!(
+                        "office area {office} m² exceeds the total area {} m²",
+                        b.value.total_area_m2
+                    ),
+                );
+            }
+        }
+    }
+    for z in &doc.zones {
+        reference(
+            ctx,
+            z,
+            "building",
+            &z.value.building,
+            &buildings,
+            "building",
+        );
+        non_negative(ctx, z, "area_m2", Some(z.value.area_m2));
+    }
+    for h in &doc.headcounts {
+        reference(ctx, h, "agency", &h.value.agency, &agencies, "agency");
+        non_negative(ctx, h, "persons", Some(h.value.persons));
+        date(ctx, h, "from", &h.value.from);
+    }
+    for s in &doc.spaces {
+        reference(ctx, s, "agency", &s.value.agency, &agencies, "agency");
+        match (&s.value.zone, &s.value.building) {
+            (Some(z), None) => {
+                reference(ctx, s, "zone", z, &zones, "zone");
+            }
+            (None, Some(b)) => {
+                reference(ctx, s, "building", b, &buildings, "building");
+            }
+            _ => ctx.error(
+                s.span_of(&[]),
+                s.key(""),
+                "give exactly one of `zone` or `building`",
+            ),
+        }
+        non_negative(ctx, s, "area_m2", Some(s.value.area_m2));
+        let from = date(ctx, s, "from", &s.value.from);
+        if let Some(to) = s.value.to.as_ref() {
+            if let (Some(from), Some(to)) = (from, date(ctx, s, "to", to)) {
+                if to < from {
+                    ctx.error(
+                        s.span_of(&["to"]),
+                        s.key("to"),
+                        format!("ends ({to}) before it starts ({from})"),
+                    );
+                }
+            }
+        }
+    }
+    for m in &doc.meters {
+        check_meter(ctx, m, &buildings, &zones, &agencies, &meters);
+    }
+    check_parent_cycles(ctx, &doc.meters);
+
+    let mut replacements = Vec::new();
+    for r in &doc.replacements {
+        let known = reference(ctx, r, "meter", &r.value.meter, &meters, "meter");
+        for key in ["old_final", "new_initial"] {
+            let v = if key == "old_final" {
+                r.value.old_final
+            } else {
+                r.value.new_initial
+            };
+            if !v.is_finite() || v < 0.0 {
+                ctx.error(
+                    r.span_of(&[key]),
+                    r.key(key),
+                    format!("must be a register value >= 0, got {v}"),
+                );
+            }
+        }
+        if let (true, Some(tz)) = (known, tz) {
+            match instant(&r.value.at, tz) {
+                Ok(ts_ms) => replacements.push(ReplacementEvent {
+                    meter: r.value.meter.clone(),
+                    ts_ms,
+                    old_final: r.value.old_final,
+                    new_initial: r.value.new_initial,
+                }),
+                Err(msg) => ctx.error(r.span_of(&["at"]), r.key("at"), msg),
+            }
+        }
+    }
+    replacements.sort_by(|a, b| (a.meter.as_str(), a.ts_ms).cmp(&(b.meter.as_str(), b.ts_ms)));
+    for pair in replacements.windows(2) {
+        if pair[0].meter == pair[1].meter && pair[0].ts_ms == pair[1].ts_ms {
+            if let Some(r) = doc
+                .replacements
+                .iter()
+                .find(|r| r.value.meter == pair[1].meter)
+            {
+                ctx.error(
+                    r.span_of(&["at"]),
+                    r.key("at"),
+                    "two replacements of the same meter at the same instant",
+                );
+            }
+        }
+    }
+
+    check_registry_rows(ctx, &doc);
+    let overrides = (
+        doc.factors.iter().map(|l| l.value.clone()).collect(),
+        doc.targets.iter().map(|l| l.value.clone()).collect(),
+        doc.quotas.iter().map(|l| l.value.clone()).collect(),
+    );
+    registry.apply_overrides(overrides.0, overrides.1, overrides.2);
+    if !registry
+        .factors
+        .iter()
+        .any(|f| f.factor_set == site.value.factor_set)
+    {
+        let sets: BTreeSet<&str> = registry
+            .factors
+            .iter()
+            .map(|f| f.factor_set.as_str())
+            .collect();
+        let sets: Vec<&str> = sets.into_iter().collect();
+        let hint = suggest(&site.value.factor_set, sets.iter());
+        ctx.error(
+            site.span_of(&["factor_set"]),
+            site.key("factor_set"),
+            format!(
+                "no factor set `{}` in the registry{hint}",
+                site.value.factor_set
+            ),
+        );
+    }
+    if let Some(qs) = site.value.quota_set.as_ref() {
+        if registry.quotas_of(qs).next().is_none() {
+            let sets: BTreeSet<&str> = registry
+                .quotas
+                .iter()
+                .map(|q| q.quota_set.as_str())
+                .collect();
+            let sets: Vec<&str> = sets.into_iter().collect();
+            let hint = suggest(qs, sets.iter());
+            ctx.error(
+                site.span_of(&["quota_set"]),
+                site.key("quota_set"),
+                format!("no quota set `{qs}` in the registry{hint}"),
+            );
+        }
+    }
+
+    let tz = tz?;
+    let mut headcounts: Vec<Headcount> = doc.headcounts.into_iter().map(|l| l.value).collect();
+    headcounts.sort_by(|a, b| {
+        (a.agency.as_str(), to_date(&a.from)).cmp(&(b.agency.as_str(), to_date(&b.from)))
+    });
+    let meters: Vec<Meter> = doc.meters.into_iter().map(|l| l.value).collect();
+    let meter_index = meters
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.id.clone(), i))
+        .collect();
+    Some(Site {
+        path: ctx.file.clone(),
+        site: site.value.clone(),
+        tz,
+        store: doc
+            .store
+            .map(|l| l.value)
+            .unwrap_or_else(StoreSection::default),
+        buildings: doc.buildings.into_iter().map(|l| l.value).collect(),
+        zones: doc.zones.into_iter().map(|l| l.value).collect(),
+        agencies: doc.agencies.into_iter().map(|l| l.value).collect(),
+        headcounts,
+        spaces: doc.spaces.into_iter().map(|l| l.value).collect(),
+        meters,
+        replacements,
+        factors: registry,
+        meter_index,
+    })
+}
+
+fn check_meter(
+    ctx: &mut Ctx<'_>,
+    m: &Located<'_, Meter>,
+    buildings: &BTreeSet<String>,
+    zones: &BTreeSet<String>,
+    agencies: &BTreeSet<String>,
+    meters: &BTreeSet<String>,
+) {
+    let v = &m.value;
+    let units = v.kind.allowed_units();
+    if !units.contains(&v.unit.as_str()) {
+        ctx.error(
+            m.span_of(&["unit"]),
+            m.key("unit"),
+            format!(
+                "`{}` is not a unit of a {} meter; expected one of {}",
+                v.unit,
+                v.kind.as_str(),
+                units.join(", ")
+            ),
+        );
+    }
+    if !(1..=3).contains(&v.level) {
+        ctx.error(
+            m.span_of(&["level"]),
+            m.key("level"),
+            format!(
+                "metering level must be 1, 2 or 3 (GB 17167), got {}",
+                v.level
+            ),
+        );
+    }
+    if let Some(parent) = v.parent.as_ref() {
+        if parent == &v.id {
+            ctx.error(
+                m.span_of(&["parent"]),
+                m.key("parent"),
+                "a meter cannot be its own parent",
+            );
+        } else {
+            reference(ctx, m, "parent", parent, meters, "meter");
+        }
+    }
+    if let Some(sub) = v.subitem.as_ref() {
+        if v.kind != EnergyClass::Electricity {
+            ctx.error(
+                m.span_of(&["subitem"]),
+                m.key("subitem"),
+                "sub-items (分项) apply to electricity meters only",
+            );
+        } else if !SUBITEMS.contains(&sub.as_str()) {
+            ctx.error(
+                m.span_of(&["subitem"]),
+                m.key("subitem"),
+                format!(
+                    "unknown sub-item `{sub}`; expected one of {}",
+                    SUBITEMS.join(", ")
+                ),
+            );
+        }
+    }
+    let s = &v.serves;
+    let given = [
+        s.building.is_some(),
+        s.zone.is_some(),
+        s.agency.is_some(),
+        s.agencies.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if given != 1 {
+        ctx.error(m.span_of(&["serves"]), m.key("serves"), "give exactly one of building, zone, agency or agencies, e.g. serves = { zone = \"b1-f3\" }");
+    }
+    if let Some(b) = s.building.as_ref() {
+        reference(ctx, m, "serves.building", b, buildings, "building");
+    }
+    if let Some(z) = s.zone.as_ref() {
+        reference(ctx, m, "serves.zone", z, zones, "zone");
+    }
+    if let Some(a) = s.agency.as_ref() {
+        reference(ctx, m, "serves.agency", a, agencies, "agency");
+    }
+    if let Some(list) = s.agencies.as_ref() {
+        if list.len() < 2 {
+            ctx.error(
+                m.span_of(&["serves", "agencies"]),
+                m.key("serves.agencies"),
+                "list at least two agencies (use `agency` for one)",
+            );
+        }
+        for (i, a) in list.iter().enumerate() {
+            let idx = i.to_string();
+            if !agencies.contains(a) {
+                let hint = suggest(
+                    a,
+                    agencies
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .iter(),
+                );
+                ctx.error(
+                    m.span_of(&["serves", "agencies", &idx]),
+                    m.key(&format!("serves.agencies[{i}]")),
+                    format!("no agency `{a}`{hint}"),
+                );
+            }
+        }
+    }
+    match v.effective_allocation() {
+        Allocation::Fixed => {
+            if v.shares.is_empty() {
+                ctx.error(
+                    m.span_of(&["allocation"]),
+                    m.key("allocation"),
+                    "fixed allocation needs `shares`, e.g. shares = { fin = 0.6, tax = 0.4 }",
+                );
+            } else {
+                let sum: f64 = v.shares.values().sum();
+                if (sum - 1.0).abs() > 1e-6 {
+                    ctx.error(
+                        m.span_of(&["shares"]),
+                        m.key("shares"),
+                        format!("shares must sum to 1, they sum to {sum}"),
+                    );
+                }
+                for (agency, share) in &v.shares {
+                    if !agencies.contains(agency) {
+                        ctx.error(
+                            m.span_of(&["shares", agency]),
+                            m.key(&format!("shares.{agency}")),
+                            format!("no agency `{agency}`"),
+                        );
+                    }
+                    if !(0.0..=1.0).contains(share) {
+                        ctx.error(
+                            m.span_of(&["shares", agency]),
+                            m.key(&format!("shares.{agency}")),
+                            format!("a share is a fraction between 0 and 1, got {share}"),
+                        );
+                    }
+                }
+            }
+        }
+        Allocation::Direct => {
+            if s.agency.is_none() && given == 1 {
+                ctx.error(m.span_of(&["allocation"]), m.key("allocation"), "direct allocation needs the meter to serve one agency (serves = { agency = \"...\" })");
+            }
+        }
+        Allocation::AreaShare => {}
+    }
+    if !v.shares.is_empty() && v.effective_allocation() != Allocation::Fixed {
+        ctx.error(
+            m.span_of(&["shares"]),
+            m.key("shares"),
+            "`shares` is only used with allocation = \"fixed\"",
+        );
+    }
+    positive(ctx, m, "multiplier", Some(v.multiplier));
+    positive(ctx, m, "scale", Some(v.scale));
+    positive(ctx, m, "rollover", v.rollover);
+    positive(ctx, m, "max_rate", v.max_rate);
+    if v.interval_s == 0 {
+        ctx.error(
+            m.span_of(&["interval_s"]),
+            m.key("interval_s"),
+            "the reading interval must be at least 1 s",
+        );
+    }
+    if v.silent_after == 0 {
+        ctx.error(
+            m.span_of(&["silent_after"]),
+            m.key("silent_after"),
+            "must be at least 1 interval",
+        );
+    }
+    if let Some(q) = v.quantity.as_ref() {
+        if !is_snake_case(q) {
+            ctx.error(
+                m.span_of(&["quantity"]),
+                m.key("quantity"),
+                format!("quantity names are ASCII snake_case, got `{q}`"),
+            );
+        }
+    }
+}
+
+fn check_parent_cycles(ctx: &mut Ctx<'_>, meters: &[Located<'_, Meter>]) {
+    let parent: BTreeMap<&str, &str> = meters
+        .iter()
+        .filter_map(|m| m.value.parent.as_deref().map(|p| (m.value.id.as_str(), p)))
+        .collect();
+    for m in meters {
+        let mut seen = BTreeSet::new();
+        let mut cur = m.value.id.as_str();
+        while let Some(&p) = parent.get(cur) {
+            if !seen.insert(cur) {
+                break;
+            }
+            if p == m.value.id {
+                ctx.error(
+                    m.span_of(&["parent"]),
+                    m.key("parent"),
+                    format!("parent chain of `{}` loops back to itself", m.value.id),
+                );
+                break;
+            }
+            cur = p;
+        }
+    }
+}
+
+fn check_registry_rows(ctx: &mut Ctx<'_>, doc: &RawDocument<'_>) {
+    for f in &doc.factors {
+        if !f.value.value.is_finite() || f.value.value <= 0.0 {
+            ctx.error(
+                f.span_of(&["value"]),
+                f.key("value"),
+                format!("a factor must be > 0, got {}", f.value.value),
+            );
+        }
+        let from = f
+            .value
+            .effective_from
+            .as_ref()
+            .and_then(|d| date(ctx, f, "effective_from", d));
+        let to = f
+            .value
+            .effective_to
+            .as_ref()
+            .and_then(|d| date(ctx, f, "effective_to", d));
+        if let (Some(a), Some(b)) = (from, to) {
+            if b < a {
+                ctx.error(
+                    f.span_of(&["effective_to"]),
+                    f.key("effective_to"),
+                    format!("ends ({b}) before it starts ({a})"),
+                );
+            }
+        }
+    }
+    for t in &doc.targets {
+        if t.value.target_year <= t.value.base_year {
+            ctx.error(
+                t.span_of(&["target_year"]),
+                t.key("target_year"),
+                "target year must come after the base year",
+            );
+        }
+        if !(0.0..100.0).contains(&t.value.reduction_pct) {
+            ctx.error(
+                t.span_of(&["reduction_pct"]),
+                t.key("reduction_pct"),
+                "a reduction is a percentage in [0, 100)",
+            );
+        }
+    }
+    for q in &doc.quotas {
+        let v = &q.value;
+        let ordered = v
+            .guide
+            .is_none_or(|g| g <= v.baseline.unwrap_or(v.constraint))
+            && v.baseline.is_none_or(|b| b <= v.constraint);
+        if !ordered {
+            ctx.error(
+                q.span_of(&["constraint"]),
+                q.key("constraint"),
+                "quota levels must satisfy guide <= baseline <= constraint",
+            );
+        }
+    }
+}
+
+fn unique_ids<T>(
+    ctx: &mut Ctx<'_>,
+    items: &[Located<'_, T>],
+    id: impl Fn(&T) -> &String,
+    what: &str,
+) -> BTreeSet<String> {
+    let mut seen = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let value = id(&item.value);
+        if value.is_empty()
+            || value
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+        {
+            ctx.error(
+                item.span_of(&["id"]),
+                item.key("id"),
+                format!(
+                    "a {what} id must be non-empty, without spaces or backslashes, got `{value}`"
+                ),
+            );
+        }
+        if let Some(first) = seen.insert(value.clone(), i) {
+            ctx.error(
+                item.span_of(&["id"]),
+                item.key("id"),
+                format!("duplicate {what} id `{value}` (first defined as {what}[{first}])"),
+            );
+        }
+    }
+    seen.into_keys().collect()
+}
+
+fn reference<T>(
+    ctx: &mut Ctx<'_>,
+    item: &Located<'_, T>,
+    key: &str,
+    value: &str,
+    known: &BTreeSet<String>,
+    what: &str,
+) -> bool {
+    if known.contains(value) {
+        return true;
+    }
+    let path: Vec<&str> = key.split('.').collect();
+    let names: Vec<&str> = known.iter().map(String::as_str).collect();
+    let hint = if names.is_empty() {
+        format!(" (no {what} is defined)")
+    } else {
+        suggest(value, names.iter())
+    };
+    ctx.error(
+        item.span_of(&path),
+        item.key(key),
+        format!("no {what} `{value}`{hint}"),
+    );
+    false
+}
+
+fn non_negative<T>(ctx: &mut Ctx<'_>, item: &Located<'_, T>, key: &str, value: Option<f64>) {
+    if let Some(v) = value {
+        if !v.is_finite() || v < 0.0 {
+            ctx.error(
+                item.span_of(&[key]),
+                item.key(key),
+                format!("must be a finite number >= 0, got {v}"),
+            );
+        }
+    }
+}
+
+fn positive<T>(ctx: &mut Ctx<'_>, item: &Located<'_, T>, key: &str, value: Option<f64>) {
+    if let Some(v) = value {
+        if !v.is_finite() || v <= 0.0 {
+            ctx.error(
+                item.span_of(&[key]),
+                item.key(key),
+                format!("must be a finite number > 0, got {v}"),
+            );
+        }
+    }
+}
+
+fn date<T>(
+    ctx: &mut Ctx<'_>,
+    item: &Located<'_, T>,
+    key: &str,
+    value: &Datetime,
+) -> Option<NaiveDate> {
+    let d = to_date(value);
+    if d.is_none() {
+        ctx.error(
+            item.span_of(&[key]),
+            item.key(key),
+            format!("expected a date like 2025-07-01, got {value}"),
+        );
+    }
+    d
+}
+
+/// A TOML datetime as an instant: with an offset it is exact; a local
+/// datetime or date is read in the site's zone. DST gaps and overlaps are errors.
+pub fn instant(value: &Datetime, tz: chrono_tz::Tz) -> Result<i64, String> {
+    let Some(d) = value.date else {
+        return Err(format!("expected a date and time, got {value}"));
+    };
+    let date = NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
+        .ok_or_else(|| format!("not a calendar date: {value}"))?;
+    let time = match value.time {
+        Some(t) => NaiveTime::from_hms_nano_opt(
+            u32::from(t.hour),
+            u32::from(t.minute),
+            u32::from(t.second.unwrap_or(0)),
+            t.nanosecond.unwrap_or(0),
+        )
+        .ok_or_else(|| format!("not a time of day: {value}"))?,
+        None => NaiveTime::MIN,
+    };
+    let naive = NaiveDateTime::new(date, time);
+    match value.offset {
+        Some(toml::value::Offset::Z) => Ok(naive.and_utc().timestamp_millis()),
+        Some(toml::value::Offset::Custom { minutes }) => {
+            Ok(naive.and_utc().timestamp_millis() - i64::from(minutes) * 60_000)
+        }
+        None => match tz.from_local_datetime(&naive) {
+            LocalResult::Single(t) => Ok(t.timestamp_millis()),
+            LocalResult::Ambiguous(_, _) => Err(format!(
+                "{value} happens twice in {tz} (DST change): add an offset"
+            )),
+            LocalResult::None => Err(format!("{value} does not exist in {tz} (DST gap)")),
+        },
+    }
+}
+
+fn is_snake_case(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}

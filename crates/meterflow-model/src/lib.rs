@@ -1,0 +1,14 @@
+//! The meterflow data model: site configuration (schema, loading, validation
+//! with file/line/column errors), the factor registry, and the value types
+//! that travel the data path (`Reading`, `Quality`, `AnomalyKind`).
+//!
+//! No I/O here except reading a configuration file from disk; everything else
+//! is plain data.
+
+pub mod config;
+pub mod factors;
+pub mod reading;
+pub mod span;
+
+pub use config::{ConfigError, ConfigErrors, Site};
+pub use reading::{AnomalyKind, EnergyClass, Quality, Reading, TimeSource};
