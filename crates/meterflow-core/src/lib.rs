@@ -1,1 +1,32 @@
-//! placeholder
+//! The pure core of meterflow: counter normalisation (`domain.md` §1),
+//! 15-minute interval attribution, local-time rollup keys and KPI maths.
+//!
+//! No tokio, no sockets, no files: everything here is a function of its
+//! inputs, so it is tested exhaustively (unit tables and property tests).
+//!
+//! Architecture invariant: consumption is carried as integer micro-units
+//! (10⁻⁶ of the meter's unit) from the counter to the bucket, so sums are exact
+//! and a late reading re-derives buckets to exactly the in-order result.
+
+pub mod buckets;
+pub mod counter;
+pub mod engine;
+pub mod kpi;
+pub mod memlog;
+pub mod time;
+
+pub use counter::{Anomaly, CounterSpec, Item, Point, State, Status, Step};
+pub use engine::{Outcome, SeriesLog, ingest};
+
+/// Micro-units per unit: consumption and registers are `i64` micro-units.
+pub const MICRO: f64 = 1_000_000.0;
+
+/// Micro-units to a float in the meter's unit.
+pub fn from_micro(micro: i64) -> f64 {
+    micro as f64 / MICRO
+}
+
+#[cfg(test)]
+mod counter_tests;
+#[cfg(test)]
+mod engine_props;
