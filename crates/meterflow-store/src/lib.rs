@@ -1,1 +1,27 @@
-//! placeholder
+//! The embedded store: SQLite in WAL mode, the system of record.
+//!
+//! One [`Writer`] owns the write connection and the normaliser's per-series
+//! state; it commits readings, their statuses, anomalies, 15-minute intervals
+//! and hourly/daily rollups in one transaction per batch. [`Reader`]s are
+//! read-only connections that may run concurrently.
+//!
+//! Architecture invariants:
+//! - A reading is reported stored only after its transaction committed.
+//! - Intervals and rollups are a function of the stored readings: restarting,
+//!   re-importing or receiving readings late gives the same rows.
+//! - The store knows nothing about where readings come from (Modbus, MQTT, files).
+
+mod error;
+mod read;
+mod schema;
+mod write;
+
+pub use error::StoreError;
+pub use read::{AnomalyRow, DayRow, HourRow, IntervalRow, Reader, ReadingRow};
+pub use write::{BatchReport, Verdict, Writer};
+
+/// Clock skew tolerance: a source time more than this ahead of receive time is flagged.
+pub const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,259 @@
+//! Read-only access: concurrent with the writer (WAL).
+
+use std::path::{Path, PathBuf};
+
+use meterflow_core::from_micro;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Ctx, StoreError};
+use crate::write::open_conn;
+
+/// One 15-minute bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntervalRow {
+    /// Bucket start, ms.
+    pub bucket_ms: i64,
+    /// Consumption, micro-units.
+    pub micro: i64,
+    /// Measured coverage, ms.
+    pub measured_ms: i64,
+    /// Estimated coverage, ms.
+    pub estimated_ms: i64,
+}
+
+/// One local hour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HourRow {
+    /// First instant of the local hour, ms.
+    pub hour_ms: i64,
+    /// Consumption, micro-units.
+    pub micro: i64,
+    /// Measured buckets.
+    pub measured: i64,
+    /// Estimated buckets.
+    pub estimated: i64,
+}
+
+/// One local day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayRow {
+    /// Local date, YYYY-MM-DD.
+    pub day: String,
+    /// Consumption, micro-units.
+    pub micro: i64,
+    /// Measured buckets.
+    pub measured: i64,
+    /// Estimated buckets.
+    pub estimated: i64,
+}
+
+/// One stored anomaly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyRow {
+    /// Meter id.
+    pub meter: String,
+    /// Item time, ms.
+    pub ts_ms: i64,
+    /// Kind (stable text).
+    pub kind: String,
+    /// Detail.
+    pub detail: String,
+}
+
+/// One raw reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadingRow {
+    /// Time, ms.
+    pub ts_ms: i64,
+    /// Value (NaN when the source sent a non-finite number).
+    pub value: f64,
+    /// Normaliser status code (`None` for gauges).
+    pub status: Option<i64>,
+    /// 1 for a replacement event.
+    pub kind: i64,
+}
+
+/// A read-only connection.
+pub struct Reader {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Reader {
+    /// Open read-only; the store must exist.
+    pub fn open(path: &Path) -> Result<Reader, StoreError> {
+        Ok(Reader {
+            conn: open_conn(path, 32, true)?,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Series id of a meter's quantity.
+    pub fn series_id(&self, meter: &str, quantity: &str) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id FROM series WHERE meter = ?1 AND quantity = ?2",
+                params![meter, quantity],
+                |r| r.get(0),
+            )
+            .optional()
+            .at(&self.path)
+    }
+
+    /// Buckets with coverage in `[from_ms, to_ms)`.
+    pub fn intervals(
+        &self,
+        series: i64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<IntervalRow>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached("SELECT bucket_ms, micro, measured_ms, estimated_ms FROM intervals WHERE series = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3 ORDER BY bucket_ms")
+            .at(&self.path)?;
+        let rows = s
+            .query_map(params![series, from_ms, to_ms], |r| {
+                Ok(IntervalRow {
+                    bucket_ms: r.get(0)?,
+                    micro: r.get(1)?,
+                    measured_ms: r.get(2)?,
+                    estimated_ms: r.get(3)?,
+                })
+            })
+            .at(&self.path)?;
+        rows.collect::<Result<_, _>>().at(&self.path)
+    }
+
+    /// Hourly rollups with the hour start in `[from_ms, to_ms)`.
+    pub fn hours(&self, series: i64, from_ms: i64, to_ms: i64) -> Result<Vec<HourRow>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached("SELECT hour_ms, micro, measured, estimated FROM rollup_hour WHERE series = ?1 AND hour_ms >= ?2 AND hour_ms < ?3 ORDER BY hour_ms")
+            .at(&self.path)?;
+        let rows = s
+            .query_map(params![series, from_ms, to_ms], |r| {
+                Ok(HourRow {
+                    hour_ms: r.get(0)?,
+                    micro: r.get(1)?,
+                    measured: r.get(2)?,
+                    estimated: r.get(3)?,
+                })
+            })
+            .at(&self.path)?;
+        rows.collect::<Result<_, _>>().at(&self.path)
+    }
+
+    /// Daily rollups for local dates in `[from, to)` (YYYY-MM-DD).
+    pub fn days(&self, series: i64, from: &str, to: &str) -> Result<Vec<DayRow>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached("SELECT day, micro, measured, estimated FROM rollup_day WHERE series = ?1 AND day >= ?2 AND day < ?3 ORDER BY day")
+            .at(&self.path)?;
+        let rows = s
+            .query_map(params![series, from, to], |r| {
+                Ok(DayRow {
+                    day: r.get(0)?,
+                    micro: r.get(1)?,
+                    measured: r.get(2)?,
+                    estimated: r.get(3)?,
+                })
+            })
+            .at(&self.path)?;
+        rows.collect::<Result<_, _>>().at(&self.path)
+    }
+
+    /// Raw readings of a series in `[from_ms, to_ms)`.
+    pub fn readings(
+        &self,
+        series: i64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<ReadingRow>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached("SELECT ts_ms, value, status, kind FROM readings WHERE series = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 ORDER BY ts_ms")
+            .at(&self.path)?;
+        let rows = s
+            .query_map(params![series, from_ms, to_ms], |r| {
+                Ok(ReadingRow {
+                    ts_ms: r.get(0)?,
+                    value: r.get::<_, Option<f64>>(1)?.unwrap_or(f64::NAN),
+                    status: r.get(2)?,
+                    kind: r.get(3)?,
+                })
+            })
+            .at(&self.path)?;
+        rows.collect::<Result<_, _>>().at(&self.path)
+    }
+
+    /// Anomalies of a meter (all meters if `None`) in `[from_ms, to_ms)`.
+    pub fn anomalies(
+        &self,
+        meter: Option<&str>,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<AnomalyRow>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT s.meter, a.ts_ms, a.kind, a.detail FROM anomalies a JOIN series s ON s.id = a.series
+                 WHERE (?1 IS NULL OR s.meter = ?1) AND a.ts_ms >= ?2 AND a.ts_ms < ?3 ORDER BY a.ts_ms, s.meter, a.kind",
+            )
+            .at(&self.path)?;
+        let rows = s
+            .query_map(params![meter, from_ms, to_ms], |r| {
+                Ok(AnomalyRow {
+                    meter: r.get(0)?,
+                    ts_ms: r.get(1)?,
+                    kind: r.get(2)?,
+                    detail: r.get(3)?,
+                })
+            })
+            .at(&self.path)?;
+        rows.collect::<Result<_, _>>().at(&self.path)
+    }
+
+    /// Total consumption of a series over all time, in the meter's unit.
+    pub fn total(&self, series: i64) -> Result<f64, StoreError> {
+        let micro: i64 = self
+            .conn
+            .query_row(
+                "SELECT coalesce(sum(micro), 0) FROM intervals WHERE series = ?1",
+                params![series],
+                |r| r.get(0),
+            )
+            .at(&self.path)?;
+        Ok(from_micro(micro))
+    }
+
+    /// Row count of a table (for tests and summaries).
+    pub fn count(&self, table: &str) -> Result<i64, StoreError> {
+        let allowed = [
+            "readings",
+            "anomalies",
+            "intervals",
+            "rollup_hour",
+            "rollup_day",
+            "dead_letters",
+            "series",
+        ];
+        if !allowed.contains(&table) {
+            return Ok(0);
+        }
+        self.conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .at(&self.path)
+    }
+
+    /// Dead letters as `(source, location, reason)`.
+    pub fn dead_letters(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached("SELECT source, location, reason FROM dead_letters ORDER BY id")
+            .at(&self.path)?;
+        let rows = s
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .at(&self.path)?;
+        rows.collect::<Result<_, _>>().at(&self.path)
+    }
+}

@@ -1,0 +1,112 @@
+//! Versioned schema migrations (PRAGMA user_version).
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::error::{Ctx, StoreError};
+
+/// Migrations in order; entry `i` brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the foundation.
+    r#"
+    CREATE TABLE series (
+        id        INTEGER PRIMARY KEY,
+        meter     TEXT NOT NULL,
+        quantity  TEXT NOT NULL,
+        counter   INTEGER NOT NULL,           -- 1: normalised counter, 0: gauge
+        UNIQUE (meter, quantity)
+    );
+    -- Raw readings (kind 0) and replacement events (kind 1: value = old final,
+    -- aux = new initial). status: normaliser decision code, NULL for gauges.
+    -- value is NULL when the source sent a non-finite number (raw keeps its text).
+    CREATE TABLE readings (
+        series       INTEGER NOT NULL,
+        ts_ms        INTEGER NOT NULL,
+        kind         INTEGER NOT NULL DEFAULT 0,
+        value        REAL,
+        aux          REAL,
+        raw          TEXT,
+        recv_ms      INTEGER NOT NULL,
+        time_source  TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        status       INTEGER,
+        PRIMARY KEY (series, ts_ms)
+    ) WITHOUT ROWID;
+    CREATE TABLE anomalies (
+        series       INTEGER NOT NULL,
+        ts_ms        INTEGER NOT NULL,
+        kind         TEXT NOT NULL,
+        detail       TEXT NOT NULL,
+        detected_ms  INTEGER NOT NULL,
+        PRIMARY KEY (series, ts_ms, kind)
+    ) WITHOUT ROWID;
+    -- 15-minute buckets with any coverage; an absent bucket is `missing`.
+    -- micro: consumption in 1e-6 of the meter's unit (exact sums).
+    CREATE TABLE intervals (
+        series        INTEGER NOT NULL,
+        bucket_ms     INTEGER NOT NULL,
+        micro         INTEGER NOT NULL,
+        measured_ms   INTEGER NOT NULL,
+        estimated_ms  INTEGER NOT NULL,
+        PRIMARY KEY (series, bucket_ms)
+    ) WITHOUT ROWID;
+    -- Local-hour rollups keyed by the hour's first instant (UTC ms);
+    -- measured/estimated count buckets of that quality.
+    CREATE TABLE rollup_hour (
+        series     INTEGER NOT NULL,
+        hour_ms    INTEGER NOT NULL,
+        micro      INTEGER NOT NULL,
+        measured   INTEGER NOT NULL,
+        estimated  INTEGER NOT NULL,
+        PRIMARY KEY (series, hour_ms)
+    ) WITHOUT ROWID;
+    -- Local-day rollups keyed by the local date (YYYY-MM-DD).
+    CREATE TABLE rollup_day (
+        series     INTEGER NOT NULL,
+        day        TEXT NOT NULL,
+        micro      INTEGER NOT NULL,
+        measured   INTEGER NOT NULL,
+        estimated  INTEGER NOT NULL,
+        PRIMARY KEY (series, day)
+    ) WITHOUT ROWID;
+    -- Input that could not be stored, kept with its reason (nothing is lost silently).
+    CREATE TABLE dead_letters (
+        id           INTEGER PRIMARY KEY,
+        received_ms  INTEGER NOT NULL,
+        source       TEXT NOT NULL,
+        location     TEXT NOT NULL,
+        reason       TEXT NOT NULL,
+        payload      TEXT NOT NULL
+    );
+    CREATE TABLE meta (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    "#,
+];
+
+/// Highest schema version this build knows.
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Bring the database to the current version.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .at(path)?;
+    if found > VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction().at(path)?;
+        tx.execute_batch(sql).at(path)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .at(path)?;
+        tx.commit().at(path)?;
+    }
+    Ok(())
+}

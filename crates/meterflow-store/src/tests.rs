@@ -1,0 +1,220 @@
+//! The store derives exactly what the in-memory reference derives.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use meterflow_core::counter::{CounterSpec, Item};
+use meterflow_core::memlog::MemSeries;
+use meterflow_model::{Reading, Site, TimeSource};
+
+use crate::{Reader, Verdict, Writer};
+
+const T0: i64 = 1_735_660_800_000; // 2025-01-01T00:00+08:00
+
+fn site(dir: &Path) -> Site {
+    let src = format!(
+        r#"
+[site]
+name = "t"
+[store]
+path = "{}/t.db"
+[[building]]
+id = "b"
+total_area_m2 = 1
+[[meter]]
+id = "m"
+kind = "electricity"
+unit = "kWh"
+serves = {{ building = "b" }}
+multiplier = 2
+rollover = 100000
+max_rate = 400
+[[replacement]]
+meter = "m"
+at = 2025-01-01T05:00:00
+old_final = 1200.0
+new_initial = 5.0
+"#,
+        dir.display()
+    );
+    match Site::parse(&src, &dir.join("site.toml")) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Values every 15 min for 12 h with a spike, a sentinel and a reset.
+fn values() -> Vec<(i64, f64)> {
+    let mut v = 1000.0;
+    (0..48)
+        .map(|i| {
+            v += 3.25;
+            let value = match i {
+                7 => v + 5000.0, // spike
+                11 => 65535.0,   // sentinel
+                30 => {
+                    v = 2.0; // reset
+                    v
+                }
+                _ => v,
+            };
+            (T0 + i * 900_000 + 60_000, value)
+        })
+        .collect()
+}
+
+fn reading(ts_ms: i64, value: f64) -> Reading {
+    Reading {
+        meter: "m".into(),
+        quantity: "energy_import".into(),
+        ts_ms,
+        value,
+        recv_ms: ts_ms,
+        time_source: TimeSource::Import,
+    }
+}
+
+fn stored_buckets(path: &Path) -> BTreeMap<i64, (i64, i64, i64)> {
+    let r = Reader::open(path).expect("store exists");
+    let id = r
+        .series_id("m", "energy_import")
+        .expect("query")
+        .expect("series");
+    r.intervals(id, i64::MIN, i64::MAX)
+        .expect("query")
+        .into_iter()
+        .map(|i| (i.bucket_ms, (i.micro, i.measured_ms, i.estimated_ms)))
+        .collect()
+}
+
+fn reference(site: &Site) -> MemSeries {
+    let spec = CounterSpec::from_meter(site.meter("m").expect("meter m"));
+    let mut mem = MemSeries::default();
+    for (t, v) in values() {
+        mem.ingest(&spec, Item::Reading { ts_ms: t, value: v });
+    }
+    let r = &site.replacements[0];
+    mem.ingest(
+        &spec,
+        Item::Replacement {
+            ts_ms: r.ts_ms,
+            old_final: r.old_final,
+            new_initial: r.new_initial,
+        },
+    );
+    mem
+}
+
+#[test]
+fn shuffled_batches_and_a_restart_give_the_reference_buckets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = site(dir.path());
+    let mem = reference(&site);
+    let expected: BTreeMap<i64, (i64, i64, i64)> = mem
+        .buckets
+        .iter()
+        .map(|(k, b)| (*k, (b.micro, b.measured_ms, b.estimated_ms)))
+        .collect();
+
+    // A fixed permutation: reverse odd positions, interleave.
+    let mut order = values();
+    order.swap(3, 40);
+    order.swap(10, 20);
+    order.reverse();
+    let (first, second) = order.split_at(17);
+    {
+        let mut w = Writer::open(&site).expect("open");
+        w.write_batch(
+            &first
+                .iter()
+                .map(|&(t, v)| reading(t, v))
+                .collect::<Vec<_>>(),
+            "test",
+        )
+        .expect("batch 1");
+        w.sync_replacements(&site, T0).expect("replacement");
+    }
+    // Restart: a new writer resumes from the stored state.
+    let mut w = Writer::open(&site).expect("reopen");
+    let (verdicts, _) = w
+        .write_batch(
+            &second
+                .iter()
+                .map(|&(t, v)| reading(t, v))
+                .collect::<Vec<_>>(),
+            "test",
+        )
+        .expect("batch 2");
+    assert!(
+        verdicts.iter().all(|v| matches!(v, Verdict::Stored(_))),
+        "{verdicts:?}"
+    );
+    assert_eq!(stored_buckets(w.path()), expected);
+
+    // Rollups equal the sums of their buckets.
+    let r = Reader::open(w.path()).expect("reader");
+    let id = r
+        .series_id("m", "energy_import")
+        .expect("q")
+        .expect("series");
+    let day_total: i64 = r
+        .days(id, "2025-01-01", "2025-01-02")
+        .expect("days")
+        .iter()
+        .map(|d| d.micro)
+        .sum();
+    let hour_total: i64 = r
+        .hours(id, i64::MIN, i64::MAX)
+        .expect("hours")
+        .iter()
+        .map(|h| h.micro)
+        .sum();
+    assert_eq!(day_total, mem.total_micro());
+    assert_eq!(hour_total, mem.total_micro());
+    // Anomalies: the same set as the reference.
+    let kinds: Vec<String> = r
+        .anomalies(Some("m"), i64::MIN, i64::MAX)
+        .expect("anomalies")
+        .into_iter()
+        .map(|a| a.kind)
+        .collect();
+    let mut want: Vec<String> = mem
+        .anomalies
+        .values()
+        .flatten()
+        .map(|a| a.kind.as_str().to_string())
+        .collect();
+    let mut got = kinds.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    assert!(
+        got.contains(&"implausible_delta".to_string())
+            && got.contains(&"counter_reset".to_string())
+    );
+}
+
+#[test]
+fn same_batch_twice_changes_nothing_and_conflicts_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = site(dir.path());
+    let rs: Vec<Reading> = values().into_iter().map(|(t, v)| reading(t, v)).collect();
+    let mut w = Writer::open(&site).expect("open");
+    w.write_batch(&rs, "a").expect("first");
+    let before = stored_buckets(w.path());
+    let (verdicts, report) = w.write_batch(&rs, "a").expect("second");
+    assert!(
+        verdicts.iter().all(|v| *v == Verdict::Duplicate),
+        "{verdicts:?}"
+    );
+    assert_eq!((report.stored, report.duplicates), (0, 48));
+    assert_eq!(stored_buckets(w.path()), before);
+    let mut changed = rs[5].clone();
+    changed.value += 1.0;
+    let (verdicts, _) = w.write_batch(&[changed], "a").expect("third");
+    assert!(
+        matches!(verdicts[0], Verdict::Conflict { .. }),
+        "{verdicts:?}"
+    );
+    assert_eq!(stored_buckets(w.path()), before);
+}

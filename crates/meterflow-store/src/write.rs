@@ -1,0 +1,745 @@
+//! The single writer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use meterflow_core::buckets::BucketDelta;
+use meterflow_core::counter::{CounterSpec, Item, State, Status};
+use meterflow_core::engine::{self, SeriesLog};
+use meterflow_core::memlog::BucketTotals;
+use meterflow_core::time::{hour_start, local_date};
+use meterflow_model::{AnomalyKind, Quality, Reading, Site};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::CLOCK_SKEW_MS;
+use crate::error::{Ctx, StoreError};
+use crate::schema;
+
+/// What happened to one reading of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Stored; the normaliser's decision (`None` for a gauge quantity).
+    Stored(Option<Status>),
+    /// The same value at the same time was already stored: nothing changed.
+    Duplicate,
+    /// A different value at the same time is already stored; the first one is kept.
+    Conflict {
+        /// The stored value.
+        existing: Option<f64>,
+    },
+    /// No such meter in the site configuration.
+    UnknownMeter,
+    /// Older than the raw-retention horizon: it can no longer be re-derived.
+    TooOld,
+}
+
+/// Totals of one batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchReport {
+    /// Readings newly stored.
+    pub stored: usize,
+    /// Readings already present with the same value.
+    pub duplicates: usize,
+    /// Readings refused (conflict, unknown meter, too old).
+    pub refused: usize,
+    /// Anomalies raised by this batch, by kind.
+    pub anomalies: BTreeMap<AnomalyKind, usize>,
+}
+
+struct MeterEntry {
+    spec: CounterSpec,
+    counter_quantity: String,
+}
+
+#[derive(Clone, Copy)]
+struct SeriesCache {
+    id: i64,
+    last_ts: Option<i64>,
+    state: State,
+}
+
+/// The one writer of a store.
+pub struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    tz: Tz,
+    meters: HashMap<String, MeterEntry>,
+    series: HashMap<(String, String), SeriesCache>,
+    retention_floor_ms: i64,
+    dead_letters: Vec<(i64, String, String, String, String)>,
+}
+
+/// Open a connection with the store's pragmas.
+pub(crate) fn open_conn(
+    path: &Path,
+    cache_mib: u32,
+    read_only: bool,
+) -> Result<Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).at(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .at(path)?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL").at(path)?;
+        // FULL: a committed batch survives power loss too; commits are batched, so it is cheap.
+        conn.pragma_update(None, "synchronous", "FULL").at(path)?;
+    }
+    conn.pragma_update(None, "cache_size", -(i64::from(cache_mib) * 1024))
+        .at(path)?;
+    conn.pragma_update(None, "temp_store", "MEMORY").at(path)?;
+    Ok(conn)
+}
+
+impl Writer {
+    /// Open (creating and migrating if needed) the store of a site.
+    pub fn open(site: &Site) -> Result<Writer, StoreError> {
+        Writer::open_at(&site.store_path(), site)
+    }
+
+    /// Open the store at an explicit path.
+    pub fn open_at(path: &Path, site: &Site) -> Result<Writer, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut conn = open_conn(path, site.store.cache_mib, false)?;
+        schema::migrate(&mut conn, path)?;
+        let meters = site
+            .meters
+            .iter()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    MeterEntry {
+                        spec: CounterSpec::from_meter(m),
+                        counter_quantity: m.counter_quantity().to_string(),
+                    },
+                )
+            })
+            .collect();
+        let retention_floor_ms = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'retention_floor_ms'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .at(path)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(i64::MIN);
+        Ok(Writer {
+            conn,
+            path: path.to_path_buf(),
+            tz: site.tz,
+            meters,
+            series: HashMap::new(),
+            retention_floor_ms,
+            dead_letters: Vec::new(),
+        })
+    }
+
+    /// Database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queue input that could not be stored; written with the next batch.
+    pub fn dead_letter(
+        &mut self,
+        received_ms: i64,
+        source: &str,
+        location: &str,
+        reason: &str,
+        payload: &str,
+    ) {
+        const MAX_PAYLOAD: usize = 4096;
+        let mut payload = payload.to_string();
+        if payload.len() > MAX_PAYLOAD {
+            let mut cut = MAX_PAYLOAD;
+            while !payload.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            payload.truncate(cut);
+            payload.push_str("…[truncated]");
+        }
+        self.dead_letters.push((
+            received_ms,
+            source.to_string(),
+            location.to_string(),
+            reason.to_string(),
+            payload,
+        ));
+    }
+
+    /// Store the configured replacement events not yet stored (each is an item
+    /// of its meter's counter sequence; a late one re-derives what follows).
+    pub fn sync_replacements(&mut self, site: &Site, now_ms: i64) -> Result<usize, StoreError> {
+        let mut added = 0;
+        let tx = self.conn.transaction().at(&self.path)?;
+        let mut acc = Accumulator::default();
+        for r in &site.replacements {
+            let Some(meter) = self.meters.get(&r.meter) else {
+                continue;
+            };
+            let key = (r.meter.clone(), meter.counter_quantity.clone());
+            let cache = series_cache(&tx, &self.path, &mut self.series, key, true, &meter.spec)?;
+            let exists: Option<i64> = tx
+                .prepare_cached("SELECT kind FROM readings WHERE series = ?1 AND ts_ms = ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![cache.id, r.ts_ms], |row| row.get(0))
+                        .optional()
+                })
+                .at(&self.path)?;
+            if exists.is_some() {
+                continue;
+            }
+            let item = Item::Replacement {
+                ts_ms: r.ts_ms,
+                old_final: r.old_final,
+                new_initial: r.new_initial,
+            };
+            let status = apply(&tx, &self.path, &meter.spec, cache, item, now_ms, &mut acc)?;
+            insert_item(
+                &tx,
+                &self.path,
+                cache.id,
+                &item,
+                now_ms,
+                "operator",
+                "config:replacement",
+                Some(status),
+            )?;
+            added += 1;
+        }
+        acc.flush(&tx, &self.path, self.tz)?;
+        tx.commit().at(&self.path)?;
+        Ok(added)
+    }
+
+    /// Store a batch of readings in one transaction; one verdict per reading.
+    pub fn write_batch(
+        &mut self,
+        readings: &[Reading],
+        source: &str,
+    ) -> Result<(Vec<Verdict>, BatchReport), StoreError> {
+        let tx = self.conn.transaction().at(&self.path)?;
+        let mut acc = Accumulator::default();
+        let mut verdicts = Vec::with_capacity(readings.len());
+        let mut report = BatchReport::default();
+        for r in readings {
+            let v = write_one(
+                &tx,
+                &self.path,
+                &self.meters,
+                &mut self.series,
+                self.retention_floor_ms,
+                r,
+                source,
+                &mut acc,
+            )?;
+            match v {
+                Verdict::Stored(_) => report.stored += 1,
+                Verdict::Duplicate => report.duplicates += 1,
+                _ => report.refused += 1,
+            }
+            verdicts.push(v);
+        }
+        for (received_ms, src, location, reason, payload) in self.dead_letters.drain(..) {
+            tx.prepare_cached("INSERT INTO dead_letters (received_ms, source, location, reason, payload) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .and_then(|mut s| s.execute(params![received_ms, src, location, reason, payload]))
+                .at(&self.path)?;
+        }
+        acc.flush(&tx, &self.path, self.tz)?;
+        tx.commit().at(&self.path)?;
+        report.anomalies = std::mem::take(&mut acc.anomaly_counts);
+        Ok((verdicts, report))
+    }
+
+    /// Delete raw readings older than `days` before `now_ms`, keeping each
+    /// series' last baseline before the horizon so later data still derives;
+    /// readings older than the horizon are refused from then on.
+    pub fn apply_retention(&mut self, days: u32, now_ms: i64) -> Result<usize, StoreError> {
+        let horizon = now_ms - i64::from(days) * 86_400_000;
+        let tx = self.conn.transaction().at(&self.path)?;
+        let ids: Vec<i64> = {
+            let mut s = tx.prepare("SELECT id FROM series").at(&self.path)?;
+            let rows = s.query_map([], |r| r.get(0)).at(&self.path)?;
+            rows.collect::<Result<_, _>>().at(&self.path)?
+        };
+        let mut deleted = 0;
+        for id in ids {
+            let keep: Option<i64> = tx
+                .query_row(
+                    "SELECT ts_ms FROM readings WHERE series = ?1 AND ts_ms < ?2 AND (status IS NULL OR status IN (0,1,2,3,5,7)) ORDER BY ts_ms DESC LIMIT 1",
+                    params![id, horizon],
+                    |r| r.get(0),
+                )
+                .optional()
+                .at(&self.path)?;
+            let below = keep.unwrap_or(horizon).min(horizon);
+            deleted += tx
+                .execute(
+                    "DELETE FROM readings WHERE series = ?1 AND ts_ms < ?2",
+                    params![id, below],
+                )
+                .at(&self.path)?;
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('retention_floor_ms', ?1)",
+            params![horizon.to_string()],
+        )
+        .at(&self.path)?;
+        tx.commit().at(&self.path)?;
+        self.retention_floor_ms = horizon;
+        Ok(deleted)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_one(
+    tx: &Transaction<'_>,
+    path: &Path,
+    meters: &HashMap<String, MeterEntry>,
+    series: &mut HashMap<(String, String), SeriesCache>,
+    retention_floor_ms: i64,
+    r: &Reading,
+    source: &str,
+    acc: &mut Accumulator,
+) -> Result<Verdict, StoreError> {
+    let Some(meter) = meters.get(&r.meter) else {
+        return Ok(Verdict::UnknownMeter);
+    };
+    if r.ts_ms < retention_floor_ms {
+        return Ok(Verdict::TooOld);
+    }
+    let counter = r.quantity == meter.counter_quantity;
+    let cache = series_cache(
+        tx,
+        path,
+        series,
+        (r.meter.clone(), r.quantity.clone()),
+        counter,
+        &meter.spec,
+    )?;
+    if cache.last_ts.is_some_and(|last| r.ts_ms <= last) {
+        let existing: Option<(Option<f64>, Option<String>)> = tx
+            .prepare_cached("SELECT value, raw FROM readings WHERE series = ?1 AND ts_ms = ?2")
+            .and_then(|mut s| {
+                s.query_row(params![cache.id, r.ts_ms], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()
+            })
+            .at(path)?;
+        if let Some((value, raw)) = existing {
+            let same = match value {
+                Some(v) => v == r.value,
+                None => raw.as_deref() == Some(raw_text(r.value).as_str()),
+            };
+            return Ok(if same {
+                Verdict::Duplicate
+            } else {
+                Verdict::Conflict { existing: value }
+            });
+        }
+    }
+    let status = if counter {
+        let item = Item::Reading {
+            ts_ms: r.ts_ms,
+            value: r.value,
+        };
+        Some(apply(tx, path, &meter.spec, cache, item, r.recv_ms, acc)?)
+    } else {
+        None
+    };
+    let item = Item::Reading {
+        ts_ms: r.ts_ms,
+        value: r.value,
+    };
+    insert_item(
+        tx,
+        path,
+        cache.id,
+        &item,
+        r.recv_ms,
+        r.time_source.as_str(),
+        source,
+        status,
+    )?;
+    if r.ts_ms > r.recv_ms + CLOCK_SKEW_MS {
+        let detail = format!(
+            "source time is {} s ahead of receive time",
+            (r.ts_ms - r.recv_ms) / 1000
+        );
+        insert_anomaly(
+            tx,
+            path,
+            cache.id,
+            r.ts_ms,
+            AnomalyKind::ClockSkew,
+            &detail,
+            r.recv_ms,
+        )?;
+        *acc.anomaly_counts
+            .entry(AnomalyKind::ClockSkew)
+            .or_default() += 1;
+    }
+    let entry = series.get_mut(&(r.meter.clone(), r.quantity.clone()));
+    if let Some(c) = entry {
+        c.last_ts = Some(c.last_ts.map_or(r.ts_ms, |l| l.max(r.ts_ms)));
+    }
+    Ok(Verdict::Stored(status))
+}
+
+/// Run the engine for one item of a counter series; update statuses and anomalies; accumulate deltas.
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    tx: &Transaction<'_>,
+    path: &Path,
+    spec: &CounterSpec,
+    cache: &mut SeriesCache,
+    item: Item,
+    now_ms: i64,
+    acc: &mut Accumulator,
+) -> Result<Status, StoreError> {
+    let mut log = SqlLog {
+        tx,
+        path,
+        series: cache.id,
+        last_ts: cache.last_ts,
+    };
+    let outcome = engine::ingest(spec, &mut log, &mut cache.state, item)?;
+    for (ts, status) in &outcome.restatus {
+        tx.prepare_cached("UPDATE readings SET status = ?3 WHERE series = ?1 AND ts_ms = ?2")
+            .and_then(|mut s| s.execute(params![cache.id, ts, status.code()]))
+            .at(path)?;
+    }
+    if let Some((from, to)) = outcome.replace_anomalies {
+        tx.prepare_cached("DELETE FROM anomalies WHERE series = ?1 AND ts_ms BETWEEN ?2 AND ?3 AND kind != 'clock_skew'")
+            .and_then(|mut s| s.execute(params![cache.id, from, to]))
+            .at(path)?;
+    }
+    for a in &outcome.anomalies {
+        insert_anomaly(tx, path, cache.id, a.ts_ms, a.kind, &a.detail, now_ms)?;
+        if a.ts_ms == item.ts_ms() {
+            *acc.anomaly_counts.entry(a.kind).or_default() += 1;
+        }
+    }
+    for d in &outcome.deltas {
+        acc.add(cache.id, d);
+    }
+    cache.last_ts = Some(cache.last_ts.map_or(item.ts_ms(), |l| l.max(item.ts_ms())));
+    Ok(outcome.status)
+}
+
+fn series_cache<'a>(
+    tx: &Transaction<'_>,
+    path: &Path,
+    series: &'a mut HashMap<(String, String), SeriesCache>,
+    key: (String, String),
+    counter: bool,
+    spec: &CounterSpec,
+) -> Result<&'a mut SeriesCache, StoreError> {
+    use std::collections::hash_map::Entry;
+    match series.entry(key) {
+        Entry::Occupied(e) => Ok(e.into_mut()),
+        Entry::Vacant(e) => {
+            let (meter, quantity) = e.key();
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO series (meter, quantity, counter) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![meter, quantity, counter]))
+            .at(path)?;
+            let id: i64 = tx
+                .prepare_cached("SELECT id FROM series WHERE meter = ?1 AND quantity = ?2")
+                .and_then(|mut s| s.query_row(params![meter, quantity], |r| r.get(0)))
+                .at(path)?;
+            let last_ts: Option<i64> = tx
+                .prepare_cached("SELECT max(ts_ms) FROM readings WHERE series = ?1")
+                .and_then(|mut s| s.query_row(params![id], |r| r.get(0)))
+                .at(path)?;
+            // Resume the normaliser from the stored statuses: the state after the last item.
+            let mut log = SqlLog {
+                tx,
+                path,
+                series: id,
+                last_ts,
+            };
+            let state = if counter {
+                engine::state_before(spec, &mut log, i64::MAX)?
+            } else {
+                State::default()
+            };
+            Ok(e.insert(SeriesCache { id, last_ts, state }))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_item(
+    tx: &Transaction<'_>,
+    path: &Path,
+    series: i64,
+    item: &Item,
+    recv_ms: i64,
+    time_source: &str,
+    source: &str,
+    status: Option<Status>,
+) -> Result<(), StoreError> {
+    let (ts, kind, value, aux) = match *item {
+        Item::Reading { ts_ms, value } => (ts_ms, 0, value, None),
+        Item::Replacement {
+            ts_ms,
+            old_final,
+            new_initial,
+        } => (ts_ms, 1, old_final, Some(new_initial)),
+    };
+    // SQLite stores NaN as NULL: keep the text of any non-finite value.
+    let (stored, raw) = if value.is_finite() {
+        (Some(value), None)
+    } else {
+        (None, Some(raw_text(value)))
+    };
+    tx.prepare_cached(
+        "INSERT INTO readings (series, ts_ms, kind, value, aux, raw, recv_ms, time_source, source, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .and_then(|mut s| s.execute(params![series, ts, kind, stored, aux, raw, recv_ms, time_source, source, status.map(Status::code)]))
+    .at(path)?;
+    Ok(())
+}
+
+fn raw_text(v: f64) -> String {
+    format!("{v}")
+}
+
+fn insert_anomaly(
+    tx: &Transaction<'_>,
+    path: &Path,
+    series: i64,
+    ts: i64,
+    kind: AnomalyKind,
+    detail: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached("INSERT OR REPLACE INTO anomalies (series, ts_ms, kind, detail, detected_ms) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .and_then(|mut s| s.execute(params![series, ts, kind.as_str(), detail, now_ms]))
+        .at(path)?;
+    Ok(())
+}
+
+/// The engine's view of one series in the open transaction.
+struct SqlLog<'a, 't> {
+    tx: &'a Transaction<'t>,
+    path: &'a Path,
+    series: i64,
+    last_ts: Option<i64>,
+}
+
+const ITEM_COLUMNS: &str = "kind, ts_ms, value, aux";
+
+fn row_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
+    let kind: i64 = row.get(0)?;
+    let ts_ms: i64 = row.get(1)?;
+    let value: Option<f64> = row.get(2)?;
+    let value = value.unwrap_or(f64::NAN);
+    Ok(if kind == 1 {
+        let aux: Option<f64> = row.get(3)?;
+        Item::Replacement {
+            ts_ms,
+            old_final: value,
+            new_initial: aux.unwrap_or(f64::NAN),
+        }
+    } else {
+        Item::Reading { ts_ms, value }
+    })
+}
+
+impl SeriesLog for SqlLog<'_, '_> {
+    type Error = StoreError;
+
+    fn last_ts(&mut self) -> Result<Option<i64>, StoreError> {
+        Ok(self.last_ts)
+    }
+
+    fn last_base_before(&mut self, ts: i64) -> Result<Option<Item>, StoreError> {
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM readings WHERE series = ?1 AND ts_ms < ?2 AND status IN (0,1,2,3,5,7) ORDER BY ts_ms DESC LIMIT 1"
+        );
+        self.tx
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_row(params![self.series, ts], row_item).optional())
+            .at(self.path)
+    }
+
+    fn last_valid_before(&mut self, ts: i64) -> Result<Option<(Item, Status)>, StoreError> {
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS}, status FROM readings WHERE series = ?1 AND ts_ms < ?2 AND status != 6 ORDER BY ts_ms DESC LIMIT 1"
+        );
+        let row = self
+            .tx
+            .prepare_cached(&sql)
+            .and_then(|mut s| {
+                s.query_row(params![self.series, ts], |r| {
+                    Ok((row_item(r)?, r.get::<_, i64>(4)?))
+                })
+                .optional()
+            })
+            .at(self.path)?;
+        Ok(row.and_then(|(item, code)| Status::from_code(code).map(|s| (item, s))))
+    }
+
+    fn items_after(&mut self, ts: i64, limit: usize) -> Result<Vec<Item>, StoreError> {
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM readings WHERE series = ?1 AND ts_ms > ?2 ORDER BY ts_ms LIMIT ?3"
+        );
+        let mut stmt = self.tx.prepare_cached(&sql).at(self.path)?;
+        let rows = stmt
+            .query_map(params![self.series, ts, limit as i64], row_item)
+            .at(self.path)?;
+        rows.collect::<Result<Vec<_>, _>>().at(self.path)
+    }
+}
+
+/// Bucket deltas of a transaction, merged, written at commit with their rollups.
+#[derive(Default)]
+struct Accumulator {
+    deltas: HashMap<(i64, i64), BucketDelta>,
+    anomaly_counts: BTreeMap<AnomalyKind, usize>,
+}
+
+impl Accumulator {
+    fn add(&mut self, series: i64, d: &BucketDelta) {
+        let e = self
+            .deltas
+            .entry((series, d.bucket_ms))
+            .or_insert(BucketDelta {
+                bucket_ms: d.bucket_ms,
+                micro: 0,
+                measured_ms: 0,
+                estimated_ms: 0,
+            });
+        e.micro += d.micro;
+        e.measured_ms += d.measured_ms;
+        e.estimated_ms += d.estimated_ms;
+    }
+
+    fn flush(&mut self, tx: &Transaction<'_>, path: &Path, tz: Tz) -> Result<(), StoreError> {
+        let mut hours: HashMap<(i64, i64), [i64; 3]> = HashMap::new();
+        let mut days: HashMap<(i64, String), [i64; 3]> = HashMap::new();
+        let mut deltas: Vec<_> = self.deltas.drain().collect();
+        deltas.sort_by_key(|((s, b), _)| (*s, *b));
+        for ((series, bucket), d) in deltas {
+            if d.micro == 0 && d.measured_ms == 0 && d.estimated_ms == 0 {
+                continue;
+            }
+            let (micro, measured_ms, estimated_ms): (i64, i64, i64) = tx
+                .prepare_cached(
+                    "INSERT INTO intervals (series, bucket_ms, micro, measured_ms, estimated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (series, bucket_ms) DO UPDATE SET micro = micro + excluded.micro,
+                        measured_ms = measured_ms + excluded.measured_ms, estimated_ms = estimated_ms + excluded.estimated_ms
+                     RETURNING micro, measured_ms, estimated_ms",
+                )
+                .and_then(|mut s| s.query_row(params![series, bucket, d.micro, d.measured_ms, d.estimated_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+                .at(path)?;
+            let new = BucketTotals {
+                micro,
+                measured_ms,
+                estimated_ms,
+            };
+            let old = BucketTotals {
+                micro: micro - d.micro,
+                measured_ms: measured_ms - d.measured_ms,
+                estimated_ms: estimated_ms - d.estimated_ms,
+            };
+            if new.is_empty() {
+                tx.prepare_cached("DELETE FROM intervals WHERE series = ?1 AND bucket_ms = ?2")
+                    .and_then(|mut s| s.execute(params![series, bucket]))
+                    .at(path)?;
+            }
+            let count = |t: &BucketTotals, q: Quality| i64::from(!t.is_empty() && t.quality() == q);
+            let change = [
+                d.micro,
+                count(&new, Quality::Measured) - count(&old, Quality::Measured),
+                count(&new, Quality::Estimated) - count(&old, Quality::Estimated),
+            ];
+            let hour = hour_start(bucket, tz);
+            let day = local_date(bucket, tz).to_string();
+            add3(hours.entry((series, hour)).or_default(), change);
+            add3(days.entry((series, day)).or_default(), change);
+        }
+        for ((series, hour), c) in hours {
+            upsert_rollup(
+                tx,
+                path,
+                "rollup_hour",
+                "hour_ms",
+                series,
+                &hour as &dyn rusqlite::ToSql,
+                c,
+            )?;
+        }
+        for ((series, day), c) in days {
+            upsert_rollup(
+                tx,
+                path,
+                "rollup_day",
+                "day",
+                series,
+                &day as &dyn rusqlite::ToSql,
+                c,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn add3(a: &mut [i64; 3], b: [i64; 3]) {
+    for i in 0..3 {
+        a[i] += b[i];
+    }
+}
+
+fn upsert_rollup(
+    tx: &Transaction<'_>,
+    path: &Path,
+    table: &str,
+    key: &str,
+    series: i64,
+    k: &dyn rusqlite::ToSql,
+    c: [i64; 3],
+) -> Result<(), StoreError> {
+    if c == [0, 0, 0] {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO {table} (series, {key}, micro, measured, estimated) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (series, {key}) DO UPDATE SET micro = micro + excluded.micro,
+            measured = measured + excluded.measured, estimated = estimated + excluded.estimated
+         RETURNING micro, measured, estimated"
+    );
+    let now: (i64, i64, i64) = tx
+        .prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.query_row(params![series, k, c[0], c[1], c[2]], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+        })
+        .at(path)?;
+    if now == (0, 0, 0) {
+        let del = format!("DELETE FROM {table} WHERE series = ?1 AND {key} = ?2");
+        tx.prepare_cached(&del)
+            .and_then(|mut s| s.execute(params![series, k]))
+            .at(path)?;
+    }
+    Ok(())
+}
