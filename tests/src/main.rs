@@ -1,1 +1,5 @@
-fn main() {}
+//! `meterflow`: see `meterflow --help`.
+
+fn main() -> std::process::ExitCode {
+    meterflow::cli::main()
+}

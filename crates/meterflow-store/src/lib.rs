@@ -18,7 +18,7 @@ mod write;
 
 pub use error::StoreError;
 pub use read::{AnomalyRow, DayRow, HourRow, IntervalRow, Reader, ReadingRow};
-pub use write::{BatchReport, Verdict, Writer};
+pub use write::{BatchReport, Verdict, Writer, replacement_item};
 
 /// Clock skew tolerance: a source time more than this ahead of receive time is flagged.
 pub const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use meterflow_core::counter::{CounterSpec, Item};
+
 use meterflow_core::memlog::MemSeries;
 use meterflow_model::{Reading, Site, TimeSource};
 

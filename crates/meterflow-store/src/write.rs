@@ -193,21 +193,31 @@ impl Writer {
             };
             let key = (r.meter.clone(), meter.counter_quantity.clone());
             let cache = series_cache(&tx, &self.path, &mut self.series, key, true, &meter.spec)?;
+            let item = replacement_item(r);
             let exists: Option<i64> = tx
                 .prepare_cached("SELECT kind FROM readings WHERE series = ?1 AND ts_ms = ?2")
                 .and_then(|mut s| {
-                    s.query_row(params![cache.id, r.ts_ms], |row| row.get(0))
+                    s.query_row(params![cache.id, item.ts_ms()], |row| row.get(0))
                         .optional()
                 })
                 .at(&self.path)?;
-            if exists.is_some() {
-                continue;
+            match exists {
+                Some(1) => continue,
+                Some(_) => {
+                    let payload = format!(
+                        "{} at {} ms: old_final {}, new_initial {}",
+                        r.meter, r.ts_ms, r.old_final, r.new_initial
+                    );
+                    let reason = "a reading is stored 1 ms before the replacement instant, where the replacement item goes";
+                    tx.execute(
+                        "INSERT INTO dead_letters (received_ms, source, location, reason, payload) VALUES (?1, 'config', 'replacement', ?2, ?3)",
+                        params![now_ms, reason, payload],
+                    )
+                    .at(&self.path)?;
+                    continue;
+                }
+                None => {}
             }
-            let item = Item::Replacement {
-                ts_ms: r.ts_ms,
-                old_final: r.old_final,
-                new_initial: r.new_initial,
-            };
             let status = apply(&tx, &self.path, &meter.spec, cache, item, now_ms, &mut acc)?;
             insert_item(
                 &tx,
@@ -302,6 +312,16 @@ impl Writer {
         tx.commit().at(&self.path)?;
         self.retention_floor_ms = horizon;
         Ok(deleted)
+    }
+}
+
+/// The counter item of a replacement declared at T: stored at T − 1 ms, so a
+/// reading taken at exactly T belongs to the new meter (items are unique by time).
+pub fn replacement_item(r: &meterflow_model::config::ReplacementEvent) -> Item {
+    Item::Replacement {
+        ts_ms: r.ts_ms - 1,
+        old_final: r.old_final,
+        new_initial: r.new_initial,
     }
 }
 

@@ -1,1 +1,12 @@
-//! placeholder
+//! The meterflow application: command-line entry points over the library
+//! crates. Each command lives in its own module; `cli::main` dispatches.
+
+pub mod check;
+pub mod cli;
+pub mod generate;
+pub mod import;
+pub mod report;
+mod timearg;
+
+/// Exit code for an invalid configuration or invalid arguments.
+pub const EXIT_CONFIG: u8 = 2;

@@ -1,0 +1,152 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// meterflow: the metering pipeline for public institutions.
+#[derive(Debug, Parser)]
+#[command(name = "meterflow", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a site configuration: a summary if valid, every error (file:line:column: key: message) if not (exit 2).
+    Check {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Import historical readings (CSV or InfluxDB line protocol) into the embedded store.
+    Import {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Force the file format (default: by extension, then by content).
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// Timestamp precision of line-protocol files.
+        #[arg(long, default_value = "ns")]
+        precision: String,
+        /// Data files.
+        #[arg(required = true)]
+        data: Vec<PathBuf>,
+    },
+    /// Print a meter's consumption with quality per bucket.
+    Report {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Meter id.
+        #[arg(long)]
+        meter: String,
+        /// Start (local date or time, inclusive).
+        #[arg(long)]
+        from: String,
+        /// End (local date or time, exclusive).
+        #[arg(long)]
+        to: String,
+        /// Row size.
+        #[arg(long, value_enum, default_value = "day")]
+        by: crate::report::By,
+    },
+    /// Write simulated readings of a site's meters as CSV (example data, test and benchmark fixtures).
+    Generate {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// First reading (local date or time).
+        #[arg(long)]
+        from: String,
+        /// Number of days.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Minutes between readings.
+        #[arg(long, default_value_t = 15)]
+        step_min: u32,
+        /// Add a spike, a sentinel, a counter reset and three malformed lines.
+        #[arg(long)]
+        faults: bool,
+        /// Output CSV file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Csv,
+    Lp,
+}
+
+/// Parse arguments, run, return the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Check { config } => return crate::check::run(&config),
+        Command::Import {
+            config,
+            format,
+            precision,
+            data,
+        } => {
+            let format = format.map(|f| match f {
+                FormatArg::Csv => meterflow_import::Format::Csv,
+                FormatArg::Lp => meterflow_import::Format::LineProtocol,
+            });
+            crate::import::run(&config, &data, format, &precision)
+        }
+        Command::Report {
+            config,
+            meter,
+            from,
+            to,
+            by,
+        } => crate::report::run(&config, &meter, &from, &to, by),
+        Command::Generate {
+            config,
+            from,
+            days,
+            step_min,
+            faults,
+            out,
+        } => crate::generate::run(&config, &from, days, step_min, faults, &out),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("METERFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Load a site or print its errors; `Err(code)` is the exit code to return.
+pub(crate) fn load_site(path: &std::path::Path) -> Result<meterflow_model::Site, ExitCode> {
+    meterflow_model::Site::load(path).map_err(|errors| {
+        for e in &errors.0 {
+            eprintln!("{e}");
+        }
+        eprintln!(
+            "{} error{} in {}",
+            errors.0.len(),
+            if errors.0.len() == 1 { "" } else { "s" },
+            path.display()
+        );
+        ExitCode::from(crate::EXIT_CONFIG)
+    })
+}

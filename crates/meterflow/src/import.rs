@@ -1,0 +1,358 @@
+//! `meterflow import`: stream files into the store in batches.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use meterflow_import::{
+    CsvReader, Format, ImportRow, LineProtocolReader, Precision, RejectReason, RowError,
+};
+use meterflow_model::{AnomalyKind, Reading, Site, TimeSource};
+use meterflow_store::{Verdict, Writer};
+
+/// Rejected lines kept with their details per file (all are counted and dead-lettered).
+const KEEP_REJECTED: usize = 200;
+
+/// Outcome of importing one file.
+#[derive(Debug, Clone, Default)]
+pub struct FileSummary {
+    /// File.
+    pub path: PathBuf,
+    /// Values read (one per CSV row; one per numeric field of a line-protocol line).
+    pub values: u64,
+    /// Newly stored.
+    pub stored: u64,
+    /// Already stored with the same value.
+    pub duplicates: u64,
+    /// Rejected, by reason.
+    pub rejected: BTreeMap<RejectReason, u64>,
+    /// The first rejected lines, with details.
+    pub rejected_lines: Vec<RowError>,
+    /// Anomalies found, by kind.
+    pub anomalies: BTreeMap<AnomalyKind, usize>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl FileSummary {
+    /// Total rejected values.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    fn reject(&mut self, e: RowError, writer: &mut Writer, now_ms: i64) {
+        *self.rejected.entry(e.reason).or_default() += 1;
+        let source = format!("import:{}", self.path.display());
+        writer.dead_letter(
+            now_ms,
+            &source,
+            &format!("line {}", e.line),
+            &format!("{}: {}", e.reason.as_str(), e.detail),
+            &e.raw,
+        );
+        if self.rejected_lines.len() < KEEP_REJECTED {
+            self.rejected_lines.push(e);
+        }
+    }
+}
+
+/// Import options.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Force a format.
+    pub format: Option<Format>,
+    /// Line-protocol timestamp precision.
+    pub precision: Precision,
+    /// Show a progress bar (on a terminal only).
+    pub progress: bool,
+}
+
+/// `meterflow import` entry point.
+pub fn run(
+    config: &Path,
+    data: &[PathBuf],
+    format: Option<Format>,
+    precision: &str,
+) -> anyhow::Result<ExitCode> {
+    let site = match crate::cli::load_site(config) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let Some(precision) = Precision::parse(precision) else {
+        eprintln!("error: --precision must be one of s, ms, us, ns (got `{precision}`)");
+        return Ok(ExitCode::from(crate::EXIT_CONFIG));
+    };
+    let summaries = import_files(
+        &site,
+        data,
+        Options {
+            format,
+            precision,
+            progress: true,
+        },
+    )?;
+    for s in &summaries {
+        print_summary(s, &site);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Import files into the site's store; returns one summary per file.
+pub fn import_files(
+    site: &Site,
+    data: &[PathBuf],
+    opts: Options,
+) -> anyhow::Result<Vec<FileSummary>> {
+    let mut writer = Writer::open(site)
+        .with_context(|| format!("opening the store {}", site.store_path().display()))?;
+    writer
+        .sync_replacements(site, now_ms())
+        .context("storing configured meter replacements")?;
+    let mut out = Vec::new();
+    for path in data {
+        out.push(
+            import_file(site, &mut writer, path, opts)
+                .with_context(|| format!("importing {}", path.display()))?,
+        );
+    }
+    if let Some(days) = site.store.raw_retention_days {
+        writer
+            .apply_retention(days, now_ms())
+            .context("applying raw-reading retention")?;
+    }
+    Ok(out)
+}
+
+fn import_file(
+    site: &Site,
+    writer: &mut Writer,
+    path: &Path,
+    opts: Options,
+) -> anyhow::Result<FileSummary> {
+    let started = Instant::now();
+    let file = File::open(path)?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut reader = BufReader::with_capacity(
+        1 << 16,
+        Counting {
+            inner: file,
+            read: Arc::clone(&counter),
+        },
+    );
+    let format = match opts.format {
+        Some(f) => f,
+        None => {
+            let head = String::from_utf8_lossy(reader.fill_buf()?).into_owned();
+            let first = head
+                .lines()
+                .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                .unwrap_or("");
+            Format::detect(&path.to_string_lossy(), first)
+        }
+    };
+    let rows: Box<dyn Iterator<Item = Result<ImportRow, RowError>>> = match format {
+        Format::Csv => Box::new(CsvReader::new(reader, site.tz)),
+        Format::LineProtocol => Box::new(LineProtocolReader::new(reader, opts.precision)),
+    };
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(len)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    );
+
+    let mut summary = FileSummary {
+        path: path.to_path_buf(),
+        ..FileSummary::default()
+    };
+    let batch_rows = site.store.batch_rows.max(1);
+    let mut batch: Vec<Reading> = Vec::with_capacity(batch_rows);
+    let mut lines: Vec<(u64, String)> = Vec::with_capacity(batch_rows);
+    let source = format!(
+        "import:{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    for row in rows {
+        summary.values += 1;
+        let now = now_ms();
+        match row {
+            Err(e) => summary.reject(e, writer, now),
+            Ok(r) => match site.meter(&r.meter) {
+                None => {
+                    let e = RowError {
+                        line: r.line,
+                        reason: RejectReason::UnknownMeter,
+                        detail: format!("no meter `{}` in {}", r.meter, site.path.display()),
+                        raw: format!("{},{},{}", r.meter, r.ts_ms, r.value),
+                    };
+                    summary.reject(e, writer, now);
+                }
+                Some(m) => {
+                    let quantity = r
+                        .quantity
+                        .unwrap_or_else(|| m.counter_quantity().to_string());
+                    lines.push((
+                        r.line,
+                        format!("{},{},{},{}", r.meter, r.ts_ms, r.value, quantity),
+                    ));
+                    batch.push(Reading {
+                        meter: r.meter,
+                        quantity,
+                        ts_ms: r.ts_ms,
+                        value: r.value,
+                        recv_ms: now,
+                        time_source: TimeSource::Import,
+                    });
+                }
+            },
+        }
+        if batch.len() >= batch_rows {
+            flush(writer, &mut batch, &mut lines, &mut summary, &source)?;
+            bar.set_position(counter.load(Ordering::Relaxed));
+        }
+    }
+    flush(writer, &mut batch, &mut lines, &mut summary, &source)?;
+    bar.finish_and_clear();
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn flush(
+    writer: &mut Writer,
+    batch: &mut Vec<Reading>,
+    lines: &mut Vec<(u64, String)>,
+    summary: &mut FileSummary,
+    source: &str,
+) -> anyhow::Result<()> {
+    let (verdicts, report) = writer.write_batch(batch, source)?;
+    for (anomaly, n) in report.anomalies {
+        *summary.anomalies.entry(anomaly).or_default() += n;
+    }
+    let now = now_ms();
+    let mut refused = Vec::new();
+    for (v, (line, raw)) in verdicts.iter().zip(lines.drain(..)) {
+        match v {
+            Verdict::Stored(_) => summary.stored += 1,
+            Verdict::Duplicate => summary.duplicates += 1,
+            Verdict::Conflict { existing } => refused.push(RowError {
+                line,
+                reason: RejectReason::Conflict,
+                detail: format!(
+                    "a different value ({}) is already stored for this meter and time",
+                    existing.map_or("non-finite".to_string(), |e| e.to_string())
+                ),
+                raw,
+            }),
+            Verdict::TooOld => refused.push(RowError {
+                line,
+                reason: RejectReason::TooOld,
+                detail: "older than the raw-retention horizon".to_string(),
+                raw,
+            }),
+            Verdict::UnknownMeter => refused.push(RowError {
+                line,
+                reason: RejectReason::UnknownMeter,
+                detail: "meter not configured".to_string(),
+                raw,
+            }),
+        }
+    }
+    for e in refused {
+        summary.reject(e, writer, now);
+    }
+    batch.clear();
+    Ok(())
+}
+
+fn print_summary(s: &FileSummary, site: &Site) {
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "{}: {} values in {:.1} s ({:.0} values/s)",
+        s.path.display(),
+        s.values,
+        secs,
+        s.values as f64 / secs
+    );
+    println!(
+        "  accepted  {:>10}  (new {}, already stored {})",
+        s.stored + s.duplicates,
+        s.stored,
+        s.duplicates
+    );
+    println!("  rejected  {:>10}", s.rejected_total());
+    for (reason, n) in &s.rejected {
+        let lines: Vec<String> = s
+            .rejected_lines
+            .iter()
+            .filter(|e| e.reason == *reason)
+            .take(10)
+            .map(|e| e.line.to_string())
+            .collect();
+        let more = if (*n as usize) > lines.len() {
+            ", …"
+        } else {
+            ""
+        };
+        println!(
+            "    {:<22} {:>8}  line {}{more}",
+            reason.as_str(),
+            n,
+            lines.join(", ")
+        );
+    }
+    if !s.anomalies.is_empty() {
+        println!("  anomalies");
+        for (kind, n) in &s.anomalies {
+            println!("    {:<22} {:>8}", kind.as_str(), n);
+        }
+    }
+    for e in s.rejected_lines.iter().take(20) {
+        println!("  {e}");
+    }
+    if s.rejected_total() > 0 {
+        println!(
+            "  (every rejected line is kept in the dead_letters table of {})",
+            site.store_path().display()
+        );
+    }
+}
+
+/// Current time, ms since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
