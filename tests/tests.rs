@@ -1,1 +1,8 @@
-//! tests
+//! End-to-end tests of meterflow: every integration test is a module of this
+//! one binary (one link instead of many). They run the real `meterflow`
+//! executable (`CARGO_BIN_EXE_meterflow`) against real files and SQLite.
+
+mod support;
+
+mod check;
+mod import;

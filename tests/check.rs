@@ -1,0 +1,104 @@
+//! `meterflow check`.
+
+use crate::support::{repo, run, text};
+
+#[test]
+fn example_site_is_valid() {
+    let path = repo().join("examples/shared-office/site.toml");
+    let o = run(&["check", "--config", &path.to_string_lossy()]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("11 meters (electricity 8, gas 1, heat 1, water 1)"),
+        "{out}"
+    );
+    assert!(out.contains("3 agencies"), "{out}");
+}
+
+/// Five deliberate mistakes, each on a line the test finds by its marker.
+#[test]
+fn five_mistakes_are_all_reported_with_their_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src =
+        std::fs::read_to_string(repo().join("examples/shared-office/site.toml")).expect("example");
+    let mistakes = [
+        // 1. a bad time zone
+        (
+            "timezone = \"Asia/Shanghai\"",
+            "timezone = \"Asia/Shangai\"",
+            "site.timezone",
+        ),
+        // 2. a negative area
+        (
+            "floor = 3\narea_m2 = 3000",
+            "floor = 3\narea_m2 = -3000",
+            "zone[1].area_m2",
+        ),
+        // 3. an unknown key (typo)
+        ("multiplier = 80", "multplier = 80", "meter[0].multplier"),
+        // 4. a dangling parent reference
+        (
+            "parent = \"main-incomer\"\nsubitem = \"B1\"",
+            "parent = \"main-incommer\"\nsubitem = \"B1\"",
+            "meter[4].parent",
+        ),
+        // 5. a duplicate meter id
+        ("id = \"main-lifts\"", "id = \"main-hvac\"", "meter[5].id"),
+    ];
+    let mut text_ = src.clone();
+    for (from, to, _) in &mistakes {
+        assert_eq!(
+            text_.matches(from).count(),
+            1,
+            "marker `{from}` must occur once in the example"
+        );
+        text_ = text_.replacen(from, to, 1);
+    }
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, &text_).expect("write");
+    let o = run(&["check", "--config", &path.to_string_lossy()]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
+    // Expected line of each mistake: the line holding its replacement text
+    // (for multi-line markers, the line holding the changed key).
+    let line_of = |needle: &str| {
+        text_
+            .lines()
+            .position(|l| l.trim_start().starts_with(needle))
+            .map(|i| i + 1)
+            .expect("needle")
+    };
+    let expected = [
+        (line_of("timezone = \"Asia/Shangai\""), "site.timezone"),
+        (line_of("area_m2 = -3000"), "zone[1].area_m2"),
+        (line_of("multplier = 80"), "meter[0].multplier"),
+        (line_of("parent = \"main-incommer\""), "meter[4].parent"),
+        // The duplicate is the second `id = "main-hvac"`.
+        (
+            text_
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| *l == "id = \"main-hvac\"")
+                .nth(1)
+                .map(|(i, _)| i + 1)
+                .expect("duplicate"),
+            "meter[5].id",
+        ),
+    ];
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with(&*path.to_string_lossy()))
+        .collect();
+    assert_eq!(errors.len(), 5, "{err}");
+    for (line, key) in expected {
+        let want = format!("{}:{line}:", path.display());
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with(&want) && e.contains(&format!(": {key}: "))),
+            "missing {key} at line {line} in:\n{err}"
+        );
+    }
+    assert!(err.contains("5 errors in"), "{err}");
+    assert!(err.contains("did you mean `main-incomer`"), "{err}");
+}

@@ -1,0 +1,123 @@
+//! Shared helpers: the binary, temporary sites, store dumps.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The meterflow executable built for this test run.
+pub(crate) fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_meterflow"))
+}
+
+/// Run meterflow with arguments; returns the output.
+pub(crate) fn run(args: &[&str]) -> Output {
+    match bin().args(args).output() {
+        Ok(o) => o,
+        Err(e) => panic!("cannot run meterflow: {e}"),
+    }
+}
+
+/// Text of stdout and stderr.
+pub(crate) fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The repository's root.
+pub(crate) fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A copy of the example site in `dir`, with its store in `dir` and
+/// `batch_rows` readings per transaction.
+pub(crate) fn example_site(dir: &Path, batch_rows: usize) -> PathBuf {
+    let src = std::fs::read_to_string(repo().join("examples/shared-office/site.toml"))
+        .expect("example site");
+    let src = src
+        .replace(
+            "path = \"../../data/example.db\"   # relative to this file",
+            "path = \"store.db\"",
+        )
+        .replace("batch_rows = 50000", &format!("batch_rows = {batch_rows}"));
+    assert!(
+        src.contains("path = \"store.db\"") && src.contains(&format!("batch_rows = {batch_rows}")),
+        "the example's [store] changed; update the test helper"
+    );
+    let path = dir.join("site.toml");
+    std::fs::write(&path, src).expect("write site");
+    path
+}
+
+/// Everything derived in a store, in a stable order, without receive times.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Dump {
+    pub(crate) readings: Vec<(String, String, i64, Option<f64>, Option<i64>)>,
+    pub(crate) intervals: Vec<(String, i64, i64, i64, i64)>,
+    pub(crate) hours: Vec<(String, i64, i64, i64, i64)>,
+    pub(crate) days: Vec<(String, String, i64, i64, i64)>,
+    pub(crate) anomalies: Vec<(String, i64, String)>,
+}
+
+pub(crate) fn dump(db: &Path) -> Dump {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open store");
+    let q5 = |sql: &str| -> Vec<(String, i64, i64, i64, i64)> {
+        let mut s = c.prepare(sql).expect("prepare");
+        s.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
+    };
+    let readings = {
+        let mut s = c
+            .prepare("SELECT s.meter, s.quantity, r.ts_ms, r.value, r.status FROM readings r JOIN series s ON s.id = r.series ORDER BY 1, 2, 3")
+            .expect("prepare");
+        s.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
+    };
+    let days = {
+        let mut s = c.prepare("SELECT s.meter, d.day, d.micro, d.measured, d.estimated FROM rollup_day d JOIN series s ON s.id = d.series ORDER BY 1, 2").expect("prepare");
+        s.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
+    };
+    let anomalies = {
+        let mut s = c.prepare("SELECT s.meter, a.ts_ms, a.kind FROM anomalies a JOIN series s ON s.id = a.series ORDER BY 1, 2, 3").expect("prepare");
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    Dump {
+        readings,
+        intervals: q5(
+            "SELECT s.meter, i.bucket_ms, i.micro, i.measured_ms, i.estimated_ms FROM intervals i JOIN series s ON s.id = i.series ORDER BY 1, 2",
+        ),
+        hours: q5(
+            "SELECT s.meter, h.hour_ms, h.micro, h.measured, h.estimated FROM rollup_hour h JOIN series s ON s.id = h.series ORDER BY 1, 2",
+        ),
+        days,
+        anomalies,
+    }
+}
+
+/// Count rows of a table (read-only; works while a writer is active).
+pub(crate) fn count(db: &Path, table: &str) -> i64 {
+    let Ok(c) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap_or(0)
+}
