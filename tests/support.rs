@@ -49,10 +49,13 @@ pub(crate) fn example_site(dir: &Path, batch_rows: usize) -> PathBuf {
     path
 }
 
+/// meter, quantity, time, value, status.
+pub(crate) type ReadingKey = (String, String, i64, Option<f64>, Option<i64>);
+
 /// Everything derived in a store, in a stable order, without receive times.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Dump {
-    pub(crate) readings: Vec<(String, String, i64, Option<f64>, Option<i64>)>,
+    pub(crate) readings: Vec<ReadingKey>,
     pub(crate) intervals: Vec<(String, i64, i64, i64, i64)>,
     pub(crate) hours: Vec<(String, i64, i64, i64, i64)>,
     pub(crate) days: Vec<(String, String, i64, i64, i64)>,

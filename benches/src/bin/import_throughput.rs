@@ -1,1 +1,120 @@
-fn main() {}
+//! Import throughput: one year of 15-minute readings for 100 meters
+//! (3.5 M rows) through `meterflow import`'s library path, next to the rate at
+//! which plain SQLite inserts the same rows into a bare table (the reference).
+//!
+//! `cargo run --release -p meterflow-benches --bin import-throughput -- [METERS] [DAYS]`
+
+use std::io::BufWriter;
+use std::time::Instant;
+
+use anyhow::Context;
+use meterflow::import::{Options, import_files};
+use meterflow_import::{CsvReader, Precision};
+use meterflow_model::Site;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let meters: usize = args.get(1).map(|a| a.parse()).transpose()?.unwrap_or(100);
+    let days: u32 = args.get(2).map(|a| a.parse()).transpose()?.unwrap_or(365);
+    let dir = tempfile::tempdir()?;
+    let config = meterflow_benches::synthetic_site(dir.path(), meters, 50_000)?;
+    let site = Site::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let csv = dir.path().join("year.csv");
+
+    let t = Instant::now();
+    let from = meterflow_core::time::day_start(
+        chrono::NaiveDate::from_ymd_opt(2025, 1, 1).context("date")?,
+        site.tz,
+    );
+    let rows = meterflow::generate::write_csv(
+        &site,
+        from,
+        days,
+        15,
+        false,
+        &mut BufWriter::new(std::fs::File::create(&csv)?),
+    )?;
+    let size = std::fs::metadata(&csv)?.len();
+    println!(
+        "fixture: {meters} meters x {days} days x 96 = {rows} rows, {:.0} MiB CSV, generated in {:.1} s",
+        size as f64 / 1048576.0,
+        t.elapsed().as_secs_f64()
+    );
+
+    // Reference: parse the same CSV and insert rows into a bare WITHOUT ROWID table, same batch size.
+    let reference = raw_sqlite_rate(&csv, &dir.path().join("raw.db"), &site)?;
+
+    let t = Instant::now();
+    let summaries = import_files(
+        &site,
+        std::slice::from_ref(&csv),
+        Options {
+            format: None,
+            precision: Precision::Ns,
+            progress: false,
+        },
+    )?;
+    let secs = t.elapsed().as_secs_f64();
+    let s = &summaries[0];
+    anyhow::ensure!(
+        s.stored == rows && s.rejected_total() == 0,
+        "import stored {} of {rows} rows, rejected {}",
+        s.stored,
+        s.rejected_total()
+    );
+    let rate = rows as f64 / secs;
+    let db = dir.path().join("store.db");
+    let db_mib = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
+    println!(
+        "meterflow import: {rows} rows in {secs:.1} s = {rate:.0} rows/s (readings + normaliser + intervals + hourly/daily rollups), store {db_mib:.0} MiB"
+    );
+    println!("raw SQLite insert of the same rows: {reference:.0} rows/s");
+    println!("ratio import / raw insert: {:.2}", rate / reference);
+    if let Some(kib) = meterflow_benches::peak_rss_kib() {
+        println!(
+            "peak RSS of the whole benchmark process: {:.0} MiB",
+            kib as f64 / 1024.0
+        );
+    }
+    Ok(())
+}
+
+fn raw_sqlite_rate(
+    csv: &std::path::Path,
+    db: &std::path::Path,
+    site: &Site,
+) -> anyhow::Result<f64> {
+    let mut conn = rusqlite::Connection::open(db)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -262_144)?;
+    conn.execute_batch("CREATE TABLE r (series INTEGER NOT NULL, ts_ms INTEGER NOT NULL, value REAL, PRIMARY KEY (series, ts_ms)) WITHOUT ROWID")?;
+    let ids: std::collections::HashMap<&str, i64> = site
+        .meters
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.id.as_str(), i as i64))
+        .collect();
+    let t = Instant::now();
+    let mut n = 0u64;
+    let mut rows =
+        CsvReader::new(std::io::BufReader::new(std::fs::File::open(csv)?), site.tz).peekable();
+    while rows.peek().is_some() {
+        let tx = conn.transaction()?;
+        {
+            let mut st =
+                tx.prepare_cached("INSERT INTO r (series, ts_ms, value) VALUES (?1, ?2, ?3)")?;
+            for row in rows.by_ref().take(50_000) {
+                let row = row.map_err(|e| anyhow::anyhow!("{e}"))?;
+                st.execute(rusqlite::params![
+                    ids.get(row.meter.as_str()).copied().unwrap_or(-1),
+                    row.ts_ms,
+                    row.value
+                ])?;
+                n += 1;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}

@@ -67,7 +67,7 @@ impl CounterSpec {
     /// who writes 65535 means it).
     pub fn operator_register_micro(&self, value: f64) -> Result<i64, String> {
         let reg = value * self.scale;
-        if !reg.is_finite() || reg < 0.0 || reg > MAX_REGISTER {
+        if !reg.is_finite() || !(0.0..=MAX_REGISTER).contains(&reg) {
             return Err(format!("register {reg} is not a valid counter value"));
         }
         Ok((reg * MICRO).round() as i64)

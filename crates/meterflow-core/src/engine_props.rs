@@ -24,7 +24,7 @@ fn spec(max_rate: Option<f64>) -> CounterSpec {
 fn clean_series(max_len: usize) -> impl Strategy<Value = Vec<(i64, f64)>> {
     prop::collection::vec((1_000i64..10_800_000, 0u32..50_000), 2..max_len).prop_map(|steps| {
         let mut t = T0;
-        let mut v: u64 = 1_000_00; // 1000.00 in hundredths
+        let mut v: u64 = 100_000; // 1000.00 in hundredths
         steps
             .into_iter()
             .map(|(dt, inc)| {

@@ -140,6 +140,18 @@ pub fn annual_reduction_pct(base: f64, this: f64, years: i32) -> Option<f64> {
     Some((1.0 - (this / base).powf(1.0 / f64::from(years))) * 100.0)
 }
 
+impl std::fmt::Display for MissingFactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "factor set `{}` has no `{}` for {}",
+            self.factor_set, self.indicator, self.year
+        )
+    }
+}
+
+impl std::error::Error for MissingFactor {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,15 +227,3 @@ mod tests {
         assert_eq!(per(1.0, 0.0), None);
     }
 }
-
-impl std::fmt::Display for MissingFactor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "factor set `{}` has no `{}` for {}",
-            self.factor_set, self.indicator, self.year
-        )
-    }
-}
-
-impl std::error::Error for MissingFactor {}

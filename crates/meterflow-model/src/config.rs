@@ -307,10 +307,10 @@ fn remember_ids(out: &mut Vec<(String, String)>, section: &str, value: &Spanned<
         for item in items.iter() {
             if let DeValue::Table(t) = item.get_ref() {
                 for (k, v) in t.iter() {
-                    if k.get_ref().as_ref() == "id" {
-                        if let DeValue::String(id) = v.get_ref() {
-                            out.push((section.to_string(), id.to_string()));
-                        }
+                    if k.get_ref().as_ref() == "id"
+                        && let DeValue::String(id) = v.get_ref()
+                    {
+                        out.push((section.to_string(), id.to_string()));
                     }
                 }
             }

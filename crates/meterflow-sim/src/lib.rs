@@ -64,8 +64,8 @@ impl SimMeter {
             _ => {
                 if working && (8.5..18.0).contains(&local_hour) {
                     0.85
-                } else if working && (7.0..8.5).contains(&local_hour)
-                    || working && (18.0..21.0).contains(&local_hour)
+                } else if working
+                    && ((7.0..8.5).contains(&local_hour) || (18.0..21.0).contains(&local_hour))
                 {
                     0.45
                 } else {

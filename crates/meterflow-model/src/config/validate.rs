@@ -6,7 +6,7 @@ use std::path::Path;
 use chrono::{LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 use toml::value::Datetime;
 
-use super::{ConfigErrors, Ctx, Located, RawDocument, Site, StoreSection, read_document, suggest};
+use super::{ConfigErrors, Ctx, Located, RawDocument, Site, read_document, suggest};
 use crate::config::schema::*;
 use crate::factors::{FactorRegistry, to_date};
 use crate::reading::EnergyClass;
@@ -107,17 +107,17 @@ pub(crate) fn validate(
         non_negative(ctx, b, "office_area_m2", b.value.office_area_m2);
         non_negative(ctx, b, "heated_area_m2", b.value.heated_area_m2);
         non_negative(ctx, b, "cooled_area_m2", b.value.cooled_area_m2);
-        if let Some(office) = b.value.office_area_m2 {
-            if office > b.value.total_area_m2 {
-                ctx.error(
-                    b.span_of(&["office_area_m2"]),
-                    b.key("office_area_m2"),
-                    format!(
-                        "office area {office} m² exceeds the total area {} m²",
-                        b.value.total_area_m2
-                    ),
-                );
-            }
+        if let Some(office) = b.value.office_area_m2
+            && office > b.value.total_area_m2
+        {
+            ctx.error(
+                b.span_of(&["office_area_m2"]),
+                b.key("office_area_m2"),
+                format!(
+                    "office area {office} m² exceeds the total area {} m²",
+                    b.value.total_area_m2
+                ),
+            );
         }
     }
     for z in &doc.zones {
@@ -153,16 +153,15 @@ pub(crate) fn validate(
         }
         non_negative(ctx, s, "area_m2", Some(s.value.area_m2));
         let from = date(ctx, s, "from", &s.value.from);
-        if let Some(to) = s.value.to.as_ref() {
-            if let (Some(from), Some(to)) = (from, date(ctx, s, "to", to)) {
-                if to < from {
-                    ctx.error(
-                        s.span_of(&["to"]),
-                        s.key("to"),
-                        format!("ends ({to}) before it starts ({from})"),
-                    );
-                }
-            }
+        if let Some(to) = s.value.to.as_ref()
+            && let (Some(from), Some(to)) = (from, date(ctx, s, "to", to))
+            && to < from
+        {
+            ctx.error(
+                s.span_of(&["to"]),
+                s.key("to"),
+                format!("ends ({to}) before it starts ({from})"),
+            );
         }
     }
     for m in &doc.meters {
@@ -201,18 +200,18 @@ pub(crate) fn validate(
     }
     replacements.sort_by(|a, b| (a.meter.as_str(), a.ts_ms).cmp(&(b.meter.as_str(), b.ts_ms)));
     for pair in replacements.windows(2) {
-        if pair[0].meter == pair[1].meter && pair[0].ts_ms == pair[1].ts_ms {
-            if let Some(r) = doc
+        if pair[0].meter == pair[1].meter
+            && pair[0].ts_ms == pair[1].ts_ms
+            && let Some(r) = doc
                 .replacements
                 .iter()
                 .find(|r| r.value.meter == pair[1].meter)
-            {
-                ctx.error(
-                    r.span_of(&["at"]),
-                    r.key("at"),
-                    "two replacements of the same meter at the same instant",
-                );
-            }
+        {
+            ctx.error(
+                r.span_of(&["at"]),
+                r.key("at"),
+                "two replacements of the same meter at the same instant",
+            );
         }
     }
 
@@ -244,21 +243,21 @@ pub(crate) fn validate(
             ),
         );
     }
-    if let Some(qs) = site.value.quota_set.as_ref() {
-        if registry.quotas_of(qs).next().is_none() {
-            let sets: BTreeSet<&str> = registry
-                .quotas
-                .iter()
-                .map(|q| q.quota_set.as_str())
-                .collect();
-            let sets: Vec<&str> = sets.into_iter().collect();
-            let hint = suggest(qs, sets.iter());
-            ctx.error(
-                site.span_of(&["quota_set"]),
-                site.key("quota_set"),
-                format!("no quota set `{qs}` in the registry{hint}"),
-            );
-        }
+    if let Some(qs) = site.value.quota_set.as_ref()
+        && registry.quotas_of(qs).next().is_none()
+    {
+        let sets: BTreeSet<&str> = registry
+            .quotas
+            .iter()
+            .map(|q| q.quota_set.as_str())
+            .collect();
+        let sets: Vec<&str> = sets.into_iter().collect();
+        let hint = suggest(qs, sets.iter());
+        ctx.error(
+            site.span_of(&["quota_set"]),
+            site.key("quota_set"),
+            format!("no quota set `{qs}` in the registry{hint}"),
+        );
     }
 
     let tz = tz?;
@@ -276,10 +275,7 @@ pub(crate) fn validate(
         path: ctx.file.clone(),
         site: site.value.clone(),
         tz,
-        store: doc
-            .store
-            .map(|l| l.value)
-            .unwrap_or_else(StoreSection::default),
+        store: doc.store.map(|l| l.value).unwrap_or_default(),
         buildings: doc.buildings.into_iter().map(|l| l.value).collect(),
         zones: doc.zones.into_iter().map(|l| l.value).collect(),
         agencies: doc.agencies.into_iter().map(|l| l.value).collect(),
@@ -469,14 +465,14 @@ fn check_meter(
             "must be at least 1 interval",
         );
     }
-    if let Some(q) = v.quantity.as_ref() {
-        if !is_snake_case(q) {
-            ctx.error(
-                m.span_of(&["quantity"]),
-                m.key("quantity"),
-                format!("quantity names are ASCII snake_case, got `{q}`"),
-            );
-        }
+    if let Some(q) = v.quantity.as_ref()
+        && !is_snake_case(q)
+    {
+        ctx.error(
+            m.span_of(&["quantity"]),
+            m.key("quantity"),
+            format!("quantity names are ASCII snake_case, got `{q}`"),
+        );
     }
 }
 
@@ -524,14 +520,14 @@ fn check_registry_rows(ctx: &mut Ctx<'_>, doc: &RawDocument<'_>) {
             .effective_to
             .as_ref()
             .and_then(|d| date(ctx, f, "effective_to", d));
-        if let (Some(a), Some(b)) = (from, to) {
-            if b < a {
-                ctx.error(
-                    f.span_of(&["effective_to"]),
-                    f.key("effective_to"),
-                    format!("ends ({b}) before it starts ({a})"),
-                );
-            }
+        if let (Some(a), Some(b)) = (from, to)
+            && b < a
+        {
+            ctx.error(
+                f.span_of(&["effective_to"]),
+                f.key("effective_to"),
+                format!("ends ({b}) before it starts ({a})"),
+            );
         }
     }
     for t in &doc.targets {
@@ -626,26 +622,26 @@ fn reference<T>(
 }
 
 fn non_negative<T>(ctx: &mut Ctx<'_>, item: &Located<'_, T>, key: &str, value: Option<f64>) {
-    if let Some(v) = value {
-        if !v.is_finite() || v < 0.0 {
-            ctx.error(
-                item.span_of(&[key]),
-                item.key(key),
-                format!("must be a finite number >= 0, got {v}"),
-            );
-        }
+    if let Some(v) = value
+        && (!v.is_finite() || v < 0.0)
+    {
+        ctx.error(
+            item.span_of(&[key]),
+            item.key(key),
+            format!("must be a finite number >= 0, got {v}"),
+        );
     }
 }
 
 fn positive<T>(ctx: &mut Ctx<'_>, item: &Located<'_, T>, key: &str, value: Option<f64>) {
-    if let Some(v) = value {
-        if !v.is_finite() || v <= 0.0 {
-            ctx.error(
-                item.span_of(&[key]),
-                item.key(key),
-                format!("must be a finite number > 0, got {v}"),
-            );
-        }
+    if let Some(v) = value
+        && (!v.is_finite() || v <= 0.0)
+    {
+        ctx.error(
+            item.span_of(&[key]),
+            item.key(key),
+            format!("must be a finite number > 0, got {v}"),
+        );
     }
 }
 
