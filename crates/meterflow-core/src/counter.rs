@@ -393,9 +393,10 @@ fn reading(spec: &CounterSpec, state: &mut State, v: Point, out: &mut Step) -> S
                 kind: AnomalyKind::ImplausibleDelta,
                 ts_ms: v.ts_ms,
                 detail: format!(
-                    "delta {} over {} s exceeds the maximum plausible rate {}/h: quarantined, not counted",
+                    "delta {} over {} s exceeds the {} that the maximum plausible rate {}/h allows: quarantined, not counted",
                     crate::from_micro(micro),
                     dt / 1000,
+                    crate::from_micro(spec.limit_micro(dt).unwrap_or(i64::MAX)),
                     spec.max_rate_per_h.unwrap_or(f64::INFINITY)
                 ),
             });
