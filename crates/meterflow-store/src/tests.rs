@@ -94,15 +94,8 @@ fn reference(site: &Site) -> MemSeries {
     for (t, v) in values() {
         mem.ingest(&spec, Item::Reading { ts_ms: t, value: v });
     }
-    let r = &site.replacements[0];
-    mem.ingest(
-        &spec,
-        Item::Replacement {
-            ts_ms: r.ts_ms,
-            old_final: r.old_final,
-            new_initial: r.new_initial,
-        },
-    );
+    // The store places a replacement declared at T at T − 1 ms (ADR 0004).
+    mem.ingest(&spec, crate::replacement_item(&site.replacements[0]));
     mem
 }
 
