@@ -212,3 +212,93 @@ fn same_batch_twice_changes_nothing_and_conflicts_are_refused() {
     );
     assert_eq!(stored_buckets(w.path()), before);
 }
+
+#[test]
+fn retention_keeps_the_baseline_and_refuses_what_can_no_longer_be_derived() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = site(dir.path());
+    let day = 86_400_000;
+    // One reading a day for 10 days, +10 units each (×2 multiplier = 20 per day).
+    let rs: Vec<Reading> = (0..10)
+        .map(|d| reading(T0 + d * day, 100.0 + 10.0 * d as f64))
+        .collect();
+    let mut w = Writer::open(&site).expect("open");
+    w.write_batch(&rs, "t").expect("write");
+    let before = stored_buckets(w.path());
+    // Keep 3 days before "now" = day 9: horizon = day 6. Rows before day 5 go;
+    // day 5 (the last baseline before the horizon) stays.
+    let deleted = w.apply_retention(3, T0 + 9 * day).expect("retention");
+    assert_eq!(deleted, 5);
+    let r = Reader::open(w.path()).expect("reader");
+    let id = r
+        .series_id("m", "energy_import")
+        .expect("q")
+        .expect("series");
+    let kept: Vec<i64> = r
+        .readings(id, i64::MIN, i64::MAX)
+        .expect("readings")
+        .iter()
+        .map(|x| (x.ts_ms - T0) / day)
+        .collect();
+    assert_eq!(kept, vec![5, 6, 7, 8, 9]);
+    // Intervals are kept forever.
+    assert_eq!(stored_buckets(w.path()), before);
+    // A reading older than the horizon is refused; a new one still derives from day 9.
+    let (v, _) = w
+        .write_batch(
+            &[
+                reading(T0 + 2 * day + 1, 121.0),
+                reading(T0 + 10 * day, 200.0),
+            ],
+            "t",
+        )
+        .expect("write");
+    assert_eq!(v[0], Verdict::TooOld);
+    assert!(
+        matches!(
+            v[1],
+            Verdict::Stored(Some(meterflow_core::counter::Status::Good))
+        ),
+        "{v:?}"
+    );
+    // Day 9 → day 10: (200 − 190) × 2 = 20 units, spread over that day's 96 buckets.
+    let after: i64 = stored_buckets(w.path()).values().map(|b| b.0).sum();
+    let before_total: i64 = before.values().map(|b| b.0).sum();
+    assert_eq!(after - before_total, 20_000_000);
+    // The horizon survives a restart.
+    drop(w);
+    let mut w = Writer::open(&site).expect("reopen");
+    let (v, _) = w
+        .write_batch(&[reading(T0 + 3 * day + 7, 130.0)], "t")
+        .expect("write");
+    assert_eq!(v[0], Verdict::TooOld);
+}
+
+#[test]
+fn future_source_time_is_flagged_as_clock_skew_and_still_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = site(dir.path());
+    let mut w = Writer::open(&site).expect("open");
+    let mut early = reading(T0, 100.0);
+    early.recv_ms = T0 + 1_000; // received a second after the source time: fine
+    let mut skewed = reading(T0 + 900_000, 101.0);
+    skewed.recv_ms = T0 + 900_000 - 6 * 60_000; // source time 6 min ahead of arrival
+    let (v, report) = w.write_batch(&[early, skewed], "t").expect("write");
+    assert!(v.iter().all(|v| matches!(v, Verdict::Stored(_))));
+    assert_eq!(
+        report
+            .anomalies
+            .get(&meterflow_model::AnomalyKind::ClockSkew),
+        Some(&1)
+    );
+    let r = Reader::open(w.path()).expect("reader");
+    let a = r
+        .anomalies(Some("m"), i64::MIN, i64::MAX)
+        .expect("anomalies");
+    assert_eq!(
+        a.iter()
+            .map(|a| (a.ts_ms, a.kind.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(T0 + 900_000, "clock_skew")]
+    );
+}
