@@ -24,6 +24,28 @@ pub struct BucketDelta {
 }
 
 impl BucketDelta {
+    /// No contribution to `bucket_ms`.
+    pub fn zero(bucket_ms: i64) -> BucketDelta {
+        BucketDelta {
+            bucket_ms,
+            micro: 0,
+            measured_ms: 0,
+            estimated_ms: 0,
+        }
+    }
+
+    /// Add another contribution to the same bucket.
+    pub fn absorb(&mut self, other: &BucketDelta) {
+        self.micro += other.micro;
+        self.measured_ms += other.measured_ms;
+        self.estimated_ms += other.estimated_ms;
+    }
+
+    /// Contributes nothing.
+    pub fn is_zero(&self) -> bool {
+        self.micro == 0 && self.measured_ms == 0 && self.estimated_ms == 0
+    }
+
     /// The same contribution with the opposite sign (to retract it).
     pub fn negated(self) -> BucketDelta {
         BucketDelta {

@@ -129,18 +129,10 @@ pub fn ingest<L: SeriesLog>(
 pub fn merge(deltas: Vec<BucketDelta>) -> Vec<BucketDelta> {
     let mut by_bucket: BTreeMap<i64, BucketDelta> = BTreeMap::new();
     for d in deltas {
-        let e = by_bucket.entry(d.bucket_ms).or_insert(BucketDelta {
-            bucket_ms: d.bucket_ms,
-            micro: 0,
-            measured_ms: 0,
-            estimated_ms: 0,
-        });
-        e.micro += d.micro;
-        e.measured_ms += d.measured_ms;
-        e.estimated_ms += d.estimated_ms;
+        by_bucket
+            .entry(d.bucket_ms)
+            .or_insert_with(|| BucketDelta::zero(d.bucket_ms))
+            .absorb(&d);
     }
-    by_bucket
-        .into_values()
-        .filter(|d| d.micro != 0 || d.measured_ms != 0 || d.estimated_ms != 0)
-        .collect()
+    by_bucket.into_values().filter(|d| !d.is_zero()).collect()
 }

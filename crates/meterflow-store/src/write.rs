@@ -639,18 +639,10 @@ struct Accumulator {
 
 impl Accumulator {
     fn add(&mut self, series: i64, d: &BucketDelta) {
-        let e = self
-            .deltas
+        self.deltas
             .entry((series, d.bucket_ms))
-            .or_insert(BucketDelta {
-                bucket_ms: d.bucket_ms,
-                micro: 0,
-                measured_ms: 0,
-                estimated_ms: 0,
-            });
-        e.micro += d.micro;
-        e.measured_ms += d.measured_ms;
-        e.estimated_ms += d.estimated_ms;
+            .or_insert_with(|| BucketDelta::zero(d.bucket_ms))
+            .absorb(d);
     }
 
     fn flush(&mut self, tx: &Transaction<'_>, path: &Path, tz: Tz) -> Result<(), StoreError> {
@@ -659,7 +651,7 @@ impl Accumulator {
         let mut deltas: Vec<_> = self.deltas.drain().collect();
         deltas.sort_by_key(|((s, b), _)| (*s, *b));
         for ((series, bucket), d) in deltas {
-            if d.micro == 0 && d.measured_ms == 0 && d.estimated_ms == 0 {
+            if d.is_zero() {
                 continue;
             }
             let (micro, measured_ms, estimated_ms): (i64, i64, i64) = tx
