@@ -37,7 +37,7 @@ impl CounterSpec {
             scale: m.scale,
             rollover: m.rollover,
             max_rate_per_h: m.max_rate,
-            interval_ms: i64::from(m.interval_s) * 1000,
+            interval_ms: i64::from(m.effective_interval_s()) * 1000,
             sentinels: m.sentinels.clone(),
             silent_after: m.silent_after,
         }

@@ -10,6 +10,7 @@ mod validate;
 
 pub use validate::instant;
 pub(crate) use validate::parse_registry;
+pub use validate::shipped_profiles_public as shipped_profiles;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -95,6 +96,10 @@ pub struct Site {
     pub replacements: Vec<ReplacementEvent>,
     /// Shipped factor registry with the site's overrides applied.
     pub factors: FactorRegistry,
+    /// `[[bus]]`.
+    pub buses: Vec<Bus>,
+    /// Shipped Modbus profiles and the site's `[[profile]]`s (a site profile replaces a shipped one of the same name).
+    pub profiles: Vec<crate::profile::Profile>,
     meter_index: BTreeMap<String, usize>,
 }
 
@@ -128,6 +133,16 @@ impl Site {
                 Err(ConfigErrors(errors))
             }
         }
+    }
+
+    /// A Modbus profile by name.
+    pub fn profile(&self, name: &str) -> Option<&crate::profile::Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    /// A bus by id.
+    pub fn bus(&self, id: &str) -> Option<&Bus> {
+        self.buses.iter().find(|b| b.id == id)
     }
 
     /// A meter by id.
@@ -224,6 +239,8 @@ pub(crate) struct RawDocument<'s> {
     pub(crate) factors: Vec<Located<'s, FactorRow>>,
     pub(crate) targets: Vec<Located<'s, TargetRow>>,
     pub(crate) quotas: Vec<Located<'s, QuotaRow>>,
+    pub(crate) buses: Vec<Located<'s, Bus>>,
+    pub(crate) profiles: Vec<Located<'s, crate::profile::Profile>>,
     /// `(section, id)` of elements that failed to deserialize: their ids still
     /// count as defined, so one typo does not cascade into dangling references.
     pub(crate) failed_ids: Vec<(String, String)>,
@@ -241,6 +258,8 @@ const ARRAY_SECTIONS: &[&str] = &[
     "factor",
     "target",
     "quota",
+    "bus",
+    "profile",
 ];
 
 fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
@@ -265,6 +284,8 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
         factors: Vec::new(),
         targets: Vec::new(),
         quotas: Vec::new(),
+        buses: Vec::new(),
+        profiles: Vec::new(),
         failed_ids: Vec::new(),
     };
     for (key, value) in root.into_inner() {
@@ -287,6 +308,8 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
             "factor" => doc.factors = many(ctx, "factor", value),
             "target" => doc.targets = many(ctx, "target", value),
             "quota" => doc.quotas = many(ctx, "quota", value),
+            "bus" => doc.buses = many(ctx, "bus", value),
+            "profile" => doc.profiles = many(ctx, "profile", value),
             other => {
                 let hint = suggest(other, TABLE_SECTIONS.iter().chain(ARRAY_SECTIONS));
                 ctx.error(
@@ -359,7 +382,7 @@ fn many<'s, T: DeserializeOwned>(
     }
 }
 
-fn element<'s, T: DeserializeOwned>(
+pub(crate) fn element<'s, T: DeserializeOwned>(
     ctx: &mut Ctx<'s>,
     path: String,
     node: Spanned<DeValue<'s>>,
@@ -559,4 +582,9 @@ serves = { building = "b1" }
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].line, 2);
     }
+}
+
+/// Parse a profile document, errors as text (tests and tools).
+pub fn validate_profile_text(src: &str, name: &str) -> Result<crate::profile::Profile, String> {
+    validate::parse_profile(src, Path::new(name)).map_err(|e| e.to_string())
 }

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod factors;
+pub mod profile;
 pub mod reading;
 pub mod span;
 

@@ -243,9 +243,9 @@ pub struct Meter {
     /// Maximum plausible rate, counter unit per hour (kW for kWh, m³/h for m³); absent = no spike check.
     #[serde(default)]
     pub max_rate: Option<f64>,
-    /// Expected seconds between readings (the poll or report interval), s.
-    #[serde(default = "default_interval_s")]
-    pub interval_s: u32,
+    /// Expected seconds between readings, s; default: the Modbus `poll_s`, else 900.
+    #[serde(default)]
+    pub interval_s: Option<u32>,
     /// Counter quantity normalised into intervals; default from `kind`.
     #[serde(default)]
     pub quantity: Option<String>,
@@ -255,6 +255,9 @@ pub struct Meter {
     /// Intervals without a good reading before `meter_silent` is raised, count.
     #[serde(default = "default_silent_after")]
     pub silent_after: u32,
+    /// Polled over Modbus: bus, unit, profile and rates.
+    #[serde(default)]
+    pub modbus: Option<ModbusSource>,
 }
 
 impl Meter {
@@ -263,6 +266,13 @@ impl Meter {
         self.quantity
             .as_deref()
             .unwrap_or_else(|| self.kind.default_quantity())
+    }
+
+    /// Expected seconds between readings.
+    pub fn effective_interval_s(&self) -> u32 {
+        self.interval_s
+            .or(self.modbus.as_ref().map(|m| m.poll_s))
+            .unwrap_or(900)
     }
 
     /// Effective allocation.
@@ -283,9 +293,6 @@ const fn default_level() -> u8 {
 }
 const fn default_one() -> f64 {
     1.0
-}
-const fn default_interval_s() -> u32 {
-    900
 }
 const fn default_silent_after() -> u32 {
     3
@@ -324,4 +331,117 @@ pub struct ReplacementEvent {
     pub old_final: f64,
     /// New meter's initial register value (source units).
     pub new_initial: f64,
+}
+
+/// Transport of a Modbus bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// Modbus TCP (MBAP framing).
+    Tcp,
+    /// Modbus RTU on a local serial port.
+    Rtu,
+    /// Modbus RTU frames through a serial-to-TCP gateway (transparent mode).
+    RtuOverTcp,
+}
+
+/// Serial parity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parity {
+    /// None (8N1).
+    #[default]
+    None,
+    /// Even (8E1; DL/T 645 default).
+    Even,
+    /// Odd.
+    Odd,
+}
+
+/// `[[bus]]`: one Modbus line or gateway. Exactly one request is in flight per
+/// bus, except for true Modbus TCP devices with `concurrency > 1`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bus {
+    /// Unique bus id (also the shard key when scaling out).
+    pub id: String,
+    /// Transport.
+    pub transport: Transport,
+    /// `host:port` for `tcp` and `rtu_over_tcp`.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Serial device for `rtu`, e.g. `/dev/ttyUSB0`.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Baud rate for `rtu` (and for frame-time maths of `rtu_over_tcp`), bit/s.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// Parity for `rtu`.
+    #[serde(default)]
+    pub parity: Parity,
+    /// Stop bits for `rtu` (1 or 2).
+    #[serde(default = "default_stop_bits")]
+    pub stop_bits: u8,
+    /// Time to wait for one response, ms.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Retries of a failed request within one poll.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Requests in flight at once (`tcp` only; serial lines and gateways are always 1).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Pause between frames, ms; default 3.5 character times (1.75 ms above 19 200 Bd).
+    #[serde(default)]
+    pub inter_frame_ms: Option<f64>,
+    /// Registers a coalesced read may skip between two fields.
+    #[serde(default = "default_max_gap")]
+    pub max_gap: u16,
+    /// Registers per read (Modbus allows at most 125).
+    #[serde(default = "default_max_registers")]
+    pub max_registers: u16,
+}
+
+const fn default_baud() -> u32 {
+    9600
+}
+const fn default_stop_bits() -> u8 {
+    1
+}
+const fn default_timeout_ms() -> u64 {
+    1000
+}
+const fn default_retries() -> u32 {
+    1
+}
+const fn default_concurrency() -> usize {
+    1
+}
+const fn default_max_gap() -> u16 {
+    10
+}
+const fn default_max_registers() -> u16 {
+    125
+}
+
+/// `meter.modbus`: where and how a meter is polled.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModbusSource {
+    /// Bus id.
+    pub bus: String,
+    /// Unit (slave) id, 1–247 (255 also for Modbus TCP devices).
+    pub unit: u8,
+    /// Profile name (shipped or `[[profile]]`).
+    pub profile: String,
+    /// Poll period of the `energy` group, s (polls are aligned to the clock).
+    #[serde(default = "default_poll_s")]
+    pub poll_s: u32,
+    /// Poll period of the `fast` group, s; absent = not polled.
+    #[serde(default)]
+    pub fast_poll_s: Option<u32>,
+}
+
+const fn default_poll_s() -> u32 {
+    60
 }

@@ -260,6 +260,7 @@ pub(crate) fn validate(
         );
     }
 
+    let (buses, profiles) = validate_modbus(ctx, &doc);
     let tz = tz?;
     let mut headcounts: Vec<Headcount> = doc.headcounts.into_iter().map(|l| l.value).collect();
     headcounts.sort_by(|a, b| {
@@ -284,6 +285,8 @@ pub(crate) fn validate(
         meters,
         replacements,
         factors: registry,
+        buses,
+        profiles,
         meter_index,
     })
 }
@@ -451,7 +454,7 @@ fn check_meter(
     positive(ctx, m, "scale", Some(v.scale));
     positive(ctx, m, "rollover", v.rollover);
     positive(ctx, m, "max_rate", v.max_rate);
-    if v.interval_s == 0 {
+    if v.interval_s == Some(0) {
         ctx.error(
             m.span_of(&["interval_s"]),
             m.key("interval_s"),
@@ -701,4 +704,236 @@ fn is_snake_case(s: &str) -> bool {
         && s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+const GROUPS: &[&str] = &["energy", "fast"];
+
+/// Parse one profile document (the shipped `profiles/*.toml`).
+pub(crate) fn parse_profile(
+    src: &str,
+    path: &Path,
+) -> Result<crate::profile::Profile, ConfigErrors> {
+    let mut ctx = Ctx::new(src, path);
+    let (root, syntax) = toml::de::DeTable::parse_recoverable(src);
+    for e in &syntax {
+        ctx.error(
+            e.span().unwrap_or(0..0),
+            "",
+            format!("TOML syntax: {}", e.message().trim()),
+        );
+    }
+    if !syntax.is_empty() {
+        return Err(ConfigErrors(ctx.errors));
+    }
+    let span = root.span();
+    let node = toml::Spanned::new(span, toml::de::DeValue::Table(root.into_inner()));
+    match super::element::<crate::profile::Profile>(&mut ctx, "profile".to_string(), node) {
+        Some(p) => {
+            check_profile(&mut ctx, &p);
+            if ctx.errors.is_empty() {
+                Ok(p.value)
+            } else {
+                Err(ConfigErrors(ctx.errors))
+            }
+        }
+        None => Err(ConfigErrors(ctx.errors)),
+    }
+}
+
+/// The shipped Modbus profiles.
+pub fn shipped_profiles_public() -> Vec<crate::profile::Profile> {
+    shipped_profiles()
+}
+
+/// The shipped profiles; their validity is a unit test, so a failure is a build defect.
+pub(crate) fn shipped_profiles() -> Vec<crate::profile::Profile> {
+    crate::profile::SHIPPED
+        .iter()
+        .map(|(name, src)| match parse_profile(src, Path::new(name)) {
+            Ok(p) => p,
+            // Compiled-in data, covered by `shipped_profiles_are_valid`.
+            Err(e) => panic!("shipped profile {name} is invalid: {e}"),
+        })
+        .collect()
+}
+
+fn check_profile(ctx: &mut Ctx<'_>, p: &Located<'_, crate::profile::Profile>) {
+    let mut seen = BTreeSet::new();
+    for (i, f) in p.value.field.iter().enumerate() {
+        let idx = i.to_string();
+        let at = |k: &str| p.span_of(&["field", &idx, k]);
+        let key = |k: &str| p.key(&format!("field[{i}].{k}"));
+        if !is_snake_case(&f.quantity) {
+            ctx.error(
+                at("quantity"),
+                key("quantity"),
+                format!("quantity names are ASCII snake_case, got `{}`", f.quantity),
+            );
+        }
+        if !seen.insert(f.quantity.clone()) {
+            ctx.error(
+                at("quantity"),
+                key("quantity"),
+                format!("quantity `{}` appears twice in the profile", f.quantity),
+            );
+        }
+        if u32::from(f.address) + u32::from(f.dtype.registers()) > 65_536 {
+            ctx.error(
+                at("address"),
+                key("address"),
+                "the value runs past register 65535",
+            );
+        }
+        if !f.scale.is_finite() || f.scale == 0.0 || !f.offset.is_finite() {
+            ctx.error(
+                at("scale"),
+                key("scale"),
+                "scale must be finite and non-zero, offset finite",
+            );
+        }
+        if !GROUPS.contains(&f.group.as_str()) {
+            ctx.error(
+                at("group"),
+                key("group"),
+                format!("unknown rate group `{}`; expected energy or fast", f.group),
+            );
+        }
+    }
+}
+
+/// Buses, site profiles and each meter's `modbus` source.
+pub(crate) fn validate_modbus(
+    ctx: &mut Ctx<'_>,
+    doc: &RawDocument<'_>,
+) -> (Vec<Bus>, Vec<crate::profile::Profile>) {
+    let bus_ids = unique_ids(ctx, &doc.buses, |b| &b.id, "bus");
+    for b in &doc.buses {
+        let v = &b.value;
+        match v.transport {
+            Transport::Tcp | Transport::RtuOverTcp => match v.address.as_deref() {
+                None => ctx.error(
+                    b.span_of(&["transport"]),
+                    b.key("address"),
+                    "a TCP bus needs `address = \"host:port\"`",
+                ),
+                Some(a)
+                    if !a
+                        .rsplit_once(':')
+                        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
+                {
+                    ctx.error(
+                        b.span_of(&["address"]),
+                        b.key("address"),
+                        format!("`{a}` is not host:port"),
+                    );
+                }
+                Some(_) => {}
+            },
+            Transport::Rtu => {
+                if v.device.is_none() {
+                    ctx.error(
+                        b.span_of(&["transport"]),
+                        b.key("device"),
+                        "an RTU bus needs `device = \"/dev/ttyUSB0\"`",
+                    );
+                }
+            }
+        }
+        if v.concurrency == 0 || (v.concurrency > 1 && v.transport != Transport::Tcp) {
+            ctx.error(b.span_of(&["concurrency"]), b.key("concurrency"), "concurrency is at least 1, and only a `tcp` bus may have more than one request in flight");
+        }
+        if !(1..=125).contains(&v.max_registers) {
+            ctx.error(
+                b.span_of(&["max_registers"]),
+                b.key("max_registers"),
+                "Modbus reads 1 to 125 registers at a time",
+            );
+        }
+        if v.timeout_ms == 0 || v.baud == 0 || !(1..=2).contains(&v.stop_bits) {
+            ctx.error(
+                b.span_of(&[]),
+                b.key(""),
+                "timeout_ms and baud must be positive, stop_bits 1 or 2",
+            );
+        }
+    }
+    let mut profiles = shipped_profiles();
+    let mut site_names = BTreeSet::new();
+    for p in &doc.profiles {
+        check_profile(ctx, p);
+        if !site_names.insert(p.value.name.clone()) {
+            ctx.error(
+                p.span_of(&["name"]),
+                p.key("name"),
+                format!("duplicate profile `{}`", p.value.name),
+            );
+        }
+        profiles.retain(|q| q.name != p.value.name);
+        profiles.push(p.value.clone());
+    }
+    let buses: Vec<Bus> = doc.buses.iter().map(|b| b.value.clone()).collect();
+    for m in &doc.meters {
+        let Some(src) = m.value.modbus.as_ref() else {
+            continue;
+        };
+        if !bus_ids.contains(&src.bus) {
+            let names: Vec<&str> = bus_ids.iter().map(String::as_str).collect();
+            let hint = if names.is_empty() {
+                " (no [[bus]] is defined)".to_string()
+            } else {
+                suggest(&src.bus, names.iter())
+            };
+            ctx.error(
+                m.span_of(&["modbus", "bus"]),
+                m.key("modbus.bus"),
+                format!("no bus `{}`{hint}", src.bus),
+            );
+        }
+        let tcp = buses
+            .iter()
+            .find(|b| b.id == src.bus)
+            .is_some_and(|b| b.transport == Transport::Tcp);
+        if !(1..=247).contains(&src.unit) && !(tcp && src.unit == 255) {
+            ctx.error(
+                m.span_of(&["modbus", "unit"]),
+                m.key("modbus.unit"),
+                format!("unit id {} is outside 1-247", src.unit),
+            );
+        }
+        if src.poll_s == 0 || src.fast_poll_s == Some(0) {
+            ctx.error(
+                m.span_of(&["modbus", "poll_s"]),
+                m.key("modbus.poll_s"),
+                "poll periods are at least 1 s",
+            );
+        }
+        match profiles.iter().find(|p| p.name == src.profile) {
+            None => {
+                let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+                let hint = suggest(&src.profile, names.iter());
+                ctx.error(
+                    m.span_of(&["modbus", "profile"]),
+                    m.key("modbus.profile"),
+                    format!("no profile `{}`{hint}", src.profile),
+                );
+            }
+            Some(p) => {
+                let q = m.value.counter_quantity();
+                if !p.field.iter().any(|f| f.counter && f.quantity == q) {
+                    let counters: Vec<&str> = p
+                        .field
+                        .iter()
+                        .filter(|f| f.counter)
+                        .map(|f| f.quantity.as_str())
+                        .collect();
+                    ctx.error(
+                        m.span_of(&["modbus", "profile"]),
+                        m.key("modbus.profile"),
+                        format!("profile `{}` has no counter field `{q}` (its counters: {}); set the meter's `quantity`", p.name, counters.join(", ")),
+                    );
+                }
+            }
+        }
+    }
+    (buses, profiles)
 }
