@@ -13,3 +13,6 @@ pub mod plan;
 
 pub use decode::{FieldError, decode, encode};
 pub use plan::{Read, plan, split};
+pub mod bus;
+
+pub use bus::{BusHealth, MeterHealth, MeterPoll, run_bus};

@@ -3,6 +3,8 @@
 //! optional night leak), deterministic for a given meter id and time, so a
 //! test can compute what any meter read at any instant.
 
+pub mod server;
+
 use chrono::{Datelike, TimeZone, Timelike, Weekday};
 use chrono_tz::Tz;
 use meterflow_model::EnergyClass;

@@ -54,6 +54,36 @@ enum Command {
         #[arg(long, value_enum, default_value = "day")]
         by: crate::report::By,
     },
+    /// Poll the site's meters (Modbus TCP/RTU) into the store until SIGINT/SIGTERM, then drain and stop.
+    Run {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print every committed counter reading.
+        #[arg(long)]
+        live: bool,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// Start the simulator with a bundled example site and the pipeline against it over loopback Modbus TCP.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// Serve a site's Modbus meters from the simulator (a real Modbus TCP server).
+    Simulate {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:5020")]
+        listen: String,
+        /// Bus whose meters to serve (default: the first).
+        #[arg(long)]
+        bus: Option<String>,
+    },
     /// Write simulated readings of a site's meters as CSV (example data, test and benchmark fixtures).
     Generate {
         /// Site configuration file (TOML).
@@ -116,6 +146,37 @@ pub fn main() -> ExitCode {
             faults,
             out,
         } => crate::generate::run(&config, &from, days, step_min, faults, &out),
+        Command::Run {
+            config,
+            live,
+            seconds,
+        } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let site = match load_site(&config) {
+                    Ok(s) => s,
+                    Err(code) => return Ok(code),
+                };
+                let opts = crate::pipeline::RunOptions {
+                    live,
+                    duration: seconds.map(std::time::Duration::from_secs),
+                };
+                let s = crate::pipeline::run(site, opts).await?;
+                eprintln!(
+                    "stopped: {} readings stored, {} refused",
+                    s.stored, s.refused
+                );
+                Ok(ExitCode::SUCCESS)
+            })
+        }),
+        Command::Demo { seconds } => {
+            runtime().and_then(|rt| rt.block_on(crate::demo::demo(seconds)))
+        }
+        Command::Simulate {
+            config,
+            listen,
+            bus,
+        } => runtime()
+            .and_then(|rt| rt.block_on(crate::demo::simulate(&config, &listen, bus.as_deref()))),
     };
     match result {
         Ok(code) => code,
@@ -124,6 +185,13 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }
 
 fn init_logging() {

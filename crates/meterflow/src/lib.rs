@@ -3,8 +3,10 @@
 
 pub mod check;
 pub mod cli;
+pub mod demo;
 pub mod generate;
 pub mod import;
+pub mod pipeline;
 pub mod report;
 mod timearg;
 
