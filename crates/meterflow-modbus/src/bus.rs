@@ -325,6 +325,7 @@ pub struct Link {
     health: Arc<BusHealth>,
     gap: Duration,
     last_frame: Option<Instant>,
+    poisoned: bool,
 }
 
 impl Link {
@@ -335,6 +336,7 @@ impl Link {
             health,
             gap: inter_frame(bus),
             last_frame: None,
+            poisoned: false,
         }
     }
 
@@ -358,8 +360,17 @@ impl Link {
 
     async fn read_once(&mut self, bus: &Bus, unit: u8, read: &Read) -> Result<Answer, bool> {
         if self.ctx.is_none() {
-            match tokio::time::timeout(Duration::from_millis(bus.timeout_ms), open(bus)).await {
-                Ok(Ok(ctx)) => self.ctx = Some(ctx),
+            // Opening includes the drain, which may last a whole timeout of silence.
+            let limit = if bus.transport == Transport::Rtu {
+                Duration::from_millis(bus.timeout_ms.saturating_mul(2).saturating_add(10_000))
+            } else {
+                Duration::from_millis(bus.timeout_ms)
+            };
+            match tokio::time::timeout(limit, open(bus, self.poisoned)).await {
+                Ok(Ok(ctx)) => {
+                    self.ctx = Some(ctx);
+                    self.poisoned = false;
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(bus = %bus.id, error = %e, "Cannot open the bus.");
                     self.health.transport_errors.fetch_add(1, Ordering::Relaxed);
@@ -425,17 +436,17 @@ impl Link {
     }
 
     /// Drop the connection: a late answer must never meet the next request.
-    async fn poison(&mut self, bus: &Bus) {
+    /// A serial line is re-opened and drained for a whole timeout of silence
+    /// first (see `open`), so an answer up to twice the timeout late is discarded.
+    async fn poison(&mut self, _bus: &Bus) {
         if self.ctx.take().is_some() {
             self.health.reconnects.fetch_add(1, Ordering::Relaxed);
         }
-        if bus.transport == Transport::Rtu {
-            drain_serial(bus).await;
-        }
+        self.poisoned = true;
     }
 }
 
-async fn open(bus: &Bus) -> std::io::Result<Context> {
+async fn open(bus: &Bus, poisoned: bool) -> std::io::Result<Context> {
     use tokio_modbus::client::{rtu, tcp};
     match bus.transport {
         Transport::Tcp => {
@@ -450,7 +461,18 @@ async fn open(bus: &Bus) -> std::io::Result<Context> {
             stream.set_nodelay(true)?;
             Ok(rtu::attach(stream))
         }
-        Transport::Rtu => Ok(rtu::attach(open_serial(bus)?)),
+        Transport::Rtu => {
+            let mut port = open_serial(bus)?;
+            // Discard whatever is on the line: 50 ms of silence normally, a
+            // whole timeout after a poisoned request (a late answer may follow).
+            let quiet = if poisoned {
+                Duration::from_millis(bus.timeout_ms.max(50))
+            } else {
+                Duration::from_millis(50)
+            };
+            drain(&mut port, quiet).await;
+            Ok(rtu::attach(port))
+        }
     }
 }
 
@@ -482,17 +504,20 @@ fn open_serial(bus: &Bus) -> std::io::Result<tokio_serial::SerialStream> {
         .map_err(std::io::Error::other)
 }
 
-/// Read and discard until the line has been quiet for 50 ms (at most 2 s).
-async fn drain_serial(bus: &Bus) {
+/// Read and discard until the line has been quiet for `quiet` (at most 10 s).
+async fn drain(port: &mut tokio_serial::SerialStream, quiet: Duration) {
     use tokio::io::AsyncReadExt as _;
-    let Ok(mut port) = open_serial(bus) else {
-        return;
-    };
     let mut buf = [0u8; 256];
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_millis(50), port.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => continue,
+        match tokio::time::timeout(quiet, port.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                tracing::debug!(
+                    bytes = n,
+                    "Discarded bytes on a serial line before the next request."
+                );
+                continue;
+            }
             _ => break,
         }
     }

@@ -1,0 +1,459 @@
+//! Modbus ingest against an independent peer: pymodbus (PyPI) serving a
+//! register image built with Python's `struct`, over TCP and over a socat pty
+//! pair (RTU). The peer logs every frame, so bus behaviour is checked from the
+//! other side of the wire.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{bin, repo};
+
+/// A running child process, killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_for(path: &Path, what: &str) {
+    let t = Instant::now();
+    while !path.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{what} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+enum Wire<'a> {
+    Tcp(u16),
+    Serial(&'a Path),
+}
+
+/// Start the pymodbus peer; returns it and its frame log.
+fn peer(dir: &Path, image: &str, wire: Wire<'_>, late: Option<&str>) -> (Proc, PathBuf) {
+    let image_path = dir.join("image.json");
+    std::fs::write(&image_path, image).expect("image");
+    let log = dir.join("peer.log");
+    let ready = dir.join("peer.ready");
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo().join("tests/peers/modbus_server.py")).args([
+        "--image",
+        image_path.to_str().expect("path"),
+        "--log",
+        log.to_str().expect("path"),
+        "--ready",
+        ready.to_str().expect("path"),
+    ]);
+    match wire {
+        Wire::Tcp(port) => cmd.args(["--tcp", &port.to_string()]),
+        Wire::Serial(dev) => cmd.args(["--serial", dev.to_str().expect("path")]),
+    };
+    if let Some(l) = late {
+        cmd.args(["--late", l]);
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 with pymodbus (see .ci/run)");
+    let p = Proc(child);
+    wait_for(&ready, "the pymodbus peer");
+    (p, log)
+}
+
+/// A socat pty pair; returns (process, our end, the peer's end).
+fn pty_pair(dir: &Path) -> (Proc, PathBuf, PathBuf) {
+    let (a, b) = (dir.join("ttyA"), dir.join("ttyB"));
+    let child = Command::new("socat")
+        .args([
+            format!("pty,raw,echo=0,link={}", a.display()),
+            format!("pty,raw,echo=0,link={}", b.display()),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat (see .ci/run)");
+    let p = Proc(child);
+    wait_for(&a, "socat");
+    wait_for(&b, "socat");
+    (p, a, b)
+}
+
+fn run_meterflow(site: &Path, seconds: u64) -> String {
+    let o = bin()
+        .args([
+            "run",
+            "--config",
+            site.to_str().expect("path"),
+            "--seconds",
+            &seconds.to_string(),
+        ])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    err
+}
+
+/// (value or NaN, status) of every stored reading of a meter's quantity, in time order.
+fn stored(db: &Path, meter: &str, quantity: &str) -> Vec<(f64, Option<i64>, i64)> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("store");
+    let mut s = c
+        .prepare("SELECT r.value, r.status, r.ts_ms FROM readings r JOIN series s ON s.id = r.series WHERE s.meter = ?1 AND s.quantity = ?2 ORDER BY r.ts_ms")
+        .expect("prepare");
+    s.query_map([meter, quantity], |r| {
+        Ok((
+            r.get::<_, Option<f64>>(0)?.unwrap_or(f64::NAN),
+            r.get(1)?,
+            r.get(2)?,
+        ))
+    })
+    .expect("query")
+    .map(|r| r.expect("row"))
+    .collect()
+}
+
+fn site_file(dir: &Path, bus: &str, profile: &str, meters: &[(&str, u8, &str)]) -> PathBuf {
+    let mut s = format!(
+        "[site]\nname = \"modbus test\"\n\n[store]\npath = \"store.db\"\n\n[[building]]\nid = \"b\"\ntotal_area_m2 = 100\n\n{bus}\n{profile}\n"
+    );
+    for (id, unit, extra) in meters {
+        s.push_str(&format!(
+            "[[meter]]\nid = \"{id}\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = {{ building = \"b\" }}\nmodbus = {{ bus = \"bus1\", unit = {unit}, profile = \"p\", poll_s = 1{extra} }}\n\n"
+        ));
+    }
+    let path = dir.join("site.toml");
+    std::fs::write(&path, s).expect("site");
+    path
+}
+
+/// (quantity, address, type, order, value) of the type/order matrix.
+const MATRIX: &[(&str, u16, &str, &str, f64)] = &[
+    ("a_u16", 0, "u16", "ABCD", 65000.0),
+    ("a_i16", 1, "i16", "ABCD", -1234.0),
+    ("b_u32_abcd", 2, "u32", "ABCD", 3_000_000_000.0),
+    ("b_u32_cdab", 4, "u32", "CDAB", 123_456_789.0),
+    ("b_i32_badc", 6, "i32", "BADC", -2_000_000.0),
+    ("b_i32_dcba", 8, "i32", "DCBA", 7_654_321.0),
+    ("c_f32_abcd", 10, "f32", "ABCD", 1234.5),
+    ("c_f32_cdab", 12, "f32", "CDAB", -0.25),
+    ("c_f32_badc", 14, "f32", "BADC", 50.0),
+    ("c_f32_dcba", 16, "f32", "DCBA", 230.5),
+    ("d_f64_abcd", 18, "f64", "ABCD", 12345.678),
+    ("d_f64_cdab", 22, "f64", "CDAB", -9.75),
+    ("d_u64_dcba", 26, "u64", "DCBA", 10_000_000_000.0),
+    ("d_i64_badc", 30, "i64", "BADC", -5.0),
+];
+
+fn matrix_image(units: &[u8], with_gap: bool) -> String {
+    let mut entries: Vec<String> = MATRIX
+        .iter()
+        .map(|(_, a, t, o, v)| format!("{{\"space\": \"holding\", \"address\": {a}, \"type\": \"{t}\", \"order\": \"{o}\", \"value\": {v}}}"))
+        .collect();
+    entries.push(
+        "{\"space\": \"input\", \"address\": 72, \"type\": \"f32\", \"value\": 100.25}".to_string(),
+    );
+    if with_gap {
+        // 100 and 101 exist; 103 does not: a read of 100..104 is illegal (exception 2).
+        entries.push("{\"space\": \"holding\", \"address\": 100, \"raw\": [7, 8]}".to_string());
+    }
+    let units: Vec<String> = units
+        .iter()
+        .map(|u| format!("\"{u}\": [{}]", entries.join(", ")))
+        .collect();
+    format!("{{\"units\": {{{}}}}}", units.join(", "))
+}
+
+fn matrix_profile(with_gap: bool) -> String {
+    let mut s = String::from(
+        "[[profile]]\nname = \"p\"\nversion = 1\ndescription = \"type/order matrix\"\n\n",
+    );
+    for (q, a, t, o, _) in MATRIX {
+        s.push_str(&format!("[[profile.field]]\nquantity = \"{q}\"\nspace = \"holding\"\naddress = {a}\ntype = \"{t}\"\norder = \"{o}\"\nunit = \"1\"\n\n"));
+    }
+    s.push_str("[[profile.field]]\nquantity = \"energy_import\"\nspace = \"input\"\naddress = 72\ntype = \"f32\"\nunit = \"kWh\"\ncounter = true\n\n");
+    if with_gap {
+        for a in [100, 101, 103] {
+            s.push_str(&format!("[[profile.field]]\nquantity = \"e_{a}\"\nspace = \"holding\"\naddress = {a}\ntype = \"u16\"\nunit = \"1\"\n\n"));
+        }
+    }
+    s
+}
+
+#[test]
+fn tcp_every_type_and_order_decodes_and_a_bad_address_costs_only_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let (_peer, log) = peer(dir.path(), &matrix_image(&[1], true), Wire::Tcp(port), None);
+    let bus = format!(
+        "[[bus]]\nid = \"bus1\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:{port}\"\ntimeout_ms = 1000\nmax_gap = 70\n"
+    );
+    let site = site_file(dir.path(), &bus, &matrix_profile(true), &[("m1", 1, "")]);
+    run_meterflow(&site, 3);
+    let db = dir.path().join("store.db");
+    for (q, _, _, _, v) in MATRIX {
+        let got = stored(&db, "m1", q);
+        assert!(!got.is_empty(), "no reading of {q}");
+        assert!(
+            got.iter().all(|(x, _, _)| x == v),
+            "{q}: expected {v}, got {got:?}"
+        );
+    }
+    let energy = stored(&db, "m1", "energy_import");
+    assert!(
+        energy.len() >= 2 && energy.iter().all(|(x, _, _)| *x == 100.25),
+        "{energy:?}"
+    );
+    // The coalesced read 100..104 was refused; the split parts still delivered 100 and 101.
+    assert!(
+        stored(&db, "m1", "e_100").iter().all(|(x, _, _)| *x == 7.0)
+            && !stored(&db, "m1", "e_100").is_empty()
+    );
+    assert!(
+        stored(&db, "m1", "e_101").iter().all(|(x, _, _)| *x == 8.0)
+            && !stored(&db, "m1", "e_101").is_empty()
+    );
+    assert!(stored(&db, "m1", "e_103").is_empty());
+    // From the peer's side: exception answers (function 0x83) were sent.
+    let log = std::fs::read_to_string(log).expect("log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"tx\"") && l.contains("0183")),
+        "no exception 0x83 in the peer log"
+    );
+}
+
+/// Frames the peer received between two of its answers must be exactly one
+/// request: two requests in one gap would mean overlapping requests on the line.
+fn assert_one_request_at_a_time(log: &Path) {
+    let text = std::fs::read_to_string(log).expect("log");
+    let mut pending_bytes = 0usize;
+    let mut requests = 0;
+    for line in text.lines() {
+        let hex = line
+            .split("\"hex\": \"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or("");
+        if line.contains("\"rx\"") {
+            pending_bytes += hex.len() / 2;
+        } else if line.contains("\"tx\"") {
+            // A read request is 8 bytes (unit, function, address, count, CRC).
+            assert_eq!(
+                pending_bytes, 8,
+                "between two answers the peer received {pending_bytes} bytes:\n{text}"
+            );
+            pending_bytes = 0;
+            requests += 1;
+        }
+    }
+    assert!(requests >= 4, "too few requests seen ({requests})");
+}
+
+#[test]
+fn rtu_over_a_pty_two_meters_decode_and_never_overlap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_socat, ours, theirs) = pty_pair(dir.path());
+    let (_peer, log) = peer(
+        dir.path(),
+        &matrix_image(&[1, 2], false),
+        Wire::Serial(&theirs),
+        None,
+    );
+    let bus = format!(
+        "[[bus]]\nid = \"bus1\"\ntransport = \"rtu\"\ndevice = \"{}\"\nbaud = 9600\ntimeout_ms = 1000\nmax_gap = 70\n",
+        ours.display()
+    );
+    let site = site_file(
+        dir.path(),
+        &bus,
+        &matrix_profile(false),
+        &[("m1", 1, ""), ("m2", 2, "")],
+    );
+    run_meterflow(&site, 4);
+    let db = dir.path().join("store.db");
+    for meter in ["m1", "m2"] {
+        for (q, _, _, _, v) in MATRIX {
+            let got = stored(&db, meter, q);
+            assert!(
+                !got.is_empty() && got.iter().all(|(x, _, _)| x == v),
+                "{meter} {q}: expected {v}, got {got:?}"
+            );
+        }
+    }
+    assert_one_request_at_a_time(&log);
+}
+
+#[test]
+fn a_silent_meter_costs_its_neighbours_at_most_one_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    // Units 1 and 3 exist; unit 2 does not, and the peer ignores it (no answer at all).
+    let (_peer, _log) = peer(
+        dir.path(),
+        &matrix_image(&[1, 3], false),
+        Wire::Tcp(port),
+        None,
+    );
+    let bus = format!(
+        "[[bus]]\nid = \"bus1\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:{port}\"\ntimeout_ms = 400\nmax_gap = 70\n"
+    );
+    let site = site_file(
+        dir.path(),
+        &bus,
+        &matrix_profile(false),
+        &[("m1", 1, ""), ("m2", 2, ""), ("m3", 3, "")],
+    );
+    run_meterflow(&site, 6);
+    let db = dir.path().join("store.db");
+    assert!(stored(&db, "m2", "energy_import").is_empty());
+    for meter in ["m1", "m3"] {
+        let got = stored(&db, meter, "energy_import");
+        // 6 s of 1 s polls: at least 4 complete polls each.
+        assert!(got.len() >= 4, "{meter}: {} readings", got.len());
+        // Consecutive polls are 1 s apart; the dead neighbour may add one 400 ms timeout.
+        let worst = got.windows(2).map(|w| w[1].2 - w[0].2).max().unwrap_or(0);
+        assert!(
+            worst <= 1000 + 400 + 350,
+            "{meter}: gap of {worst} ms between polls"
+        );
+    }
+}
+
+#[test]
+fn a_sentinel_counter_is_rejected_never_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let image =
+        "{\"units\": {\"1\": [{\"space\": \"holding\", \"address\": 0, \"raw\": [65535, 65535]}]}}";
+    let (_peer, _log) = peer(dir.path(), image, Wire::Tcp(port), None);
+    let bus = format!(
+        "[[bus]]\nid = \"bus1\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:{port}\"\ntimeout_ms = 1000\n"
+    );
+    let profile = "[[profile]]\nname = \"p\"\nversion = 1\ndescription = \"u32 counter\"\n\n[[profile.field]]\nquantity = \"energy_import\"\nspace = \"holding\"\naddress = 0\ntype = \"u32\"\nscale = 0.01\nunit = \"kWh\"\ncounter = true\n";
+    let site = site_file(dir.path(), &bus, profile, &[("m1", 1, "")]);
+    run_meterflow(&site, 3);
+    let db = dir.path().join("store.db");
+    let got = stored(&db, "m1", "energy_import");
+    // Status 6 = rejected (invalid value); the value is kept as not-a-number, never 0.
+    assert!(
+        !got.is_empty() && got.iter().all(|(v, s, _)| v.is_nan() && *s == Some(6)),
+        "{got:?}"
+    );
+    let c = rusqlite::Connection::open(&db).expect("store");
+    let n: i64 = c
+        .query_row(
+            "SELECT count(*) FROM anomalies WHERE kind = 'invalid_value'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(n as usize, got.len());
+    let intervals: i64 = c
+        .query_row("SELECT count(*) FROM intervals", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(intervals, 0);
+}
+
+/// Every value recorded belongs to the register it claims, although the peer
+/// answered one request after our timeout.
+fn stale_reply_case(dir: &Path, bus: String, wire: Wire<'_>) {
+    // Unit U: register 0 holds U×1000 (counter), register 10 holds U×1000+10 (fast gauge):
+    // same function, same count, different registers, so a stale answer would show.
+    let entries = |u: u32| {
+        format!(
+            "[{{\"space\": \"holding\", \"address\": 0, \"raw\": [{}]}}, {{\"space\": \"holding\", \"address\": 10, \"raw\": [{}]}}]",
+            u * 1000,
+            u * 1000 + 10
+        )
+    };
+    let image = format!(
+        "{{\"units\": {{\"1\": {}, \"2\": {}}}}}",
+        entries(1),
+        entries(2)
+    );
+    let (_peer, log) = peer(dir, &image, wire, Some("1:700:1"));
+    let profile = "[[profile]]\nname = \"p\"\nversion = 1\ndescription = \"stale-reply check\"\n\n\
+        [[profile.field]]\nquantity = \"energy_import\"\nspace = \"holding\"\naddress = 0\ntype = \"u16\"\nunit = \"kWh\"\ncounter = true\n\n\
+        [[profile.field]]\nquantity = \"power\"\nspace = \"holding\"\naddress = 10\ntype = \"u16\"\nunit = \"kW\"\ngroup = \"fast\"\n";
+    let site = site_file(
+        dir,
+        &bus,
+        profile,
+        &[
+            ("m1", 1, ", fast_poll_s = 1"),
+            ("m2", 2, ", fast_poll_s = 1"),
+        ],
+    );
+    run_meterflow(&site, 8);
+    let db = dir.join("store.db");
+    for (meter, u) in [("m1", 1.0), ("m2", 2.0)] {
+        let e = stored(&db, meter, "energy_import");
+        let p = stored(&db, meter, "power");
+        assert!(
+            !e.is_empty() && !p.is_empty(),
+            "{meter}: energy {e:?} power {p:?}"
+        );
+        assert!(
+            e.iter().all(|(v, _, _)| *v == u * 1000.0),
+            "{meter} energy: {e:?}"
+        );
+        assert!(
+            p.iter().all(|(v, _, _)| *v == u * 1000.0 + 10.0),
+            "{meter} power: {p:?}"
+        );
+    }
+    // The peer really answered late at least once (700 ms after the request, timeout 300 ms).
+    let text = std::fs::read_to_string(log).expect("log");
+    let mut last_rx = 0.0f64;
+    let mut late = 0;
+    for line in text.lines() {
+        let t: f64 = line
+            .split("\"t\": ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0);
+        if line.contains("\"rx\"") {
+            last_rx = t;
+        } else if t - last_rx > 0.6 {
+            late += 1;
+        }
+    }
+    assert!(late >= 1, "the peer never answered late:\n{text}");
+}
+
+#[test]
+fn stale_reply_over_tcp_is_never_taken_for_the_next_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let bus = format!(
+        "[[bus]]\nid = \"bus1\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:{port}\"\ntimeout_ms = 300\nretries = 0\n"
+    );
+    stale_reply_case(dir.path(), bus, Wire::Tcp(port));
+}
+
+#[test]
+fn stale_reply_over_a_pty_is_never_taken_for_the_next_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_socat, ours, theirs) = pty_pair(dir.path());
+    let bus = format!(
+        "[[bus]]\nid = \"bus1\"\ntransport = \"rtu\"\ndevice = \"{}\"\nbaud = 9600\ntimeout_ms = 300\nretries = 0\n",
+        ours.display()
+    );
+    stale_reply_case(dir.path(), bus, Wire::Serial(&theirs));
+}
