@@ -275,12 +275,12 @@ pub async fn poll_meter(
             }
             Answer::Exception(code) => {
                 let c = u8::from(code);
-                if matches!(c, 2 | 3) {
-                    if let Some((a, b)) = split(fields, &read) {
-                        queue.push(b);
-                        queue.push(a);
-                        continue;
-                    }
+                if matches!(c, 2 | 3)
+                    && let Some((a, b)) = split(fields, &read)
+                {
+                    queue.push(b);
+                    queue.push(a);
+                    continue;
                 }
                 for &i in &read.fields {
                     out.errors

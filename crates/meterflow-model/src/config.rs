@@ -455,6 +455,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Parse a profile document, errors as text (tests and tools).
+pub fn validate_profile_text(src: &str, name: &str) -> Result<crate::profile::Profile, String> {
+    validate::parse_profile(src, Path::new(name)).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,9 +587,4 @@ serves = { building = "b1" }
         assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].line, 2);
     }
-}
-
-/// Parse a profile document, errors as text (tests and tools).
-pub fn validate_profile_text(src: &str, name: &str) -> Result<crate::profile::Profile, String> {
-    validate::parse_profile(src, Path::new(name)).map_err(|e| e.to_string())
 }

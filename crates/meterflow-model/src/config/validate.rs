@@ -893,7 +893,8 @@ pub(crate) fn validate_modbus(
             .iter()
             .find(|b| b.id == src.bus)
             .is_some_and(|b| b.transport == Transport::Tcp);
-        if !(1..=247).contains(&src.unit) && !(tcp && src.unit == 255) {
+        let valid_unit = (1..=247).contains(&src.unit) || (tcp && src.unit == 255);
+        if !valid_unit {
             ctx.error(
                 m.span_of(&["modbus", "unit"]),
                 m.key("modbus.unit"),
