@@ -44,6 +44,16 @@ enum Wire<'a> {
 
 /// Start the pymodbus peer; returns it and its frame log.
 fn peer(dir: &Path, image: &str, wire: Wire<'_>, late: Option<&str>) -> (Proc, PathBuf) {
+    peer_with(dir, image, wire, late, &[])
+}
+
+fn peer_with(
+    dir: &Path,
+    image: &str,
+    wire: Wire<'_>,
+    late: Option<&str>,
+    extra: &[&str],
+) -> (Proc, PathBuf) {
     let image_path = dir.join("image.json");
     std::fs::write(&image_path, image).expect("image");
     let log = dir.join("peer.log");
@@ -64,6 +74,7 @@ fn peer(dir: &Path, image: &str, wire: Wire<'_>, late: Option<&str>) -> (Proc, P
     if let Some(l) = late {
         cmd.args(["--late", l]);
     }
+    cmd.args(extra);
     let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -565,4 +576,125 @@ fn a_counter_reset_on_the_wire_adds_no_consumption() {
         )
         .expect("count");
     assert_eq!(resets, 1);
+}
+
+/// `meterflow probe` shows plausible SDM630 values, and a word-swapped device is flagged.
+#[test]
+fn probe_shows_plausible_values_and_flags_a_wrong_word_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let sdm = |order: &str| {
+        let f = |a: u16, v: f64| {
+            format!(
+                "{{\"space\": \"input\", \"address\": {a}, \"type\": \"f32\", \"order\": \"{order}\", \"value\": {v}}}"
+            )
+        };
+        [
+            f(0, 230.1),
+            f(2, 229.8),
+            f(4, 231.0),
+            f(6, 5.0),
+            f(8, 5.1),
+            f(10, 4.9),
+            f(0x34, 3450.0),
+            f(0x3E, 0.98),
+            f(0x46, 50.02),
+            f(0x48, 1234.5),
+            f(0x4A, 0.0),
+            f(0x156, 1234.5),
+        ]
+        .join(", ")
+    };
+    // Unit 1 speaks ABCD like a real SDM630; unit 2 sends the same values word-swapped.
+    let image = format!(
+        "{{\"units\": {{\"1\": [{}], \"2\": [{}]}}}}",
+        sdm("ABCD"),
+        sdm("CDAB")
+    );
+    let (_peer, _log) = peer(dir.path(), &image, Wire::Tcp(port), None);
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let o = bin()
+        .args([
+            "probe",
+            "--endpoint",
+            &endpoint,
+            "--unit",
+            "1",
+            "--profile",
+            "sdm630",
+        ])
+        .output()
+        .expect("probe");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("all fields plausible"), "{out}");
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    // 230.1 as f32 rounds to 0x4366_199A (struct.pack(">f", 230.1)).
+    assert!(
+        line("voltage_l1").contains("4366 199A") && line("voltage_l1").contains("230.1000"),
+        "{out}"
+    );
+    assert!(
+        line("energy_import").contains("1234.5000") && line("energy_import").ends_with("ok"),
+        "{out}"
+    );
+
+    let o = bin()
+        .args([
+            "probe",
+            "--endpoint",
+            &endpoint,
+            "--unit",
+            "2",
+            "--profile",
+            "sdm630",
+        ])
+        .output()
+        .expect("probe");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        line_of(&out, "voltage_l1").contains("CHECK")
+            && line_of(&out, "frequency").contains("CHECK"),
+        "{out}"
+    );
+}
+
+fn line_of(out: &str, name: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(name))
+        .map(str::to_string)
+        .unwrap_or_default()
+}
+
+/// RTU frames through a serial-to-TCP gateway (pymodbus TCP server with the RTU framer).
+#[test]
+fn rtu_over_tcp_gateway_decodes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let (_peer, _log) = peer_with(
+        dir.path(),
+        &matrix_image(&[4], false),
+        Wire::Tcp(port),
+        None,
+        &["--framer", "rtu"],
+    );
+    let bus = format!(
+        "[[bus]]\nid = \"bus1\"\ntransport = \"rtu_over_tcp\"\naddress = \"127.0.0.1:{port}\"\ntimeout_ms = 1000\nmax_gap = 70\n"
+    );
+    let site = site_file(dir.path(), &bus, &matrix_profile(false), &[("m4", 4, "")]);
+    run_meterflow(&site, 3);
+    let db = dir.path().join("store.db");
+    for (q, _, _, _, v) in MATRIX {
+        let got = stored(&db, "m4", q);
+        assert!(
+            !got.is_empty() && got.iter().all(|(x, _, _)| x == v),
+            "{q}: expected {v}, got {got:?}"
+        );
+    }
 }

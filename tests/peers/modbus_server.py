@@ -18,6 +18,7 @@ import time
 
 import pymodbus
 from pymodbus.datastore import ModbusDeviceContext, ModbusServerContext, ModbusSparseDataBlock
+from pymodbus import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 FORMATS = {"u16": ">H", "i16": ">h", "u32": ">I", "i32": ">i", "u64": ">Q", "i64": ">q", "f32": ">f", "f64": ">d"}
@@ -64,6 +65,7 @@ def main():
     ap.add_argument("--log", required=True, help="JSON lines: t (monotonic s), dir rx/tx, unit, hex")
     ap.add_argument("--late", default="", help="UNIT:MS:COUNT: delay the first COUNT replies to UNIT by MS")
     ap.add_argument("--ready", required=True, help="file written once serving")
+    ap.add_argument("--framer", default="", help="rtu: RTU frames over TCP (a serial gateway)")
     args = ap.parse_args()
     pymodbus.pymodbus_apply_logging_config(logging.CRITICAL)
     logging.disable(logging.CRITICAL)
@@ -74,9 +76,10 @@ def main():
         late[u] = [ms / 1000.0, n]
     log = open(args.log, "a", buffering=1)
     tcp = args.tcp is not None
+    mbap = tcp and args.framer != "rtu"
 
     def unit_of(data):
-        if tcp:
+        if mbap:
             return data[6] if len(data) > 6 else -1
         return data[0] if data else -1
 
@@ -92,7 +95,8 @@ def main():
 
     async def serve():
         if tcp:
-            server = ModbusTcpServer(context, address=("127.0.0.1", args.tcp), trace_packet=trace, ignore_missing_devices=True)
+            framer = FramerType.RTU if args.framer == "rtu" else FramerType.SOCKET
+            server = ModbusTcpServer(context, framer=framer, address=("127.0.0.1", args.tcp), trace_packet=trace, ignore_missing_devices=True)
         else:
             server = ModbusSerialServer(context, port=args.serial, baudrate=args.baud, trace_packet=trace, ignore_missing_devices=True)
         task = asyncio.create_task(server.serve_forever())

@@ -84,6 +84,24 @@ enum Command {
         #[arg(long)]
         bus: Option<String>,
     },
+    /// Read every register of a profile once and show decoded values next to plausibility checks (commissioning).
+    Probe {
+        /// tcp://host:port, rtu-over-tcp://host:port or rtu:///dev/ttyUSB0?baud=9600&parity=even
+        #[arg(long)]
+        endpoint: String,
+        /// Unit (slave) id.
+        #[arg(long)]
+        unit: u8,
+        /// Profile name (shipped, or from --config).
+        #[arg(long)]
+        profile: String,
+        /// Site file whose [[profile]]s to use as well.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Response timeout, ms.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+    },
     /// Write simulated readings of a site's meters as CSV (example data, test and benchmark fixtures).
     Generate {
         /// Site configuration file (TOML).
@@ -168,6 +186,21 @@ pub fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             })
         }),
+        Command::Probe {
+            endpoint,
+            unit,
+            profile,
+            config,
+            timeout_ms,
+        } => runtime().and_then(|rt| {
+            rt.block_on(probe_cmd(
+                &endpoint,
+                unit,
+                &profile,
+                config.as_deref(),
+                timeout_ms,
+            ))
+        }),
         Command::Demo { seconds } => {
             runtime().and_then(|rt| rt.block_on(crate::demo::demo(seconds)))
         }
@@ -217,4 +250,40 @@ pub(crate) fn load_site(path: &std::path::Path) -> Result<meterflow_model::Site,
         );
         ExitCode::from(crate::EXIT_CONFIG)
     })
+}
+
+async fn probe_cmd(
+    endpoint: &str,
+    unit: u8,
+    profile: &str,
+    config: Option<&std::path::Path>,
+    timeout_ms: u64,
+) -> anyhow::Result<ExitCode> {
+    let profiles = match config {
+        Some(c) => match load_site(c) {
+            Ok(site) => site.profiles,
+            Err(code) => return Ok(code),
+        },
+        None => meterflow_model::config::shipped_profiles(),
+    };
+    let Some(p) = profiles.iter().find(|p| p.name == profile) else {
+        let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+        eprintln!("error: no profile `{profile}`; known: {}", names.join(", "));
+        return Ok(ExitCode::from(crate::EXIT_CONFIG));
+    };
+    let bus = match crate::probe::endpoint_bus(endpoint, timeout_ms) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: --endpoint {e}");
+            return Ok(ExitCode::from(crate::EXIT_CONFIG));
+        }
+    };
+    let rows = crate::probe::probe(&bus, unit, p, std::time::Duration::from_secs(2)).await;
+    let bad = crate::probe::print(unit, p, &rows);
+    if bad > 0 {
+        println!("{bad} field(s) need a look");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("all fields plausible");
+    Ok(ExitCode::SUCCESS)
 }

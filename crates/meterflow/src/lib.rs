@@ -7,6 +7,7 @@ pub mod demo;
 pub mod generate;
 pub mod import;
 pub mod pipeline;
+pub mod probe;
 pub mod report;
 mod timearg;
 
