@@ -107,12 +107,12 @@ pub fn plausibility(field: &Field, value: f64, again: Option<f64>) -> Option<Str
         if value < 0.0 {
             return Some(format!("a counter cannot be negative ({value}): {hint}"));
         }
-        if let Some(b) = again {
-            if b < value {
-                return Some(format!(
-                    "counter went down from {value} to {b} between two reads: {hint}"
-                ));
-            }
+        if let Some(b) = again
+            && b < value
+        {
+            return Some(format!(
+                "counter went down from {value} to {b} between two reads: {hint}"
+            ));
         }
     }
     None
