@@ -58,6 +58,14 @@ pub struct BusHealth {
 /// Health of one meter.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MeterHealth {
+    /// Polls attempted (not counting polls skipped while parked).
+    pub polls: u64,
+    /// Polls that ended without an answer (timeout or transport error).
+    pub timeouts: u64,
+    /// Fields answered with a Modbus exception.
+    pub exceptions: u64,
+    /// Total time spent polling this meter, µs (latency = poll_us / polls).
+    pub poll_us: u64,
     /// Polls that produced at least one value.
     pub good_polls: u64,
     /// Polls that produced nothing.
@@ -96,6 +104,43 @@ struct State {
 /// Run a bus until `shutdown` turns true; readings go to `out` (bounded: a slow
 /// store slows polling, nothing is dropped).
 pub async fn run_bus(
+    bus: Bus,
+    polls: Vec<MeterPoll>,
+    out: mpsc::Sender<Vec<Reading>>,
+    health: Arc<BusHealth>,
+    shutdown: watch::Receiver<bool>,
+) {
+    // True Modbus TCP devices may take several requests at once: N schedulers,
+    // each with its own connection and every N-th meter. Serial lines and
+    // gateways always get exactly one.
+    let n = if bus.transport == Transport::Tcp {
+        bus.concurrency.clamp(1, polls.len().max(1))
+    } else {
+        1
+    };
+    if n > 1 {
+        let mut parts: Vec<Vec<MeterPoll>> = vec![Vec::new(); n];
+        for (i, p) in polls.into_iter().enumerate() {
+            parts[i % n].push(p);
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for part in parts {
+            set.spawn(run_scheduler(
+                bus.clone(),
+                part,
+                out.clone(),
+                Arc::clone(&health),
+                shutdown.clone(),
+            ));
+        }
+        while set.join_next().await.is_some() {}
+        return;
+    }
+    run_scheduler(bus, polls, out, health, shutdown).await;
+}
+
+/// One scheduler: one connection, one request at a time.
+async fn run_scheduler(
     bus: Bus,
     polls: Vec<MeterPoll>,
     out: mpsc::Sender<Vec<Reading>>,
@@ -164,10 +209,19 @@ pub async fn run_bus(
             } else {
                 state.energy_reads[m].clone()
             };
+            let started = Instant::now();
             let got = poll_meter(&mut link, &bus, &state.polls[m], &reads, &health).await;
             health.polls.fetch_add(1, Ordering::Relaxed);
             let mut meters = health.meters.lock().unwrap_or_else(|p| p.into_inner());
             let mh = meters.entry(state.polls[m].meter.clone()).or_default();
+            mh.polls += 1;
+            mh.poll_us += started.elapsed().as_micros() as u64;
+            mh.timeouts += u64::from(got.errors.iter().any(|(_, e)| *e == FieldError::NoResponse));
+            mh.exceptions += got
+                .errors
+                .iter()
+                .filter(|(_, e)| matches!(e, FieldError::Exception(_)))
+                .count() as u64;
             for (q, e) in &got.errors {
                 *mh.field_errors
                     .entry(format!("{q}: {}", e.code()))
@@ -353,6 +407,9 @@ impl Link {
                     if timeout || attempt > bus.retries {
                         return Answer::NoResponse;
                     }
+                    // Back off before retrying a transport error: 100 ms, 200 ms, …
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt).min(10)))
+                        .await;
                 }
             }
         }
