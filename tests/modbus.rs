@@ -790,3 +790,59 @@ fn sigterm_drains_and_stops_cleanly() {
         n
     );
 }
+
+/// `meterflow simulate --rtu` serves meters on a pty, with faults from the command line:
+/// a silent unit yields nothing, a sentinel unit yields rejected readings, the healthy one values.
+#[test]
+fn simulator_serves_rtu_on_a_pty_with_injected_faults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_socat, ours, theirs) = pty_pair(dir.path());
+    let bus = format!(
+        "[[bus]]\nid = \"bus1\"\ntransport = \"rtu\"\ndevice = \"{}\"\nbaud = 19200\ntimeout_ms = 300\n",
+        ours.display()
+    );
+    let site = site_file(
+        dir.path(),
+        &bus,
+        "",
+        &[("m1", 1, ""), ("m2", 2, ""), ("m3", 3, "")],
+    );
+    let src = std::fs::read_to_string(&site)
+        .expect("site")
+        .replace("profile = \"p\"", "profile = \"sdm630\"");
+    std::fs::write(&site, src).expect("site");
+    let sim = bin()
+        .args([
+            "simulate",
+            "--config",
+            site.to_str().expect("path"),
+            "--rtu",
+            theirs.to_str().expect("path"),
+            "--fault",
+            "2=silent",
+            "--fault",
+            "3=sentinel",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("simulate");
+    let _sim = Proc(sim);
+    std::thread::sleep(Duration::from_millis(1500));
+    run_meterflow(&site, 4);
+    let db = dir.path().join("store.db");
+    let m1 = stored(&db, "m1", "energy_import");
+    assert!(
+        m1.len() >= 2
+            && m1
+                .iter()
+                .all(|(v, s, _)| v.is_finite() && *v > 1000.0 && *s != Some(6)),
+        "{m1:?}"
+    );
+    assert!(stored(&db, "m2", "energy_import").is_empty());
+    let m3 = stored(&db, "m3", "energy_import");
+    assert!(
+        !m3.is_empty() && m3.iter().all(|(v, s, _)| v.is_nan() && *s == Some(6)),
+        "{m3:?}"
+    );
+}

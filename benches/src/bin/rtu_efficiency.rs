@@ -1,71 +1,18 @@
-//! RTU bus efficiency: 30 meters on one serial line at 9 600 Bd. The peer is a
-//! Modbus RTU slave on a socat pty that emulates the line: a byte costs 11 bits
-//! of time, so it answers after the request's frame time, 3.5 characters of
-//! silence and the response's frame time. The measured poll cycle is compared
-//! with the theoretical minimum: per request, request + response frame times
-//! plus two 3.5-character gaps.
+//! RTU bus efficiency: 30 meters on one serial line at 9 600 Bd. The peer is
+//! the meterflow simulator's RTU slave on a socat pty, emulating the line: a
+//! byte costs 11 bits of time, so it answers after the request's frame time,
+//! 3.5 characters of silence and the response's frame time. The measured poll
+//! cycle is compared with the theoretical minimum: per request, request +
+//! response frame times plus two 3.5-character gaps.
 //!
 //! `cargo run --release -p meterflow-benches --bin rtu-efficiency -- [METERS] [BAUD] [CYCLES]`
 
-use std::io::{Read, Write};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meterflow_modbus::bus::{Link, poll_meter};
 use meterflow_modbus::{BusHealth, MeterPoll, plan};
-use meterflow_model::config::{Bus, Parity, Transport};
-
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0xFFFF;
-    for &b in data {
-        crc ^= u16::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xA001
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc
-}
-
-/// The emulated slave: answers reads of holding registers with `unit * 100 + address`.
-fn slave(path: std::path::PathBuf, baud: u32, meters: u8) -> anyhow::Result<()> {
-    let char_s = 11.0 / f64::from(baud);
-    let mut port = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)?;
-    let mut req = [0u8; 8];
-    loop {
-        port.read_exact(&mut req)?;
-        let arrived = Instant::now();
-        if crc16(&req[..6]) != u16::from_le_bytes([req[6], req[7]])
-            || req[0] == 0
-            || req[0] > meters
-            || req[1] != 3
-        {
-            continue;
-        }
-        let (addr, count) = (
-            u16::from_be_bytes([req[2], req[3]]),
-            u16::from_be_bytes([req[4], req[5]]),
-        );
-        let mut resp = vec![req[0], 3, (count * 2) as u8];
-        for k in 0..count {
-            resp.extend_from_slice(&(u16::from(req[0]) * 100 + addr + k).to_be_bytes());
-        }
-        let crc = crc16(&resp);
-        resp.extend_from_slice(&crc.to_le_bytes());
-        // The request was still arriving for its frame time; then 3.5 characters
-        // of silence end it; then the answer takes its own frame time.
-        let line = (8.0 + 3.5 + resp.len() as f64) * char_s;
-        let wait = Duration::from_secs_f64(line).saturating_sub(arrived.elapsed());
-        std::thread::sleep(wait);
-        port.write_all(&resp)?;
-    }
-}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -83,29 +30,35 @@ fn main() -> anyhow::Result<()> {
     while !(a.exists() && b.exists()) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::spawn(move || slave(b, baud, meters));
 
-    let profile = meterflow_model::config::validate_profile_text(
-        "name = \"bench\"\nversion = 1\ndescription = \"u32 counter\"\n[[field]]\nquantity = \"energy_import\"\nspace = \"holding\"\naddress = 0\ntype = \"u32\"\nunit = \"kWh\"\ncounter = true\n",
-        "bench",
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
-    let profile = Arc::new(profile);
-    let bus = Bus {
-        id: "line".into(),
-        transport: Transport::Rtu,
-        address: None,
-        device: Some(a.to_string_lossy().into_owned()),
-        baud,
-        parity: Parity::None,
-        stop_bits: 1,
-        timeout_ms: 1000,
-        retries: 0,
-        concurrency: 1,
-        inter_frame_ms: None,
-        max_gap: 10,
-        max_registers: 125,
-    };
+    // A site with `meters` meters on one RTU line, each a u32 counter at register 0.
+    let mut text =
+        String::from("[site]\nname = \"rtu\"\n[[building]]\nid = \"b\"\ntotal_area_m2 = 1\n");
+    let _ = write!(
+        text,
+        "[[bus]]\nid = \"line\"\ntransport = \"rtu\"\ndevice = \"{}\"\nbaud = {baud}\n",
+        a.display()
+    );
+    text.push_str("[[profile]]\nname = \"bench\"\nversion = 1\ndescription = \"u32 counter\"\n[[profile.field]]\nquantity = \"energy_import\"\nspace = \"holding\"\naddress = 0\ntype = \"u32\"\nscale = 0.01\nunit = \"kWh\"\ncounter = true\n");
+    for u in 1..=meters {
+        let _ = write!(
+            text,
+            "[[meter]]\nid = \"m{u}\"\nkind = \"electricity\"\nunit = \"kWh\"\nmax_rate = 100\nserves = {{ building = \"b\" }}\nmodbus = {{ bus = \"line\", unit = {u}, profile = \"bench\" }}\n"
+        );
+    }
+    let site = meterflow_model::Site::parse(&text, std::path::Path::new("rtu.toml"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bank = meterflow::demo::bank_for(&site, "line");
+    std::thread::spawn(move || meterflow_sim::rtu::serve_rtu(&b, baud, true, &bank));
+    let bus = site
+        .bus("line")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("bus"))?;
+    let profile = Arc::new(
+        site.profile("bench")
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("profile"))?,
+    );
     let polls: Vec<MeterPoll> = (1..=meters)
         .map(|u| MeterPoll {
             meter: format!("m{u}"),
@@ -127,11 +80,8 @@ fn main() -> anyhow::Result<()> {
             let t = Instant::now();
             for p in &polls {
                 let got = poll_meter(&mut link, &bus, p, &reads, &health).await;
-                // Unit u, register 0..1: (u*100, u*100+1) as a u32.
-                let want =
-                    f64::from((u32::from(p.unit) * 100) << 16 | (u32::from(p.unit) * 100 + 1));
                 assert!(
-                    got.readings.len() == 1 && got.readings[0].value == want,
+                    got.readings.len() == 1 && got.readings[0].value.is_finite(),
                     "unit {}: {:?}",
                     p.unit,
                     got.errors

@@ -3,6 +3,7 @@
 //! optional night leak), deterministic for a given meter id and time, so a
 //! test can compute what any meter read at any instant.
 
+pub mod rtu;
 pub mod server;
 
 use chrono::{Datelike, TimeZone, Timelike, Weekday};
@@ -218,6 +219,27 @@ mod tests {
             tue_day > 0.8
                 && m.load_factor(3.0, Weekday::Tue, 1) < 0.3
                 && m.load_factor(10.0, Weekday::Sun, 1) < 0.3
+        );
+    }
+
+    #[test]
+    fn a_leak_adds_night_flow_only() {
+        let tz = chrono_tz::Asia::Shanghai;
+        let mut water = meter();
+        water.kind = EnergyClass::Water;
+        let mut leaking = water.clone();
+        leaking.leak_per_h = 0.5;
+        // 03:00 local on 2025-01-01 = 2024-12-31T19:00Z; 10:00 local = 02:00Z.
+        let (night, day) = (1_735_671_600_000, 1_735_696_800_000);
+        // 0.5 m³/h over a quarter hour = 0.125 m³ extra at night, nothing by day.
+        assert!(
+            (leaking.quarter_consumption(night, tz) - water.quarter_consumption(night, tz) - 0.125)
+                .abs()
+                < 1e-12
+        );
+        assert_eq!(
+            leaking.quarter_consumption(day, tz),
+            water.quarter_consumption(day, tz)
         );
     }
 

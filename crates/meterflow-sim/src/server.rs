@@ -86,7 +86,8 @@ impl Device {
             .register = value;
     }
 
-    fn fault(&self) -> Fault {
+    /// The current fault.
+    pub fn fault(&self) -> Fault {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).fault
     }
 

@@ -72,17 +72,32 @@ enum Command {
         #[arg(long)]
         seconds: Option<u64>,
     },
-    /// Serve a site's Modbus meters from the simulator (a real Modbus TCP server).
+    /// Serve a bus's meters from the simulator: Modbus TCP, or RTU on a serial device or pty.
     Simulate {
         /// Site configuration file (TOML).
         #[arg(long)]
         config: PathBuf,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:5020")]
-        listen: String,
+        /// TCP address to listen on (default 127.0.0.1:5020).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Serve Modbus RTU on this serial device or pty instead of TCP.
+        #[arg(long)]
+        rtu: Option<PathBuf>,
+        /// Line speed for --rtu, Bd.
+        #[arg(long, default_value_t = 9600)]
+        baud: u32,
+        /// Emulate the line speed on a pty (a byte costs 11 bits of time).
+        #[arg(long)]
+        emulate_line: bool,
         /// Bus whose meters to serve (default: the first).
         #[arg(long)]
         bus: Option<String>,
+        /// Inject a fault: UNIT=KIND[@SECONDS], KIND = silent | late:MS | exception:CODE | sentinel | reset | rollover | none.
+        #[arg(long)]
+        fault: Vec<String>,
+        /// A night-time leak on a water meter: METER=M3_PER_H.
+        #[arg(long)]
+        leak: Vec<String>,
     },
     /// Read every register of a profile once and show decoded values next to plausibility checks (commissioning).
     Probe {
@@ -207,9 +222,24 @@ pub fn main() -> ExitCode {
         Command::Simulate {
             config,
             listen,
+            rtu,
+            baud,
+            emulate_line,
             bus,
-        } => runtime()
-            .and_then(|rt| rt.block_on(crate::demo::simulate(&config, &listen, bus.as_deref()))),
+            fault,
+            leak,
+        } => {
+            let opts = crate::demo::SimulateOptions {
+                listen,
+                rtu,
+                baud,
+                emulate_line,
+                bus,
+                faults: fault,
+                leaks: leak,
+            };
+            runtime().and_then(|rt| rt.block_on(crate::demo::simulate(&config, opts)))
+        }
     };
     match result {
         Ok(code) => code,

@@ -14,8 +14,18 @@ pub const DEMO_SITE: &str = include_str!("../../../examples/demo/site.toml");
 
 /// A simulator bank for every meter of `site` with a Modbus source on `bus`.
 pub fn bank_for(site: &Site, bus: &str) -> Bank {
+    bank_with_leaks(site, bus, &HashMap::new())
+}
+
+/// As [`bank_for`], with night-time leaks (m³/h) on the named water meters.
+pub fn bank_with_leaks(site: &Site, bus: &str, leaks: &HashMap<String, f64>) -> Bank {
     let now = meterflow_modbus::bus::now_ms();
     let mut meters: Vec<SimMeter> = site.meters.iter().map(SimMeter::from_meter).collect();
+    for m in &mut meters {
+        if let Some(l) = leaks.get(&m.id) {
+            m.leak_per_h = *l;
+        }
+    }
     align_to_replacements(&mut meters, site, now);
     let mut devices = HashMap::new();
     for (m, sim) in site.meters.iter().zip(meters) {
@@ -93,18 +103,102 @@ pub async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::ExitCode
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// `meterflow simulate`: serve the site's Modbus meters until Ctrl-C.
+/// Options of `meterflow simulate`.
+#[derive(Debug, Clone, Default)]
+pub struct SimulateOptions {
+    /// TCP address to listen on (default 127.0.0.1:5020) unless `rtu` is given.
+    pub listen: Option<String>,
+    /// Serve Modbus RTU on this serial device or pty instead.
+    pub rtu: Option<std::path::PathBuf>,
+    /// Line speed for `rtu`, Bd.
+    pub baud: u32,
+    /// Emulate the line speed (a byte costs 11 bits of time).
+    pub emulate_line: bool,
+    /// Bus whose meters to serve (default: the first).
+    pub bus: Option<String>,
+    /// Faults: `UNIT=KIND[@SECONDS]`, KIND = silent | late:MS | exception:CODE | sentinel | reset | rollover.
+    pub faults: Vec<String>,
+    /// Night-time leaks: `METER=M3_PER_H`.
+    pub leaks: Vec<String>,
+}
+
+/// A parsed fault: unit, what, when (s after start).
+type FaultPlan = (u8, String, u64);
+
+fn parse_fault(s: &str) -> Result<FaultPlan, String> {
+    let (unit, rest) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected UNIT=KIND[@SECONDS]"))?;
+    let unit: u8 = unit
+        .parse()
+        .map_err(|_| format!("`{unit}` is not a unit id"))?;
+    let (kind, at) = match rest.split_once('@') {
+        Some((k, t)) => (
+            k,
+            t.trim_end_matches('s')
+                .parse::<u64>()
+                .map_err(|_| format!("`{t}` is not a number of seconds"))?,
+        ),
+        None => (rest, 0),
+    };
+    let ok = matches!(kind, "silent" | "sentinel" | "reset" | "rollover" | "none")
+        || kind.starts_with("late:")
+        || kind.starts_with("exception:");
+    if !ok {
+        return Err(format!(
+            "unknown fault `{kind}`: silent, late:MS, exception:CODE, sentinel, reset, rollover, none"
+        ));
+    }
+    Ok((unit, kind.to_string(), at))
+}
+
+fn apply_fault(bank: &Bank, site: &Site, bus: &str, (unit, kind, _): &FaultPlan) {
+    use meterflow_sim::server::Fault;
+    let Some(dev) = bank.devices.get(unit) else {
+        tracing::warn!(unit, "No simulated device with this unit id.");
+        return;
+    };
+    match kind.as_str() {
+        "silent" => dev.set_fault(Fault::Silent),
+        "sentinel" => dev.set_fault(Fault::Sentinel),
+        "none" => dev.set_fault(Fault::None),
+        "reset" => dev.set_counter(0.0),
+        "rollover" => {
+            // Just below the meter's rollover value, so it wraps within minutes.
+            let rollover = site
+                .meters
+                .iter()
+                .find(|m| {
+                    m.modbus
+                        .as_ref()
+                        .is_some_and(|s| s.bus == bus && s.unit == *unit)
+                })
+                .and_then(|m| m.rollover);
+            dev.set_counter(rollover.map_or(99_999_999.0, |r| r - 1.0));
+        }
+        k if k.starts_with("late:") => dev.set_fault(Fault::Late(
+            std::time::Duration::from_millis(k[5..].parse().unwrap_or(1000)),
+        )),
+        k if k.starts_with("exception:") => {
+            dev.set_fault(Fault::Exception(k[10..].parse().unwrap_or(4)))
+        }
+        _ => {}
+    }
+    eprintln!("fault applied: unit {unit} {kind}");
+}
+
+/// `meterflow simulate`: serve a bus's meters until Ctrl-C.
 pub async fn simulate(
     config: &std::path::Path,
-    listen: &str,
-    bus: Option<&str>,
+    opts: SimulateOptions,
 ) -> anyhow::Result<std::process::ExitCode> {
     let site = match crate::cli::load_site(config) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let bus = match bus
-        .map(str::to_string)
+    let bus = match opts
+        .bus
+        .clone()
         .or_else(|| site.buses.first().map(|b| b.id.clone()))
     {
         Some(b) => b,
@@ -113,10 +207,77 @@ pub async fn simulate(
             return Ok(std::process::ExitCode::from(crate::EXIT_CONFIG));
         }
     };
-    let listener = tokio::net::TcpListener::bind(listen)
+    let mut faults = Vec::new();
+    for f in &opts.faults {
+        match parse_fault(f) {
+            Ok(p) => faults.push(p),
+            Err(e) => {
+                eprintln!("error: --fault {e}");
+                return Ok(std::process::ExitCode::from(crate::EXIT_CONFIG));
+            }
+        }
+    }
+    let mut leaks = HashMap::new();
+    for l in &opts.leaks {
+        match l
+            .split_once('=')
+            .and_then(|(m, v)| v.parse::<f64>().ok().map(|v| (m.to_string(), v)))
+        {
+            Some((m, v)) if v >= 0.0 => {
+                leaks.insert(m, v);
+            }
+            _ => {
+                eprintln!("error: --leak `{l}`: expected METER=M3_PER_H");
+                return Ok(std::process::ExitCode::from(crate::EXIT_CONFIG));
+            }
+        }
+    }
+    let bank = bank_with_leaks(&site, &bus, &leaks);
+    for f in faults.iter().filter(|f| f.2 == 0) {
+        apply_fault(&bank, &site, &bus, f);
+    }
+    let later: Vec<FaultPlan> = faults.into_iter().filter(|f| f.2 > 0).collect();
+    {
+        let (bank, site, bus) = (bank.clone(), site.clone(), bus.clone());
+        tokio::spawn(async move {
+            let mut later = later;
+            later.sort_by_key(|f| f.2);
+            let start = tokio::time::Instant::now();
+            for f in later {
+                tokio::time::sleep_until(start + std::time::Duration::from_secs(f.2)).await;
+                apply_fault(&bank, &site, &bus, &f);
+            }
+        });
+    }
+    if let Some(path) = opts.rtu.clone() {
+        eprintln!(
+            "simulating {} meters of bus {bus} on Modbus RTU {} ({} Bd{})",
+            bank.devices.len(),
+            path.display(),
+            opts.baud,
+            if opts.emulate_line {
+                ", line speed emulated"
+            } else {
+                ""
+            }
+        );
+        let (baud, emulate) = (opts.baud, opts.emulate_line);
+        let served = tokio::task::spawn_blocking(move || {
+            meterflow_sim::rtu::serve_rtu(&path, baud, emulate, &bank)
+        });
+        tokio::select! {
+            r = served => r.context("RTU simulator")?.context("RTU simulator")?,
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let listen = opts
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:5020".to_string());
+    let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    let bank = bank_for(&site, &bus);
     eprintln!(
         "simulating {} meters of bus {bus} on Modbus TCP {}",
         bank.devices.len(),
