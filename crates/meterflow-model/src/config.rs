@@ -98,6 +98,12 @@ pub struct Site {
     pub factors: FactorRegistry,
     /// `[[bus]]`.
     pub buses: Vec<Bus>,
+    /// `[[mqtt]]` brokers to subscribe to.
+    pub mqtt: Vec<MqttBroker>,
+    /// `[broker]`: the embedded MQTT broker, if configured.
+    pub broker: Option<EmbeddedBroker>,
+    /// `[http]`: push ingest, if configured.
+    pub http: Option<HttpIngest>,
     /// Shipped Modbus profiles and the site's `[[profile]]`s (a site profile replaces a shipped one of the same name).
     pub profiles: Vec<crate::profile::Profile>,
     meter_index: BTreeMap<String, usize>,
@@ -240,13 +246,16 @@ pub(crate) struct RawDocument<'s> {
     pub(crate) targets: Vec<Located<'s, TargetRow>>,
     pub(crate) quotas: Vec<Located<'s, QuotaRow>>,
     pub(crate) buses: Vec<Located<'s, Bus>>,
+    pub(crate) mqtt: Vec<Located<'s, MqttBroker>>,
+    pub(crate) broker: Option<Located<'s, EmbeddedBroker>>,
+    pub(crate) http: Option<Located<'s, HttpIngest>>,
     pub(crate) profiles: Vec<Located<'s, crate::profile::Profile>>,
     /// `(section, id)` of elements that failed to deserialize: their ids still
     /// count as defined, so one typo does not cascade into dangling references.
     pub(crate) failed_ids: Vec<(String, String)>,
 }
 
-const TABLE_SECTIONS: &[&str] = &["site", "store"];
+const TABLE_SECTIONS: &[&str] = &["site", "store", "broker", "http"];
 const ARRAY_SECTIONS: &[&str] = &[
     "building",
     "zone",
@@ -260,6 +269,7 @@ const ARRAY_SECTIONS: &[&str] = &[
     "quota",
     "bus",
     "profile",
+    "mqtt",
 ];
 
 fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
@@ -285,6 +295,9 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
         targets: Vec::new(),
         quotas: Vec::new(),
         buses: Vec::new(),
+        mqtt: Vec::new(),
+        broker: None,
+        http: None,
         profiles: Vec::new(),
         failed_ids: Vec::new(),
     };
@@ -309,6 +322,9 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
             "target" => doc.targets = many(ctx, "target", value),
             "quota" => doc.quotas = many(ctx, "quota", value),
             "bus" => doc.buses = many(ctx, "bus", value),
+            "mqtt" => doc.mqtt = many(ctx, "mqtt", value),
+            "broker" => doc.broker = one(ctx, "broker", value),
+            "http" => doc.http = one(ctx, "http", value),
             "profile" => doc.profiles = many(ctx, "profile", value),
             other => {
                 let hint = suggest(other, TABLE_SECTIONS.iter().chain(ARRAY_SECTIONS));

@@ -12,4 +12,6 @@ pub mod reading;
 pub mod span;
 
 pub use config::{ConfigError, ConfigErrors, Site};
-pub use reading::{AnomalyKind, EnergyClass, Quality, Reading, TimeSource};
+pub use reading::{
+    AnomalyKind, Batch, DeadLetter, Done, EnergyClass, Quality, Reading, TimeSource,
+};

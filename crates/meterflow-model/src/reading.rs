@@ -167,3 +167,56 @@ impl EnergyClass {
         }
     }
 }
+
+/// Input that could not become a reading, kept with its reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// When it was received, ms.
+    pub received_ms: i64,
+    /// Where it came from (`mqtt:broker`, `http`, `import:file`).
+    pub source: String,
+    /// Topic, line number or request.
+    pub location: String,
+    /// Stable reason code and detail.
+    pub reason: String,
+    /// The payload (truncated by the store).
+    pub payload: String,
+}
+
+/// Called once a batch is committed (or failed): the indices of readings the
+/// store refused with their reasons, or the store error.
+pub type Done = Box<dyn FnOnce(Result<Vec<(usize, String)>, String>) + Send>;
+
+/// What a source hands to the writer: readings, dead letters, and what to do after the commit.
+pub struct Batch {
+    /// Readings to store.
+    pub readings: Vec<Reading>,
+    /// Input that could not be decoded.
+    pub dead: Vec<DeadLetter>,
+    /// Source label stored with the readings.
+    pub source: String,
+    /// Called after the commit (acknowledge to the source only then).
+    pub done: Option<Done>,
+}
+
+impl Batch {
+    /// Readings without a completion callback.
+    pub fn of(readings: Vec<Reading>, source: &str) -> Batch {
+        Batch {
+            readings,
+            dead: Vec::new(),
+            source: source.to_string(),
+            done: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("readings", &self.readings.len())
+            .field("dead", &self.dead.len())
+            .field("source", &self.source)
+            .finish()
+    }
+}

@@ -445,3 +445,159 @@ pub struct ModbusSource {
 const fn default_poll_s() -> u32 {
     60
 }
+
+/// `[[mqtt]]`: a broker to subscribe to, with its topic mappings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttBroker {
+    /// Unique id.
+    pub id: String,
+    /// Broker host.
+    pub host: String,
+    /// Broker port (1883, 8883 for TLS).
+    #[serde(default = "default_mqtt_port")]
+    pub port: u16,
+    /// Stable client id: the broker keeps the session (and queued QoS 1 messages) under it.
+    pub client_id: String,
+    /// Username, if the broker wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the password (secrets never live in the file).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password (e.g. a mounted secret).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Connect with TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// CA certificate (PEM) for TLS.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// Subscription QoS: 0 or 1 (1: acknowledged only after the commit).
+    #[serde(default = "default_qos")]
+    pub qos: u8,
+    /// Keep-alive, s.
+    #[serde(default = "default_keep_alive_s")]
+    pub keep_alive_s: u64,
+    /// Largest accepted payload, KiB (larger packets are refused by size).
+    #[serde(default = "default_max_packet_kib")]
+    pub max_packet_kib: usize,
+    /// Join a shared subscription `$share/<group>/<filter>` so several instances split the stream.
+    #[serde(default)]
+    pub shared_group: Option<String>,
+    /// Topic mappings.
+    #[serde(default)]
+    pub topic: Vec<MqttTopic>,
+}
+
+const fn default_mqtt_port() -> u16 {
+    1883
+}
+const fn default_qos() -> u8 {
+    1
+}
+const fn default_keep_alive_s() -> u64 {
+    30
+}
+const fn default_max_packet_kib() -> usize {
+    256
+}
+
+/// Payload formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    /// JSON, with field paths.
+    Json,
+    /// A plain number.
+    Number,
+    /// InfluxDB line protocol (meter tag).
+    LineProtocol,
+    /// Sparkplug-style JSON: `{"timestamp": ms, "metrics": [{"name", "value", "timestamp"}]}`.
+    Sparkplug,
+}
+
+/// Unit of numeric timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampUnit {
+    /// By magnitude: seconds, milliseconds, microseconds or nanoseconds.
+    #[default]
+    Auto,
+    /// Seconds.
+    S,
+    /// Milliseconds.
+    Ms,
+    /// Nanoseconds.
+    Ns,
+}
+
+/// `[[mqtt.topic]]`: which topics carry which readings, and how to decode them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTopic {
+    /// Topic pattern with named segments, e.g. `meters/{building}/{meter_id}/energy`;
+    /// `+` and a trailing `#` are allowed too. `{meter_id}` names the meter.
+    pub pattern: String,
+    /// Payload format.
+    pub format: PayloadFormat,
+    /// The meter, when the topic has no `{meter_id}` and the payload no meter field.
+    #[serde(default)]
+    pub meter: Option<String>,
+    /// The quantity of a single value; default: the meter's counter quantity.
+    #[serde(default)]
+    pub quantity: Option<String>,
+    /// JSON path (dotted) of the value, e.g. `reading.value`.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// JSON keys read as quantities of the same message, e.g. `["energy_import", "power"]`.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// JSON path of the timestamp (seconds, ms, µs, ns or RFC 3339); absent: receive time.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// Unit of numeric timestamps.
+    #[serde(default)]
+    pub timestamp_unit: TimestampUnit,
+    /// JSON path of an array of readings (one message, several meters or quantities).
+    #[serde(default)]
+    pub items: Option<String>,
+    /// JSON key of the meter id inside each item (or the message).
+    #[serde(default)]
+    pub meter_field: Option<String>,
+    /// JSON key of the quantity inside each item.
+    #[serde(default)]
+    pub quantity_field: Option<String>,
+}
+
+/// `[broker]`: run an MQTT broker inside meterflow (zero setup; no TLS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedBroker {
+    /// Address to listen on, e.g. `127.0.0.1:1883`.
+    pub listen: String,
+}
+
+/// `[http]`: InfluxDB-compatible push ingest (`POST /write`, `POST /api/v2/write`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpIngest {
+    /// Address to listen on, e.g. `127.0.0.1:8086`.
+    pub listen: String,
+    /// Environment variable holding the write token (required: writes are authenticated).
+    pub token_env: String,
+    /// Largest request body after decompression, KiB.
+    #[serde(default = "default_max_body_kib")]
+    pub max_body_kib: usize,
+}
+
+const fn default_max_body_kib() -> usize {
+    10 * 1024
+}

@@ -261,6 +261,7 @@ pub(crate) fn validate(
     }
 
     let (buses, profiles) = validate_modbus(ctx, &doc);
+    let mqtt = validate_push(ctx, &doc);
     let tz = tz?;
     let mut headcounts: Vec<Headcount> = doc.headcounts.into_iter().map(|l| l.value).collect();
     headcounts.sort_by(|a, b| {
@@ -287,6 +288,9 @@ pub(crate) fn validate(
         factors: registry,
         buses,
         profiles,
+        mqtt,
+        broker: doc.broker.map(|b| b.value),
+        http: doc.http.map(|h| h.value),
         meter_index,
     })
 }
@@ -937,4 +941,167 @@ pub(crate) fn validate_modbus(
         }
     }
     (buses, profiles)
+}
+
+/// `[[mqtt]]`, `[broker]` and `[http]`.
+pub(crate) fn validate_push(ctx: &mut Ctx<'_>, doc: &RawDocument<'_>) -> Vec<MqttBroker> {
+    unique_ids(ctx, &doc.mqtt, |b| &b.id, "mqtt broker");
+    let meter_ids: BTreeSet<&str> = doc
+        .meters
+        .iter()
+        .map(|m| m.value.id.as_str())
+        .chain(
+            doc.failed_ids
+                .iter()
+                .filter(|(s, _)| s == "meter")
+                .map(|(_, id)| id.as_str()),
+        )
+        .collect();
+    for b in &doc.mqtt {
+        let v = &b.value;
+        if v.qos > 1 {
+            ctx.error(
+                b.span_of(&["qos"]),
+                b.key("qos"),
+                "QoS 0 or 1 (1 acknowledges only after the reading is committed)",
+            );
+        }
+        if v.client_id.is_empty() || v.client_id.len() > 64 {
+            ctx.error(
+                b.span_of(&["client_id"]),
+                b.key("client_id"),
+                "a stable, non-empty client id of at most 64 characters",
+            );
+        }
+        if v.password_env.is_some() && v.password_file.is_some() {
+            ctx.error(
+                b.span_of(&["password_file"]),
+                b.key("password_file"),
+                "give the password by `password_env` or `password_file`, not both",
+            );
+        }
+        if !v.tls && (v.ca_file.is_some() || v.client_cert_file.is_some()) {
+            ctx.error(
+                b.span_of(&["tls"]),
+                b.key("tls"),
+                "certificates are given but `tls` is not true",
+            );
+        }
+        if v.client_cert_file.is_some() != v.client_key_file.is_some() {
+            ctx.error(
+                b.span_of(&["client_cert_file"]),
+                b.key("client_cert_file"),
+                "mutual TLS needs both `client_cert_file` and `client_key_file`",
+            );
+        }
+        if v.max_packet_kib == 0 || v.keep_alive_s < 5 {
+            ctx.error(
+                b.span_of(&[]),
+                b.key(""),
+                "max_packet_kib must be positive and keep_alive_s at least 5",
+            );
+        }
+        if let Some(g) = &v.shared_group {
+            if g.is_empty() || g.contains(['/', '+', '#']) {
+                ctx.error(
+                    b.span_of(&["shared_group"]),
+                    b.key("shared_group"),
+                    "a share group name without `/`, `+` or `#`",
+                );
+            }
+        }
+        for (i, t) in v.topic.iter().enumerate() {
+            let idx = i.to_string();
+            let at = |k: &str| b.span_of(&["topic", &idx, k]);
+            let key = |k: &str| b.key(&format!("topic[{i}].{k}"));
+            if let Err(e) = check_pattern(&t.pattern) {
+                ctx.error(at("pattern"), key("pattern"), e);
+            }
+            let names_meter = t.pattern.contains("{meter_id}")
+                || t.meter.is_some()
+                || t.meter_field.is_some()
+                || t.format == PayloadFormat::LineProtocol;
+            if !names_meter {
+                ctx.error(at("pattern"), key("pattern"), "nothing names the meter: use {meter_id} in the pattern, `meter`, or `meter_field`");
+            }
+            if let Some(m) = &t.meter {
+                if !meter_ids.contains(m.as_str()) {
+                    let names: Vec<&str> = meter_ids.iter().copied().collect();
+                    let hint = suggest(m, names.iter());
+                    ctx.error(at("meter"), key("meter"), format!("no meter `{m}`{hint}"));
+                }
+            }
+            if t.format == PayloadFormat::Json
+                && t.value.is_none()
+                && t.fields.is_empty()
+                && t.items.is_none()
+            {
+                ctx.error(
+                    at("format"),
+                    key("format"),
+                    "a JSON mapping needs `value`, `fields` or `items`",
+                );
+            }
+            for q in t.quantity.iter().chain(t.fields.iter()) {
+                if !is_snake_case(q) {
+                    ctx.error(
+                        at("quantity"),
+                        key("quantity"),
+                        format!("quantity names are ASCII snake_case, got `{q}`"),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(br) = &doc.broker {
+        if br.value.listen.parse::<std::net::SocketAddr>().is_err() {
+            ctx.error(
+                br.span_of(&["listen"]),
+                br.key("listen"),
+                format!("`{}` is not ip:port", br.value.listen),
+            );
+        }
+    }
+    if let Some(h) = &doc.http {
+        if h.value.listen.parse::<std::net::SocketAddr>().is_err() {
+            ctx.error(
+                h.span_of(&["listen"]),
+                h.key("listen"),
+                format!("`{}` is not ip:port", h.value.listen),
+            );
+        }
+        if h.value.token_env.is_empty() {
+            ctx.error(
+                h.span_of(&["token_env"]),
+                h.key("token_env"),
+                "name the environment variable holding the write token",
+            );
+        }
+    }
+    doc.mqtt.iter().map(|b| b.value.clone()).collect()
+}
+
+/// A topic pattern: `/`-separated literals, `+`, `{name}`, and `#` last.
+pub(crate) fn check_pattern(p: &str) -> Result<(), String> {
+    if p.is_empty() {
+        return Err("empty topic pattern".into());
+    }
+    let segs: Vec<&str> = p.split('/').collect();
+    for (i, s) in segs.iter().enumerate() {
+        if *s == "#" && i != segs.len() - 1 {
+            return Err("`#` may only be the last segment".into());
+        }
+        if s.starts_with('{') != s.ends_with('}') {
+            return Err(format!(
+                "segment `{s}`: a named segment is written {{name}}"
+            ));
+        }
+        if s.starts_with('{') && !is_snake_case(&s[1..s.len() - 1]) {
+            return Err(format!("segment `{s}`: the name must be snake_case"));
+        }
+        if s.len() > 1 && (s.contains('+') || s.contains('#')) {
+            return Err(format!("segment `{s}`: `+` and `#` stand alone"));
+        }
+    }
+    Ok(())
 }

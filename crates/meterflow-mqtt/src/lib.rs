@@ -1,0 +1,7 @@
+//! MQTT ingest: topic mappings and payload decoders, a subscriber that
+//! acknowledges a message only after its readings are committed, and an
+//! optional embedded broker.
+
+pub mod decode;
+
+pub use decode::{DecodeError, Decoded, Pattern, Rule, decode};
