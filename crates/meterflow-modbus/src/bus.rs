@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use meterflow_model::config::{Bus, Parity, Transport};
 use meterflow_model::profile::{Profile, Space};
-use meterflow_model::{Reading, TimeSource};
+use meterflow_model::{Batch, Reading, TimeSource};
 use tokio::sync::{mpsc, watch};
 use tokio_modbus::client::{Context, Reader as _};
 use tokio_modbus::slave::SlaveContext as _;
@@ -106,7 +106,7 @@ struct State {
 pub async fn run_bus(
     bus: Bus,
     polls: Vec<MeterPoll>,
-    out: mpsc::Sender<Vec<Reading>>,
+    out: mpsc::Sender<Batch>,
     health: Arc<BusHealth>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -143,7 +143,7 @@ pub async fn run_bus(
 async fn run_scheduler(
     bus: Bus,
     polls: Vec<MeterPoll>,
-    out: mpsc::Sender<Vec<Reading>>,
+    out: mpsc::Sender<Batch>,
     health: Arc<BusHealth>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -246,7 +246,7 @@ async fn run_scheduler(
             drop(meters);
             batch.extend(got.readings);
         }
-        if !batch.is_empty() && out.send(batch).await.is_err() {
+        if !batch.is_empty() && out.send(Batch::of(batch, "modbus")).await.is_err() {
             break;
         }
     }

@@ -5,3 +5,7 @@
 pub mod decode;
 
 pub use decode::{DecodeError, Decoded, Pattern, Rule, decode};
+pub mod broker;
+pub mod subscriber;
+
+pub use subscriber::{Meters, MqttStats, run};

@@ -242,27 +242,41 @@ impl Writer {
         readings: &[Reading],
         source: &str,
     ) -> Result<(Vec<Verdict>, BatchReport), StoreError> {
+        let (mut verdicts, report) = self.write_batches(&[(readings, source)])?;
+        Ok((verdicts.pop().unwrap_or_default(), report))
+    }
+
+    /// Store several sources' batches in one transaction (group commit);
+    /// verdicts per batch, in order.
+    pub fn write_batches(
+        &mut self,
+        batches: &[(&[Reading], &str)],
+    ) -> Result<(Vec<Vec<Verdict>>, BatchReport), StoreError> {
         let tx = self.conn.transaction().at(&self.path)?;
         let mut acc = Accumulator::default();
-        let mut verdicts = Vec::with_capacity(readings.len());
+        let mut all = Vec::with_capacity(batches.len());
         let mut report = BatchReport::default();
-        for r in readings {
-            let v = write_one(
-                &tx,
-                &self.path,
-                &self.meters,
-                &mut self.series,
-                self.retention_floor_ms,
-                r,
-                source,
-                &mut acc,
-            )?;
-            match v {
-                Verdict::Stored(_) => report.stored += 1,
-                Verdict::Duplicate => report.duplicates += 1,
-                _ => report.refused += 1,
+        for (readings, source) in batches {
+            let mut verdicts = Vec::with_capacity(readings.len());
+            for r in *readings {
+                let v = write_one(
+                    &tx,
+                    &self.path,
+                    &self.meters,
+                    &mut self.series,
+                    self.retention_floor_ms,
+                    r,
+                    source,
+                    &mut acc,
+                )?;
+                match v {
+                    Verdict::Stored(_) => report.stored += 1,
+                    Verdict::Duplicate => report.duplicates += 1,
+                    _ => report.refused += 1,
+                }
+                verdicts.push(v);
             }
-            verdicts.push(v);
+            all.push(verdicts);
         }
         for (received_ms, src, location, reason, payload) in self.dead_letters.drain(..) {
             tx.prepare_cached("INSERT INTO dead_letters (received_ms, source, location, reason, payload) VALUES (?1, ?2, ?3, ?4, ?5)")
@@ -272,7 +286,7 @@ impl Writer {
         acc.flush(&tx, &self.path, self.tz)?;
         tx.commit().at(&self.path)?;
         report.anomalies = std::mem::take(&mut acc.anomaly_counts);
-        Ok((verdicts, report))
+        Ok((all, report))
     }
 
     /// Delete raw readings older than `days` before `now_ms`, keeping each

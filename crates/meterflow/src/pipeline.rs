@@ -1,12 +1,15 @@
-//! `meterflow run`: pollers → bounded channel → one writer thread → store.
+//! `meterflow run`: sources (Modbus pollers, MQTT subscribers, HTTP push) →
+//! bounded channel → one writer thread (group commit) → store; each source
+//! is told once its batch is committed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use meterflow_modbus::{BusHealth, MeterPoll, run_bus};
-use meterflow_model::{Reading, Site};
+use meterflow_model::{Batch, Reading, Site};
+use meterflow_mqtt::MqttStats;
 use meterflow_store::{Verdict, Writer};
 use tokio::sync::{mpsc, watch};
 
@@ -26,8 +29,10 @@ pub struct RunSummary {
     pub stored: u64,
     /// Readings refused by the store (duplicates, conflicts).
     pub refused: u64,
-    /// Health per bus.
+    /// Health per Modbus bus.
     pub buses: BTreeMap<String, Arc<BusHealth>>,
+    /// Counters per MQTT broker.
+    pub mqtt: BTreeMap<String, Arc<MqttStats>>,
 }
 
 /// Polls of the meters on one bus.
@@ -48,6 +53,16 @@ pub fn polls_of(site: &Site, bus: &str) -> Vec<MeterPoll> {
         .collect()
 }
 
+/// Meter id → counter quantity, for push sources.
+pub fn meter_map(site: &Site) -> Arc<HashMap<String, String>> {
+    Arc::new(
+        site.meters
+            .iter()
+            .map(|m| (m.id.clone(), m.counter_quantity().to_string()))
+            .collect(),
+    )
+}
+
 /// Run the pipeline until a signal (or `opts.duration`), then drain and stop.
 pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     let mut writer = Writer::open(&site)
@@ -55,13 +70,19 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     writer
         .sync_replacements(&site, crate::import::now_ms())
         .context("storing configured meter replacements")?;
-    // Bounded: when the store falls behind, pollers wait (nothing is dropped).
-    let (tx, rx) = mpsc::channel::<Vec<Reading>>(256);
+    if let Some(b) = &site.broker {
+        let addr: std::net::SocketAddr = b.listen.parse().context("broker.listen")?;
+        meterflow_mqtt::broker::start(addr).context("starting the embedded MQTT broker")?;
+        wait_listening(addr).await;
+        tracing::info!(%addr, "Embedded MQTT broker listening.");
+    }
+    // Bounded: when the store falls behind, sources wait (nothing is dropped).
+    let (tx, rx) = mpsc::channel::<Batch>(1024);
     let (stop_tx, stop_rx) = watch::channel(false);
     let batch_rows = site.store.batch_rows;
     let live = opts.live;
     let tz = site.tz;
-    let counters: std::collections::HashSet<(String, String)> = site
+    let counters: HashSet<(String, String)> = site
         .meters
         .iter()
         .map(|m| (m.id.clone(), m.counter_quantity().to_string()))
@@ -89,9 +110,36 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
             stop_rx.clone(),
         )));
     }
+    let meters = meter_map(&site);
+    for b in &site.mqtt {
+        let stats = Arc::new(MqttStats::default());
+        summary.mqtt.insert(b.id.clone(), Arc::clone(&stats));
+        tasks.push(tokio::spawn(meterflow_mqtt::run(
+            b.clone(),
+            Arc::clone(&meters),
+            tx.clone(),
+            stats,
+            stop_rx.clone(),
+        )));
+    }
+    if let Some(h) = &site.http {
+        let stats = Arc::new(meterflow_api::HttpStats::default());
+        let server = meterflow_api::serve(
+            h.clone(),
+            Arc::clone(&meters),
+            tx.clone(),
+            stats,
+            stop_rx.clone(),
+        )
+        .await
+        .context("starting HTTP push ingest")?;
+        tasks.push(server);
+    }
     drop(tx);
     if tasks.is_empty() {
-        tracing::warn!("No meter has a Modbus source: nothing to poll.");
+        tracing::warn!(
+            "No source configured (no Modbus meter, no [[mqtt]], no [http]): nothing to ingest."
+        );
     }
     wait_for_stop(opts.duration).await;
     let _ = stop_tx.send(true);
@@ -105,6 +153,15 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     summary.stored = stored;
     summary.refused = refused;
     Ok(summary)
+}
+
+async fn wait_listening(addr: std::net::SocketAddr) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn wait_for_stop(duration: Option<Duration>) {
@@ -137,37 +194,54 @@ async fn wait_for_stop(duration: Option<Duration>) {
     }
 }
 
-/// The writer thread: commit at least once a second, or every `batch_rows`.
+/// The writer thread: take everything that is waiting (up to `batch_rows`
+/// readings), commit it in one transaction, then tell each source.
 fn write_loop(
     mut writer: Writer,
-    mut rx: mpsc::Receiver<Vec<Reading>>,
+    mut rx: mpsc::Receiver<Batch>,
     batch_rows: usize,
     live: bool,
     tz: chrono_tz::Tz,
-    counters: std::collections::HashSet<(String, String)>,
+    counters: HashSet<(String, String)>,
 ) -> anyhow::Result<(u64, u64)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .context("writer runtime")?;
     let (mut stored, mut refused) = (0u64, 0u64);
-    let mut pending: Vec<Reading> = Vec::new();
-    let mut first_at: Option<Instant> = None;
-    loop {
-        let wait = first_at.map_or(Duration::from_secs(3600), |t| {
-            Duration::from_secs(1).saturating_sub(t.elapsed())
-        });
-        let msg = rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
-        let closed = matches!(msg, Ok(None));
-        if let Ok(Some(batch)) = msg {
-            first_at.get_or_insert_with(Instant::now);
-            pending.extend(batch);
+    while let Some(first) = rx.blocking_recv() {
+        let mut batches = vec![first];
+        let mut rows = batches[0].readings.len();
+        while rows < batch_rows {
+            match rx.try_recv() {
+                Ok(b) => {
+                    rows += b.readings.len();
+                    batches.push(b);
+                }
+                Err(_) => break,
+            }
         }
-        let due = first_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(1))
-            || pending.len() >= batch_rows;
-        if (due || closed) && !pending.is_empty() {
-            let (verdicts, _) = writer.write_batch(&pending, "modbus")?;
-            for (r, v) in pending.iter().zip(&verdicts) {
+        for b in &batches {
+            for d in &b.dead {
+                writer.dead_letter(d.received_ms, &d.source, &d.location, &d.reason, &d.payload);
+            }
+        }
+        let parts: Vec<(&[Reading], &str)> = batches
+            .iter()
+            .map(|b| (b.readings.as_slice(), b.source.as_str()))
+            .collect();
+        let result = writer.write_batches(&parts);
+        let verdicts = match result {
+            Ok((v, _)) => v,
+            Err(e) => {
+                let msg = e.to_string();
+                for b in batches {
+                    if let Some(done) = b.done {
+                        done(Err(msg.clone()));
+                    }
+                }
+                return Err(e).context("committing to the store");
+            }
+        };
+        for (b, vs) in batches.into_iter().zip(verdicts) {
+            let mut refusals = Vec::new();
+            for (i, (r, v)) in b.readings.iter().zip(&vs).enumerate() {
                 match v {
                     Verdict::Stored(status) => {
                         stored += 1;
@@ -175,15 +249,30 @@ fn write_loop(
                             print_live(r, status.map(|s| s.as_str()).unwrap_or("gauge"), tz);
                         }
                     }
-                    _ => refused += 1,
+                    Verdict::Duplicate => refused += 1,
+                    other => {
+                        refused += 1;
+                        refusals.push((i, verdict_reason(other)));
+                    }
                 }
             }
-            pending.clear();
-            first_at = None;
+            if let Some(done) = b.done {
+                done(Ok(refusals));
+            }
         }
-        if closed {
-            return Ok((stored, refused));
-        }
+    }
+    Ok((stored, refused))
+}
+
+fn verdict_reason(v: &Verdict) -> String {
+    match v {
+        Verdict::Conflict { existing } => format!(
+            "a different value ({}) is already stored for this meter and time",
+            existing.map_or("non-finite".into(), |x| x.to_string())
+        ),
+        Verdict::UnknownMeter => "unknown meter".into(),
+        Verdict::TooOld => "older than the raw-retention horizon".into(),
+        Verdict::Stored(_) | Verdict::Duplicate => String::new(),
     }
 }
 

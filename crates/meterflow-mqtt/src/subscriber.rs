@@ -1,0 +1,303 @@
+//! The MQTT subscriber: persistent session, QoS 1, acknowledged after commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use meterflow_model::config::MqttBroker;
+use meterflow_model::{Batch, DeadLetter, Reading};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
+use tokio::sync::{mpsc, watch};
+
+use crate::decode::{Rule, decode};
+
+/// Counters of one subscription (every source reports the same kinds).
+#[derive(Debug, Default)]
+pub struct MqttStats {
+    /// Messages received.
+    pub received: AtomicU64,
+    /// Readings handed to the store.
+    pub readings: AtomicU64,
+    /// Messages acknowledged to the broker (after their commit).
+    pub acked: AtomicU64,
+    /// Connection losses.
+    pub reconnects: AtomicU64,
+    /// Dead letters by reason.
+    pub dead: Mutex<HashMap<String, u64>>,
+}
+
+/// What the subscriber needs to know about the site's meters: id → counter quantity.
+pub type Meters = Arc<HashMap<String, String>>;
+
+/// Largest packet rumqttc accepts; payloads above the configured limit are refused by us, so
+/// an oversized message is dead-lettered and acknowledged instead of breaking the session.
+const TRANSPORT_MAX: usize = 64 * 1024 * 1024;
+
+/// Password from the environment or a file (never from the config).
+fn password(b: &MqttBroker) -> std::io::Result<Option<String>> {
+    if let Some(var) = &b.password_env {
+        return std::env::var(var).map(Some).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("environment variable {var} is not set"),
+            )
+        });
+    }
+    if let Some(f) = &b.password_file {
+        return std::fs::read_to_string(f).map(|s| Some(s.trim_end().to_string()));
+    }
+    Ok(None)
+}
+
+fn tls(b: &MqttBroker) -> std::io::Result<Transport> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = match &b.ca_file {
+        Some(f) => std::fs::read(f)?,
+        None => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "tls = true needs ca_file (the broker's CA certificate)",
+            ));
+        }
+    };
+    let client_auth = match (&b.client_cert_file, &b.client_key_file) {
+        (Some(c), Some(k)) => Some((std::fs::read(c)?, std::fs::read(k)?)),
+        _ => None,
+    };
+    Ok(Transport::Tls(TlsConfiguration::Simple {
+        ca,
+        alpn: None,
+        client_auth,
+    }))
+}
+
+/// Options for a broker (persistent session, manual acks).
+pub fn options(b: &MqttBroker) -> std::io::Result<MqttOptions> {
+    let mut o = MqttOptions::new(b.client_id.clone(), b.host.clone(), b.port);
+    o.set_clean_session(false);
+    o.set_manual_acks(true);
+    o.set_keep_alive(Duration::from_secs(b.keep_alive_s));
+    o.set_max_packet_size(TRANSPORT_MAX, 64 * 1024);
+    if let Some(u) = &b.username {
+        o.set_credentials(u.clone(), password(b)?.unwrap_or_default());
+    }
+    if b.tls {
+        o.set_transport(tls(b)?);
+    }
+    Ok(o)
+}
+
+/// Subscribe to `broker` until `shutdown`; batches go to `out` and each message
+/// is acknowledged once its batch is committed.
+pub async fn run(
+    broker: MqttBroker,
+    meters: Meters,
+    out: mpsc::Sender<Batch>,
+    stats: Arc<MqttStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let rules: Vec<Rule> = broker.topic.iter().cloned().map(Rule::new).collect();
+    let opts = match options(&broker) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(broker = %broker.id, error = %e, "Cannot configure the MQTT connection; not subscribing.");
+            return;
+        }
+    };
+    let (client, mut eventloop) = AsyncClient::new(opts, 256);
+    let qos = if broker.qos == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    };
+    let filters: Vec<String> = rules
+        .iter()
+        .map(|r| match &broker.shared_group {
+            Some(g) => format!("$share/{g}/{}", r.pattern.filter()),
+            None => r.pattern.filter(),
+        })
+        .collect();
+    // Acks leave from their own task, in receive order, after the commit; the
+    // event loop is never blocked on them.
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Publish>();
+    let acker = {
+        let client = client.clone();
+        let stats = Arc::clone(&stats);
+        tokio::spawn(async move {
+            while let Some(p) = ack_rx.recv().await {
+                if client.ack(&p).await.is_ok() {
+                    stats.acked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let source = format!("mqtt:{}", broker.id);
+    let max_payload = broker.max_packet_kib * 1024;
+    let mut backoff = Duration::from_millis(200);
+    let mut last_log: HashMap<&'static str, Instant> = HashMap::new();
+    loop {
+        let ev = tokio::select! {
+            ev = eventloop.poll() => ev,
+            _ = shutdown.changed() => break,
+        };
+        match ev {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = Duration::from_millis(200);
+                tracing::info!(broker = %broker.id, "MQTT connected.");
+                for f in &filters {
+                    if let Err(e) = client.try_subscribe(f.clone(), qos) {
+                        tracing::warn!(broker = %broker.id, filter = %f, error = %e, "Subscribe failed.");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                let now = now_ms();
+                let mut batch = Batch {
+                    readings: Vec::new(),
+                    dead: Vec::new(),
+                    source: source.clone(),
+                    done: None,
+                };
+                if p.payload.len() > max_payload {
+                    dead(
+                        &mut batch,
+                        &stats,
+                        &mut last_log,
+                        now,
+                        &p,
+                        "too_large",
+                        format!(
+                            "payload of {} bytes exceeds max_packet_kib = {}",
+                            p.payload.len(),
+                            broker.max_packet_kib
+                        ),
+                    );
+                } else {
+                    match decode(&rules, &p.topic, &p.payload, now) {
+                        Ok(values) => {
+                            for v in values {
+                                if !v.value.is_finite() {
+                                    dead(
+                                        &mut batch,
+                                        &stats,
+                                        &mut last_log,
+                                        now,
+                                        &p,
+                                        "invalid_value",
+                                        format!(
+                                            "value {} of `{}` is not a finite number",
+                                            v.value, v.meter
+                                        ),
+                                    );
+                                    continue;
+                                }
+                                let Some(counter) = meters.get(&v.meter) else {
+                                    dead(
+                                        &mut batch,
+                                        &stats,
+                                        &mut last_log,
+                                        now,
+                                        &p,
+                                        "unknown_meter",
+                                        format!("no meter `{}` in the site", v.meter),
+                                    );
+                                    continue;
+                                };
+                                let quantity = v.quantity.unwrap_or_else(|| counter.clone());
+                                batch.readings.push(Reading {
+                                    meter: v.meter,
+                                    quantity,
+                                    ts_ms: v.ts_ms,
+                                    value: v.value,
+                                    recv_ms: now,
+                                    time_source: v.time_source,
+                                });
+                            }
+                        }
+                        Err(e) => dead(
+                            &mut batch,
+                            &stats,
+                            &mut last_log,
+                            now,
+                            &p,
+                            e.reason,
+                            e.detail,
+                        ),
+                    }
+                }
+                stats
+                    .readings
+                    .fetch_add(batch.readings.len() as u64, Ordering::Relaxed);
+                if p.qos != QoS::AtMostOnce {
+                    let tx = ack_tx.clone();
+                    let publish = p.clone();
+                    batch.done = Some(Box::new(move |result| {
+                        // Acknowledge only a committed message; on a store error the broker redelivers it.
+                        if result.is_ok() {
+                            let _ = tx.send(publish);
+                        }
+                    }));
+                }
+                if out.send(batch).await.is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(broker = %broker.id, error = %e, retry_ms = backoff.as_millis() as u64, "MQTT connection lost; reconnecting.");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    drop(ack_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), acker).await;
+    let _ = client.disconnect().await;
+}
+
+fn dead(
+    batch: &mut Batch,
+    stats: &MqttStats,
+    last_log: &mut HashMap<&'static str, Instant>,
+    now: i64,
+    p: &Publish,
+    reason: &'static str,
+    detail: String,
+) {
+    *stats
+        .dead
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(reason.to_string())
+        .or_default() += 1;
+    // One log line per reason every 10 s at most.
+    if last_log
+        .get(reason)
+        .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+    {
+        tracing::warn!(topic = %p.topic, reason, %detail, "MQTT message rejected (kept in dead_letters).");
+        last_log.insert(reason, Instant::now());
+    }
+    let shown = &p.payload[..p.payload.len().min(4096)];
+    batch.dead.push(DeadLetter {
+        received_ms: now,
+        source: batch.source.clone(),
+        location: p.topic.clone(),
+        reason: format!("{reason}: {detail}"),
+        payload: String::from_utf8_lossy(shown).into_owned(),
+    });
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
