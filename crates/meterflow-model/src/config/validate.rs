@@ -1001,14 +1001,14 @@ pub(crate) fn validate_push(ctx: &mut Ctx<'_>, doc: &RawDocument<'_>) -> Vec<Mqt
                 "max_packet_kib must be positive and keep_alive_s at least 5",
             );
         }
-        if let Some(g) = &v.shared_group {
-            if g.is_empty() || g.contains(['/', '+', '#']) {
-                ctx.error(
-                    b.span_of(&["shared_group"]),
-                    b.key("shared_group"),
-                    "a share group name without `/`, `+` or `#`",
-                );
-            }
+        if let Some(g) = &v.shared_group
+            && (g.is_empty() || g.contains(['/', '+', '#']))
+        {
+            ctx.error(
+                b.span_of(&["shared_group"]),
+                b.key("shared_group"),
+                "a share group name without `/`, `+` or `#`",
+            );
         }
         for (i, t) in v.topic.iter().enumerate() {
             let idx = i.to_string();
@@ -1024,12 +1024,12 @@ pub(crate) fn validate_push(ctx: &mut Ctx<'_>, doc: &RawDocument<'_>) -> Vec<Mqt
             if !names_meter {
                 ctx.error(at("pattern"), key("pattern"), "nothing names the meter: use {meter_id} in the pattern, `meter`, or `meter_field`");
             }
-            if let Some(m) = &t.meter {
-                if !meter_ids.contains(m.as_str()) {
-                    let names: Vec<&str> = meter_ids.iter().copied().collect();
-                    let hint = suggest(m, names.iter());
-                    ctx.error(at("meter"), key("meter"), format!("no meter `{m}`{hint}"));
-                }
+            if let Some(m) = &t.meter
+                && !meter_ids.contains(m.as_str())
+            {
+                let names: Vec<&str> = meter_ids.iter().copied().collect();
+                let hint = suggest(m, names.iter());
+                ctx.error(at("meter"), key("meter"), format!("no meter `{m}`{hint}"));
             }
             if t.format == PayloadFormat::Json
                 && t.value.is_none()
@@ -1053,14 +1053,14 @@ pub(crate) fn validate_push(ctx: &mut Ctx<'_>, doc: &RawDocument<'_>) -> Vec<Mqt
             }
         }
     }
-    if let Some(br) = &doc.broker {
-        if br.value.listen.parse::<std::net::SocketAddr>().is_err() {
-            ctx.error(
-                br.span_of(&["listen"]),
-                br.key("listen"),
-                format!("`{}` is not ip:port", br.value.listen),
-            );
-        }
+    if let Some(br) = &doc.broker
+        && br.value.listen.parse::<std::net::SocketAddr>().is_err()
+    {
+        ctx.error(
+            br.span_of(&["listen"]),
+            br.key("listen"),
+            format!("`{}` is not ip:port", br.value.listen),
+        );
     }
     if let Some(h) = &doc.http {
         if h.value.listen.parse::<std::net::SocketAddr>().is_err() {
