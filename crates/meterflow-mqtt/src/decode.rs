@@ -445,7 +445,7 @@ mod tests {
         );
         // ts in seconds (auto): 1735689600 s = NOW ms.
         let d = decode(
-            &[r.clone()],
+            std::slice::from_ref(&r),
             "m/m1",
             br#"{"reading": {"kwh": 10.5, "ts": 1735689600}, "power": 3}"#,
             0,
@@ -459,7 +459,7 @@ mod tests {
         assert_eq!((d[1].quantity.as_deref(), d[1].value), (Some("power"), 3.0));
         // ms and RFC 3339 timestamps.
         let d = decode(
-            &[r.clone()],
+            std::slice::from_ref(&r),
             "m/m1",
             br#"{"reading": {"kwh": 1, "ts": 1735689600000}}"#,
             0,
@@ -467,7 +467,7 @@ mod tests {
         .expect("ms");
         assert_eq!(d[0].ts_ms, NOW);
         let d = decode(
-            &[r.clone()],
+            std::slice::from_ref(&r),
             "m/m1",
             br#"{"reading": {"kwh": 1, "ts": "2025-01-01T08:00:00+08:00"}}"#,
             0,
@@ -476,16 +476,21 @@ mod tests {
         assert_eq!(d[0].ts_ms, NOW);
         // Errors carry a reason.
         assert_eq!(
-            decode(&[r.clone()], "m/m1", b"{not json", 0).map_err(|e| e.reason),
+            decode(std::slice::from_ref(&r), "m/m1", b"{not json", 0).map_err(|e| e.reason),
             Err("malformed")
         );
         assert_eq!(
-            decode(&[r.clone()], "m/m1", br#"{"reading": {"kwh": "abc"}}"#, 0)
-                .map_err(|e| e.reason),
+            decode(
+                std::slice::from_ref(&r),
+                "m/m1",
+                br#"{"reading": {"kwh": "abc"}}"#,
+                0
+            )
+            .map_err(|e| e.reason),
             Err("non_numeric_value")
         );
         assert_eq!(
-            decode(&[r.clone()], "m/m1", br#"{"other": 1}"#, 0).map_err(|e| e.reason),
+            decode(std::slice::from_ref(&r), "m/m1", br#"{"other": 1}"#, 0).map_err(|e| e.reason),
             Err("missing_field")
         );
         assert_eq!(
