@@ -7,3 +7,4 @@ mod support;
 mod check;
 mod import;
 mod modbus;
+mod mqtt;
