@@ -484,9 +484,24 @@ fn demo_runs_and_fills_intervals_for_every_meter() {
         "{out}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // 8 meters over Modbus TCP, 3 pushing over MQTT through the embedded broker.
     assert!(
-        out.contains("11 simulated meters on Modbus TCP 127.0.0.1:"),
+        out.contains("8 simulated meters on Modbus TCP 127.0.0.1:")
+            && out.contains(", 3 on MQTT (embedded broker 127.0.0.1:"),
         "{out}"
+    );
+    let mqtt = out
+        .lines()
+        .find(|l| l.starts_with("mqtt embedded: "))
+        .expect("mqtt summary");
+    let nums: Vec<u64> = mqtt
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // 30 s of 5 s publishes for 3 meters: about 18 messages, each acknowledged after its commit.
+    assert!(
+        nums.len() == 2 && nums[0] >= 12 && nums[0] == nums[1],
+        "{mqtt}"
     );
     let db = dir.path().join("data/demo/demo.db");
     let c = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)

@@ -19,13 +19,19 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 fn wait_port(port: u16) {
     let t = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(20), "nothing listens on {port}");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "nothing listens on {port}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -49,18 +55,38 @@ fn mosquitto(dir: &Path, port: u16) -> Proc {
         ),
     )
     .expect("conf");
-    let child = Command::new("mosquitto").args(["-c", conf.to_str().expect("path")]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("mosquitto (see .ci/run)");
+    let child = Command::new("mosquitto")
+        .args(["-c", conf.to_str().expect("path")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto (see .ci/run)");
     wait_port(port);
     Proc(child)
 }
 
 fn publish(port: u16, topic: &str, payload: &[u8]) {
     let mut child = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-t", topic, "-s"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-s",
+        ])
         .stdin(Stdio::piped())
         .spawn()
         .expect("mosquitto_pub");
-    child.stdin.take().expect("stdin").write_all(payload).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(payload)
+        .expect("write");
     assert!(child.wait().expect("wait").success());
 }
 
@@ -83,12 +109,19 @@ fn site(dir: &Path, port: u16, client_id: &str, extra: &str) -> PathBuf {
 }
 
 fn start(site: &Path) -> Proc {
-    let child = bin().args(["run", "--config", site.to_str().expect("path")]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("run");
+    let child = bin()
+        .args(["run", "--config", site.to_str().expect("path")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
     Proc(child)
 }
 
 fn stop(mut p: Proc) {
-    let _ = Command::new("kill").args(["-TERM", &p.0.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &p.0.id().to_string()])
+        .status();
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(15) {
         if let Ok(Some(_)) = p.0.try_wait() {
@@ -100,9 +133,20 @@ fn stop(mut p: Proc) {
 }
 
 fn rows(db: &Path, sql: &str) -> Vec<(String, String, i64, f64)> {
-    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("store");
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("store");
     let mut s = c.prepare(sql).expect("prepare");
-    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, Option<f64>>(3)?.unwrap_or(f64::NAN)))).expect("query").map(|r| r.expect("row")).collect()
+    s.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get::<_, Option<f64>>(3)?.unwrap_or(f64::NAN),
+        ))
+    })
+    .expect("query")
+    .map(|r| r.expect("row"))
+    .collect()
 }
 
 const READINGS: &str = "SELECT s.meter, s.quantity, r.ts_ms, r.value FROM readings r JOIN series s ON s.id = r.series ORDER BY 1, 2, 3";
@@ -128,47 +172,103 @@ fn every_payload_format_arrives_with_its_values_and_times() {
     std::thread::sleep(Duration::from_millis(1500));
     // 1735689600000 ms = 2025-01-01T00:00:00Z.
     publish(port, "num/w1/volume", b"12.5");
-    publish(port, "json/e1", br#"{"v": 100.5, "ts": 1735689600, "power": 7}"#);
+    publish(
+        port,
+        "json/e1",
+        br#"{"v": 100.5, "ts": 1735689600, "power": 7}"#,
+    );
     publish(port, "batch", br#"{"data": [{"id": "w1", "v": 13.0, "ts": 1735689660000}, {"id": "e1", "v": 101.0, "ts": "2025-01-01T08:01:00+08:00"}]}"#);
-    publish(port, "spb/e1", br#"{"timestamp": 1735689720000, "metrics": [{"name": "energy_import", "value": 102.25}]}"#);
+    publish(
+        port,
+        "spb/e1",
+        br#"{"timestamp": 1735689720000, "metrics": [{"name": "energy_import", "value": 102.25}]}"#,
+    );
     publish(port, "lp", b"m,meter=w1 volume=14.5 1735689780000000000\n");
     let db = dir.path().join("store.db");
     assert!(wait_count(&db, "readings", 7, 20) >= 7);
     stop(mf);
     let got = rows(&db, READINGS);
     let t0 = 1_735_689_600_000i64;
-    let has = |m: &str, q: &str, ts: Option<i64>, v: f64| got.iter().any(|(gm, gq, gt, gv)| gm == m && gq == q && ts.is_none_or(|t| *gt == t) && *gv == v);
+    let has = |m: &str, q: &str, ts: Option<i64>, v: f64| {
+        got.iter()
+            .any(|(gm, gq, gt, gv)| gm == m && gq == q && ts.is_none_or(|t| *gt == t) && *gv == v)
+    };
     assert!(has("w1", "volume", None, 12.5), "{got:?}");
-    assert!(has("e1", "energy_import", Some(t0), 100.5) && has("e1", "power", Some(t0), 7.0), "{got:?}");
-    assert!(has("w1", "volume", Some(t0 + 60_000), 13.0) && has("e1", "energy_import", Some(t0 + 60_000), 101.0), "{got:?}");
-    assert!(has("e1", "energy_import", Some(t0 + 120_000), 102.25), "{got:?}");
+    assert!(
+        has("e1", "energy_import", Some(t0), 100.5) && has("e1", "power", Some(t0), 7.0),
+        "{got:?}"
+    );
+    assert!(
+        has("w1", "volume", Some(t0 + 60_000), 13.0)
+            && has("e1", "energy_import", Some(t0 + 60_000), 101.0),
+        "{got:?}"
+    );
+    assert!(
+        has("e1", "energy_import", Some(t0 + 120_000), 102.25),
+        "{got:?}"
+    );
     assert!(has("w1", "volume", Some(t0 + 180_000), 14.5), "{got:?}");
     // The plain number has no time of its own: it carries the receive time (within the test's minute).
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    assert!(got.iter().any(|(m, _, t, v)| m == "w1" && *v == 12.5 && (now - t).abs() < 60_000), "{got:?}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    assert!(
+        got.iter()
+            .any(|(m, _, t, v)| m == "w1" && *v == 12.5 && (now - t).abs() < 60_000),
+        "{got:?}"
+    );
 }
 
 /// Numbered stream at QoS 1: `(ts, value)` of message i are (t0 + i s, i).
 fn numbered(from: u32, to: u32) -> String {
-    (from..=to).map(|i| format!("{{\"v\": {i}, \"ts\": {}}}\n", 1_735_689_600_000i64 + i64::from(i) * 1000)).collect()
+    (from..=to)
+        .map(|i| {
+            format!(
+                "{{\"v\": {i}, \"ts\": {}}}\n",
+                1_735_689_600_000i64 + i64::from(i) * 1000
+            )
+        })
+        .collect()
 }
 
 fn publish_lines(port: u16, topic: &str, lines: &str) {
     let mut child = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-t", topic, "-l"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-l",
+        ])
         .stdin(Stdio::piped())
         .spawn()
         .expect("mosquitto_pub");
-    child.stdin.take().expect("stdin").write_all(lines.as_bytes()).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(lines.as_bytes())
+        .expect("write");
     assert!(child.wait().expect("wait").success());
 }
 
 fn assert_exactly(db: &Path, n: u32) {
-    let got = rows(db, "SELECT s.meter, s.quantity, r.ts_ms, r.value FROM readings r JOIN series s ON s.id = r.series WHERE s.meter = 'w1' ORDER BY r.ts_ms");
+    let got = rows(
+        db,
+        "SELECT s.meter, s.quantity, r.ts_ms, r.value FROM readings r JOIN series s ON s.id = r.series WHERE s.meter = 'w1' ORDER BY r.ts_ms",
+    );
     let values: Vec<u32> = got.iter().map(|r| r.3 as u32).collect();
     let want: Vec<u32> = (1..=n).collect();
     assert_eq!(values, want, "every message exactly once");
-    assert!(got.iter().all(|r| r.2 == 1_735_689_600_000 + i64::from(r.3 as u32) * 1000));
+    assert!(
+        got.iter()
+            .all(|r| r.2 == 1_735_689_600_000 + i64::from(r.3 as u32) * 1000)
+    );
 }
 
 #[test]
@@ -177,7 +277,10 @@ fn no_loss_when_meterflow_is_killed_and_messages_arrive_while_it_is_down() {
     let port = free_port();
     let _broker = mosquitto(dir.path(), port);
     let site = site(dir.path(), port, "mf-kill", "");
-    let topic_map = std::fs::read_to_string(&site).expect("site").replace("pattern = \"json/{meter_id}\"", "pattern = \"seq/{meter_id}\"");
+    let topic_map = std::fs::read_to_string(&site).expect("site").replace(
+        "pattern = \"json/{meter_id}\"",
+        "pattern = \"seq/{meter_id}\"",
+    );
     std::fs::write(&site, topic_map).expect("site");
     let db = dir.path().join("store.db");
     let mut mf = start(&site);
@@ -200,7 +303,10 @@ fn no_loss_when_the_broker_restarts_with_persistence() {
     let port = free_port();
     let broker = mosquitto(dir.path(), port);
     let site = site(dir.path(), port, "mf-broker", "");
-    let s = std::fs::read_to_string(&site).expect("site").replace("pattern = \"json/{meter_id}\"", "pattern = \"seq/{meter_id}\"");
+    let s = std::fs::read_to_string(&site).expect("site").replace(
+        "pattern = \"json/{meter_id}\"",
+        "pattern = \"seq/{meter_id}\"",
+    );
     std::fs::write(&site, s).expect("site");
     let db = dir.path().join("store.db");
     let mf = start(&site);
@@ -209,7 +315,9 @@ fn no_loss_when_the_broker_restarts_with_persistence() {
     let _ = wait_count(&db, "readings", 300, 20);
     // Stop the broker (it saves its state), start it again on the same port and store.
     let mut broker = broker;
-    let _ = Command::new("kill").args(["-TERM", &broker.0.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &broker.0.id().to_string()])
+        .status();
     let _ = broker.0.wait();
     drop(broker);
     let _broker = mosquitto(dir.path(), port);
@@ -239,13 +347,36 @@ fn bad_payloads_go_to_dead_letters_and_good_ones_between_them_are_stored() {
     assert!(wait_count(&db, "dead_letters", 5, 20) >= 5);
     assert!(wait_count(&db, "readings", 3, 10) >= 3);
     stop(mf);
-    let good: Vec<f64> = rows(&db, READINGS).iter().filter(|r| r.0 == "e1").map(|r| r.3).collect();
+    let good: Vec<f64> = rows(&db, READINGS)
+        .iter()
+        .filter(|r| r.0 == "e1")
+        .map(|r| r.3)
+        .collect();
     assert_eq!(good, vec![1.0, 3.0, 5.0]);
     let c = rusqlite::Connection::open(&db).expect("store");
-    let mut s = c.prepare("SELECT location, reason, length(payload) FROM dead_letters ORDER BY id").expect("prepare");
-    let dead: Vec<(String, String, i64)> = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).expect("query").map(|r| r.expect("row")).collect();
-    let reasons: Vec<&str> = dead.iter().map(|d| d.1.split(':').next().unwrap_or("")).collect();
-    assert_eq!(reasons, vec!["malformed", "unknown_meter", "invalid_value", "too_large", "malformed"], "{dead:?}");
+    let mut s = c
+        .prepare("SELECT location, reason, length(payload) FROM dead_letters ORDER BY id")
+        .expect("prepare");
+    let dead: Vec<(String, String, i64)> = s
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect();
+    let reasons: Vec<&str> = dead
+        .iter()
+        .map(|d| d.1.split(':').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "malformed",
+            "unknown_meter",
+            "invalid_value",
+            "too_large",
+            "malformed"
+        ],
+        "{dead:?}"
+    );
     // The 10 MB payload is kept truncated, not whole.
     assert!(dead[3].2 <= 4096 + 20, "{dead:?}");
 }
@@ -262,28 +393,58 @@ fn a_shared_subscription_splits_the_stream_between_two_instances() {
     let sb = site(&b, port, "mf-share-b", "shared_group = \"meterflow\"\n");
     let (pa, pb) = (start(&sa), start(&sb));
     std::thread::sleep(Duration::from_millis(2000));
-    let lines: String = (1..=200).map(|i| format!("{{\"v\": {i}, \"ts\": {}}}\n", 1_735_689_600_000i64 + i * 1000)).collect();
+    let lines: String = (1..=200)
+        .map(|i| {
+            format!(
+                "{{\"v\": {i}, \"ts\": {}}}\n",
+                1_735_689_600_000i64 + i * 1000
+            )
+        })
+        .collect();
     publish_lines(port, "json/e1", &lines);
     let t = Instant::now();
-    while count(&a.join("store.db"), "readings") + count(&b.join("store.db"), "readings") < 200 && t.elapsed() < Duration::from_secs(20) {
+    while count(&a.join("store.db"), "readings") + count(&b.join("store.db"), "readings") < 200
+        && t.elapsed() < Duration::from_secs(20)
+    {
         std::thread::sleep(Duration::from_millis(100));
     }
     stop(pa);
     stop(pb);
-    let va: Vec<i64> = rows(&a.join("store.db"), READINGS).iter().map(|r| r.3 as i64).collect();
-    let vb: Vec<i64> = rows(&b.join("store.db"), READINGS).iter().map(|r| r.3 as i64).collect();
-    assert!(!va.is_empty() && !vb.is_empty(), "both instances take part: {} / {}", va.len(), vb.len());
-    assert!(va.iter().all(|x| !vb.contains(x)), "the halves are disjoint");
+    let va: Vec<i64> = rows(&a.join("store.db"), READINGS)
+        .iter()
+        .map(|r| r.3 as i64)
+        .collect();
+    let vb: Vec<i64> = rows(&b.join("store.db"), READINGS)
+        .iter()
+        .map(|r| r.3 as i64)
+        .collect();
+    assert!(
+        !va.is_empty() && !vb.is_empty(),
+        "both instances take part: {} / {}",
+        va.len(),
+        vb.len()
+    );
+    assert!(
+        va.iter().all(|x| !vb.contains(x)),
+        "the halves are disjoint"
+    );
     let mut all: Vec<i64> = va.into_iter().chain(vb).collect();
     all.sort_unstable();
-    assert_eq!(all, (1..=200).collect::<Vec<i64>>(), "their union is the whole stream");
+    assert_eq!(
+        all,
+        (1..=200).collect::<Vec<i64>>(),
+        "their union is the whole stream"
+    );
 }
 
 /// A minimal HTTP/1.1 client: (status, body).
 fn http_post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     use std::io::Read as _;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let mut req = format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -293,7 +454,11 @@ fn http_post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).expect("read");
     let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, body)
 }
@@ -303,7 +468,9 @@ const TOKEN: &str = "test-token-0123456789abcdef";
 fn http_site(dir: &Path, port: u16) -> PathBuf {
     let path = crate::support::example_site(dir, 50_000);
     let mut s = std::fs::read_to_string(&path).expect("site");
-    s.push_str(&format!("\n[http]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"MF_TEST_WRITE_TOKEN\"\n"));
+    s.push_str(&format!(
+        "\n[http]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"MF_TEST_WRITE_TOKEN\"\n"
+    ));
     std::fs::write(&path, s).expect("site");
     path
 }
@@ -329,22 +496,64 @@ fn http_push_authenticates_reports_bad_lines_and_accepts_gzip() {
     let auth = format!("Token {TOKEN}");
     let line = b"m,meter=water-main volume=100.5 1735689600\n";
     // Wrong or missing token: 401, nothing stored.
-    assert_eq!(http_post(port, "/api/v2/write?precision=s", &[("Authorization", "Token wrong")], line).0, 401);
+    assert_eq!(
+        http_post(
+            port,
+            "/api/v2/write?precision=s",
+            &[("Authorization", "Token wrong")],
+            line
+        )
+        .0,
+        401
+    );
     assert_eq!(http_post(port, "/write?precision=s", &[], line).0, 401);
     // v2 with a token: 204 after the commit.
-    assert_eq!(http_post(port, "/api/v2/write?org=o&bucket=b&precision=s", &[("Authorization", &auth)], line).0, 204);
+    assert_eq!(
+        http_post(
+            port,
+            "/api/v2/write?org=o&bucket=b&precision=s",
+            &[("Authorization", &auth)],
+            line
+        )
+        .0,
+        204
+    );
     // v1 with the token as password (u/p query), several lines, two bad ones: 400 naming lines 2 and 4.
     let body = b"m,meter=water-main volume=101 1735690500\nm,meter=nope volume=1 1735690500\nm,meter=water-main volume=102 1735691400\nthis is not line protocol\n";
-    let (status, text) = http_post(port, &format!("/write?db=x&precision=s&u=any&p={TOKEN}"), &[], body);
+    let (status, text) = http_post(
+        port,
+        &format!("/write?db=x&precision=s&u=any&p={TOKEN}"),
+        &[],
+        body,
+    );
     assert_eq!(status, 400, "{text}");
-    assert!(text.contains("\"line\":2") && text.contains("\"line\":4") && text.contains("unknown_meter"), "{text}");
+    assert!(
+        text.contains("\"line\":2")
+            && text.contains("\"line\":4")
+            && text.contains("unknown_meter"),
+        "{text}"
+    );
     // gzip.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(b"m,meter=water-main volume=103 1735692300\n").expect("gzip");
+    gz.write_all(b"m,meter=water-main volume=103 1735692300\n")
+        .expect("gzip");
     let gz = gz.finish().expect("gzip");
-    assert_eq!(http_post(port, "/api/v2/write?precision=s", &[("Authorization", &auth), ("Content-Encoding", "gzip")], &gz).0, 204);
+    assert_eq!(
+        http_post(
+            port,
+            "/api/v2/write?precision=s",
+            &[("Authorization", &auth), ("Content-Encoding", "gzip")],
+            &gz
+        )
+        .0,
+        204
+    );
     stop(mf);
-    let got: Vec<f64> = rows(&dir.path().join("store.db"), READINGS).iter().filter(|r| r.0 == "water-main").map(|r| r.3).collect();
+    let got: Vec<f64> = rows(&dir.path().join("store.db"), READINGS)
+        .iter()
+        .filter(|r| r.0 == "water-main")
+        .map(|r| r.3)
+        .collect();
     // Partial write: the good lines of the 400 request were stored, as InfluxDB does.
     assert_eq!(got, vec![100.5, 101.0, 102.0, 103.0]);
     assert_eq!(count(&dir.path().join("store.db"), "dead_letters"), 2);
@@ -361,29 +570,73 @@ fn http_push_and_file_import_of_the_same_lines_give_the_same_store() {
     let site_a = crate::support::example_site(&a, 50_000);
     let site_b = http_site(&b, port);
     let csv = dir.path().join("readings.csv");
-    let o = bin().args(["generate", "--config", site_a.to_str().expect("path"), "--from", "2025-03-08", "--days", "2", "--faults", "--out", csv.to_str().expect("path")]).output().expect("generate");
+    let o = bin()
+        .args([
+            "generate",
+            "--config",
+            site_a.to_str().expect("path"),
+            "--from",
+            "2025-03-08",
+            "--days",
+            "2",
+            "--faults",
+            "--out",
+            csv.to_str().expect("path"),
+        ])
+        .output()
+        .expect("generate");
     assert!(o.status.success());
     let mut lp = String::new();
     for line in std::fs::read_to_string(&csv).expect("csv").lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        let (Ok(t), Ok(v)) = (chrono::NaiveDateTime::parse_from_str(f[1], "%Y-%m-%d %H:%M:%S"), f[2].parse::<f64>()) else { continue };
-        lp.push_str(&format!("meter,meter={} value={v} {}\n", f[0], t.and_utc().timestamp() - 8 * 3600));
+        let (Ok(t), Ok(v)) = (
+            chrono::NaiveDateTime::parse_from_str(f[1], "%Y-%m-%d %H:%M:%S"),
+            f[2].parse::<f64>(),
+        ) else {
+            continue;
+        };
+        lp.push_str(&format!(
+            "meter,meter={} value={v} {}\n",
+            f[0],
+            t.and_utc().timestamp() - 8 * 3600
+        ));
     }
     let lp_path = dir.path().join("readings.lp");
     std::fs::write(&lp_path, &lp).expect("lp");
-    let o = bin().args(["import", "--config", site_a.to_str().expect("path"), "--precision", "s", lp_path.to_str().expect("path")]).output().expect("import");
+    let o = bin()
+        .args([
+            "import",
+            "--config",
+            site_a.to_str().expect("path"),
+            "--precision",
+            "s",
+            lp_path.to_str().expect("path"),
+        ])
+        .output()
+        .expect("import");
     assert!(o.status.success());
     let mf = start_http(&site_b, port);
     let auth = format!("Token {TOKEN}");
     let lines: Vec<&str> = lp.lines().collect();
     for chunk in lines.chunks(500) {
         let body = chunk.join("\n");
-        let (status, text) = http_post(port, "/api/v2/write?precision=s", &[("Authorization", &auth)], body.as_bytes());
+        let (status, text) = http_post(
+            port,
+            "/api/v2/write?precision=s",
+            &[("Authorization", &auth)],
+            body.as_bytes(),
+        );
         // The injected line for an unknown meter makes its chunk a partial write.
-        assert!(status == 204 || (status == 400 && text.contains("unknown_meter")), "{status} {text}");
+        assert!(
+            status == 204 || (status == 400 && text.contains("unknown_meter")),
+            "{status} {text}"
+        );
     }
     stop(mf);
-    let (da, db) = (crate::support::dump(&a.join("store.db")), crate::support::dump(&b.join("store.db")));
+    let (da, db) = (
+        crate::support::dump(&a.join("store.db")),
+        crate::support::dump(&b.join("store.db")),
+    );
     assert!(!da.intervals.is_empty());
     assert_eq!(da.readings, db.readings);
     assert_eq!(da.intervals, db.intervals);

@@ -63,12 +63,33 @@ pub async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::ExitCode
     for bus in &mut site.buses {
         bus.address = Some(addr.to_string());
     }
+    // The embedded broker on a free port, and the subscription pointed at it.
+    let mqtt_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("finding a free port")?
+        .port();
+    if let Some(b) = site.broker.as_mut() {
+        b.listen = format!("127.0.0.1:{mqtt_port}");
+    }
+    for m in &mut site.mqtt {
+        m.port = mqtt_port;
+    }
     let bank = bank_for(&site, "sim");
+    let pushed = pushed_meters(&site);
     println!(
-        "meterflow demo: {} simulated meters on Modbus TCP {addr}; store {}",
+        "meterflow demo: {} simulated meters on Modbus TCP {addr}, {} on MQTT (embedded broker 127.0.0.1:{mqtt_port}); store {}",
         bank.devices.len(),
+        pushed.len(),
         site.store_path().display()
     );
+    let publisher = tokio::spawn(meterflow_sim::mqtt::publish_loop(
+        "127.0.0.1",
+        mqtt_port,
+        "meterflow-demo-sim",
+        pushed,
+        Duration::from_secs(5),
+        site.tz,
+    ));
     println!(
         "polling every few seconds; Ctrl-C to stop{}",
         seconds
@@ -85,6 +106,15 @@ pub async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::ExitCode
     )
     .await?;
     sim.abort();
+    publisher.abort();
+    for (id, m) in &summary.mqtt {
+        use std::sync::atomic::Ordering::Relaxed;
+        println!(
+            "mqtt {id}: {} messages received, {} acknowledged after commit",
+            m.received.load(Relaxed),
+            m.acked.load(Relaxed)
+        );
+    }
     println!(
         "stored {} readings ({} refused)",
         summary.stored, summary.refused
@@ -288,4 +318,30 @@ pub async fn simulate(
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Meters of the demo that push over MQTT: those without a Modbus source.
+fn pushed_meters(site: &Site) -> Vec<meterflow_sim::mqtt::Pushed> {
+    site.meters
+        .iter()
+        .filter(|m| m.modbus.is_none())
+        .map(|m| {
+            let building = m
+                .serves
+                .building
+                .clone()
+                .or_else(|| {
+                    m.serves
+                        .zone
+                        .as_ref()
+                        .and_then(|z| site.zones.iter().find(|x| &x.id == z))
+                        .map(|z| z.building.clone())
+                })
+                .unwrap_or_else(|| "site".to_string());
+            meterflow_sim::mqtt::Pushed {
+                topic: format!("meters/{building}/{}/reading", m.id),
+                meter: SimMeter::from_meter(m),
+            }
+        })
+        .collect()
 }

@@ -73,7 +73,6 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     if let Some(b) = &site.broker {
         let addr: std::net::SocketAddr = b.listen.parse().context("broker.listen")?;
         meterflow_mqtt::broker::start(addr).context("starting the embedded MQTT broker")?;
-        wait_listening(addr).await;
         tracing::info!(%addr, "Embedded MQTT broker listening.");
     }
     // Bounded: when the store falls behind, sources wait (nothing is dropped).
@@ -153,15 +152,6 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     summary.stored = stored;
     summary.refused = refused;
     Ok(summary)
-}
-
-async fn wait_listening(addr: std::net::SocketAddr) {
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn wait_for_stop(duration: Option<Duration>) {
