@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 /// The meterflow executable built for this test run.
 pub(crate) fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_meterflow"))
+    Command::new(env!("CARGO_BIN_EXE_meterflow-e2e"))
 }
 
 /// Run meterflow with arguments; returns the output.

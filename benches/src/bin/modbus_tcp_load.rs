@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
         meterflow::pipeline::RunOptions {
             live: false,
             duration: Some(Duration::from_secs(seconds)),
+            stop: None,
         },
     ))?;
     let cpu = meterflow_benches::cpu_seconds().unwrap_or(0.0) - cpu0;

@@ -192,6 +192,7 @@ pub fn main() -> ExitCode {
                 let opts = crate::pipeline::RunOptions {
                     live,
                     duration: seconds.map(std::time::Duration::from_secs),
+                    stop: None,
                 };
                 let s = crate::pipeline::run(site, opts).await?;
                 eprintln!(

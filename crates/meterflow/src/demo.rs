@@ -102,6 +102,7 @@ pub async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::ExitCode
         crate::pipeline::RunOptions {
             live: true,
             duration: seconds.map(Duration::from_secs),
+            stop: None,
         },
     )
     .await?;

@@ -20,6 +20,8 @@ pub struct RunOptions {
     pub live: bool,
     /// Stop after this long (tests, CI); `None` = until SIGINT/SIGTERM.
     pub duration: Option<Duration>,
+    /// Stop when this turns true (embedding, benchmarks).
+    pub stop: Option<watch::Receiver<bool>>,
 }
 
 /// What a run did.
@@ -140,7 +142,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
             "No source configured (no Modbus meter, no [[mqtt]], no [http]): nothing to ingest."
         );
     }
-    wait_for_stop(opts.duration).await;
+    wait_for_stop(opts.duration, opts.stop.clone()).await;
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
@@ -154,11 +156,26 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     Ok(summary)
 }
 
-async fn wait_for_stop(duration: Option<Duration>) {
+async fn wait_for_stop(duration: Option<Duration>, stop: Option<watch::Receiver<bool>>) {
     let timer = async {
+        let external = async {
+            match stop {
+                Some(mut rx) => {
+                    while !*rx.borrow() {
+                        if rx.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         match duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending::<()>().await,
+            Some(d) => tokio::select! {
+                _ = tokio::time::sleep(d) => {}
+                _ = external => {}
+            },
+            None => external.await,
         }
     };
     #[cfg(unix)]
