@@ -257,9 +257,26 @@ pub async fn run(
             }
         }
     }
+    // Flush: the acker can only hand acks to the event loop while it is polled,
+    // so keep polling (at most 2 s) until the acker is done, then disconnect
+    // without awaiting a request slot. Acks that miss the window are
+    // redelivered by the broker and skipped by the store as duplicates.
     drop(ack_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(2), acker).await;
-    let _ = client.disconnect().await;
+    let mut acker = acker;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            tokio::select! {
+                _ = &mut acker => break,
+                r = eventloop.poll() => if r.is_err() { break },
+            }
+        }
+    })
+    .await;
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while eventloop.poll().await.is_ok() {}
+    })
+    .await;
 }
 
 fn dead(

@@ -65,7 +65,8 @@ pub struct Writer {
     path: PathBuf,
     tz: Tz,
     meters: HashMap<String, MeterEntry>,
-    series: HashMap<(String, String), SeriesCache>,
+    /// meter → quantity → cache (looked up by `&str`, no allocation per reading).
+    series: HashMap<String, HashMap<String, SeriesCache>>,
     retention_floor_ms: i64,
     dead_letters: Vec<(i64, String, String, String, String)>,
 }
@@ -191,8 +192,15 @@ impl Writer {
             let Some(meter) = self.meters.get(&r.meter) else {
                 continue;
             };
-            let key = (r.meter.clone(), meter.counter_quantity.clone());
-            let cache = series_cache(&tx, &self.path, &mut self.series, key, true, &meter.spec)?;
+            let cache = series_cache(
+                &tx,
+                &self.path,
+                &mut self.series,
+                &r.meter,
+                &meter.counter_quantity,
+                true,
+                &meter.spec,
+            )?;
             let item = replacement_item(r);
             let exists: Option<i64> = tx
                 .prepare_cached("SELECT kind FROM readings WHERE series = ?1 AND ts_ms = ?2")
@@ -344,7 +352,7 @@ fn write_one(
     tx: &Transaction<'_>,
     path: &Path,
     meters: &HashMap<String, MeterEntry>,
-    series: &mut HashMap<(String, String), SeriesCache>,
+    series: &mut HashMap<String, HashMap<String, SeriesCache>>,
     retention_floor_ms: i64,
     r: &Reading,
     source: &str,
@@ -361,7 +369,8 @@ fn write_one(
         tx,
         path,
         series,
-        (r.meter.clone(), r.quantity.clone()),
+        &r.meter,
+        &r.quantity,
         counter,
         &meter.spec,
     )?;
@@ -428,10 +437,7 @@ fn write_one(
             .entry(AnomalyKind::ClockSkew)
             .or_default() += 1;
     }
-    let entry = series.get_mut(&(r.meter.clone(), r.quantity.clone()));
-    if let Some(c) = entry {
-        c.last_ts = Some(c.last_ts.map_or(r.ts_ms, |l| l.max(r.ts_ms)));
-    }
+    cache.last_ts = Some(cache.last_ts.map_or(r.ts_ms, |l| l.max(r.ts_ms)));
     Ok(Verdict::Stored(status))
 }
 
@@ -476,47 +482,56 @@ fn apply(
     Ok(outcome.status)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn series_cache<'a>(
     tx: &Transaction<'_>,
     path: &Path,
-    series: &'a mut HashMap<(String, String), SeriesCache>,
-    key: (String, String),
+    series: &'a mut HashMap<String, HashMap<String, SeriesCache>>,
+    meter: &str,
+    quantity: &str,
     counter: bool,
     spec: &CounterSpec,
 ) -> Result<&'a mut SeriesCache, StoreError> {
-    use std::collections::hash_map::Entry;
-    match series.entry(key) {
-        Entry::Occupied(e) => Ok(e.into_mut()),
-        Entry::Vacant(e) => {
-            let (meter, quantity) = e.key();
-            tx.prepare_cached(
-                "INSERT OR IGNORE INTO series (meter, quantity, counter) VALUES (?1, ?2, ?3)",
-            )
-            .and_then(|mut s| s.execute(params![meter, quantity, counter]))
+    // Two lookups by &str on the hot path; allocation only for a series not seen yet.
+    let known = series.get(meter).is_some_and(|q| q.contains_key(quantity));
+    if !known {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO series (meter, quantity, counter) VALUES (?1, ?2, ?3)",
+        )
+        .and_then(|mut s| s.execute(params![meter, quantity, counter]))
+        .at(path)?;
+        let id: i64 = tx
+            .prepare_cached("SELECT id FROM series WHERE meter = ?1 AND quantity = ?2")
+            .and_then(|mut s| s.query_row(params![meter, quantity], |r| r.get(0)))
             .at(path)?;
-            let id: i64 = tx
-                .prepare_cached("SELECT id FROM series WHERE meter = ?1 AND quantity = ?2")
-                .and_then(|mut s| s.query_row(params![meter, quantity], |r| r.get(0)))
-                .at(path)?;
-            let last_ts: Option<i64> = tx
-                .prepare_cached("SELECT max(ts_ms) FROM readings WHERE series = ?1")
-                .and_then(|mut s| s.query_row(params![id], |r| r.get(0)))
-                .at(path)?;
-            // Resume the normaliser from the stored statuses: the state after the last item.
-            let mut log = SqlLog {
-                tx,
-                path,
-                series: id,
-                last_ts,
-            };
-            let state = if counter {
-                engine::state_before(spec, &mut log, i64::MAX)?
-            } else {
-                State::default()
-            };
-            Ok(e.insert(SeriesCache { id, last_ts, state }))
-        }
+        let last_ts: Option<i64> = tx
+            .prepare_cached("SELECT max(ts_ms) FROM readings WHERE series = ?1")
+            .and_then(|mut s| s.query_row(params![id], |r| r.get(0)))
+            .at(path)?;
+        // Resume the normaliser from the stored statuses: the state after the last item.
+        let mut log = SqlLog {
+            tx,
+            path,
+            series: id,
+            last_ts,
+        };
+        let state = if counter {
+            engine::state_before(spec, &mut log, i64::MAX)?
+        } else {
+            State::default()
+        };
+        series
+            .entry(meter.to_string())
+            .or_default()
+            .insert(quantity.to_string(), SeriesCache { id, last_ts, state });
     }
+    series
+        .get_mut(meter)
+        .and_then(|q| q.get_mut(quantity))
+        .ok_or_else(|| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source: rusqlite::Error::QueryReturnedNoRows,
+        })
 }
 
 #[allow(clippy::too_many_arguments)]
