@@ -68,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             live: false,
             duration: Some(Duration::from_secs(seconds)),
             stop: None,
+            committed: None,
         },
     ))?;
     let cpu = meterflow_benches::cpu_seconds().unwrap_or(0.0) - cpu0;

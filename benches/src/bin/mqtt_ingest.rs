@@ -184,7 +184,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Run the pipeline until `until` (store path, readings) is reached or `limit` passes; seconds taken.
+/// Run the pipeline until `until` readings are committed or `limit` passes; seconds taken.
 fn run_meterflow(
     rt: &tokio::runtime::Runtime,
     site: &Site,
@@ -192,6 +192,7 @@ fn run_meterflow(
     until: Option<(std::path::PathBuf, i64)>,
 ) -> anyhow::Result<f64> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let committed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let t = Instant::now();
     let (site, duration) = (
         site.clone(),
@@ -201,25 +202,18 @@ fn run_meterflow(
             limit.min(Duration::from_secs(2))
         },
     );
-    let handle = rt.spawn(meterflow::pipeline::run(
-        site,
-        meterflow::pipeline::RunOptions {
-            live: false,
-            duration: Some(duration),
-            stop: Some(stop_rx),
-        },
-    ));
+    let opts = meterflow::pipeline::RunOptions {
+        live: false,
+        duration: Some(duration),
+        stop: Some(stop_rx),
+        committed: Some(std::sync::Arc::clone(&committed)),
+    };
+    let handle = rt.spawn(meterflow::pipeline::run(site, opts));
     let mut done_at = None;
-    if let Some((db, want)) = until {
+    if let Some((_, want)) = until {
         while t.elapsed() < limit {
-            std::thread::sleep(Duration::from_millis(200));
-            let n: i64 = rusqlite::Connection::open_with_flags(
-                &db,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            )
-            .and_then(|c| c.query_row("SELECT count(*) FROM readings", [], |r| r.get(0)))
-            .unwrap_or(0);
-            if n >= want {
+            std::thread::sleep(Duration::from_millis(5));
+            if committed.load(std::sync::atomic::Ordering::Relaxed) as i64 >= want {
                 done_at = Some(t.elapsed().as_secs_f64());
                 break;
             }

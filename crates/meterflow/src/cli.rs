@@ -193,6 +193,7 @@ pub fn main() -> ExitCode {
                     live,
                     duration: seconds.map(std::time::Duration::from_secs),
                     stop: None,
+                    committed: None,
                 };
                 let s = crate::pipeline::run(site, opts).await?;
                 eprintln!(

@@ -103,6 +103,7 @@ pub async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::ExitCode
             live: true,
             duration: seconds.map(Duration::from_secs),
             stop: None,
+            committed: None,
         },
     )
     .await?;
