@@ -643,3 +643,98 @@ fn http_push_and_file_import_of_the_same_lines_give_the_same_store() {
     assert_eq!(da.days, db.days);
     assert_eq!(da.anomalies, db.anomalies);
 }
+
+/// TLS with a CA and username/password (password from the environment).
+#[test]
+fn tls_with_password_from_the_environment() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let sh = |cmd: &str| {
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("sh")
+            .success();
+        assert!(ok, "{cmd}");
+    };
+    // A throwaway CA and a server certificate for 127.0.0.1.
+    sh(
+        "openssl req -x509 -newkey rsa:2048 -days 1 -nodes -keyout ca.key -out ca.crt -subj /CN=meterflow-test-ca",
+    );
+    sh(
+        "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1",
+    );
+    sh(
+        "printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 -extfile san.ext",
+    );
+    sh(
+        "mosquitto_passwd -b -c pw meterflow s3cret-pw && chmod 644 pw server.key server.crt ca.crt",
+    );
+    let port = free_port();
+    let conf = d.join("tls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\ncafile {0}/ca.crt\ncertfile {0}/server.crt\nkeyfile {0}/server.key\npassword_file {0}/pw\nallow_anonymous false\n",
+            d.display()
+        ),
+    )
+    .expect("conf");
+    let _broker = Proc(
+        Command::new("mosquitto")
+            .args(["-c", conf.to_str().expect("path")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto"),
+    );
+    wait_port(port);
+    let extra = format!(
+        "tls = true\nca_file = \"{}/ca.crt\"\nusername = \"meterflow\"\npassword_env = \"MF_TEST_MQTT_PASSWORD\"\n",
+        d.display()
+    );
+    let site = site(d, port, "mf-tls", &extra);
+    let mf = Proc(
+        bin()
+            .args(["run", "--config", site.to_str().expect("path")])
+            .env("MF_TEST_MQTT_PASSWORD", "s3cret-pw")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run"),
+    );
+    std::thread::sleep(Duration::from_millis(2000));
+    let ok = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "--cafile",
+            d.join("ca.crt").to_str().expect("path"),
+            "-u",
+            "meterflow",
+            "-P",
+            "s3cret-pw",
+            "-q",
+            "1",
+            "-t",
+            "num/w1/volume",
+            "-m",
+            "42.5",
+        ])
+        .status()
+        .expect("mosquitto_pub")
+        .success();
+    assert!(ok);
+    let db = d.join("store.db");
+    assert_eq!(wait_count(&db, "readings", 1, 15), 1);
+    stop(mf);
+    assert_eq!(rows(&db, READINGS).first().map(|r| r.3), Some(42.5));
+}
