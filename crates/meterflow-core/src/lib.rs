@@ -10,6 +10,7 @@
 
 pub mod buckets;
 pub mod counter;
+pub mod denominators;
 pub mod engine;
 pub mod kpi;
 pub mod memlog;
@@ -28,5 +29,7 @@ pub fn from_micro(micro: i64) -> f64 {
 
 #[cfg(test)]
 mod counter_tests;
+#[cfg(test)]
+mod denominators_tests;
 #[cfg(test)]
 mod engine_props;

@@ -1,0 +1,154 @@
+//! Denominators over time (`domain.md` §3) and allocation of shared meters
+//! (`domain.md` §2): headcount and occupied area per agency as step functions
+//! of the local date, time-weighted over a period; a meter's shares by agency
+//! on a date.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use meterflow_model::config::{Allocation, Meter, Site};
+use meterflow_model::factors::to_date;
+
+/// A half-open range of local dates `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    /// First day.
+    pub from: NaiveDate,
+    /// Day after the last.
+    pub to: NaiveDate,
+}
+
+impl Period {
+    /// Days in the period.
+    pub fn days(&self) -> i64 {
+        (self.to - self.from).num_days().max(0)
+    }
+
+    /// The days, in order.
+    pub fn iter(&self) -> impl Iterator<Item = NaiveDate> + '_ {
+        self.from.iter_days().take_while(move |d| *d < self.to)
+    }
+}
+
+/// 用能人数 of `agency` on `day`: the latest `[[headcount]]` row from on or before it (0 before the first).
+pub fn persons_on(site: &Site, agency: &str, day: NaiveDate) -> f64 {
+    site.headcounts
+        .iter()
+        .filter(|h| h.agency == agency)
+        .filter_map(|h| to_date(&h.from).map(|d| (d, h.persons)))
+        .filter(|(d, _)| *d <= day)
+        .max_by_key(|(d, _)| *d)
+        .map_or(0.0, |(_, p)| p)
+}
+
+/// Office area (m²) `agency` occupies on `day`, optionally only within `building`.
+pub fn area_on(site: &Site, agency: &str, day: NaiveDate, building: Option<&str>) -> f64 {
+    site.spaces
+        .iter()
+        .filter(|s| s.agency == agency)
+        .filter(|s| {
+            let from = to_date(&s.from);
+            let to = s.to.as_ref().and_then(to_date);
+            from.is_some_and(|f| f <= day) && to.is_none_or(|t| day <= t)
+        })
+        .filter(|s| match building {
+            None => true,
+            Some(b) => {
+                s.building.as_deref() == Some(b)
+                    || s.zone
+                        .as_ref()
+                        .is_some_and(|z| site.zones.iter().any(|x| &x.id == z && x.building == b))
+            }
+        })
+        .map(|s| s.area_m2)
+        .sum()
+}
+
+/// Area (m²) each agency occupies in `zone` on `day`.
+fn zone_areas(site: &Site, zone: &str, day: NaiveDate) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for s in site
+        .spaces
+        .iter()
+        .filter(|s| s.zone.as_deref() == Some(zone))
+    {
+        let from = to_date(&s.from);
+        let to = s.to.as_ref().and_then(to_date);
+        if from.is_some_and(|f| f <= day) && to.is_none_or(|t| day <= t) {
+            *out.entry(s.agency.clone()).or_insert(0.0) += s.area_m2;
+        }
+    }
+    out
+}
+
+/// Time-weighted average over `period` of a daily quantity: Σ value(day) / days.
+pub fn time_weighted(period: Period, value: impl Fn(NaiveDate) -> f64) -> Option<f64> {
+    let days = period.days();
+    (days > 0).then(|| period.iter().map(value).sum::<f64>() / days as f64)
+}
+
+/// Shares (summing to 1) of a meter's consumption by agency on `day`; empty
+/// when nobody occupies what it serves (its consumption stays unallocated).
+pub fn shares_on(site: &Site, meter: &Meter, day: NaiveDate) -> BTreeMap<String, f64> {
+    let s = &meter.serves;
+    let by_area = |areas: BTreeMap<String, f64>| -> BTreeMap<String, f64> {
+        let total: f64 = areas.values().sum();
+        if total <= 0.0 {
+            return BTreeMap::new();
+        }
+        areas
+            .into_iter()
+            .filter(|(_, a)| *a > 0.0)
+            .map(|(k, a)| (k, a / total))
+            .collect()
+    };
+    match meter.effective_allocation() {
+        Allocation::Fixed => meter.shares.clone(),
+        Allocation::Direct => s.agency.iter().map(|a| (a.clone(), 1.0)).collect(),
+        Allocation::AreaShare => {
+            if let Some(z) = &s.zone {
+                by_area(zone_areas(site, z, day))
+            } else if let Some(b) = &s.building {
+                by_area(
+                    site.agencies
+                        .iter()
+                        .map(|a| (a.id.clone(), area_on(site, &a.id, day, Some(b))))
+                        .collect(),
+                )
+            } else if let Some(list) = &s.agencies {
+                by_area(
+                    list.iter()
+                        .map(|a| (a.clone(), area_on(site, a, day, None)))
+                        .collect(),
+                )
+            } else if let Some(a) = &s.agency {
+                BTreeMap::from([(a.clone(), 1.0)])
+            } else {
+                BTreeMap::new()
+            }
+        }
+    }
+}
+
+/// Consumption attributed to `agency` over `period`: Σ over days and meters of
+/// the meter's daily consumption × the agency's share that day.
+/// `daily(meter, day)` gives a meter's consumption on a local day (in its unit).
+pub fn agency_consumption<'a>(
+    site: &'a Site,
+    agency: &str,
+    period: Period,
+    meters: impl Iterator<Item = &'a Meter>,
+    daily: impl Fn(&str, NaiveDate) -> f64,
+) -> f64 {
+    let meters: Vec<&Meter> = meters.collect();
+    let mut total = 0.0;
+    for day in period.iter() {
+        for m in &meters {
+            let c = daily(&m.id, day);
+            if c != 0.0 {
+                total += c * shares_on(site, m, day).get(agency).copied().unwrap_or(0.0);
+            }
+        }
+    }
+    total
+}
