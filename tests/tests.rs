@@ -6,5 +6,6 @@ mod support;
 
 mod check;
 mod import;
+mod kpis;
 mod modbus;
 mod mqtt;

@@ -12,6 +12,7 @@ pub mod buckets;
 pub mod counter;
 pub mod denominators;
 pub mod engine;
+pub mod grade;
 pub mod kpi;
 pub mod memlog;
 pub mod time;

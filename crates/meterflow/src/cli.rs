@@ -36,6 +36,21 @@ enum Command {
         #[arg(required = true)]
         data: Vec<PathBuf>,
     },
+    /// Per-agency KPIs for a year or month: consumption by carrier, kgce, CO₂, per capita and per m², grades.
+    Kpi {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Calendar year.
+        #[arg(long)]
+        year: i32,
+        /// Month (1-12); absent = the whole year.
+        #[arg(long)]
+        month: Option<u32>,
+        /// One agency (default: all).
+        #[arg(long)]
+        agency: Option<String>,
+    },
     /// Print a meter's consumption with quality per bucket.
     Report {
         /// Site configuration file (TOML).
@@ -164,6 +179,12 @@ pub fn main() -> ExitCode {
             });
             crate::import::run(&config, &data, format, &precision)
         }
+        Command::Kpi {
+            config,
+            year,
+            month,
+            agency,
+        } => crate::kpis::run(&config, year, month, agency.as_deref()),
         Command::Report {
             config,
             meter,

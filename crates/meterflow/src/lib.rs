@@ -6,6 +6,7 @@ pub mod cli;
 pub mod demo;
 pub mod generate;
 pub mod import;
+pub mod kpis;
 pub mod pipeline;
 pub mod probe;
 pub mod report;

@@ -1,0 +1,351 @@
+//! Per-agency KPIs for a period, from the store's daily rollups: consumption
+//! by carrier (shared meters allocated per day), comprehensive energy, CO₂,
+//! time-weighted persons and area, per-capita and per-area figures,
+//! completeness, quota grades and year-on-year change. The library API the
+//! HTTP API and the annual export will call.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use chrono::{Datelike, Duration, NaiveDate};
+use meterflow_core::buckets::BUCKET_MS;
+use meterflow_core::denominators::{
+    Period, agency_consumption, area_on, persons_on, shares_on, time_weighted,
+};
+use meterflow_core::kpi::{Carriers, comprehensive_energy, per, water_l_per_person_day, yoy_pct};
+use meterflow_core::time::day_start;
+use meterflow_model::config::Meter;
+use meterflow_model::{EnergyClass, Site};
+use meterflow_store::Reader;
+
+/// KPIs of one agency over one period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgencyKpis {
+    /// Agency id.
+    pub agency: String,
+    /// Period.
+    pub period: Period,
+    /// Quantities by carrier (allocated shares of every meter serving the agency).
+    pub carriers: Carriers,
+    /// Comprehensive energy, kgce (water excluded).
+    pub energy_kgce: f64,
+    /// CO₂ of electricity and gas, t.
+    pub co2_t: f64,
+    /// Time-weighted 用能人数.
+    pub persons: f64,
+    /// Time-weighted occupied office area, m².
+    pub area_m2: f64,
+    /// kgce per person over the period.
+    pub per_capita_energy: Option<f64>,
+    /// kgce per m² over the period.
+    pub per_area_energy: Option<f64>,
+    /// m³ per person over the period.
+    pub water_per_capita: Option<f64>,
+    /// L per person per calendar day.
+    pub water_l_per_person_day: Option<f64>,
+    /// Measured buckets of the agency's meters / expected, %.
+    pub completeness_pct: f64,
+    /// Year-on-year change of per-capita energy (same calendar window), %.
+    pub yoy_per_capita_energy_pct: Option<f64>,
+    /// Quota grades (full calendar years only): (indicator, value, grade).
+    pub grades: Vec<(String, f64, &'static str)>,
+    /// Factors used with grade C (unverified).
+    pub unverified: Vec<String>,
+}
+
+/// A calendar month or year.
+pub fn period_of(year: i32, month: Option<u32>) -> Option<Period> {
+    let from = NaiveDate::from_ymd_opt(year, month.unwrap_or(1), 1)?;
+    let to = match month {
+        Some(12) | None => NaiveDate::from_ymd_opt(year + 1, 1, 1)?,
+        Some(m) => NaiveDate::from_ymd_opt(year, m + 1, 1)?,
+    };
+    Some(Period { from, to })
+}
+
+/// Daily consumption of every counter meter in `[from, to)`, converted to
+/// carrier units (kWh, m³, GJ); plus measured bucket counts per meter.
+struct Daily {
+    values: HashMap<(String, NaiveDate), f64>,
+    measured: HashMap<String, i64>,
+}
+
+fn to_carrier_unit(m: &Meter, v: f64) -> f64 {
+    match (m.kind, m.unit.as_str()) {
+        (EnergyClass::Electricity, "MWh") => v * 1000.0,
+        (EnergyClass::Electricity, "Wh") => v / 1000.0,
+        (EnergyClass::Water | EnergyClass::Gas, "L") => v / 1000.0,
+        (EnergyClass::Heat | EnergyClass::Cooling, "MJ") => v / 1000.0,
+        (EnergyClass::Heat | EnergyClass::Cooling, "kWh") => v * 0.0036,
+        (EnergyClass::Heat | EnergyClass::Cooling, "MWh") => v * 3.6,
+        _ => v,
+    }
+}
+
+fn load_daily(site: &Site, reader: &Reader, period: Period) -> anyhow::Result<Daily> {
+    let mut values = HashMap::new();
+    let mut measured = HashMap::new();
+    for m in &site.meters {
+        let Some(series) = reader.series_id(&m.id, m.counter_quantity())? else {
+            continue;
+        };
+        for row in reader.days(series, &period.from.to_string(), &period.to.to_string())? {
+            let Ok(day) = NaiveDate::parse_from_str(&row.day, "%Y-%m-%d") else {
+                continue;
+            };
+            values.insert(
+                (m.id.clone(), day),
+                to_carrier_unit(m, meterflow_core::from_micro(row.micro)),
+            );
+            *measured.entry(m.id.clone()).or_insert(0) += row.measured;
+        }
+    }
+    Ok(Daily { values, measured })
+}
+
+/// KPIs of `agency` over `period`.
+pub fn agency_kpis(
+    site: &Site,
+    reader: &Reader,
+    agency: &str,
+    period: Period,
+) -> anyhow::Result<AgencyKpis> {
+    let daily = load_daily(site, reader, period)?;
+    compute(site, &daily, agency, period, Some(reader))
+}
+
+fn compute(
+    site: &Site,
+    daily: &Daily,
+    agency: &str,
+    period: Period,
+    reader: Option<&Reader>,
+) -> anyhow::Result<AgencyKpis> {
+    let get = |meter: &str, day: NaiveDate| {
+        daily
+            .values
+            .get(&(meter.to_string(), day))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let of_kind = |k: EnergyClass| site.meters.iter().filter(move |m| m.kind == k);
+    let sum = |k: EnergyClass| agency_consumption(site, agency, period, of_kind(k), get);
+    let carriers = Carriers {
+        electricity_kwh: sum(EnergyClass::Electricity),
+        gas_m3: sum(EnergyClass::Gas),
+        heat_gj: sum(EnergyClass::Heat),
+        water_m3: sum(EnergyClass::Water),
+        ..Carriers::default()
+    };
+    let year = period.from.year();
+    let set = &site.site.factor_set;
+    let energy = comprehensive_energy(&carriers, &site.factors, set, year)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let grid = format!("co2.grid.{}", site.site.grid_region);
+    let ef = |ind: &str| {
+        site.factors
+            .factor_for_year(set, ind, year)
+            .map(|f| f.value)
+    };
+    let co2_kg = carriers.electricity_kwh * ef(&grid).unwrap_or(0.0)
+        + carriers.gas_m3 * ef("co2.natural_gas").unwrap_or(0.0);
+    let persons = time_weighted(period, |d| persons_on(site, agency, d)).unwrap_or(0.0);
+    let area = time_weighted(period, |d| area_on(site, agency, d, None)).unwrap_or(0.0);
+    let days = period.days() as f64;
+
+    // Completeness over the meters that serve the agency at some point of the period.
+    let serving: Vec<&Meter> = site
+        .meters
+        .iter()
+        .filter(|m| {
+            period
+                .iter()
+                .step_by(7)
+                .chain([period.to - Duration::days(1)])
+                .any(|d| shares_on(site, m, d).get(agency).is_some_and(|s| *s > 0.0))
+        })
+        .collect();
+    let buckets_per_meter =
+        (day_start(period.to, site.tz) - day_start(period.from, site.tz)) / BUCKET_MS;
+    let expected = buckets_per_meter * serving.len() as i64;
+    let measured: i64 = serving
+        .iter()
+        .map(|m| daily.measured.get(&m.id).copied().unwrap_or(0))
+        .sum();
+    let completeness_pct = if expected > 0 {
+        measured as f64 * 100.0 / expected as f64
+    } else {
+        0.0
+    };
+
+    let per_capita_energy = per(energy.total, persons);
+    let water_per_capita = per(carriers.water_m3, persons);
+    let full_year = period.from.ordinal() == 1
+        && period.to == NaiveDate::from_ymd_opt(year + 1, 1, 1).unwrap_or(period.to);
+    let mut grades = Vec::new();
+    if let (true, Some(qs)) = (full_year, site.site.quota_set.as_deref()) {
+        for q in site.factors.quotas_of(qs) {
+            let value = match q.indicator.as_str() {
+                "per_capita_energy" => per_capita_energy,
+                "per_capita_water" => water_per_capita,
+                _ => None,
+            };
+            if let Some(v) = value {
+                grades.push((q.indicator.clone(), v, meterflow_core::grade::grade(v, q)));
+            }
+        }
+    }
+    // Year-on-year: the same calendar window one year earlier, if it has data.
+    let yoy_per_capita_energy_pct = match (reader, shift_year(period, -1)) {
+        (Some(r), Some(prev)) => {
+            let last = agency_kpis_no_yoy(site, r, agency, prev)?;
+            match (per_capita_energy, last) {
+                (Some(now), Some(before)) if before > 0.0 => yoy_pct(now, before),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    Ok(AgencyKpis {
+        agency: agency.to_string(),
+        period,
+        carriers,
+        energy_kgce: energy.total,
+        co2_t: co2_kg / 1000.0,
+        persons,
+        area_m2: area,
+        per_capita_energy,
+        per_area_energy: per(energy.total, area),
+        water_per_capita,
+        water_l_per_person_day: water_l_per_person_day(carriers.water_m3, persons, days),
+        completeness_pct,
+        yoy_per_capita_energy_pct,
+        grades,
+        unverified: energy
+            .unverified()
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
+fn agency_kpis_no_yoy(
+    site: &Site,
+    reader: &Reader,
+    agency: &str,
+    period: Period,
+) -> anyhow::Result<Option<f64>> {
+    let daily = load_daily(site, reader, period)?;
+    if daily.values.is_empty() {
+        return Ok(None);
+    }
+    Ok(compute(site, &daily, agency, period, None)?.per_capita_energy)
+}
+
+fn shift_year(p: Period, by: i32) -> Option<Period> {
+    Some(Period {
+        from: p.from.with_year(p.from.year() + by)?,
+        to: p.to.with_year(p.to.year() + by)?,
+    })
+}
+
+/// `meterflow kpi`: print the KPI table of every agency (or one).
+pub fn run(
+    config: &std::path::Path,
+    year: i32,
+    month: Option<u32>,
+    agency: Option<&str>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let site = match crate::cli::load_site(config) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let Some(period) = period_of(year, month) else {
+        eprintln!(
+            "error: no such period: {year}{}",
+            month.map(|m| format!("-{m}")).unwrap_or_default()
+        );
+        return Ok(std::process::ExitCode::from(crate::EXIT_CONFIG));
+    };
+    let path = site.store_path();
+    if !path.exists() {
+        eprintln!(
+            "error: no store at {} yet: import or run first",
+            path.display()
+        );
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    let reader = Reader::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let ids: Vec<String> = match agency {
+        Some(a) if site.agencies.iter().any(|x| x.id == a) => vec![a.to_string()],
+        Some(a) => {
+            eprintln!("error: no agency `{a}` in {}", config.display());
+            return Ok(std::process::ExitCode::from(crate::EXIT_CONFIG));
+        }
+        None => site.agencies.iter().map(|a| a.id.clone()).collect(),
+    };
+    println!(
+        "{} to {} (factor set {}, grid {}), electricity kWh, water m³, gas m³, heat GJ",
+        period.from,
+        period.to - Duration::days(1),
+        site.site.factor_set,
+        site.site.grid_region
+    );
+    println!(
+        "{:<8} {:>11} {:>9} {:>9} {:>8} {:>11} {:>8} {:>8} {:>12} {:>10} {:>9} {:>9} {:>7}",
+        "agency",
+        "electricity",
+        "water",
+        "gas",
+        "heat",
+        "kgce",
+        "CO2 t",
+        "persons",
+        "kgce/person",
+        "kgce/m2",
+        "m3/person",
+        "L/p·d",
+        "compl%"
+    );
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
+    let mut notes = Vec::new();
+    for id in &ids {
+        let k = agency_kpis(&site, &reader, id, period)?;
+        let c = &k.carriers;
+        println!(
+            "{:<8} {:>11.1} {:>9.2} {:>9.2} {:>8.2} {:>11.1} {:>8.2} {:>8.1} {:>12} {:>10} {:>9} {:>9} {:>7.1}",
+            k.agency,
+            c.electricity_kwh,
+            c.water_m3,
+            c.gas_m3,
+            c.heat_gj,
+            k.energy_kgce,
+            k.co2_t,
+            k.persons,
+            f(k.per_capita_energy),
+            f(k.per_area_energy),
+            f(k.water_per_capita),
+            f(k.water_l_per_person_day),
+            k.completeness_pct
+        );
+        for (ind, v, g) in &k.grades {
+            notes.push(format!("{}: {ind} {v:.2} → {g}", k.agency));
+        }
+        if let Some(y) = k.yoy_per_capita_energy_pct {
+            notes.push(format!(
+                "{}: per-capita energy {y:+.1} % year on year",
+                k.agency
+            ));
+        }
+        for u in &k.unverified {
+            notes.push(format!(
+                "{}: factor `{u}` is grade C (unverified)",
+                k.agency
+            ));
+        }
+    }
+    for n in notes {
+        println!("  {n}");
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
