@@ -124,14 +124,17 @@ fn agency_kpis_from_the_store_match_the_hand_computation() {
     );
     // A month is not graded against annual quotas; no data a year earlier → no YoY.
     assert!(a.grades.is_empty() && a.yoy_per_capita_energy_pct.is_none());
-    // Over the whole year, per-capita energy is graded: 0.151167 ≤ guide 453.7 → 先进.
+    // The year has data on 2 days only: no grade on a part of a year; instead the
+    // tracking: 0.151167 kgce/person over 2 days → run-rate year end
+    // 0.151167 / 2 × 365 = 27.588 kgce/person = 2.30 % of the 约束值 1 197.8.
     let year = meterflow::kpis::period_of(2025, None).expect("period");
     let y = meterflow::kpis::agency_kpis(&site, &reader, "A", year).expect("kpis");
+    assert!(y.grades.is_empty(), "{:?}", y.grades);
+    assert_eq!(y.days_with_data, 2);
+    let t = y.tracking.expect("tracking while the year runs");
+    assert!(close(t.projected, 0.151167 / 2.0 * 365.0), "{t:?}");
     assert!(
-        y.grades
-            .iter()
-            .any(|(ind, _, g)| ind == "per_capita_energy" && *g == "先进"),
-        "{:?}",
-        y.grades
+        close(t.projected_ratio, 0.151167 / 2.0 * 365.0 / 1197.8),
+        "{t:?}"
     );
 }

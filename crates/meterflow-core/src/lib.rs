@@ -15,6 +15,7 @@ pub mod engine;
 pub mod grade;
 pub mod kpi;
 pub mod memlog;
+pub mod quota;
 pub mod time;
 
 pub use counter::{Anomaly, CounterSpec, Item, Point, State, Status, Step};

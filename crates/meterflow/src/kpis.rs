@@ -51,6 +51,12 @@ pub struct AgencyKpis {
     pub grades: Vec<(String, f64, &'static str)>,
     /// Factors used with grade C (unverified).
     pub unverified: Vec<String>,
+    /// Last local day with data in the period.
+    pub last_day: Option<NaiveDate>,
+    /// Days of the period that have data.
+    pub days_with_data: usize,
+    /// Per-capita energy against the quota's constraint while the year runs.
+    pub tracking: Option<meterflow_core::quota::Tracking>,
 }
 
 /// A calendar month or year.
@@ -68,6 +74,7 @@ pub fn period_of(year: i32, month: Option<u32>) -> Option<Period> {
 struct Daily {
     values: HashMap<(String, NaiveDate), f64>,
     measured: HashMap<String, i64>,
+    last_day: Option<NaiveDate>,
 }
 
 fn to_carrier_unit(m: &Meter, v: f64) -> f64 {
@@ -85,6 +92,7 @@ fn to_carrier_unit(m: &Meter, v: f64) -> f64 {
 fn load_daily(site: &Site, reader: &Reader, period: Period) -> anyhow::Result<Daily> {
     let mut values = HashMap::new();
     let mut measured = HashMap::new();
+    let mut last_day: Option<NaiveDate> = None;
     for m in &site.meters {
         let Some(series) = reader.series_id(&m.id, m.counter_quantity())? else {
             continue;
@@ -98,9 +106,14 @@ fn load_daily(site: &Site, reader: &Reader, period: Period) -> anyhow::Result<Da
                 to_carrier_unit(m, meterflow_core::from_micro(row.micro)),
             );
             *measured.entry(m.id.clone()).or_insert(0) += row.measured;
+            last_day = Some(last_day.map_or(day, |l| l.max(day)));
         }
     }
-    Ok(Daily { values, measured })
+    Ok(Daily {
+        values,
+        measured,
+        last_day,
+    })
 }
 
 /// KPIs of `agency` over `period`.
@@ -183,7 +196,33 @@ fn compute(
     let full_year = period.from.ordinal() == 1
         && period.to == NaiveDate::from_ymd_opt(year + 1, 1, 1).unwrap_or(period.to);
     let mut grades = Vec::new();
-    if let (true, Some(qs)) = (full_year, site.site.quota_set.as_deref()) {
+    // While the year runs (its data ends before the year does), a grade on part
+    // of a year would mislead: track per-capita energy to date against the
+    // constraint pro-rated, and project the year end instead.
+    let mut tracking = None;
+    // The rate is taken over the days that have data, so missing weeks
+    // neither dilute nor inflate it (completeness is reported next to it).
+    let days_with_data = daily
+        .values
+        .keys()
+        .map(|(_, d)| *d)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    if let (true, Some(qs), Some(_)) = (full_year, site.site.quota_set.as_deref(), daily.last_day) {
+        let elapsed = days_with_data as f64;
+        let quota = site
+            .factors
+            .quotas_of(qs)
+            .find(|q| q.indicator == "per_capita_energy");
+        if let (true, Some(q), Some(pc)) = (elapsed < days, quota, per_capita_energy) {
+            tracking = meterflow_core::quota::track(pc, elapsed, days, q.constraint, None);
+        }
+    }
+    if let (true, Some(qs), true) = (
+        full_year,
+        site.site.quota_set.as_deref(),
+        tracking.is_none(),
+    ) {
         for q in site.factors.quotas_of(qs) {
             let value = match q.indicator.as_str() {
                 "per_capita_energy" => per_capita_energy,
@@ -226,6 +265,9 @@ fn compute(
             .into_iter()
             .map(str::to_string)
             .collect(),
+        last_day: daily.last_day,
+        days_with_data,
+        tracking,
     })
 }
 
@@ -335,6 +377,19 @@ pub fn run(
             notes.push(format!(
                 "{}: per-capita energy {y:+.1} % year on year",
                 k.agency
+            ));
+        }
+        if let Some(t) = &k.tracking {
+            notes.push(format!(
+                "{}: year to {} ({} days with data): {:.2} kgce/person, {:.0} % of the 约束值 pro-rated; projected year end {:.2} = {:.0} % of it ({})",
+                k.agency,
+                k.last_day.map(|d| d.to_string()).unwrap_or_default(),
+                k.days_with_data,
+                t.to_date,
+                t.ratio_to_date * 100.0,
+                t.projected,
+                t.projected_ratio * 100.0,
+                t.method.as_str()
             ));
         }
         for u in &k.unverified {
