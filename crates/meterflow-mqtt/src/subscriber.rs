@@ -134,6 +134,52 @@ pub async fn run(
         })
     };
     let source = format!("mqtt:{}", broker.id);
+    // Coalesce the messages that are waiting into one batch for the writer:
+    // fewer channel sends and allocations per message. The batch's completion
+    // acknowledges all its messages, in receive order.
+    let (item_tx, mut item_rx) = mpsc::channel::<(Batch, Option<Publish>)>(16 * 1024);
+    let batcher = {
+        let ack_tx = ack_tx.clone();
+        let source = source.clone();
+        tokio::spawn(async move {
+            while let Some((first, ack)) = item_rx.recv().await {
+                let mut b = Batch {
+                    readings: first.readings,
+                    dead: first.dead,
+                    source: source.clone(),
+                    done: None,
+                };
+                let mut acks: Vec<Publish> = ack.into_iter().collect();
+                while b.readings.len() < 4096 {
+                    match item_rx.try_recv() {
+                        Ok((it, ack)) => {
+                            b.readings.extend(it.readings);
+                            b.dead.extend(it.dead);
+                            acks.extend(ack);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                for d in b.dead.iter_mut().filter(|d| d.source.is_empty()) {
+                    d.source = source.clone();
+                }
+                if !acks.is_empty() {
+                    let tx = ack_tx.clone();
+                    // Acknowledge only committed messages; on a store error the broker redelivers them.
+                    b.done = Some(Box::new(move |result| {
+                        if result.is_ok() {
+                            for p in acks {
+                                let _ = tx.send(p);
+                            }
+                        }
+                    }));
+                }
+                if out.send(b).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
     let max_payload = broker.max_packet_kib * 1024;
     let mut backoff = Duration::from_millis(200);
     let mut last_log: HashMap<&'static str, Instant> = HashMap::new();
@@ -158,7 +204,7 @@ pub async fn run(
                 let mut batch = Batch {
                     readings: Vec::new(),
                     dead: Vec::new(),
-                    source: source.clone(),
+                    source: String::new(),
                     done: None,
                 };
                 if p.payload.len() > max_payload {
@@ -231,17 +277,8 @@ pub async fn run(
                 stats
                     .readings
                     .fetch_add(batch.readings.len() as u64, Ordering::Relaxed);
-                if p.qos != QoS::AtMostOnce {
-                    let tx = ack_tx.clone();
-                    let publish = p.clone();
-                    batch.done = Some(Box::new(move |result| {
-                        // Acknowledge only a committed message; on a store error the broker redelivers it.
-                        if result.is_ok() {
-                            let _ = tx.send(publish);
-                        }
-                    }));
-                }
-                if out.send(batch).await.is_err() {
+                let ack = (p.qos != QoS::AtMostOnce).then(|| p.clone());
+                if item_tx.send((batch, ack)).await.is_err() {
                     break;
                 }
             }
@@ -261,6 +298,8 @@ pub async fn run(
     // so keep polling (at most 2 s) until the acker is done, then disconnect
     // without awaiting a request slot. Acks that miss the window are
     // redelivered by the broker and skipped by the store as duplicates.
+    drop(item_tx);
+    let _ = batcher.await;
     drop(ack_tx);
     let mut acker = acker;
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
