@@ -130,9 +130,12 @@ pub fn shares_on(site: &Site, meter: &Meter, day: NaiveDate) -> BTreeMap<String,
     }
 }
 
-/// Consumption attributed to `agency` over `period`: Σ over days and meters of
-/// the meter's daily consumption × the agency's share that day.
-/// `daily(meter, day)` gives a meter's consumption on a local day (in its unit).
+/// Consumption attributed to `agency` over `period`. Every unit counts once:
+/// a meter with sub-meters contributes only its remainder (its own consumption
+/// minus its children's of the same class: common areas, unmetered loads and
+/// losses), split by its own allocation; a leaf meter contributes all of it.
+/// Each day uses that day's shares. `daily(meter, day)` gives a meter's
+/// consumption on a local day (in its unit).
 pub fn agency_consumption<'a>(
     site: &'a Site,
     agency: &str,
@@ -141,10 +144,22 @@ pub fn agency_consumption<'a>(
     daily: impl Fn(&str, NaiveDate) -> f64,
 ) -> f64 {
     let meters: Vec<&Meter> = meters.collect();
+    let children: BTreeMap<&str, Vec<&str>> = meters.iter().fold(BTreeMap::new(), |mut acc, m| {
+        if let Some(p) = m.parent.as_deref() {
+            if site.meter(p).is_some_and(|parent| parent.kind == m.kind) {
+                acc.entry(p).or_insert_with(Vec::new).push(m.id.as_str());
+            }
+        }
+        acc
+    });
     let mut total = 0.0;
     for day in period.iter() {
         for m in &meters {
-            let c = daily(&m.id, day);
+            let own = daily(&m.id, day);
+            let below: f64 = children
+                .get(m.id.as_str())
+                .map_or(0.0, |cs| cs.iter().map(|c| daily(c, day)).sum());
+            let c = own - below;
             if c != 0.0 {
                 total += c * shares_on(site, m, day).get(agency).copied().unwrap_or(0.0);
             }

@@ -223,3 +223,32 @@ fn per_capita_energy_with_the_time_weighted_headcount() {
         "{pc}"
     );
 }
+
+/// A parent meter and a sub-meter below it: every kWh counts once. The parent
+/// contributes only its remainder (own − children), split by its own rule.
+#[test]
+fn a_parent_meter_contributes_only_its_remainder() {
+    let src = SITE.replace(
+        "[[meter]]\nid = \"M4\"",
+        "[[meter]]\nid = \"P\"\nkind = \"electricity\"\nunit = \"kWh\"\nlevel = 1\nserves = { building = \"B1\" }\n\n[[meter]]\nid = \"M4\"\nparent = \"P\"",
+    );
+    let s = match Site::parse(&src, Path::new("fixture.toml")) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    // One day in March: P reads 100 kWh; its child M4 (A direct) 30 kWh.
+    // P's remainder 70 is split by building area (A 300 : C 100) → A 52.5, C 17.5.
+    // A = 30 + 52.5 = 82.5; C = 17.5; together 100 = the parent: nothing counted twice.
+    let daily = |meter: &str, _day: NaiveDate| match meter {
+        "P" => 100.0,
+        "M4" => 30.0,
+        _ => 0.0,
+    };
+    let day = Period {
+        from: d(2025, 3, 1),
+        to: d(2025, 3, 2),
+    };
+    let a = agency_consumption(&s, "A", day, s.meters.iter(), daily);
+    let c = agency_consumption(&s, "C", day, s.meters.iter(), daily);
+    assert!(close(a, 82.5) && close(c, 17.5), "A {a}, C {c}");
+}
