@@ -145,10 +145,10 @@ pub fn agency_consumption<'a>(
 ) -> f64 {
     let meters: Vec<&Meter> = meters.collect();
     let children: BTreeMap<&str, Vec<&str>> = meters.iter().fold(BTreeMap::new(), |mut acc, m| {
-        if let Some(p) = m.parent.as_deref() {
-            if site.meter(p).is_some_and(|parent| parent.kind == m.kind) {
-                acc.entry(p).or_insert_with(Vec::new).push(m.id.as_str());
-            }
+        if let Some(p) = m.parent.as_deref()
+            && site.meter(p).is_some_and(|parent| parent.kind == m.kind)
+        {
+            acc.entry(p).or_insert_with(Vec::new).push(m.id.as_str());
         }
         acc
     });
