@@ -124,6 +124,16 @@ fn agency_kpis_from_the_store_match_the_hand_computation() {
     );
     // A month is not graded against annual quotas; no data a year earlier → no YoY.
     assert!(a.grades.is_empty() && a.yoy_per_capita_energy_pct.is_none());
+    // The site: both meters are roots: 100 + 48 = 148 kWh; persons 100 + 50;
+    // area = B1's total 1 000 m² (no office area given).
+    let st = meterflow::kpis::site_kpis(&site, &reader, march).expect("site kpis");
+    assert!(
+        close(st.carriers.electricity_kwh, 148.0)
+            && close(st.persons, 150.0)
+            && close(st.area_m2, 1000.0),
+        "{st:?}"
+    );
+    assert_eq!(st.agency, "site");
     // The year has data on 2 days only: no grade on a part of a year; instead the
     // tracking: 0.151167 kgce/person over 2 days → run-rate year end
     // 0.151167 / 2 × 365 = 27.588 kgce/person = 2.30 % of the 约束值 1 197.8.

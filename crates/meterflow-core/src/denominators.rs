@@ -167,3 +167,44 @@ pub fn agency_consumption<'a>(
     }
     total
 }
+
+/// Consumption of the whole site over `period`: every meter's remainder (own −
+/// children of the same class) summed, which equals what the root meters read,
+/// unallocated consumption included.
+pub fn site_consumption<'a>(
+    site: &'a Site,
+    period: Period,
+    meters: impl Iterator<Item = &'a Meter>,
+    daily: impl Fn(&str, NaiveDate) -> f64,
+) -> f64 {
+    let meters: Vec<&Meter> = meters.collect();
+    let mut total = 0.0;
+    for day in period.iter() {
+        for m in &meters {
+            let below: f64 = meters
+                .iter()
+                .filter(|c| c.parent.as_deref() == Some(m.id.as_str()) && c.kind == m.kind)
+                .map(|c| daily(&c.id, day))
+                .sum();
+            total += daily(&m.id, day) - below;
+        }
+    }
+    let _ = site;
+    total
+}
+
+/// Office area of the site's buildings (total area where no office area is given), m².
+pub fn site_area(site: &Site) -> f64 {
+    site.buildings
+        .iter()
+        .map(|b| b.office_area_m2.unwrap_or(b.total_area_m2))
+        .sum()
+}
+
+/// 用能人数 of all agencies on `day`.
+pub fn site_persons_on(site: &Site, day: NaiveDate) -> f64 {
+    site.agencies
+        .iter()
+        .map(|a| persons_on(site, &a.id, day))
+        .sum()
+}

@@ -252,3 +252,36 @@ fn a_parent_meter_contributes_only_its_remainder() {
     let c = agency_consumption(&s, "C", day, s.meters.iter(), daily);
     assert!(close(a, 82.5) && close(c, 17.5), "A {a}, C {c}");
 }
+
+#[test]
+fn the_site_total_is_what_the_root_meters_read() {
+    let src = SITE.replace(
+        "[[meter]]\nid = \"M4\"",
+        "[[meter]]\nid = \"P\"\nkind = \"electricity\"\nunit = \"kWh\"\nlevel = 1\nserves = { building = \"B1\" }\n\n[[meter]]\nid = \"M4\"\nparent = \"P\"",
+    );
+    let s = match Site::parse(&src, Path::new("fixture.toml")) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    // P 100 (with child M4 30) and M1 (a root meter) 10: the site used 110, not 140.
+    let daily = |meter: &str, _day: NaiveDate| match meter {
+        "P" => 100.0,
+        "M4" => 30.0,
+        "M1" => 10.0,
+        _ => 0.0,
+    };
+    let day = Period {
+        from: d(2025, 3, 1),
+        to: d(2025, 3, 2),
+    };
+    assert!(close(
+        crate::denominators::site_consumption(&s, day, s.meters.iter(), daily),
+        110.0
+    ));
+    // 100 + 50 persons; building B1 has no office area → its total 1 000 m².
+    assert_eq!(
+        crate::denominators::site_persons_on(&s, d(2025, 3, 1)),
+        150.0
+    );
+    assert_eq!(crate::denominators::site_area(&s), 1000.0);
+}

@@ -116,6 +116,17 @@ fn load_daily(site: &Site, reader: &Reader, period: Period) -> anyhow::Result<Da
     })
 }
 
+/// The scope of [`site_kpis`] inside `compute` (a space can never be in an agency id).
+const SITE_SCOPE: &str = " site";
+
+/// KPIs of the whole site over `period`: the root meters' consumption (nothing
+/// counted twice, unallocated consumption included), all agencies' persons,
+/// the buildings' office area.
+pub fn site_kpis(site: &Site, reader: &Reader, period: Period) -> anyhow::Result<AgencyKpis> {
+    let daily = load_daily(site, reader, period)?;
+    compute(site, &daily, SITE_SCOPE, period, Some(reader))
+}
+
 /// KPIs of `agency` over `period`.
 pub fn agency_kpis(
     site: &Site,
@@ -142,7 +153,14 @@ fn compute(
             .unwrap_or(0.0)
     };
     let of_kind = |k: EnergyClass| site.meters.iter().filter(move |m| m.kind == k);
-    let sum = |k: EnergyClass| agency_consumption(site, agency, period, of_kind(k), get);
+    let is_site = agency == SITE_SCOPE;
+    let sum = |k: EnergyClass| {
+        if is_site {
+            meterflow_core::denominators::site_consumption(site, period, of_kind(k), get)
+        } else {
+            agency_consumption(site, agency, period, of_kind(k), get)
+        }
+    };
     let carriers = Carriers {
         electricity_kwh: sum(EnergyClass::Electricity),
         gas_m3: sum(EnergyClass::Gas),
@@ -162,8 +180,19 @@ fn compute(
     };
     let co2_kg = carriers.electricity_kwh * ef(&grid).unwrap_or(0.0)
         + carriers.gas_m3 * ef("co2.natural_gas").unwrap_or(0.0);
-    let persons = time_weighted(period, |d| persons_on(site, agency, d)).unwrap_or(0.0);
-    let area = time_weighted(period, |d| area_on(site, agency, d, None)).unwrap_or(0.0);
+    let persons = if is_site {
+        time_weighted(period, |d| {
+            meterflow_core::denominators::site_persons_on(site, d)
+        })
+        .unwrap_or(0.0)
+    } else {
+        time_weighted(period, |d| persons_on(site, agency, d)).unwrap_or(0.0)
+    };
+    let area = if is_site {
+        meterflow_core::denominators::site_area(site)
+    } else {
+        time_weighted(period, |d| area_on(site, agency, d, None)).unwrap_or(0.0)
+    };
     let days = period.days() as f64;
 
     // Completeness over the meters that serve the agency at some point of the period.
@@ -175,7 +204,7 @@ fn compute(
                 .iter()
                 .step_by(7)
                 .chain([period.to - Duration::days(1)])
-                .any(|d| shares_on(site, m, d).get(agency).is_some_and(|s| *s > 0.0))
+                .any(|d| is_site || shares_on(site, m, d).get(agency).is_some_and(|s| *s > 0.0))
         })
         .collect();
     let buckets_per_meter =
@@ -246,7 +275,11 @@ fn compute(
         _ => None,
     };
     Ok(AgencyKpis {
-        agency: agency.to_string(),
+        agency: if is_site {
+            "site".to_string()
+        } else {
+            agency.to_string()
+        },
         period,
         carriers,
         energy_kgce: energy.total,
@@ -351,8 +384,14 @@ pub fn run(
     );
     let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
     let mut notes = Vec::new();
+    let mut rows = Vec::new();
     for id in &ids {
-        let k = agency_kpis(&site, &reader, id, period)?;
+        rows.push(agency_kpis(&site, &reader, id, period)?);
+    }
+    if agency.is_none() {
+        rows.push(site_kpis(&site, &reader, period)?);
+    }
+    for k in &rows {
         let c = &k.carriers;
         println!(
             "{:<8} {:>11.1} {:>9.2} {:>9.2} {:>8.2} {:>11.1} {:>8.2} {:>8.1} {:>12} {:>10} {:>9} {:>9} {:>7.1}",
