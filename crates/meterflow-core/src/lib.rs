@@ -8,6 +8,7 @@
 //! (10⁻⁶ of the meter's unit) from the counter to the bucket, so sums are exact
 //! and a late reading re-derives buckets to exactly the in-order result.
 
+pub mod alerts;
 pub mod buckets;
 pub mod counter;
 pub mod denominators;
