@@ -255,17 +255,23 @@ fn assert_exactly(db: &Path, n: u32) {
     );
 }
 
+/// The test site with the JSON mapping on `seq/{meter_id}` (the numbered stream).
+fn seq_site(dir: &Path, port: u16, client_id: &str) -> PathBuf {
+    let path = site(dir, port, client_id, "");
+    let text = std::fs::read_to_string(&path).expect("site").replace(
+        "pattern = \"json/{meter_id}\"",
+        "pattern = \"seq/{meter_id}\"",
+    );
+    std::fs::write(&path, text).expect("site");
+    path
+}
+
 #[test]
 fn no_loss_when_meterflow_is_killed_and_messages_arrive_while_it_is_down() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let _broker = mosquitto(dir.path(), port);
-    let site = site(dir.path(), port, "mf-kill", "");
-    let topic_map = std::fs::read_to_string(&site).expect("site").replace(
-        "pattern = \"json/{meter_id}\"",
-        "pattern = \"seq/{meter_id}\"",
-    );
-    std::fs::write(&site, topic_map).expect("site");
+    let site = seq_site(dir.path(), port, "mf-kill");
     let db = dir.path().join("store.db");
     let mut mf = start(&site);
     std::thread::sleep(Duration::from_millis(1500));
@@ -286,12 +292,7 @@ fn no_loss_when_the_broker_restarts_with_persistence() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let broker = mosquitto(dir.path(), port);
-    let site = site(dir.path(), port, "mf-broker", "");
-    let s = std::fs::read_to_string(&site).expect("site").replace(
-        "pattern = \"json/{meter_id}\"",
-        "pattern = \"seq/{meter_id}\"",
-    );
-    std::fs::write(&site, s).expect("site");
+    let site = seq_site(dir.path(), port, "mf-broker");
     let db = dir.path().join("store.db");
     let mf = start(&site);
     std::thread::sleep(Duration::from_millis(1500));

@@ -224,18 +224,23 @@ fn per_capita_energy_with_the_time_weighted_headcount() {
     );
 }
 
-/// A parent meter and a sub-meter below it: every kWh counts once. The parent
-/// contributes only its remainder (own − children), split by its own rule.
-#[test]
-fn a_parent_meter_contributes_only_its_remainder() {
+/// The fixture with a level-1 meter P over the building, parent of M4.
+fn site_with_parent() -> Site {
     let src = SITE.replace(
         "[[meter]]\nid = \"M4\"",
         "[[meter]]\nid = \"P\"\nkind = \"electricity\"\nunit = \"kWh\"\nlevel = 1\nserves = { building = \"B1\" }\n\n[[meter]]\nid = \"M4\"\nparent = \"P\"",
     );
-    let s = match Site::parse(&src, Path::new("fixture.toml")) {
+    match Site::parse(&src, Path::new("fixture.toml")) {
         Ok(s) => s,
         Err(e) => panic!("{e}"),
-    };
+    }
+}
+
+/// A parent meter and a sub-meter below it: every kWh counts once. The parent
+/// contributes only its remainder (own − children), split by its own rule.
+#[test]
+fn a_parent_meter_contributes_only_its_remainder() {
+    let s = site_with_parent();
     // One day in March: P reads 100 kWh; its child M4 (A direct) 30 kWh.
     // P's remainder 70 is split by building area (A 300 : C 100) → A 52.5, C 17.5.
     // A = 30 + 52.5 = 82.5; C = 17.5; together 100 = the parent: nothing counted twice.
@@ -255,14 +260,7 @@ fn a_parent_meter_contributes_only_its_remainder() {
 
 #[test]
 fn the_site_total_is_what_the_root_meters_read() {
-    let src = SITE.replace(
-        "[[meter]]\nid = \"M4\"",
-        "[[meter]]\nid = \"P\"\nkind = \"electricity\"\nunit = \"kWh\"\nlevel = 1\nserves = { building = \"B1\" }\n\n[[meter]]\nid = \"M4\"\nparent = \"P\"",
-    );
-    let s = match Site::parse(&src, Path::new("fixture.toml")) {
-        Ok(s) => s,
-        Err(e) => panic!("{e}"),
-    };
+    let s = site_with_parent();
     // P 100 (with child M4 30) and M1 (a root meter) 10: the site used 110, not 140.
     let daily = |meter: &str, _day: NaiveDate| match meter {
         "P" => 100.0,
