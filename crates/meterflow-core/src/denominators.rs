@@ -208,3 +208,45 @@ pub fn site_persons_on(site: &Site, day: NaiveDate) -> f64 {
         .map(|a| persons_on(site, &a.id, day))
         .sum()
 }
+
+/// Balance of a parent meter on a day (`domain.md` §2): `(parent, Σ children,
+/// remainder)` where remainder = parent − Σ children = unmetered loads +
+/// losses; a persistent positive remainder on water is a leak signal.
+/// `None` if the meter has no children of its class.
+pub fn balance(
+    site: &Site,
+    parent: &Meter,
+    day: NaiveDate,
+    daily: impl Fn(&str, NaiveDate) -> f64,
+) -> Option<(f64, f64, f64)> {
+    let children: Vec<&Meter> = site
+        .meters
+        .iter()
+        .filter(|m| m.parent.as_deref() == Some(parent.id.as_str()) && m.kind == parent.kind)
+        .collect();
+    if children.is_empty() {
+        return None;
+    }
+    let own = daily(&parent.id, day);
+    let below: f64 = children.iter().map(|c| daily(&c.id, day)).sum();
+    Some((own, below, own - below))
+}
+
+/// Days of `period` on which the remainder of `parent` exceeds `tolerance`
+/// (a fraction of the parent's consumption), with the remainder.
+pub fn imbalanced_days(
+    site: &Site,
+    parent: &Meter,
+    period: Period,
+    tolerance: f64,
+    daily: impl Fn(&str, NaiveDate) -> f64,
+) -> Vec<(NaiveDate, f64)> {
+    period
+        .iter()
+        .filter_map(|d| {
+            balance(site, parent, d, &daily)
+                .filter(|(own, _, rest)| *own > 0.0 && *rest > own * tolerance)
+                .map(|(_, _, rest)| (d, rest))
+        })
+        .collect()
+}

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use meterflow_model::Site;
 
 use crate::denominators::{
@@ -282,4 +282,36 @@ fn the_site_total_is_what_the_root_meters_read() {
         150.0
     );
     assert_eq!(crate::denominators::site_area(&s), 1000.0);
+}
+
+#[test]
+fn balance_and_imbalanced_days_of_a_parent_meter() {
+    let s = site_with_parent();
+    let p = s.meter("P").cloned().unwrap_or_else(|| panic!("P"));
+    // P reads 100 each day; its child M4 reads 95 on 1 March and 60 on 2 March.
+    // Remainders 5 (5 %) and 40 (40 %); with a 10 % tolerance only 2 March is flagged.
+    let daily = |meter: &str, day: NaiveDate| match (meter, day.day()) {
+        ("P", _) => 100.0,
+        ("M4", 1) => 95.0,
+        ("M4", _) => 60.0,
+        _ => 0.0,
+    };
+    assert_eq!(
+        crate::denominators::balance(&s, &p, d(2025, 3, 1), daily),
+        Some((100.0, 95.0, 5.0))
+    );
+    let two = Period {
+        from: d(2025, 3, 1),
+        to: d(2025, 3, 3),
+    };
+    assert_eq!(
+        crate::denominators::imbalanced_days(&s, &p, two, 0.10, daily),
+        vec![(d(2025, 3, 2), 40.0)]
+    );
+    // A meter without children has no balance.
+    let m4 = s.meter("M4").cloned().unwrap_or_else(|| panic!("M4"));
+    assert_eq!(
+        crate::denominators::balance(&s, &m4, d(2025, 3, 1), daily),
+        None
+    );
 }
