@@ -513,11 +513,7 @@ fn demo_runs_and_fills_intervals_for_every_meter() {
 #[test]
 fn a_counter_reset_on_the_wire_adds_no_consumption() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -701,11 +697,7 @@ fn rtu_over_tcp_gateway_decodes() {
 /// answer 300 ms late, with `concurrency` requests in flight on a TCP bus.
 fn polls_with_concurrency(concurrency: usize, seconds: u64) -> Vec<usize> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -843,4 +835,13 @@ fn simulator_serves_rtu_on_a_pty_with_injected_faults() {
         !m3.is_empty() && m3.iter().all(|(v, s, _)| v.is_nan() && *s == Some(6)),
         "{m3:?}"
     );
+}
+
+/// A two-worker tokio runtime for the in-process pipeline tests.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }

@@ -49,7 +49,13 @@ fn mosquitto(dir: &Path, port: u16) -> Proc {
     Proc(child)
 }
 
+/// One message with `payload` as its body (mosquitto_pub -s).
 fn publish(port: u16, topic: &str, payload: &[u8]) {
+    mosquitto_pub(port, topic, "-s", payload);
+}
+
+/// Run mosquitto_pub at QoS 1 with `mode` (-s: stdin is one message, -l: one per line).
+fn mosquitto_pub(port: u16, topic: &str, mode: &str, input: &[u8]) {
     let mut child = Command::new("mosquitto_pub")
         .args([
             "-h",
@@ -60,7 +66,7 @@ fn publish(port: u16, topic: &str, payload: &[u8]) {
             "1",
             "-t",
             topic,
-            "-s",
+            mode,
         ])
         .stdin(Stdio::piped())
         .spawn()
@@ -69,7 +75,7 @@ fn publish(port: u16, topic: &str, payload: &[u8]) {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(payload)
+        .write_all(input)
         .expect("write");
     assert!(child.wait().expect("wait").success());
 }
@@ -216,29 +222,9 @@ fn numbered(from: u32, to: u32) -> String {
         .collect()
 }
 
+/// One message per line of `lines` (mosquitto_pub -l).
 fn publish_lines(port: u16, topic: &str, lines: &str) {
-    let mut child = Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-l",
-        ])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("mosquitto_pub");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(lines.as_bytes())
-        .expect("write");
-    assert!(child.wait().expect("wait").success());
+    mosquitto_pub(port, topic, "-l", lines.as_bytes());
 }
 
 fn assert_exactly(db: &Path, n: u32) {
