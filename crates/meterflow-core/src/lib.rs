@@ -8,6 +8,7 @@
 //! (10⁻⁶ of the meter's unit) from the counter to the bucket, so sums are exact
 //! and a late reading re-derives buckets to exactly the in-order result.
 
+pub mod aggregate;
 pub mod alerts;
 pub mod buckets;
 pub mod counter;
@@ -30,6 +31,8 @@ pub fn from_micro(micro: i64) -> f64 {
     micro as f64 / MICRO
 }
 
+#[cfg(test)]
+mod aggregate_tests;
 #[cfg(test)]
 mod counter_tests;
 #[cfg(test)]
