@@ -201,6 +201,21 @@ pub fn site_area(site: &Site) -> f64 {
         .sum()
 }
 
+/// 用能人数 in `building` on `day`: each agency's persons in proportion to
+/// the share of its office area that lies in the building.
+pub fn building_persons_on(site: &Site, building: &str, day: NaiveDate) -> f64 {
+    site.agencies
+        .iter()
+        .map(|a| {
+            let all = area_on(site, &a.id, day, None);
+            if all <= 0.0 {
+                return 0.0;
+            }
+            persons_on(site, &a.id, day) * area_on(site, &a.id, day, Some(building)) / all
+        })
+        .sum()
+}
+
 /// 用能人数 of all agencies on `day`.
 pub fn site_persons_on(site: &Site, day: NaiveDate) -> f64 {
     site.agencies

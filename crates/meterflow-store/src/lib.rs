@@ -11,13 +11,14 @@
 //!   re-importing or receiving readings late gives the same rows.
 //! - The store knows nothing about where readings come from (Modbus, MQTT, files).
 
+mod agg;
 mod error;
 mod read;
 mod schema;
 mod write;
 
 pub use error::StoreError;
-pub use read::{AnomalyRow, DayRow, HourRow, IntervalRow, Reader, ReadingRow};
+pub use read::{AggRow, AnomalyRow, DayRow, HourRow, IntervalRow, Reader, ReadingRow};
 pub use write::{BatchReport, Verdict, Writer, replacement_item};
 
 /// Clock skew tolerance: a source time more than this ahead of receive time is flagged.

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use meterflow_core::aggregate::{Grain, Level, to_carrier};
 use meterflow_core::from_micro;
+use meterflow_model::EnergyClass;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Ctx, StoreError};
@@ -73,6 +75,21 @@ pub struct ReadingRow {
     pub kind: i64,
 }
 
+/// One scope rollup row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggRow {
+    /// Period start, UTC ms (local midnight for day, month, year).
+    pub start_ms: i64,
+    /// Consumption in the class's carrier unit (kWh, m³, GJ).
+    pub value: f64,
+    /// Exact integer value (10⁻⁹ kWh or m³, 10⁻¹² GJ).
+    pub raw: i64,
+    /// Measured meter-buckets.
+    pub measured: i64,
+    /// Estimated meter-buckets.
+    pub estimated: i64,
+}
+
 /// A read-only connection.
 pub struct Reader {
     conn: Connection,
@@ -98,6 +115,66 @@ impl Reader {
             )
             .optional()
             .at(&self.path)
+    }
+
+    /// Rollup rows of a scope (`level`, `id`, `class`, `subitem` with `""`
+    /// for the class total) at `grain` with the start in `[from_ms, to_ms)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn agg(
+        &self,
+        level: Level,
+        id: &str,
+        class: EnergyClass,
+        subitem: &str,
+        grain: Grain,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<AggRow>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT a.start_ms, a.value, a.measured, a.estimated FROM agg a JOIN agg_scope s ON s.id = a.scope
+                 WHERE s.level = ?1 AND s.ref = ?2 AND s.class = ?3 AND s.subitem = ?4 AND a.grain = ?5
+                   AND a.start_ms >= ?6 AND a.start_ms < ?7 ORDER BY a.start_ms",
+            )
+            .at(&self.path)?;
+        let rows = s
+            .query_map(
+                params![level.as_str(), id, class.as_str(), subitem, grain.as_str(), from_ms, to_ms],
+                |r| {
+                    let raw: i64 = r.get(1)?;
+                    Ok(AggRow {
+                        start_ms: r.get(0)?,
+                        value: to_carrier(class, raw),
+                        raw,
+                        measured: r.get(2)?,
+                        estimated: r.get(3)?,
+                    })
+                },
+            )
+            .at(&self.path)?;
+        rows.collect::<Result<_, _>>().at(&self.path)
+    }
+
+    /// Sum of a scope's rows at `grain` over `[from_ms, to_ms)`: (value, measured, estimated).
+    #[allow(clippy::too_many_arguments)]
+    pub fn agg_sum(
+        &self,
+        level: Level,
+        id: &str,
+        class: EnergyClass,
+        subitem: &str,
+        grain: Grain,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<(f64, i64, i64), StoreError> {
+        let rows = self.agg(level, id, class, subitem, grain, from_ms, to_ms)?;
+        let raw: i64 = rows.iter().map(|r| r.raw).sum();
+        Ok((
+            to_carrier(class, raw),
+            rows.iter().map(|r| r.measured).sum(),
+            rows.iter().map(|r| r.estimated).sum(),
+        ))
     }
 
     /// Buckets with coverage in `[from_ms, to_ms)`.

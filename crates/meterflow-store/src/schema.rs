@@ -84,6 +84,30 @@ const MIGRATIONS: &[&str] = &[
         value  TEXT NOT NULL
     );
     "#,
+    // 2: scope rollups of the streaming aggregator.
+    r#"
+    -- A rollup scope: zone, building, agency or site; class; sub-item ('' = all).
+    CREATE TABLE agg_scope (
+        id       INTEGER PRIMARY KEY,
+        level    TEXT NOT NULL,
+        ref      TEXT NOT NULL,
+        class    TEXT NOT NULL,
+        subitem  TEXT NOT NULL,
+        UNIQUE (level, ref, class, subitem)
+    );
+    -- grain: 15m, hour, day, month, year; start_ms: UTC ms of the local period start.
+    -- value: 1e-9 kWh / m3 (1e-12 GJ for heat and cooling), exact sums.
+    -- measured/estimated: meter-buckets of that quality.
+    CREATE TABLE agg (
+        scope      INTEGER NOT NULL,
+        grain      TEXT NOT NULL,
+        start_ms   INTEGER NOT NULL,
+        value      INTEGER NOT NULL,
+        measured   INTEGER NOT NULL,
+        estimated  INTEGER NOT NULL,
+        PRIMARY KEY (scope, grain, start_ms)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Highest schema version this build knows.

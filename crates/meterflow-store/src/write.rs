@@ -13,6 +13,7 @@ use meterflow_model::{AnomalyKind, Quality, Reading, Site};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::CLOCK_SKEW_MS;
+use crate::agg::Rollups;
 use crate::error::{Ctx, StoreError};
 use crate::schema;
 
@@ -69,6 +70,7 @@ pub struct Writer {
     series: HashMap<String, HashMap<String, SeriesCache>>,
     retention_floor_ms: i64,
     dead_letters: Vec<(i64, String, String, String, String)>,
+    rollups: Rollups,
 }
 
 /// Open a connection with the store's pragmas.
@@ -138,7 +140,9 @@ impl Writer {
             .at(path)?
             .and_then(|v| v.parse().ok())
             .unwrap_or(i64::MIN);
+        let rollups = Rollups::open(&mut conn, path, site)?;
         Ok(Writer {
+            rollups,
             conn,
             path: path.to_path_buf(),
             tz: site.tz,
@@ -239,7 +243,7 @@ impl Writer {
             )?;
             added += 1;
         }
-        acc.flush(&tx, &self.path, self.tz)?;
+        acc.flush(&tx, &self.path, self.tz, &mut self.rollups)?;
         tx.commit().at(&self.path)?;
         Ok(added)
     }
@@ -291,7 +295,7 @@ impl Writer {
                 .and_then(|mut s| s.execute(params![received_ms, src, location, reason, payload]))
                 .at(&self.path)?;
         }
-        acc.flush(&tx, &self.path, self.tz)?;
+        acc.flush(&tx, &self.path, self.tz, &mut self.rollups)?;
         tx.commit().at(&self.path)?;
         report.anomalies = std::mem::take(&mut acc.anomaly_counts);
         Ok((all, report))
@@ -674,7 +678,13 @@ impl Accumulator {
             .absorb(d);
     }
 
-    fn flush(&mut self, tx: &Transaction<'_>, path: &Path, tz: Tz) -> Result<(), StoreError> {
+    fn flush(
+        &mut self,
+        tx: &Transaction<'_>,
+        path: &Path,
+        tz: Tz,
+        rollups: &mut Rollups,
+    ) -> Result<(), StoreError> {
         let mut hours: HashMap<(i64, i64), [i64; 3]> = HashMap::new();
         let mut days: HashMap<(i64, String), [i64; 3]> = HashMap::new();
         let mut deltas: Vec<_> = self.deltas.drain().collect();
@@ -702,6 +712,7 @@ impl Accumulator {
                 measured_ms: measured_ms - d.measured_ms,
                 estimated_ms: estimated_ms - d.estimated_ms,
             };
+            rollups.apply(tx, path, series, bucket, &old, &new)?;
             if new.is_empty() {
                 tx.prepare_cached("DELETE FROM intervals WHERE series = ?1 AND bucket_ms = ?2")
                     .and_then(|mut s| s.execute(params![series, bucket]))
@@ -740,7 +751,7 @@ impl Accumulator {
                 c,
             )?;
         }
-        Ok(())
+        rollups.write(tx, path)
     }
 }
 

@@ -4,17 +4,15 @@
 //! completeness, quota grades and year-on-year change. The library API the
 //! HTTP API and the annual export will call.
 
-use std::collections::HashMap;
-
 use anyhow::Context;
 use chrono::{Datelike, Duration, NaiveDate};
+use meterflow_core::aggregate::{Aggregator, Grain, Level};
 use meterflow_core::buckets::BUCKET_MS;
 use meterflow_core::denominators::{
-    Period, agency_consumption, area_on, persons_on, shares_on, time_weighted,
+    Period, area_on, building_persons_on, persons_on, site_area, site_persons_on, time_weighted,
 };
 use meterflow_core::kpi::{Carriers, comprehensive_energy, per, water_l_per_person_day, yoy_pct};
 use meterflow_core::time::day_start;
-use meterflow_model::config::Meter;
 use meterflow_model::{EnergyClass, Site};
 use meterflow_store::Reader;
 
@@ -69,62 +67,78 @@ pub fn period_of(year: i32, month: Option<u32>) -> Option<Period> {
     Some(Period { from, to })
 }
 
-/// Daily consumption of every counter meter in `[from, to)`, converted to
-/// carrier units (kWh, m³, GJ); plus measured bucket counts per meter.
-struct Daily {
-    values: HashMap<(String, NaiveDate), f64>,
-    measured: HashMap<String, i64>,
-    last_day: Option<NaiveDate>,
+/// What a KPI row is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// An agency (its allocated shares of every meter serving it).
+    Agency(String),
+    /// A building (its meters; persons of the agencies in it, by area share).
+    Building(String),
+    /// The whole site (the root meters; all agencies; the buildings' office area).
+    Site,
 }
 
-fn to_carrier_unit(m: &Meter, v: f64) -> f64 {
-    match (m.kind, m.unit.as_str()) {
-        (EnergyClass::Electricity, "MWh") => v * 1000.0,
-        (EnergyClass::Electricity, "Wh") => v / 1000.0,
-        (EnergyClass::Water | EnergyClass::Gas, "L") => v / 1000.0,
-        (EnergyClass::Heat | EnergyClass::Cooling, "MJ") => v / 1000.0,
-        (EnergyClass::Heat | EnergyClass::Cooling, "kWh") => v * 0.0036,
-        (EnergyClass::Heat | EnergyClass::Cooling, "MWh") => v * 3.6,
-        _ => v,
-    }
-}
-
-fn load_daily(site: &Site, reader: &Reader, period: Period) -> anyhow::Result<Daily> {
-    let mut values = HashMap::new();
-    let mut measured = HashMap::new();
-    let mut last_day: Option<NaiveDate> = None;
-    for m in &site.meters {
-        let Some(series) = reader.series_id(&m.id, m.counter_quantity())? else {
-            continue;
-        };
-        for row in reader.days(series, &period.from.to_string(), &period.to.to_string())? {
-            let Ok(day) = NaiveDate::parse_from_str(&row.day, "%Y-%m-%d") else {
-                continue;
-            };
-            values.insert(
-                (m.id.clone(), day),
-                to_carrier_unit(m, meterflow_core::from_micro(row.micro)),
-            );
-            *measured.entry(m.id.clone()).or_insert(0) += row.measured;
-            last_day = Some(last_day.map_or(day, |l| l.max(day)));
+impl Scope {
+    fn level_id(&self) -> (Level, &str) {
+        match self {
+            Scope::Agency(a) => (Level::Agency, a.as_str()),
+            Scope::Building(b) => (Level::Building, b.as_str()),
+            Scope::Site => (Level::Site, "site"),
         }
     }
-    Ok(Daily {
-        values,
-        measured,
-        last_day,
-    })
+
+    /// Label in tables (`site` for the site).
+    pub fn label(&self) -> &str {
+        self.level_id().1
+    }
 }
 
-/// The scope of [`site_kpis`] inside `compute` (a space can never be in an agency id).
-const SITE_SCOPE: &str = " site";
+/// Consumption of a scope over a period, from the stored rollups.
+struct Sums {
+    carriers: Carriers,
+    measured: i64,
+    /// Local days with any rollup row.
+    days: std::collections::BTreeSet<i64>,
+}
+
+fn load_sums(site: &Site, reader: &Reader, scope: &Scope, period: Period) -> anyhow::Result<Sums> {
+    let (level, id) = scope.level_id();
+    let (from, to) = (day_start(period.from, site.tz), day_start(period.to, site.tz));
+    let mut carriers = Carriers::default();
+    let mut measured = 0;
+    let mut days = std::collections::BTreeSet::new();
+    for class in [
+        EnergyClass::Electricity,
+        EnergyClass::Water,
+        EnergyClass::Gas,
+        EnergyClass::Heat,
+        EnergyClass::Cooling,
+    ] {
+        let rows = reader.agg(level, id, class, "", Grain::Day, from, to)?;
+        let raw: i64 = rows.iter().map(|r| r.raw).sum();
+        let v = meterflow_core::aggregate::to_carrier(class, raw);
+        measured += rows.iter().map(|r| r.measured).sum::<i64>();
+        days.extend(rows.iter().map(|r| r.start_ms));
+        match class {
+            EnergyClass::Electricity => carriers.electricity_kwh = v,
+            EnergyClass::Water => carriers.water_m3 = v,
+            EnergyClass::Gas => carriers.gas_m3 = v,
+            EnergyClass::Heat => carriers.heat_gj = v,
+            EnergyClass::Cooling => {}
+        }
+    }
+    Ok(Sums {
+        carriers,
+        measured,
+        days,
+    })
+}
 
 /// KPIs of the whole site over `period`: the root meters' consumption (nothing
 /// counted twice, unallocated consumption included), all agencies' persons,
 /// the buildings' office area.
 pub fn site_kpis(site: &Site, reader: &Reader, period: Period) -> anyhow::Result<AgencyKpis> {
-    let daily = load_daily(site, reader, period)?;
-    compute(site, &daily, SITE_SCOPE, period, Some(reader))
+    scope_kpis(site, reader, &Scope::Site, period)
 }
 
 /// KPIs of `agency` over `period`.
@@ -134,40 +148,38 @@ pub fn agency_kpis(
     agency: &str,
     period: Period,
 ) -> anyhow::Result<AgencyKpis> {
-    let daily = load_daily(site, reader, period)?;
-    compute(site, &daily, agency, period, Some(reader))
+    scope_kpis(site, reader, &Scope::Agency(agency.to_string()), period)
+}
+
+/// KPIs of `building` over `period`.
+pub fn building_kpis(
+    site: &Site,
+    reader: &Reader,
+    building: &str,
+    period: Period,
+) -> anyhow::Result<AgencyKpis> {
+    scope_kpis(site, reader, &Scope::Building(building.to_string()), period)
+}
+
+/// KPIs of any scope over `period`, from the stored scope rollups.
+pub fn scope_kpis(
+    site: &Site,
+    reader: &Reader,
+    scope: &Scope,
+    period: Period,
+) -> anyhow::Result<AgencyKpis> {
+    let sums = load_sums(site, reader, scope, period)?;
+    compute(site, &sums, scope, period, Some(reader))
 }
 
 fn compute(
     site: &Site,
-    daily: &Daily,
-    agency: &str,
+    sums: &Sums,
+    scope: &Scope,
     period: Period,
     reader: Option<&Reader>,
 ) -> anyhow::Result<AgencyKpis> {
-    let get = |meter: &str, day: NaiveDate| {
-        daily
-            .values
-            .get(&(meter.to_string(), day))
-            .copied()
-            .unwrap_or(0.0)
-    };
-    let of_kind = |k: EnergyClass| site.meters.iter().filter(move |m| m.kind == k);
-    let is_site = agency == SITE_SCOPE;
-    let sum = |k: EnergyClass| {
-        if is_site {
-            meterflow_core::denominators::site_consumption(site, period, of_kind(k), get)
-        } else {
-            agency_consumption(site, agency, period, of_kind(k), get)
-        }
-    };
-    let carriers = Carriers {
-        electricity_kwh: sum(EnergyClass::Electricity),
-        gas_m3: sum(EnergyClass::Gas),
-        heat_gj: sum(EnergyClass::Heat),
-        water_m3: sum(EnergyClass::Water),
-        ..Carriers::default()
-    };
+    let carriers = sums.carriers;
     let year = period.from.year();
     let set = &site.site.factor_set;
     let energy = comprehensive_energy(&carriers, &site.factors, set, year)
@@ -180,45 +192,45 @@ fn compute(
     };
     let co2_kg = carriers.electricity_kwh * ef(&grid).unwrap_or(0.0)
         + carriers.gas_m3 * ef("co2.natural_gas").unwrap_or(0.0);
-    let persons = if is_site {
-        time_weighted(period, |d| {
-            meterflow_core::denominators::site_persons_on(site, d)
-        })
-        .unwrap_or(0.0)
-    } else {
-        time_weighted(period, |d| persons_on(site, agency, d)).unwrap_or(0.0)
-    };
-    let area = if is_site {
-        meterflow_core::denominators::site_area(site)
-    } else {
-        time_weighted(period, |d| area_on(site, agency, d, None)).unwrap_or(0.0)
+    let persons = time_weighted(period, |d| match scope {
+        Scope::Agency(a) => persons_on(site, a, d),
+        Scope::Building(b) => building_persons_on(site, b, d),
+        Scope::Site => site_persons_on(site, d),
+    })
+    .unwrap_or(0.0);
+    let area = match scope {
+        Scope::Agency(a) => time_weighted(period, |d| area_on(site, a, d, None)).unwrap_or(0.0),
+        Scope::Building(b) => site
+            .buildings
+            .iter()
+            .find(|x| &x.id == b)
+            .map_or(0.0, |x| x.office_area_m2.unwrap_or(x.total_area_m2)),
+        Scope::Site => site_area(site),
     };
     let days = period.days() as f64;
 
-    // Completeness over the meters that serve the agency at some point of the period.
-    let serving: Vec<&Meter> = site
-        .meters
+    // Completeness: measured meter-buckets / (meters reaching the scope × buckets).
+    let agg = Aggregator::new(site);
+    let (level, id) = scope.level_id();
+    let members: i64 = agg
+        .scopes()
         .iter()
-        .filter(|m| {
-            period
-                .iter()
-                .step_by(7)
-                .chain([period.to - Duration::days(1)])
-                .any(|d| is_site || shares_on(site, m, d).get(agency).is_some_and(|s| *s > 0.0))
-        })
-        .collect();
+        .enumerate()
+        .filter(|(_, k)| k.level == level && k.id == id && k.subitem.is_empty())
+        .map(|(i, _)| i64::from(agg.members(i as u32)))
+        .sum();
     let buckets_per_meter =
         (day_start(period.to, site.tz) - day_start(period.from, site.tz)) / BUCKET_MS;
-    let expected = buckets_per_meter * serving.len() as i64;
-    let measured: i64 = serving
-        .iter()
-        .map(|m| daily.measured.get(&m.id).copied().unwrap_or(0))
-        .sum();
+    let expected = buckets_per_meter * members;
     let completeness_pct = if expected > 0 {
-        measured as f64 * 100.0 / expected as f64
+        sums.measured as f64 * 100.0 / expected as f64
     } else {
         0.0
     };
+    let last_day = sums
+        .days
+        .last()
+        .map(|ms| meterflow_core::time::local_date(*ms, site.tz));
 
     let per_capita_energy = per(energy.total, persons);
     let water_per_capita = per(carriers.water_m3, persons);
@@ -231,13 +243,8 @@ fn compute(
     let mut tracking = None;
     // The rate is taken over the days that have data, so missing weeks
     // neither dilute nor inflate it (completeness is reported next to it).
-    let days_with_data = daily
-        .values
-        .keys()
-        .map(|(_, d)| *d)
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
-    if let (true, Some(qs), Some(_)) = (full_year, site.site.quota_set.as_deref(), daily.last_day) {
+    let days_with_data = sums.days.len();
+    if let (true, Some(qs), Some(_)) = (full_year, site.site.quota_set.as_deref(), last_day) {
         let elapsed = days_with_data as f64;
         let quota = site
             .factors
@@ -266,7 +273,12 @@ fn compute(
     // Year-on-year: the same calendar window one year earlier, if it has data.
     let yoy_per_capita_energy_pct = match (reader, shift_year(period, -1)) {
         (Some(r), Some(prev)) => {
-            let last = agency_kpis_no_yoy(site, r, agency, prev)?;
+            let before = load_sums(site, r, scope, prev)?;
+            let last = if before.days.is_empty() {
+                None
+            } else {
+                compute(site, &before, scope, prev, None)?.per_capita_energy
+            };
             match (per_capita_energy, last) {
                 (Some(now), Some(before)) if before > 0.0 => yoy_pct(now, before),
                 _ => None,
@@ -275,11 +287,7 @@ fn compute(
         _ => None,
     };
     Ok(AgencyKpis {
-        agency: if is_site {
-            "site".to_string()
-        } else {
-            agency.to_string()
-        },
+        agency: scope.label().to_string(),
         period,
         carriers,
         energy_kgce: energy.total,
@@ -298,23 +306,10 @@ fn compute(
             .into_iter()
             .map(str::to_string)
             .collect(),
-        last_day: daily.last_day,
+        last_day,
         days_with_data,
         tracking,
     })
-}
-
-fn agency_kpis_no_yoy(
-    site: &Site,
-    reader: &Reader,
-    agency: &str,
-    period: Period,
-) -> anyhow::Result<Option<f64>> {
-    let daily = load_daily(site, reader, period)?;
-    if daily.values.is_empty() {
-        return Ok(None);
-    }
-    Ok(compute(site, &daily, agency, period, None)?.per_capita_energy)
 }
 
 fn shift_year(p: Period, by: i32) -> Option<Period> {
@@ -350,6 +345,12 @@ pub fn run(
         );
         return Ok(std::process::ExitCode::FAILURE);
     }
+    // Opening the writer brings the scope rollups up to date when the site
+    // file's hierarchy changed since they were written (an agency moved).
+    drop(
+        meterflow_store::Writer::open(&site)
+            .with_context(|| format!("opening {}", path.display()))?,
+    );
     let reader = Reader::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let ids: Vec<String> = match agency {
         Some(a) if site.agencies.iter().any(|x| x.id == a) => vec![a.to_string()],
@@ -368,7 +369,7 @@ pub fn run(
     );
     println!(
         "{:<8} {:>11} {:>9} {:>9} {:>8} {:>11} {:>8} {:>8} {:>12} {:>10} {:>9} {:>9} {:>7}",
-        "agency",
+        "scope",
         "electricity",
         "water",
         "gas",
@@ -389,6 +390,9 @@ pub fn run(
         rows.push(agency_kpis(&site, &reader, id, period)?);
     }
     if agency.is_none() {
+        for b in &site.buildings {
+            rows.push(building_kpis(&site, &reader, &b.id, period)?);
+        }
         rows.push(site_kpis(&site, &reader, period)?);
     }
     for k in &rows {

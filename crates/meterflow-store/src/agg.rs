@@ -1,0 +1,224 @@
+//! Scope rollups (zone, building, agency, site × class × sub-item × grain)
+//! kept by the writer in the same transaction as the intervals they come from.
+//!
+//! The hierarchy (meters, zones, spaces, shares) comes from the site file. Its
+//! fingerprint is stored; when the site file's hierarchy changes (an agency
+//! moved, a meter was re-parented), the rollups are rebuilt from the stored
+//! intervals on open, so they always equal what the current configuration
+//! would have produced in order.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use meterflow_core::aggregate::{Aggregator, RollupDelta};
+use meterflow_core::memlog::BucketTotals;
+use meterflow_model::Site;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::error::{Ctx, StoreError};
+
+/// The writer's rollup state.
+pub(crate) struct Rollups {
+    agg: Aggregator,
+    /// Aggregator scope index → `agg_scope.id`.
+    scope_ids: Vec<Option<i64>>,
+    /// Counter series id → meter index (`None`: a gauge or unknown series).
+    series_meter: HashMap<i64, Option<u32>>,
+    counter_quantity: HashMap<String, (u32, String)>,
+}
+
+/// FNV-1a of the hierarchy-relevant parts of a site file.
+fn fingerprint(site: &Site) -> String {
+    let mut text = format!("tz={}\n", site.tz);
+    for m in &site.meters {
+        text.push_str(&format!(
+            "m {} {:?} {} {:?} {:?} {:?} {:?} {:?} {}\n",
+            m.id,
+            m.kind,
+            m.unit,
+            m.parent,
+            m.subitem,
+            m.serves,
+            m.effective_allocation(),
+            m.shares,
+            m.counter_quantity()
+        ));
+    }
+    for z in &site.zones {
+        text.push_str(&format!("z {} {}\n", z.id, z.building));
+    }
+    for s in &site.spaces {
+        text.push_str(&format!(
+            "s {} {:?} {:?} {} {:?} {}\n",
+            s.agency, s.zone, s.building, s.from, s.to, s.area_m2
+        ));
+    }
+    for a in &site.agencies {
+        text.push_str(&format!("a {}\n", a.id));
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+impl Rollups {
+    /// Build the hierarchy; rebuild the stored rollups if it changed since they were written.
+    pub(crate) fn open(conn: &mut Connection, path: &Path, site: &Site) -> Result<Rollups, StoreError> {
+        let agg = Aggregator::new(site);
+        let counter_quantity = site
+            .meters
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id.clone(), (i as u32, m.counter_quantity().to_string())))
+            .collect();
+        let mut r = Rollups {
+            scope_ids: vec![None; agg.scopes().len()],
+            agg,
+            series_meter: HashMap::new(),
+            counter_quantity,
+        };
+        let want = fingerprint(site);
+        let have: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'agg_fingerprint'", [], |row| row.get(0))
+            .optional()
+            .at(path)?;
+        if have.as_deref() != Some(want.as_str()) {
+            let tx = conn.transaction().at(path)?;
+            r.rebuild(&tx, path)?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('agg_fingerprint', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![want],
+            )
+            .at(path)?;
+            tx.commit().at(path)?;
+        }
+        Ok(r)
+    }
+
+    /// Recompute every rollup from the stored intervals.
+    fn rebuild(&mut self, tx: &Transaction<'_>, path: &Path) -> Result<(), StoreError> {
+        tx.execute("DELETE FROM agg", []).at(path)?;
+        let mut stmt = tx
+            .prepare("SELECT series, bucket_ms, micro, measured_ms, estimated_ms FROM intervals ORDER BY bucket_ms, series")
+            .at(path)?;
+        let mut rows = stmt.query([]).at(path)?;
+        let mut n = 0usize;
+        while let Some(row) = rows.next().at(path)? {
+            let series: i64 = row.get(0).at(path)?;
+            let bucket: i64 = row.get(1).at(path)?;
+            let new = BucketTotals {
+                micro: row.get(2).at(path)?,
+                measured_ms: row.get(3).at(path)?,
+                estimated_ms: row.get(4).at(path)?,
+            };
+            self.apply(tx, path, series, bucket, &BucketTotals::default(), &new)?;
+            n += 1;
+            if n % 200_000 == 0 {
+                self.write(tx, path)?;
+            }
+        }
+        drop(rows);
+        drop(stmt);
+        self.write(tx, path)
+    }
+
+    /// Feed one bucket change of a series.
+    pub(crate) fn apply(
+        &mut self,
+        tx: &Transaction<'_>,
+        path: &Path,
+        series: i64,
+        bucket_ms: i64,
+        old: &BucketTotals,
+        new: &BucketTotals,
+    ) -> Result<(), StoreError> {
+        let meter = match self.series_meter.get(&series) {
+            Some(m) => *m,
+            None => {
+                let row: Option<(String, String)> = tx
+                    .prepare_cached("SELECT meter, quantity FROM series WHERE id = ?1")
+                    .and_then(|mut s| {
+                        s.query_row(params![series], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
+                    .at(path)?;
+                let m = row.and_then(|(meter, quantity)| {
+                    self.counter_quantity
+                        .get(&meter)
+                        .filter(|(_, q)| *q == quantity)
+                        .map(|(i, _)| *i)
+                });
+                self.series_meter.insert(series, m);
+                m
+            }
+        };
+        if let Some(m) = meter {
+            self.agg.apply(m, bucket_ms, old, new);
+        }
+        Ok(())
+    }
+
+    /// Write the pending changes.
+    pub(crate) fn write(&mut self, tx: &Transaction<'_>, path: &Path) -> Result<(), StoreError> {
+        for d in self.agg.drain() {
+            let scope = self.scope_id(tx, path, d.scope)?;
+            upsert(tx, path, scope, &d)?;
+        }
+        Ok(())
+    }
+
+    fn scope_id(&mut self, tx: &Transaction<'_>, path: &Path, i: u32) -> Result<i64, StoreError> {
+        if let Some(Some(id)) = self.scope_ids.get(i as usize) {
+            return Ok(*id);
+        }
+        let Some(key) = self.agg.scope(i) else {
+            return Err(StoreError::Sqlite {
+                path: path.to_path_buf(),
+                source: rusqlite::Error::QueryReturnedNoRows,
+            });
+        };
+        let (level, class) = (key.level.as_str(), key.class.as_str());
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO agg_scope (level, ref, class, subitem) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut s| s.execute(params![level, key.id, class, key.subitem]))
+        .at(path)?;
+        let id: i64 = tx
+            .prepare_cached(
+                "SELECT id FROM agg_scope WHERE level = ?1 AND ref = ?2 AND class = ?3 AND subitem = ?4",
+            )
+            .and_then(|mut s| s.query_row(params![level, key.id, class, key.subitem], |r| r.get(0)))
+            .at(path)?;
+        if let Some(slot) = self.scope_ids.get_mut(i as usize) {
+            *slot = Some(id);
+        }
+        Ok(id)
+    }
+}
+
+fn upsert(tx: &Transaction<'_>, path: &Path, scope: i64, d: &RollupDelta) -> Result<(), StoreError> {
+    let now: (i64, i64, i64) = tx
+        .prepare_cached(
+            "INSERT INTO agg (scope, grain, start_ms, value, measured, estimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (scope, grain, start_ms) DO UPDATE SET value = value + excluded.value,
+                measured = measured + excluded.measured, estimated = estimated + excluded.estimated
+             RETURNING value, measured, estimated",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![scope, d.grain.as_str(), d.start_ms, d.value, d.measured, d.estimated],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        })
+        .at(path)?;
+    if now == (0, 0, 0) {
+        tx.prepare_cached("DELETE FROM agg WHERE scope = ?1 AND grain = ?2 AND start_ms = ?3")
+            .and_then(|mut s| s.execute(params![scope, d.grain.as_str(), d.start_ms]))
+            .at(path)?;
+    }
+    Ok(())
+}
