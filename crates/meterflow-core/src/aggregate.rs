@@ -298,14 +298,41 @@ impl Aggregator {
                     .filter(|_| m.kind == EnergyClass::Electricity),
             );
             let mut phys = Vec::new();
-            let building = m.serves.building.clone().or_else(|| {
-                m.serves.zone.as_ref().and_then(|z| {
-                    site.zones
-                        .iter()
-                        .find(|x| &x.id == z)
-                        .map(|x| x.building.clone())
-                })
-            });
+            let zone_building = |z: &String| {
+                site.zones
+                    .iter()
+                    .find(|x| &x.id == z)
+                    .map(|x| x.building.clone())
+            };
+            // A meter serving agencies directly is in the building they occupy,
+            // when all their spaces, ever, are in one building.
+            let agencies: Vec<&String> = m
+                .serves
+                .agency
+                .iter()
+                .chain(m.serves.agencies.iter().flatten())
+                .collect();
+            let occupied = || {
+                let mut bs: Vec<String> = site
+                    .spaces
+                    .iter()
+                    .filter(|s| agencies.contains(&&s.agency))
+                    .filter_map(|s| {
+                        s.building
+                            .clone()
+                            .or_else(|| s.zone.as_ref().and_then(zone_building))
+                    })
+                    .collect();
+                bs.sort();
+                bs.dedup();
+                (bs.len() == 1).then(|| bs.remove(0))
+            };
+            let building = m
+                .serves
+                .building
+                .clone()
+                .or_else(|| m.serves.zone.as_ref().and_then(zone_building))
+                .or_else(occupied);
             let mut levels: Vec<(Level, String)> = Vec::new();
             if let Some(z) = &m.serves.zone {
                 levels.push((Level::Zone, z.clone()));
@@ -414,6 +441,37 @@ impl Aggregator {
     /// Meters whose consumption reaches scope `i` (for completeness).
     pub fn members(&self, i: u32) -> u32 {
         self.members.get(i as usize).copied().unwrap_or(0)
+    }
+
+    /// Meter-buckets expected in the scopes `scopes` over local dates
+    /// `[from, to)`: each meter counts for the days on which its consumption
+    /// reaches one of them (always, for its zone, building and site; while it
+    /// has a share, for an agency). The denominator of completeness.
+    pub fn expected_buckets(&self, scopes: &[u32], from: NaiveDate, to: NaiveDate) -> i64 {
+        let buckets = |a: NaiveDate, b: NaiveDate| -> i64 {
+            if b <= a {
+                return 0;
+            }
+            (day_start(b, self.tz) - day_start(a, self.tz)) / BUCKET_MS
+        };
+        let mut total = 0;
+        for n in &self.nodes {
+            if n.phys.iter().any(|s| scopes.contains(s)) {
+                total += buckets(from, to);
+                continue;
+            }
+            for (i, step) in n.shares.iter().enumerate() {
+                let end = n.shares.get(i + 1).map_or(NaiveDate::MAX, |x| x.from);
+                let hit = step
+                    .parts
+                    .iter()
+                    .any(|(t, _)| t.iter().any(|s| scopes.contains(s)));
+                if hit {
+                    total += buckets(step.from.max(from), end.min(to));
+                }
+            }
+        }
+        total
     }
 
     /// Bytes of per-meter state (hierarchy, share timelines), approximately.

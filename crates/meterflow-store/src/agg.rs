@@ -66,7 +66,11 @@ fn fingerprint(site: &Site) -> String {
 
 impl Rollups {
     /// Build the hierarchy; rebuild the stored rollups if it changed since they were written.
-    pub(crate) fn open(conn: &mut Connection, path: &Path, site: &Site) -> Result<Rollups, StoreError> {
+    pub(crate) fn open(
+        conn: &mut Connection,
+        path: &Path,
+        site: &Site,
+    ) -> Result<Rollups, StoreError> {
         let agg = Aggregator::new(site);
         let counter_quantity = site
             .meters
@@ -82,7 +86,11 @@ impl Rollups {
         };
         let want = fingerprint(site);
         let have: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'agg_fingerprint'", [], |row| row.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'agg_fingerprint'",
+                [],
+                |row| row.get(0),
+            )
             .optional()
             .at(path)?;
         if have.as_deref() != Some(want.as_str()) {
@@ -117,7 +125,7 @@ impl Rollups {
             };
             self.apply(tx, path, series, bucket, &BucketTotals::default(), &new)?;
             n += 1;
-            if n % 200_000 == 0 {
+            if n.is_multiple_of(200_000) {
                 self.write(tx, path)?;
             }
         }
@@ -200,7 +208,12 @@ impl Rollups {
     }
 }
 
-fn upsert(tx: &Transaction<'_>, path: &Path, scope: i64, d: &RollupDelta) -> Result<(), StoreError> {
+fn upsert(
+    tx: &Transaction<'_>,
+    path: &Path,
+    scope: i64,
+    d: &RollupDelta,
+) -> Result<(), StoreError> {
     let now: (i64, i64, i64) = tx
         .prepare_cached(
             "INSERT INTO agg (scope, grain, start_ms, value, measured, estimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)

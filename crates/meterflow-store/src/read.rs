@@ -140,7 +140,15 @@ impl Reader {
             .at(&self.path)?;
         let rows = s
             .query_map(
-                params![level.as_str(), id, class.as_str(), subitem, grain.as_str(), from_ms, to_ms],
+                params![
+                    level.as_str(),
+                    id,
+                    class.as_str(),
+                    subitem,
+                    grain.as_str(),
+                    from_ms,
+                    to_ms
+                ],
                 |r| {
                     let raw: i64 = r.get(1)?;
                     Ok(AggRow {

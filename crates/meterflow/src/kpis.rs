@@ -7,7 +7,6 @@
 use anyhow::Context;
 use chrono::{Datelike, Duration, NaiveDate};
 use meterflow_core::aggregate::{Aggregator, Grain, Level};
-use meterflow_core::buckets::BUCKET_MS;
 use meterflow_core::denominators::{
     Period, area_on, building_persons_on, persons_on, site_area, site_persons_on, time_weighted,
 };
@@ -55,6 +54,31 @@ pub struct AgencyKpis {
     pub days_with_data: usize,
     /// Per-capita energy against the quota's constraint while the year runs.
     pub tracking: Option<meterflow_core::quota::Tracking>,
+    /// kgCO₂ per m² over the period.
+    pub per_area_co2: Option<f64>,
+    /// Cumulative reduction against each active plan's base year (full years only).
+    pub reductions: Vec<Reduction>,
+}
+
+/// Cumulative reduction of one indicator against a plan's base year (`domain.md` §5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reduction {
+    /// Plan, e.g. `cn-2021-2025`.
+    pub plan: String,
+    /// Indicator: `per_capita_energy`, `per_area_energy`, `per_capita_water`, `per_area_co2`.
+    pub indicator: String,
+    /// Base year.
+    pub base_year: i32,
+    /// The indicator in the base year (from the store).
+    pub base: f64,
+    /// The indicator this year.
+    pub value: f64,
+    /// 累计下降率, %.
+    pub reduction_pct: f64,
+    /// The plan's required reduction by its target year, %.
+    pub required_pct: f64,
+    /// Reached the required reduction.
+    pub met: bool,
 }
 
 /// A calendar month or year.
@@ -103,7 +127,10 @@ struct Sums {
 
 fn load_sums(site: &Site, reader: &Reader, scope: &Scope, period: Period) -> anyhow::Result<Sums> {
     let (level, id) = scope.level_id();
-    let (from, to) = (day_start(period.from, site.tz), day_start(period.to, site.tz));
+    let (from, to) = (
+        day_start(period.from, site.tz),
+        day_start(period.to, site.tz),
+    );
     let mut carriers = Carriers::default();
     let mut measured = 0;
     let mut days = std::collections::BTreeSet::new();
@@ -212,16 +239,14 @@ fn compute(
     // Completeness: measured meter-buckets / (meters reaching the scope × buckets).
     let agg = Aggregator::new(site);
     let (level, id) = scope.level_id();
-    let members: i64 = agg
+    let ids: Vec<u32> = agg
         .scopes()
         .iter()
         .enumerate()
         .filter(|(_, k)| k.level == level && k.id == id && k.subitem.is_empty())
-        .map(|(i, _)| i64::from(agg.members(i as u32)))
-        .sum();
-    let buckets_per_meter =
-        (day_start(period.to, site.tz) - day_start(period.from, site.tz)) / BUCKET_MS;
-    let expected = buckets_per_meter * members;
+        .map(|(i, _)| i as u32)
+        .collect();
+    let expected = agg.expected_buckets(&ids, period.from, period.to);
     let completeness_pct = if expected > 0 {
         sums.measured as f64 * 100.0 / expected as f64
     } else {
@@ -270,6 +295,67 @@ fn compute(
             }
         }
     }
+    let per_area_co2 = per(co2_kg, area);
+    let indicator = |name: &str, k: &AgencyKpis| match name {
+        "per_capita_energy" => k.per_capita_energy,
+        "per_area_energy" => k.per_area_energy,
+        "per_capita_water" => k.water_per_capita,
+        "per_area_co2" => k.per_area_co2,
+        _ => None,
+    };
+    // Cumulative reduction against the base year of every plan running this year.
+    let mut reductions = Vec::new();
+    if let (true, Some(r)) = (full_year, reader) {
+        let mut base_cache: std::collections::BTreeMap<i32, Option<AgencyKpis>> =
+            std::collections::BTreeMap::new();
+        for t in site
+            .factors
+            .targets
+            .iter()
+            .filter(|t| t.base_year < year && year <= t.target_year)
+        {
+            if let std::collections::btree_map::Entry::Vacant(slot) = base_cache.entry(t.base_year)
+            {
+                let base = match period_of(t.base_year, None) {
+                    Some(p) => {
+                        let sums = load_sums(site, r, scope, p)?;
+                        if sums.days.is_empty() {
+                            None
+                        } else {
+                            Some(compute(site, &sums, scope, p, None)?)
+                        }
+                    }
+                    None => None,
+                };
+                slot.insert(base);
+            }
+            let this = match t.indicator.as_str() {
+                "per_capita_energy" => per_capita_energy,
+                "per_area_energy" => per(energy.total, area),
+                "per_capita_water" => water_per_capita,
+                "per_area_co2" => per_area_co2,
+                _ => None,
+            };
+            let base = base_cache
+                .get(&t.base_year)
+                .and_then(|b| b.as_ref())
+                .and_then(|b| indicator(&t.indicator, b));
+            if let (Some(value), Some(base)) = (this, base)
+                && let Some(pct) = meterflow_core::kpi::cumulative_reduction_pct(base, value)
+            {
+                reductions.push(Reduction {
+                    plan: t.plan.clone(),
+                    indicator: t.indicator.clone(),
+                    base_year: t.base_year,
+                    base,
+                    value,
+                    reduction_pct: pct,
+                    required_pct: t.reduction_pct,
+                    met: pct >= t.reduction_pct,
+                });
+            }
+        }
+    }
     // Year-on-year: the same calendar window one year earlier, if it has data.
     let yoy_per_capita_energy_pct = match (reader, shift_year(period, -1)) {
         (Some(r), Some(prev)) => {
@@ -309,6 +395,8 @@ fn compute(
         last_day,
         days_with_data,
         tracking,
+        per_area_co2,
+        reductions,
     })
 }
 
@@ -433,6 +521,20 @@ pub fn run(
                 t.projected,
                 t.projected_ratio * 100.0,
                 t.method.as_str()
+            ));
+        }
+        for r in &k.reductions {
+            notes.push(format!(
+                "{}: {} {:.3} vs {:.3} in {} ({}): {:.1} % reduction, plan requires {:.1} % → {}",
+                k.agency,
+                r.indicator,
+                r.value,
+                r.base,
+                r.base_year,
+                r.plan,
+                r.reduction_pct,
+                r.required_pct,
+                if r.met { "met" } else { "not met" }
             ));
         }
         for u in &k.unverified {
