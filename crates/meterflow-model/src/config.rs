@@ -8,7 +8,7 @@
 mod schema;
 mod validate;
 
-pub use validate::instant;
+pub use validate::{default_alert_rules, instant, parse_hours};
 pub(crate) use validate::parse_registry;
 pub use validate::shipped_profiles_public as shipped_profiles;
 
@@ -104,6 +104,12 @@ pub struct Site {
     pub broker: Option<EmbeddedBroker>,
     /// `[http]`: push ingest, if configured.
     pub http: Option<HttpIngest>,
+    /// `[alerting]` settings.
+    pub alerting: Alerting,
+    /// `[[alert]]` rules; the shipped default set when the file has none.
+    pub alert_rules: Vec<AlertRule>,
+    /// `[[notifier]]`s.
+    pub notifiers: Vec<NotifierConfig>,
     /// Shipped Modbus profiles and the site's `[[profile]]`s (a site profile replaces a shipped one of the same name).
     pub profiles: Vec<crate::profile::Profile>,
     meter_index: BTreeMap<String, usize>,
@@ -249,13 +255,16 @@ pub(crate) struct RawDocument<'s> {
     pub(crate) mqtt: Vec<Located<'s, MqttBroker>>,
     pub(crate) broker: Option<Located<'s, EmbeddedBroker>>,
     pub(crate) http: Option<Located<'s, HttpIngest>>,
+    pub(crate) alerting: Option<Located<'s, Alerting>>,
+    pub(crate) alerts: Vec<Located<'s, AlertRule>>,
+    pub(crate) notifiers: Vec<Located<'s, NotifierConfig>>,
     pub(crate) profiles: Vec<Located<'s, crate::profile::Profile>>,
     /// `(section, id)` of elements that failed to deserialize: their ids still
     /// count as defined, so one typo does not cascade into dangling references.
     pub(crate) failed_ids: Vec<(String, String)>,
 }
 
-const TABLE_SECTIONS: &[&str] = &["site", "store", "broker", "http"];
+const TABLE_SECTIONS: &[&str] = &["site", "store", "broker", "http", "alerting"];
 const ARRAY_SECTIONS: &[&str] = &[
     "building",
     "zone",
@@ -270,6 +279,8 @@ const ARRAY_SECTIONS: &[&str] = &[
     "bus",
     "profile",
     "mqtt",
+    "alert",
+    "notifier",
 ];
 
 fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
@@ -298,6 +309,9 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
         mqtt: Vec::new(),
         broker: None,
         http: None,
+        alerting: None,
+        alerts: Vec::new(),
+        notifiers: Vec::new(),
         profiles: Vec::new(),
         failed_ids: Vec::new(),
     };
@@ -325,6 +339,9 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
             "mqtt" => doc.mqtt = many(ctx, "mqtt", value),
             "broker" => doc.broker = one(ctx, "broker", value),
             "http" => doc.http = one(ctx, "http", value),
+            "alerting" => doc.alerting = one(ctx, "alerting", value),
+            "alert" => doc.alerts = many(ctx, "alert", value),
+            "notifier" => doc.notifiers = many(ctx, "notifier", value),
             "profile" => doc.profiles = many(ctx, "profile", value),
             other => {
                 let hint = suggest(other, TABLE_SECTIONS.iter().chain(ARRAY_SECTIONS));

@@ -601,3 +601,218 @@ pub struct HttpIngest {
 const fn default_max_body_kib() -> usize {
     10 * 1024
 }
+
+/// `[alerting]`: how often alert rules are evaluated and how notifications are retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alerting {
+    /// Seconds between evaluations while `meterflow run` runs.
+    #[serde(default = "default_alert_interval")]
+    pub interval_s: u64,
+    /// First retry delay of an undelivered notification, s (doubles up to `retry_max_s`).
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial_s: f64,
+    /// Longest retry delay, s.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_s: f64,
+    /// Give up on a notification after this many attempts (it stays in the history).
+    #[serde(default = "default_retry_attempts")]
+    pub max_attempts: u32,
+}
+
+impl Default for Alerting {
+    fn default() -> Self {
+        Alerting {
+            interval_s: default_alert_interval(),
+            retry_initial_s: default_retry_initial(),
+            retry_max_s: default_retry_max(),
+            max_attempts: default_retry_attempts(),
+        }
+    }
+}
+
+const fn default_alert_interval() -> u64 {
+    300
+}
+const fn default_retry_initial() -> f64 {
+    5.0
+}
+const fn default_retry_max() -> f64 {
+    900.0
+}
+const fn default_retry_attempts() -> u32 {
+    50
+}
+
+/// What an alert rule watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// Year to date above the quota's 约束值 pro-rated to the days with data (ratio > threshold, default 1).
+    QuotaOverrun,
+    /// Projected year end above the quota's 约束值 (ratio > threshold, default 1).
+    QuotaProjection,
+    /// Mean power in off-hours above a share of the last working day's working-hours mean (default 0.5).
+    OffHoursBaseload,
+    /// Minimum hourly night flow above `threshold` m³/h (default 0.02) on `nights` nights in a row (default 3).
+    NightFlow,
+    /// Parent meter − Σ children above `threshold` × parent on the last complete day (default 0.1).
+    Imbalance,
+    /// No reading for more than `threshold` × the meter's `silent_after` intervals (default 1).
+    MeterSilent,
+    /// A `counter_reset` anomaly within the last `window_s` (default 1 day).
+    CounterReset,
+    /// An `implausible_delta` anomaly within the last `window_s` (default 1 day).
+    ImplausibleDelta,
+    /// Share of failed polls of a bus above `threshold` (default 0.2).
+    BusErrorRate,
+}
+
+impl AlertKind {
+    /// Stable text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::QuotaOverrun => "quota_overrun",
+            AlertKind::QuotaProjection => "quota_projection",
+            AlertKind::OffHoursBaseload => "off_hours_baseload",
+            AlertKind::NightFlow => "night_flow",
+            AlertKind::Imbalance => "imbalance",
+            AlertKind::MeterSilent => "meter_silent",
+            AlertKind::CounterReset => "counter_reset",
+            AlertKind::ImplausibleDelta => "implausible_delta",
+            AlertKind::BusErrorRate => "bus_error_rate",
+        }
+    }
+}
+
+/// Severity of an alert rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertSeverity {
+    /// Informational.
+    Info,
+    /// Needs a look.
+    Warning,
+    /// Needs action now.
+    Critical,
+}
+
+impl AlertSeverity {
+    /// Stable text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertSeverity::Info => "info",
+            AlertSeverity::Warning => "warning",
+            AlertSeverity::Critical => "critical",
+        }
+    }
+}
+
+/// `[[alert]]`: one rule. Without any, a default set is used (see `Site::alert_rules`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    /// Unique rule id.
+    pub id: String,
+    /// What it watches.
+    pub kind: AlertKind,
+    /// Severity.
+    #[serde(default = "default_severity")]
+    pub severity: AlertSeverity,
+    /// The condition must hold this long before the alert fires, s.
+    #[serde(default)]
+    pub for_s: u64,
+    /// A firing alert resolves once the value is this fraction back past the threshold.
+    #[serde(default = "default_hysteresis")]
+    pub hysteresis: f64,
+    /// Threshold; its meaning and default depend on `kind`.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// For quota and off-hours rules: `agency`, `building` or `site` (default agency / building).
+    #[serde(default)]
+    pub level: Option<String>,
+    /// Only these agencies, buildings, meters or buses (default: all that apply).
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Working hours, local `HH:MM-HH:MM` (off-hours rule; default 08:00-18:00).
+    #[serde(default)]
+    pub work_hours: Option<String>,
+    /// Working days, 1 = Monday … 7 = Sunday (default 1-5).
+    #[serde(default)]
+    pub workdays: Option<Vec<u8>>,
+    /// Holidays (off-hours all day).
+    #[serde(default)]
+    pub holidays: Vec<Datetime>,
+    /// Night window, local `HH:MM-HH:MM` (night-flow rule; default 01:00-05:00).
+    #[serde(default)]
+    pub night: Option<String>,
+    /// Nights in a row (night-flow rule; default 3).
+    #[serde(default)]
+    pub nights: Option<u32>,
+    /// Look-back window of anomaly rules, s (default 86 400).
+    #[serde(default)]
+    pub window_s: Option<u64>,
+}
+
+const fn default_severity() -> AlertSeverity {
+    AlertSeverity::Warning
+}
+const fn default_hysteresis() -> f64 {
+    0.05
+}
+
+/// How a notifier delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifierKind {
+    /// Generic JSON webhook, HMAC-SHA256 signature header when `secret_env` is set.
+    Webhook,
+    /// WeCom (企业微信) group robot.
+    Wecom,
+    /// DingTalk (钉钉) robot, signed when `secret_env` is set.
+    Dingtalk,
+    /// Feishu / Lark (飞书) robot, signed when `secret_env` is set.
+    Feishu,
+    /// An MQTT topic on a `[[mqtt]]` broker or the embedded one.
+    Mqtt,
+    /// The process log.
+    Log,
+}
+
+/// `[[notifier]]`: where alert notifications go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierConfig {
+    /// Unique notifier id.
+    pub id: String,
+    /// Delivery kind.
+    pub kind: NotifierKind,
+    /// URL (webhook and robots); robot URLs carry a key, so prefer `url_env`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Environment variable holding the URL.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// Environment variable holding the signing secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// MQTT: topic (default `meterflow/alerts`).
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// MQTT: `[[mqtt]]` broker id, or `embedded` for `[broker]`.
+    #[serde(default)]
+    pub broker: Option<String>,
+    /// Only alerts of at least this severity.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: AlertSeverity,
+    /// Request timeout, s.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout_s: f64,
+}
+
+const fn default_min_severity() -> AlertSeverity {
+    AlertSeverity::Info
+}
+const fn default_notify_timeout() -> f64 {
+    10.0
+}
