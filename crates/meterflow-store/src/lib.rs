@@ -12,11 +12,13 @@
 //! - The store knows nothing about where readings come from (Modbus, MQTT, files).
 
 mod agg;
+mod alerts;
 mod error;
 mod read;
 mod schema;
 mod write;
 
+pub use alerts::{AlertDb, AlertEvent, AlertStateRow, PendingNotification, Transition};
 pub use error::StoreError;
 pub use read::{AggRow, AnomalyRow, DayRow, HourRow, IntervalRow, Reader, ReadingRow};
 pub use write::{BatchReport, Verdict, Writer, replacement_item};

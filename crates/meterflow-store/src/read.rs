@@ -185,6 +185,14 @@ impl Reader {
         ))
     }
 
+    /// Time of the latest reading of a series.
+    pub fn last_ts(&self, series: i64) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT max(ts_ms) FROM readings WHERE series = ?1 AND kind = 0")
+            .and_then(|mut s| s.query_row(params![series], |r| r.get(0)))
+            .at(&self.path)
+    }
+
     /// Buckets with coverage in `[from_ms, to_ms)`.
     pub fn intervals(
         &self,

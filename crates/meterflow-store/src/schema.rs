@@ -108,6 +108,43 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (scope, grain, start_ms)
     ) WITHOUT ROWID;
     "#,
+    // 3: alert lifecycle, history and the notification outbox.
+    r#"
+    -- Current state of each (rule, target): inactive, pending or firing.
+    CREATE TABLE alert_state (
+        rule          TEXT NOT NULL,
+        target        TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        since_ms      INTEGER,
+        acknowledged  INTEGER NOT NULL DEFAULT 0,
+        value         REAL,
+        updated_ms    INTEGER NOT NULL,
+        PRIMARY KEY (rule, target)
+    ) WITHOUT ROWID;
+    -- History: fired, resolved, acknowledged.
+    CREATE TABLE alert_events (
+        id         INTEGER PRIMARY KEY,
+        rule       TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        severity   TEXT NOT NULL,
+        event      TEXT NOT NULL,
+        ts_ms      INTEGER NOT NULL,
+        value      REAL,
+        threshold  REAL,
+        message    TEXT NOT NULL
+    );
+    -- One delivery per (event, notifier); retried until delivered or out of attempts.
+    CREATE TABLE notifications (
+        event         INTEGER NOT NULL,
+        notifier      TEXT NOT NULL,
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        next_ms       INTEGER NOT NULL,
+        delivered_ms  INTEGER,
+        last_error    TEXT,
+        PRIMARY KEY (event, notifier)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Highest schema version this build knows.

@@ -1,12 +1,14 @@
 //! The meterflow application: command-line entry points over the library
 //! crates. Each command lives in its own module; `cli::main` dispatches.
 
+pub mod alerting;
 pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod generate;
 pub mod import;
 pub mod kpis;
+pub mod notify;
 pub mod pipeline;
 pub mod probe;
 pub mod report;

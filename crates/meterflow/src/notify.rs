@@ -1,0 +1,330 @@
+//! Notification delivery from the durable outbox: generic webhook (JSON,
+//! HMAC-SHA256 signature), WeCom / DingTalk / Feishu robots, an MQTT topic,
+//! and the log. Delivery runs on its own task: a notifier that is down never
+//! blocks ingest or evaluation; its notifications wait in the outbox and are
+//! retried with exponential back-off, across restarts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use meterflow_model::Site;
+use meterflow_model::config::{NotifierConfig, NotifierKind};
+use meterflow_store::{AlertDb, AlertEvent};
+use sha2::Sha256;
+
+/// Delivery counters.
+#[derive(Debug, Default)]
+pub struct NotifyStats {
+    /// Notifications delivered.
+    pub delivered: AtomicU64,
+    /// Failed attempts (each is retried until `max_attempts`).
+    pub failed_attempts: AtomicU64,
+}
+
+/// HMAC-SHA256 of `msg` under `key`.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => return Vec::new(), // HMAC accepts keys of any length
+    };
+    mac.update(msg);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// The JSON document of an event (the generic webhook body and the MQTT payload).
+pub fn event_json(site: &Site, e: &AlertEvent) -> serde_json::Value {
+    serde_json::json!({
+        "id": e.id,
+        "site": site.site.name,
+        "rule": e.rule,
+        "target": e.target,
+        "kind": e.kind,
+        "severity": e.severity,
+        "event": e.event,
+        "time": rfc3339(e.ts_ms),
+        "value": e.value,
+        "threshold": e.threshold,
+        "message": e.message,
+    })
+}
+
+fn env(name: &Option<String>) -> Result<Option<String>, String> {
+    match name {
+        None => Ok(None),
+        Some(n) => std::env::var(n)
+            .map(Some)
+            .map_err(|_| format!("environment variable `{n}` is not set")),
+    }
+}
+
+/// One HTTP request a notifier makes: URL, body, extra headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Target URL (with any signature query parameters).
+    pub url: String,
+    /// JSON body.
+    pub body: Vec<u8>,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Build the request of an HTTP notifier for an event at `now_ms`.
+pub fn build_request(
+    site: &Site,
+    n: &NotifierConfig,
+    e: &AlertEvent,
+    now_ms: i64,
+) -> Result<Request, String> {
+    let url = match (&n.url, env(&n.url_env)?) {
+        (_, Some(u)) => u,
+        (Some(u), None) => u.clone(),
+        (None, None) => return Err("no URL".into()),
+    };
+    let secret = env(&n.secret_env)?;
+    let text = e.message.clone();
+    let title = format!("meterflow {} {}", e.severity, e.event);
+    let mut headers = Vec::new();
+    let (url, body) = match n.kind {
+        NotifierKind::Webhook => {
+            let body = serde_json::to_vec(&event_json(site, e)).map_err(|x| x.to_string())?;
+            headers.push(("X-Meterflow-Event".into(), e.id.to_string()));
+            if let Some(s) = &secret {
+                headers.push((
+                    "X-Meterflow-Signature".into(),
+                    format!("sha256={}", hex(&hmac_sha256(s.as_bytes(), &body))),
+                ));
+            }
+            (url, body)
+        }
+        NotifierKind::Wecom => (
+            url,
+            serde_json::to_vec(&serde_json::json!({
+                "msgtype": "markdown",
+                "markdown": { "content": format!("**{title}**\n{text}") }
+            }))
+            .map_err(|x| x.to_string())?,
+        ),
+        NotifierKind::Dingtalk => {
+            // Signed robots: sign = base64(HMAC-SHA256(secret, "{ms}\n{secret}")), URL-encoded.
+            let url = match &secret {
+                Some(s) => {
+                    let sign = base64::engine::general_purpose::STANDARD
+                        .encode(hmac_sha256(s.as_bytes(), format!("{now_ms}\n{s}").as_bytes()));
+                    let sep = if url.contains('?') { '&' } else { '?' };
+                    format!("{url}{sep}timestamp={now_ms}&sign={}", url_encode(&sign))
+                }
+                None => url,
+            };
+            (
+                url,
+                serde_json::to_vec(&serde_json::json!({
+                    "msgtype": "markdown",
+                    "markdown": { "title": title, "text": format!("### {title}\n{text}") }
+                }))
+                .map_err(|x| x.to_string())?,
+            )
+        }
+        NotifierKind::Feishu => {
+            let mut doc = serde_json::json!({
+                "msg_type": "text",
+                "content": { "text": format!("{title}\n{text}") }
+            });
+            if let Some(s) = &secret {
+                // Feishu: key = "{seconds}\n{secret}", message empty.
+                let ts = now_ms / 1000;
+                let sign = base64::engine::general_purpose::STANDARD
+                    .encode(hmac_sha256(format!("{ts}\n{s}").as_bytes(), b""));
+                doc["timestamp"] = serde_json::Value::String(ts.to_string());
+                doc["sign"] = serde_json::Value::String(sign);
+            }
+            (url, serde_json::to_vec(&doc).map_err(|x| x.to_string())?)
+        }
+        NotifierKind::Mqtt | NotifierKind::Log => return Err("not an HTTP notifier".into()),
+    };
+    Ok(Request { url, body, headers })
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Robots answer 200 with an error code in the body; treat a non-zero code as a failure.
+fn robot_error(kind: NotifierKind, body: &[u8]) -> Option<String> {
+    if !matches!(
+        kind,
+        NotifierKind::Wecom | NotifierKind::Dingtalk | NotifierKind::Feishu
+    ) {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let code = v
+        .get("errcode")
+        .or_else(|| v.get("code"))
+        .or_else(|| v.get("StatusCode"))
+        .and_then(serde_json::Value::as_i64)?;
+    (code != 0).then(|| format!("robot answered error {code}: {v}"))
+}
+
+/// Delivers due notifications until `stop`.
+pub struct Worker {
+    site: Arc<Site>,
+    client: reqwest::Client,
+    mqtt: HashMap<String, rumqttc::AsyncClient>,
+    /// Counters.
+    pub stats: Arc<NotifyStats>,
+}
+
+impl Worker {
+    /// A worker for a site's notifiers.
+    pub fn new(site: Arc<Site>) -> anyhow::Result<Worker> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Worker {
+            site,
+            client,
+            mqtt: HashMap::new(),
+            stats: Arc::new(NotifyStats::default()),
+        })
+    }
+
+    fn mqtt_client(&mut self, n: &NotifierConfig) -> Result<rumqttc::AsyncClient, String> {
+        if let Some(c) = self.mqtt.get(&n.id) {
+            return Ok(c.clone());
+        }
+        let (host, port) = match n.broker.as_deref() {
+            Some("embedded") => {
+                let b = self.site.broker.as_ref().ok_or("no [broker]")?;
+                let addr: std::net::SocketAddr = b.listen.parse().map_err(|_| "bad [broker] listen")?;
+                (addr.ip().to_string(), addr.port())
+            }
+            Some(id) => {
+                let b = self
+                    .site
+                    .mqtt
+                    .iter()
+                    .find(|b| b.id == id)
+                    .ok_or_else(|| format!("no [[mqtt]] `{id}`"))?;
+                (b.host.clone(), b.port)
+            }
+            None => return Err("no broker".into()),
+        };
+        let mut opts = rumqttc::MqttOptions::new(format!("meterflow-notify-{}", n.id), host, port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        let (client, mut events) = rumqttc::AsyncClient::new(opts, 64);
+        tokio::spawn(async move {
+            loop {
+                if events.poll().await.is_err() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        });
+        self.mqtt.insert(n.id.clone(), client.clone());
+        Ok(client)
+    }
+
+    async fn send(&mut self, n: &NotifierConfig, e: &AlertEvent, now_ms: i64) -> Result<(), String> {
+        match n.kind {
+            NotifierKind::Log => {
+                tracing::warn!(target: "meterflow::alert", "{}", e.message);
+                Ok(())
+            }
+            NotifierKind::Mqtt => {
+                let client = self.mqtt_client(n)?;
+                let topic = n.topic.clone().unwrap_or_else(|| "meterflow/alerts".into());
+                let body = serde_json::to_vec(&event_json(&self.site, e)).map_err(|x| x.to_string())?;
+                client
+                    .publish(topic, rumqttc::QoS::AtLeastOnce, false, body)
+                    .await
+                    .map_err(|x| x.to_string())
+            }
+            _ => {
+                let req = build_request(&self.site, n, e, now_ms)?;
+                let mut r = self
+                    .client
+                    .post(&req.url)
+                    .timeout(Duration::from_secs_f64(n.timeout_s))
+                    .header("Content-Type", "application/json")
+                    .body(req.body);
+                for (k, v) in &req.headers {
+                    r = r.header(k, v);
+                }
+                let resp = r.send().await.map_err(|x| format!("request failed: {x}"))?;
+                let status = resp.status();
+                let body = resp.bytes().await.unwrap_or_default();
+                if !status.is_success() {
+                    return Err(format!("HTTP {status}"));
+                }
+                match robot_error(n.kind, &body) {
+                    Some(err) => Err(err),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Deliver what is due now; returns (delivered, failed).
+    pub async fn deliver_due(&mut self, db: &AlertDb, now_ms: i64) -> anyhow::Result<(usize, usize)> {
+        let cfg = self.site.alerting.clone();
+        let due = db.due(now_ms, cfg.max_attempts, 100)?;
+        let (mut ok, mut bad) = (0, 0);
+        for p in due {
+            let Some(n) = self.site.notifiers.iter().find(|n| n.id == p.notifier).cloned() else {
+                db.failed(p.event.id, &p.notifier, i64::MAX, "notifier no longer configured")?;
+                continue;
+            };
+            match self.send(&n, &p.event, now_ms).await {
+                Ok(()) => {
+                    db.delivered(p.event.id, &p.notifier, now_ms)?;
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    ok += 1;
+                }
+                Err(err) => {
+                    let delay = (cfg.retry_initial_s * 2f64.powi(p.attempts.min(30) as i32)).min(cfg.retry_max_s);
+                    let next = now_ms + (delay * 1000.0) as i64;
+                    tracing::warn!(notifier = %n.id, event = p.event.id, attempt = p.attempts + 1, "notification not delivered: {err}; retry in {delay:.0} s");
+                    db.failed(p.event.id, &p.notifier, next, &err)?;
+                    self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    bad += 1;
+                }
+            }
+        }
+        Ok((ok, bad))
+    }
+
+    /// Run until `stop` turns true: deliver, then sleep until the next is due (at most 1 s).
+    pub async fn run(mut self, stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+        let db = AlertDb::open(&self.site.store_path())?;
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let now = chrono::Utc::now().timestamp_millis();
+            if let Err(e) = self.deliver_due(&db, now).await {
+                tracing::warn!("notification outbox: {e:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
