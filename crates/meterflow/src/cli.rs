@@ -51,6 +51,21 @@ enum Command {
         #[arg(long)]
         agency: Option<String>,
     },
+    /// Evaluate the alert rules once, deliver due notifications, and list firing alerts and history.
+    Alerts {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Evaluate as of this time (RFC 3339 or local `YYYY-MM-DD HH:MM`; default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// Acknowledge a firing alert, given as RULE:TARGET.
+        #[arg(long)]
+        ack: Option<String>,
+        /// History entries to print.
+        #[arg(long, default_value_t = 20)]
+        history: usize,
+    },
     /// Print a meter's consumption with quality per bucket.
     Report {
         /// Site configuration file (TOML).
@@ -185,6 +200,12 @@ pub fn main() -> ExitCode {
             month,
             agency,
         } => crate::kpis::run(&config, year, month, agency.as_deref()),
+        Command::Alerts {
+            config,
+            at,
+            ack,
+            history,
+        } => alerts(&config, at.as_deref(), ack.as_deref(), history),
         Command::Report {
             config,
             meter,
@@ -338,5 +359,75 @@ async fn probe_cmd(
         return Ok(ExitCode::FAILURE);
     }
     println!("all fields plausible");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn alerts(
+    config: &std::path::Path,
+    at: Option<&str>,
+    ack: Option<&str>,
+    history: usize,
+) -> anyhow::Result<ExitCode> {
+    let site = match load_site(config) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let now = match at.map(|a| crate::timearg::parse(a, site.tz)) {
+        None => crate::import::now_ms(),
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            eprintln!("error: --at: {e}");
+            return Ok(ExitCode::from(crate::EXIT_CONFIG));
+        }
+    };
+    // Opening the writer migrates the store and brings rollups up to date.
+    drop(meterflow_store::Writer::open(&site)?);
+    let mut ev = crate::alerting::Evaluator::open(&site)?;
+    if let Some(a) = ack {
+        let Some((rule, target)) = a.split_once(':') else {
+            eprintln!("error: --ack takes RULE:TARGET, got `{a}`");
+            return Ok(ExitCode::from(crate::EXIT_CONFIG));
+        };
+        if ev.acknowledge(rule, target, now)? {
+            println!("acknowledged {rule} on {target}");
+        } else {
+            eprintln!("error: {rule} on {target} is not firing");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let reader = meterflow_store::Reader::open(&site.store_path())?;
+    for e in ev.evaluate(&site, &reader, now, &crate::alerting::LiveMetrics::default())? {
+        println!("{} {}", e.event, e.message);
+    }
+    if !site.notifiers.is_empty() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let mut worker = crate::notify::Worker::new(std::sync::Arc::new(site.clone()))?;
+        let (ok, bad) = rt.block_on(worker.deliver_due(ev.db(), crate::import::now_ms()))?;
+        if ok + bad > 0 {
+            println!("notifications: {ok} delivered, {bad} failed (retried later)");
+        }
+    }
+    let firing = ev.db().firing()?;
+    println!("{} alert(s) firing", firing.len());
+    for (rule, target, since, acked, value) in firing {
+        println!(
+            "  {rule} on {target} since {}{}{}",
+            chrono::DateTime::from_timestamp_millis(since).map(|t| t.with_timezone(&site.tz).to_rfc3339()).unwrap_or_default(),
+            value.map(|v| format!(", value {v:.3}")).unwrap_or_default(),
+            if acked { ", acknowledged" } else { "" }
+        );
+    }
+    if history > 0 {
+        println!("history:");
+        for e in ev.db().events(history)? {
+            println!(
+                "  #{} {} {}: {}",
+                e.id,
+                chrono::DateTime::from_timestamp_millis(e.ts_ms).map(|t| t.with_timezone(&site.tz).to_rfc3339()).unwrap_or_default(),
+                e.event,
+                e.message
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

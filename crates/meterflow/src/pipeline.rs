@@ -10,7 +10,7 @@ use anyhow::Context;
 use meterflow_modbus::{BusHealth, MeterPoll, run_bus};
 use meterflow_model::{Batch, Reading, Site};
 use meterflow_mqtt::MqttStats;
-use meterflow_store::{Verdict, Writer};
+use meterflow_store::{Reader, Verdict, Writer};
 use tokio::sync::{mpsc, watch};
 
 /// How to run.
@@ -144,6 +144,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
         tasks.push(server);
     }
     drop(tx);
+    let alert_threads = start_alerting(&site, &summary, &stop_rx)?;
     if tasks.is_empty() {
         tracing::warn!(
             "No source configured (no Modbus meter, no [[mqtt]], no [http]): nothing to ingest."
@@ -153,6 +154,9 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = t.await;
+    }
+    for t in alert_threads {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     let (stored, refused) = tokio::task::spawn_blocking(move || writer_thread.join())
         .await
@@ -305,4 +309,86 @@ fn print_live(r: &Reading, status: &str, tz: chrono_tz::Tz) {
         "{t}  {:<16} {:<14} {:>14.3}  {status}",
         r.meter, r.quantity, r.value
     );
+}
+
+/// The alert evaluator (every `[alerting] interval_s`) and the notification
+/// worker, each on its own thread so neither can hold up ingest.
+fn start_alerting(
+    site: &Site,
+    summary: &RunSummary,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+    let site = Arc::new(site.clone());
+    let mut threads = Vec::new();
+    let buses = summary.buses.clone();
+    let (s, mut st) = (Arc::clone(&site), stop.clone());
+    threads.push(
+        std::thread::Builder::new()
+            .name("meterflow-alerts".into())
+            .spawn(move || {
+                let mut evaluator = match crate::alerting::Evaluator::open(&s) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::error!("alerting disabled: {e:#}");
+                        return;
+                    }
+                };
+                let every = Duration::from_secs(s.alerting.interval_s.max(1));
+                let mut last: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+                loop {
+                    let mut live = crate::alerting::LiveMetrics::default();
+                    for (id, h) in &buses {
+                        let req = h.requests.load(std::sync::atomic::Ordering::Relaxed);
+                        let ok = h.ok.load(std::sync::atomic::Ordering::Relaxed);
+                        let (r0, o0) = last.insert(id.clone(), (req, ok)).unwrap_or((0, 0));
+                        if req > r0 {
+                            live.bus_error_rate.insert(id.clone(), 1.0 - (ok - o0.min(ok)) as f64 / (req - r0) as f64);
+                        }
+                    }
+                    let now = crate::import::now_ms();
+                    match Reader::open(&s.store_path()) {
+                        Ok(reader) => match evaluator.evaluate(&s, &reader, now, &live) {
+                            Ok(events) => {
+                                for e in events {
+                                    tracing::info!(rule = %e.rule, target = %e.target, "alert {}: {}", e.event, e.message);
+                                }
+                            }
+                            Err(e) => tracing::warn!("alert evaluation failed: {e:#}"),
+                        },
+                        Err(e) => tracing::warn!("alert evaluation: {e:#}"),
+                    }
+                    // Sleep in small steps so a stop is seen promptly.
+                    let until = std::time::Instant::now() + every;
+                    while std::time::Instant::now() < until {
+                        if *st.borrow_and_update() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            })
+            .context("starting the alert thread")?,
+    );
+    if !site.notifiers.is_empty() {
+        let worker = crate::notify::Worker::new(Arc::clone(&site))?;
+        let st = stop.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("meterflow-notify".into())
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            tracing::error!("notifications disabled: {e}");
+                            return;
+                        }
+                    };
+                    if let Err(e) = rt.block_on(worker.run(st)) {
+                        tracing::error!("notification worker stopped: {e:#}");
+                    }
+                })
+                .context("starting the notification thread")?,
+        );
+    }
+    Ok(threads)
 }
