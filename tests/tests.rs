@@ -4,6 +4,7 @@
 
 mod support;
 
+mod alerts;
 mod check;
 mod import;
 mod kpis;

@@ -8,9 +8,9 @@
 mod schema;
 mod validate;
 
-pub use validate::{default_alert_rules, instant, parse_hours};
 pub(crate) use validate::parse_registry;
 pub use validate::shipped_profiles_public as shipped_profiles;
+pub use validate::{default_alert_rules, instant, parse_hours};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -49,6 +49,9 @@ pub struct AlertEvent {
     pub message: String,
 }
 
+/// A firing alert: (rule, target, since ms, acknowledged, last value).
+pub type Firing = (String, String, i64, bool, Option<f64>);
+
 /// A notification due for delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingNotification {
@@ -95,7 +98,8 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertEvent> {
     })
 }
 
-const EVENT_COLS: &str = "id, rule, target, kind, severity, event, ts_ms, value, threshold, message";
+const EVENT_COLS: &str =
+    "id, rule, target, kind, severity, event, ts_ms, value, threshold, message";
 
 impl AlertDb {
     /// Open (creating and migrating if needed).
@@ -161,9 +165,11 @@ impl AlertDb {
                 let id = tx.last_insert_rowid();
                 ids.push(id);
                 for n in notifiers {
-                    tx.prepare_cached("INSERT INTO notifications (event, notifier, next_ms) VALUES (?1, ?2, ?3)")
-                        .and_then(|mut s| s.execute(params![id, n, now_ms]))
-                        .at(&self.path)?;
+                    tx.prepare_cached(
+                        "INSERT INTO notifications (event, notifier, next_ms) VALUES (?1, ?2, ?3)",
+                    )
+                    .and_then(|mut s| s.execute(params![id, n, now_ms]))
+                    .at(&self.path)?;
                 }
             }
         }
@@ -175,38 +181,56 @@ impl AlertDb {
     pub fn events(&self, limit: usize) -> Result<Vec<AlertEvent>, StoreError> {
         let sql = format!("SELECT {EVENT_COLS} FROM alert_events ORDER BY id DESC LIMIT ?1");
         let mut s = self.conn.prepare_cached(&sql).at(&self.path)?;
-        let rows = s.query_map(params![limit as i64], event_row).at(&self.path)?;
+        let rows = s
+            .query_map(params![limit as i64], event_row)
+            .at(&self.path)?;
         rows.collect::<Result<_, _>>().at(&self.path)
     }
 
     /// Alerts firing now: (rule, target, since_ms, acknowledged, value).
-    pub fn firing(&self) -> Result<Vec<(String, String, i64, bool, Option<f64>)>, StoreError> {
+    pub fn firing(&self) -> Result<Vec<Firing>, StoreError> {
         let mut s = self
             .conn
             .prepare_cached("SELECT rule, target, since_ms, acknowledged, value FROM alert_state WHERE state = 'firing' ORDER BY rule, target")
             .at(&self.path)?;
         let rows = s
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, Option<i64>>(2)?.unwrap_or(0), r.get::<_, i64>(3)? != 0, r.get(4)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                    r.get::<_, i64>(3)? != 0,
+                    r.get(4)?,
+                ))
+            })
             .at(&self.path)?;
         rows.collect::<Result<_, _>>().at(&self.path)
     }
 
     /// Notifications due at `now_ms` (not delivered, attempts left), oldest first.
-    pub fn due(&self, now_ms: i64, max_attempts: u32, limit: usize) -> Result<Vec<PendingNotification>, StoreError> {
-        let sql = format!(
+    pub fn due(
+        &self,
+        now_ms: i64,
+        max_attempts: u32,
+        limit: usize,
+    ) -> Result<Vec<PendingNotification>, StoreError> {
+        let sql =
             "SELECT e.id, e.rule, e.target, e.kind, e.severity, e.event, e.ts_ms, e.value, e.threshold, e.message, n.notifier, n.attempts
              FROM notifications n JOIN alert_events e ON e.id = n.event
              WHERE n.delivered_ms IS NULL AND n.next_ms <= ?1 AND n.attempts < ?2 ORDER BY n.event LIMIT ?3"
-        );
-        let mut s = self.conn.prepare_cached(&sql).at(&self.path)?;
+        ;
+        let mut s = self.conn.prepare_cached(sql).at(&self.path)?;
         let rows = s
-            .query_map(params![now_ms, i64::from(max_attempts), limit as i64], |r| {
-                Ok(PendingNotification {
-                    event: event_row(r)?,
-                    notifier: r.get(10)?,
-                    attempts: r.get::<_, i64>(11)? as u32,
-                })
-            })
+            .query_map(
+                params![now_ms, i64::from(max_attempts), limit as i64],
+                |r| {
+                    Ok(PendingNotification {
+                        event: event_row(r)?,
+                        notifier: r.get(10)?,
+                        attempts: r.get::<_, i64>(11)? as u32,
+                    })
+                },
+            )
             .at(&self.path)?;
         rows.collect::<Result<_, _>>().at(&self.path)
     }
@@ -232,7 +256,13 @@ impl AlertDb {
     }
 
     /// Record a failed attempt; the next one at `next_ms`.
-    pub fn failed(&self, event: i64, notifier: &str, next_ms: i64, error: &str) -> Result<(), StoreError> {
+    pub fn failed(
+        &self,
+        event: i64,
+        notifier: &str,
+        next_ms: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("UPDATE notifications SET attempts = attempts + 1, next_ms = ?3, last_error = ?4 WHERE event = ?1 AND notifier = ?2")
             .and_then(|mut s| s.execute(params![event, notifier, next_ms, error]))

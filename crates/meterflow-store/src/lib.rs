@@ -18,7 +18,7 @@ mod read;
 mod schema;
 mod write;
 
-pub use alerts::{AlertDb, AlertEvent, AlertStateRow, PendingNotification, Transition};
+pub use alerts::{AlertDb, AlertEvent, AlertStateRow, Firing, PendingNotification, Transition};
 pub use error::StoreError;
 pub use read::{AggRow, AnomalyRow, DayRow, HourRow, IntervalRow, Reader, ReadingRow};
 pub use write::{BatchReport, Verdict, Writer, replacement_item};

@@ -203,7 +203,15 @@ pub fn observe(
                 }
                 let hourly = |from: i64, to: i64| -> anyhow::Result<BTreeMap<i64, f64>> {
                     Ok(reader
-                        .agg(level, &id, EnergyClass::Electricity, "", Grain::Hour, from, to)?
+                        .agg(
+                            level,
+                            &id,
+                            EnergyClass::Electricity,
+                            "",
+                            Grain::Hour,
+                            from,
+                            to,
+                        )?
                         .into_iter()
                         .map(|r| (r.start_ms, r.value))
                         .collect())
@@ -219,7 +227,10 @@ pub fn observe(
                     if !cal.workday(day) {
                         continue;
                     }
-                    let (lo, hi) = (day_start(day, site.tz), day_start(day.succ_opt().unwrap_or(day), site.tz));
+                    let (lo, hi) = (
+                        day_start(day, site.tz),
+                        day_start(day.succ_opt().unwrap_or(day), site.tz),
+                    );
                     let rows = hourly(lo, hi)?;
                     let work: Vec<f64> = rows
                         .iter()
@@ -246,7 +257,11 @@ pub fn observe(
             }
         }
         AlertKind::NightFlow => {
-            let (start, end) = rule.night.as_deref().and_then(parse_hours).unwrap_or((60, 300));
+            let (start, end) = rule
+                .night
+                .as_deref()
+                .and_then(parse_hours)
+                .unwrap_or((60, 300));
             let nights = rule.nights.unwrap_or(3).max(1);
             let limit = threshold(rule);
             let today = local_date(now_ms, site.tz);
@@ -263,7 +278,13 @@ pub fn observe(
             while night_of(last).1 > now_ms {
                 last = last.pred_opt().unwrap_or(last);
             }
-            let meters = wanted(rule, site.meters.iter().filter(|m| m.kind == EnergyClass::Water).map(|m| m.id.as_str()));
+            let meters = wanted(
+                rule,
+                site.meters
+                    .iter()
+                    .filter(|m| m.kind == EnergyClass::Water)
+                    .map(|m| m.id.as_str()),
+            );
             for id in meters {
                 let Some(m) = site.meter(&id) else { continue };
                 let Some(series) = reader.series_id(&id, m.counter_quantity())? else {
@@ -302,15 +323,22 @@ pub fn observe(
             }
         }
         AlertKind::Imbalance => {
-            let day = local_date(now_ms, site.tz).pred_opt().unwrap_or(NaiveDate::MIN);
+            let day = local_date(now_ms, site.tz)
+                .pred_opt()
+                .unwrap_or(NaiveDate::MIN);
             let daily = |id: &str| -> anyhow::Result<Option<f64>> {
-                let Some(m) = site.meter(id) else { return Ok(None) };
+                let Some(m) = site.meter(id) else {
+                    return Ok(None);
+                };
                 let Some(series) = reader.series_id(id, m.counter_quantity())? else {
                     return Ok(None);
                 };
                 let d = day.to_string();
                 let next = day.succ_opt().unwrap_or(day).to_string();
-                Ok(reader.days(series, &d, &next)?.first().map(|r| meterflow_core::from_micro(r.micro)))
+                Ok(reader
+                    .days(series, &d, &next)?
+                    .first()
+                    .map(|r| meterflow_core::from_micro(r.micro)))
             };
             let parents = site.meters.iter().filter(|p| {
                 site.meters
@@ -325,7 +353,11 @@ pub fn observe(
                     continue;
                 };
                 let mut below = 0.0;
-                for c in site.meters.iter().filter(|c| c.parent.as_deref() == Some(p.id.as_str()) && c.kind == p.kind) {
+                for c in site
+                    .meters
+                    .iter()
+                    .filter(|c| c.parent.as_deref() == Some(p.id.as_str()) && c.kind == p.kind)
+                {
                     below += daily(&c.id)?.unwrap_or(0.0);
                 }
                 let share = (own - below) / own;
@@ -347,19 +379,27 @@ pub fn observe(
                 let Some(series) = reader.series_id(&id, m.counter_quantity())? else {
                     continue;
                 };
-                let Some(last) = reader.last_ts(series)? else { continue };
-                let allowed = i64::from(m.effective_interval_s()) * 1000 * i64::from(m.silent_after.max(1));
+                let Some(last) = reader.last_ts(series)? else {
+                    continue;
+                };
+                let allowed =
+                    i64::from(m.effective_interval_s()) * 1000 * i64::from(m.silent_after.max(1));
                 let value = (now_ms - last) as f64 / allowed as f64;
                 out.push(Observation {
                     target: id,
                     value,
-                    detail: format!("no reading for {} s (expected every {} s)", (now_ms - last) / 1000, m.effective_interval_s()),
+                    detail: format!(
+                        "no reading for {} s (expected every {} s)",
+                        (now_ms - last) / 1000,
+                        m.effective_interval_s()
+                    ),
                 });
             }
         }
         AlertKind::CounterReset | AlertKind::ImplausibleDelta => {
             let kind = rule.kind.as_str();
-            let window = i64::try_from(rule.window_s.unwrap_or(86_400).saturating_mul(1000)).unwrap_or(i64::MAX);
+            let window = i64::try_from(rule.window_s.unwrap_or(86_400).saturating_mul(1000))
+                .unwrap_or(i64::MAX);
             let mut counts: BTreeMap<String, usize> = BTreeMap::new();
             for a in reader.anomalies(None, now_ms.saturating_sub(window), now_ms + 1)? {
                 if a.kind == kind {
@@ -371,7 +411,11 @@ pub fn observe(
                 out.push(Observation {
                     target: id,
                     value: n as f64,
-                    detail: format!("{n} `{kind}` anomal{} in the last {} h", if n == 1 { "y" } else { "ies" }, window / 3_600_000),
+                    detail: format!(
+                        "{n} `{kind}` anomal{} in the last {} h",
+                        if n == 1 { "y" } else { "ies" },
+                        window / 3_600_000
+                    ),
                 });
             }
         }
@@ -474,7 +518,9 @@ impl Evaluator {
                 let event = t.map(|t| {
                     let (what, text) = match t {
                         meterflow_core::alerts::Transition::Fired { .. } => ("fired", "firing"),
-                        meterflow_core::alerts::Transition::Resolved { .. } => ("resolved", "resolved"),
+                        meterflow_core::alerts::Transition::Resolved { .. } => {
+                            ("resolved", "resolved")
+                        }
                     };
                     (
                         AlertEvent {
@@ -487,7 +533,15 @@ impl Evaluator {
                             ts_ms: now_ms,
                             value: o.value.is_finite().then_some(o.value),
                             threshold: Some(c.threshold),
-                            message: format!("[{}] {} {}: {} on {}: {}", site.site.name, rule.severity.as_str(), text, rule.id, o.target, o.detail),
+                            message: format!(
+                                "[{}] {} {}: {} on {}: {}",
+                                site.site.name,
+                                rule.severity.as_str(),
+                                text,
+                                rule.id,
+                                o.target,
+                                o.detail
+                            ),
                         },
                         notifiers.clone(),
                     )

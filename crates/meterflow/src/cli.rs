@@ -396,11 +396,18 @@ fn alerts(
         }
     }
     let reader = meterflow_store::Reader::open(&site.store_path())?;
-    for e in ev.evaluate(&site, &reader, now, &crate::alerting::LiveMetrics::default())? {
+    for e in ev.evaluate(
+        &site,
+        &reader,
+        now,
+        &crate::alerting::LiveMetrics::default(),
+    )? {
         println!("{} {}", e.event, e.message);
     }
     if !site.notifiers.is_empty() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let mut worker = crate::notify::Worker::new(std::sync::Arc::new(site.clone()))?;
         let (ok, bad) = rt.block_on(worker.deliver_due(ev.db(), crate::import::now_ms()))?;
         if ok + bad > 0 {
@@ -412,7 +419,9 @@ fn alerts(
     for (rule, target, since, acked, value) in firing {
         println!(
             "  {rule} on {target} since {}{}{}",
-            chrono::DateTime::from_timestamp_millis(since).map(|t| t.with_timezone(&site.tz).to_rfc3339()).unwrap_or_default(),
+            chrono::DateTime::from_timestamp_millis(since)
+                .map(|t| t.with_timezone(&site.tz).to_rfc3339())
+                .unwrap_or_default(),
             value.map(|v| format!(", value {v:.3}")).unwrap_or_default(),
             if acked { ", acknowledged" } else { "" }
         );
@@ -423,7 +432,9 @@ fn alerts(
             println!(
                 "  #{} {} {}: {}",
                 e.id,
-                chrono::DateTime::from_timestamp_millis(e.ts_ms).map(|t| t.with_timezone(&site.tz).to_rfc3339()).unwrap_or_default(),
+                chrono::DateTime::from_timestamp_millis(e.ts_ms)
+                    .map(|t| t.with_timezone(&site.tz).to_rfc3339())
+                    .unwrap_or_default(),
                 e.event,
                 e.message
             );

@@ -7,6 +7,7 @@
 use anyhow::Context;
 use chrono::{Datelike, Duration, NaiveDate};
 use meterflow_core::aggregate::{Aggregator, Grain, Level};
+use meterflow_core::buckets::BUCKET_MS;
 use meterflow_core::denominators::{
     Period, area_on, building_persons_on, persons_on, site_area, site_persons_on, time_weighted,
 };
@@ -123,6 +124,8 @@ struct Sums {
     measured: i64,
     /// Local days with any rollup row.
     days: std::collections::BTreeSet<i64>,
+    /// End of the last 15-minute bucket with data, ms.
+    last_ms: Option<i64>,
 }
 
 fn load_sums(site: &Site, reader: &Reader, scope: &Scope, period: Period) -> anyhow::Result<Sums> {
@@ -154,10 +157,36 @@ fn load_sums(site: &Site, reader: &Reader, scope: &Scope, period: Period) -> any
             EnergyClass::Cooling => {}
         }
     }
+    // How far into its last day the data reaches (a day in progress counts in part).
+    let mut last_ms = None;
+    if let Some(&day) = days.last() {
+        for class in [
+            EnergyClass::Electricity,
+            EnergyClass::Water,
+            EnergyClass::Gas,
+            EnergyClass::Heat,
+            EnergyClass::Cooling,
+        ] {
+            let rows = reader.agg(
+                level,
+                id,
+                class,
+                "",
+                Grain::Quarter,
+                day,
+                day + 86_400_000 + 3_600_000,
+            )?;
+            if let Some(r) = rows.last() {
+                let end = r.start_ms + BUCKET_MS;
+                last_ms = Some(last_ms.map_or(end, |l: i64| l.max(end)));
+            }
+        }
+    }
     Ok(Sums {
         carriers,
         measured,
         days,
+        last_ms,
     })
 }
 
@@ -270,7 +299,12 @@ fn compute(
     // neither dilute nor inflate it (completeness is reported next to it).
     let days_with_data = sums.days.len();
     if let (true, Some(qs), Some(_)) = (full_year, site.site.quota_set.as_deref(), last_day) {
-        let elapsed = days_with_data as f64;
+        // Days with data, the last one counted up to where its data ends.
+        let part = match (sums.days.last(), sums.last_ms) {
+            (Some(&d), Some(end)) => ((end - d) as f64 / 86_400_000.0).clamp(0.0, 1.0),
+            _ => 1.0,
+        };
+        let elapsed = (days_with_data as f64 - 1.0 + part).max(1.0 / 96.0);
         let quota = site
             .factors
             .quotas_of(qs)

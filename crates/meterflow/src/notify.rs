@@ -94,7 +94,16 @@ pub fn build_request(
         (Some(u), None) => u.clone(),
         (None, None) => return Err("no URL".into()),
     };
-    let secret = env(&n.secret_env)?;
+    let secret = match (env(&n.secret_env)?, &n.secret_file) {
+        (Some(s), _) => Some(s),
+        (None, Some(f)) => {
+            let path = site.path.parent().map_or_else(|| f.clone(), |d| d.join(f));
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read the secret file {}: {e}", path.display()))?;
+            Some(text.trim_end_matches(['\r', '\n']).to_string())
+        }
+        (None, None) => None,
+    };
     let text = e.message.clone();
     let title = format!("meterflow {} {}", e.severity, e.event);
     let mut headers = Vec::new();
@@ -122,8 +131,10 @@ pub fn build_request(
             // Signed robots: sign = base64(HMAC-SHA256(secret, "{ms}\n{secret}")), URL-encoded.
             let url = match &secret {
                 Some(s) => {
-                    let sign = base64::engine::general_purpose::STANDARD
-                        .encode(hmac_sha256(s.as_bytes(), format!("{now_ms}\n{s}").as_bytes()));
+                    let sign = base64::engine::general_purpose::STANDARD.encode(hmac_sha256(
+                        s.as_bytes(),
+                        format!("{now_ms}\n{s}").as_bytes(),
+                    ));
                     let sep = if url.contains('?') { '&' } else { '?' };
                     format!("{url}{sep}timestamp={now_ms}&sign={}", url_encode(&sign))
                 }
@@ -216,7 +227,8 @@ impl Worker {
         let (host, port) = match n.broker.as_deref() {
             Some("embedded") => {
                 let b = self.site.broker.as_ref().ok_or("no [broker]")?;
-                let addr: std::net::SocketAddr = b.listen.parse().map_err(|_| "bad [broker] listen")?;
+                let addr: std::net::SocketAddr =
+                    b.listen.parse().map_err(|_| "bad [broker] listen")?;
                 (addr.ip().to_string(), addr.port())
             }
             Some(id) => {
@@ -244,7 +256,12 @@ impl Worker {
         Ok(client)
     }
 
-    async fn send(&mut self, n: &NotifierConfig, e: &AlertEvent, now_ms: i64) -> Result<(), String> {
+    async fn send(
+        &mut self,
+        n: &NotifierConfig,
+        e: &AlertEvent,
+        now_ms: i64,
+    ) -> Result<(), String> {
         match n.kind {
             NotifierKind::Log => {
                 tracing::warn!(target: "meterflow::alert", "{}", e.message);
@@ -253,7 +270,8 @@ impl Worker {
             NotifierKind::Mqtt => {
                 let client = self.mqtt_client(n)?;
                 let topic = n.topic.clone().unwrap_or_else(|| "meterflow/alerts".into());
-                let body = serde_json::to_vec(&event_json(&self.site, e)).map_err(|x| x.to_string())?;
+                let body =
+                    serde_json::to_vec(&event_json(&self.site, e)).map_err(|x| x.to_string())?;
                 client
                     .publish(topic, rumqttc::QoS::AtLeastOnce, false, body)
                     .await
@@ -285,13 +303,28 @@ impl Worker {
     }
 
     /// Deliver what is due now; returns (delivered, failed).
-    pub async fn deliver_due(&mut self, db: &AlertDb, now_ms: i64) -> anyhow::Result<(usize, usize)> {
+    pub async fn deliver_due(
+        &mut self,
+        db: &AlertDb,
+        now_ms: i64,
+    ) -> anyhow::Result<(usize, usize)> {
         let cfg = self.site.alerting.clone();
         let due = db.due(now_ms, cfg.max_attempts, 100)?;
         let (mut ok, mut bad) = (0, 0);
         for p in due {
-            let Some(n) = self.site.notifiers.iter().find(|n| n.id == p.notifier).cloned() else {
-                db.failed(p.event.id, &p.notifier, i64::MAX, "notifier no longer configured")?;
+            let Some(n) = self
+                .site
+                .notifiers
+                .iter()
+                .find(|n| n.id == p.notifier)
+                .cloned()
+            else {
+                db.failed(
+                    p.event.id,
+                    &p.notifier,
+                    i64::MAX,
+                    "notifier no longer configured",
+                )?;
                 continue;
             };
             match self.send(&n, &p.event, now_ms).await {
@@ -301,7 +334,8 @@ impl Worker {
                     ok += 1;
                 }
                 Err(err) => {
-                    let delay = (cfg.retry_initial_s * 2f64.powi(p.attempts.min(30) as i32)).min(cfg.retry_max_s);
+                    let delay = (cfg.retry_initial_s * 2f64.powi(p.attempts.min(30) as i32))
+                        .min(cfg.retry_max_s);
                     let next = now_ms + (delay * 1000.0) as i64;
                     tracing::warn!(notifier = %n.id, event = p.event.id, attempt = p.attempts + 1, "notification not delivered: {err}; retry in {delay:.0} s");
                     db.failed(p.event.id, &p.notifier, next, &err)?;

@@ -376,7 +376,10 @@ fn start_alerting(
             std::thread::Builder::new()
                 .name("meterflow-notify".into())
                 .spawn(move || {
-                    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
                         Ok(rt) => rt,
                         Err(e) => {
                             tracing::error!("notifications disabled: {e}");

@@ -796,6 +796,9 @@ pub struct NotifierConfig {
     /// Environment variable holding the signing secret.
     #[serde(default)]
     pub secret_env: Option<String>,
+    /// File holding the signing secret (relative to the site file), instead of `secret_env`.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
     /// MQTT: topic (default `meterflow/alerts`).
     #[serde(default)]
     pub topic: Option<String>,

@@ -1141,15 +1141,60 @@ pub fn default_alert_rules() -> Vec<AlertRule> {
         window_s: None,
     };
     vec![
-        rule("quota-projection", AlertKind::QuotaProjection, AlertSeverity::Warning, 0),
-        rule("quota-overrun", AlertKind::QuotaOverrun, AlertSeverity::Critical, 0),
-        rule("off-hours-baseload", AlertKind::OffHoursBaseload, AlertSeverity::Warning, 2 * 3600),
-        rule("night-flow", AlertKind::NightFlow, AlertSeverity::Critical, 0),
-        rule("sub-meter-imbalance", AlertKind::Imbalance, AlertSeverity::Warning, 0),
-        rule("meter-silent", AlertKind::MeterSilent, AlertSeverity::Warning, 0),
-        rule("counter-reset", AlertKind::CounterReset, AlertSeverity::Info, 0),
-        rule("implausible-delta", AlertKind::ImplausibleDelta, AlertSeverity::Warning, 0),
-        rule("bus-error-rate", AlertKind::BusErrorRate, AlertSeverity::Warning, 600),
+        rule(
+            "quota-projection",
+            AlertKind::QuotaProjection,
+            AlertSeverity::Warning,
+            0,
+        ),
+        rule(
+            "quota-overrun",
+            AlertKind::QuotaOverrun,
+            AlertSeverity::Critical,
+            0,
+        ),
+        rule(
+            "off-hours-baseload",
+            AlertKind::OffHoursBaseload,
+            AlertSeverity::Warning,
+            2 * 3600,
+        ),
+        rule(
+            "night-flow",
+            AlertKind::NightFlow,
+            AlertSeverity::Critical,
+            0,
+        ),
+        rule(
+            "sub-meter-imbalance",
+            AlertKind::Imbalance,
+            AlertSeverity::Warning,
+            0,
+        ),
+        rule(
+            "meter-silent",
+            AlertKind::MeterSilent,
+            AlertSeverity::Warning,
+            0,
+        ),
+        rule(
+            "counter-reset",
+            AlertKind::CounterReset,
+            AlertSeverity::Info,
+            0,
+        ),
+        rule(
+            "implausible-delta",
+            AlertKind::ImplausibleDelta,
+            AlertSeverity::Warning,
+            0,
+        ),
+        rule(
+            "bus-error-rate",
+            AlertKind::BusErrorRate,
+            AlertSeverity::Warning,
+            600,
+        ),
     ]
 }
 
@@ -1159,15 +1204,30 @@ fn validate_alerts(
     buildings: &BTreeSet<String>,
     agencies: &BTreeSet<String>,
 ) -> (Alerting, Vec<AlertRule>, Vec<NotifierConfig>) {
-    let alerting = doc.alerting.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+    let alerting = doc
+        .alerting
+        .as_ref()
+        .map(|a| a.value.clone())
+        .unwrap_or_default();
     if let Some(a) = &doc.alerting {
-        for (key, v) in [("retry_initial_s", a.value.retry_initial_s), ("retry_max_s", a.value.retry_max_s)] {
+        for (key, v) in [
+            ("retry_initial_s", a.value.retry_initial_s),
+            ("retry_max_s", a.value.retry_max_s),
+        ] {
             if !(v.is_finite() && v > 0.0) {
-                ctx.error(a.span_of(&[key]), a.key(key), format!("must be a number > 0, got {v}"));
+                ctx.error(
+                    a.span_of(&[key]),
+                    a.key(key),
+                    format!("must be a number > 0, got {v}"),
+                );
             }
         }
         if a.value.interval_s == 0 {
-            ctx.error(a.span_of(&["interval_s"]), a.key("interval_s"), "must be at least 1 s");
+            ctx.error(
+                a.span_of(&["interval_s"]),
+                a.key("interval_s"),
+                "must be at least 1 s",
+            );
         }
     }
     unique_ids(ctx, &doc.alerts, |a| &a.id, "alert");
@@ -1178,38 +1238,64 @@ fn validate_alerts(
         if let Some(t) = v.threshold
             && !t.is_finite()
         {
-            ctx.error(r.span_of(&["threshold"]), r.key("threshold"), "must be a finite number");
+            ctx.error(
+                r.span_of(&["threshold"]),
+                r.key("threshold"),
+                "must be a finite number",
+            );
         }
         if !(0.0..1.0).contains(&v.hysteresis) {
-            ctx.error(r.span_of(&["hysteresis"]), r.key("hysteresis"), format!("a fraction in [0, 1), got {}", v.hysteresis));
+            ctx.error(
+                r.span_of(&["hysteresis"]),
+                r.key("hysteresis"),
+                format!("a fraction in [0, 1), got {}", v.hysteresis),
+            );
         }
         if let Some(level) = &v.level
             && !["agency", "building", "site"].contains(&level.as_str())
         {
             let hint = suggest(level, ["agency", "building", "site"].iter());
-            ctx.error(r.span_of(&["level"]), r.key("level"), format!("`{level}` is not agency, building or site{hint}"));
+            ctx.error(
+                r.span_of(&["level"]),
+                r.key("level"),
+                format!("`{level}` is not agency, building or site{hint}"),
+            );
         }
         for (key, val) in [("work_hours", &v.work_hours), ("night", &v.night)] {
             if let Some(h) = val
                 && parse_hours(h).is_none()
             {
-                ctx.error(r.span_of(&[key]), r.key(key), format!("`{h}` is not a local time range like 08:00-18:00"));
+                ctx.error(
+                    r.span_of(&[key]),
+                    r.key(key),
+                    format!("`{h}` is not a local time range like 08:00-18:00"),
+                );
             }
         }
         if let Some(days) = &v.workdays
             && days.iter().any(|d| !(1..=7).contains(d))
         {
-            ctx.error(r.span_of(&["workdays"]), r.key("workdays"), "days are 1 (Monday) to 7 (Sunday)");
+            ctx.error(
+                r.span_of(&["workdays"]),
+                r.key("workdays"),
+                "days are 1 (Monday) to 7 (Sunday)",
+            );
         }
         for (i, h) in v.holidays.iter().enumerate() {
             if crate::factors::to_date(h).is_none() {
                 let idx = i.to_string();
-                ctx.error(r.span_of(&["holidays", &idx]), r.key(&format!("holidays[{i}]")), format!("`{h}` is not a date"));
+                ctx.error(
+                    r.span_of(&["holidays", &idx]),
+                    r.key(&format!("holidays[{i}]")),
+                    format!("`{h}` is not a date"),
+                );
             }
         }
         let level = v.level.as_deref();
         let known: (&BTreeSet<String>, &str) = match v.kind {
-            AlertKind::QuotaOverrun | AlertKind::QuotaProjection if level == Some("building") => (buildings, "building"),
+            AlertKind::QuotaOverrun | AlertKind::QuotaProjection if level == Some("building") => {
+                (buildings, "building")
+            }
             AlertKind::QuotaOverrun | AlertKind::QuotaProjection => (agencies, "agency"),
             AlertKind::OffHoursBaseload if level == Some("agency") => (agencies, "agency"),
             AlertKind::OffHoursBaseload => (buildings, "building"),
@@ -1226,19 +1312,37 @@ fn validate_alerts(
     let brokers: BTreeSet<String> = doc.mqtt.iter().map(|b| b.value.id.clone()).collect();
     for n in &doc.notifiers {
         let v = &n.value;
-        let http = matches!(v.kind, NotifierKind::Webhook | NotifierKind::Wecom | NotifierKind::Dingtalk | NotifierKind::Feishu);
+        let http = matches!(
+            v.kind,
+            NotifierKind::Webhook
+                | NotifierKind::Wecom
+                | NotifierKind::Dingtalk
+                | NotifierKind::Feishu
+        );
         if http && v.url.is_none() == v.url_env.is_none() {
             ctx.error(n.span_of(&["kind"]), n.key("url"), "give exactly one of `url` or `url_env` (the name of an environment variable holding the URL)");
         }
         if let Some(u) = &v.url
             && !(u.starts_with("http://") || u.starts_with("https://"))
         {
-            ctx.error(n.span_of(&["url"]), n.key("url"), format!("`{u}` is not an http(s) URL"));
+            ctx.error(
+                n.span_of(&["url"]),
+                n.key("url"),
+                format!("`{u}` is not an http(s) URL"),
+            );
         }
         if v.kind == NotifierKind::Mqtt {
             match v.broker.as_deref() {
-                None => ctx.error(n.span_of(&["kind"]), n.key("broker"), "an MQTT notifier needs `broker` (a [[mqtt]] id, or \"embedded\")"),
-                Some("embedded") if doc.broker.is_none() => ctx.error(n.span_of(&["broker"]), n.key("broker"), "`embedded` needs a [broker] section"),
+                None => ctx.error(
+                    n.span_of(&["kind"]),
+                    n.key("broker"),
+                    "an MQTT notifier needs `broker` (a [[mqtt]] id, or \"embedded\")",
+                ),
+                Some("embedded") if doc.broker.is_none() => ctx.error(
+                    n.span_of(&["broker"]),
+                    n.key("broker"),
+                    "`embedded` needs a [broker] section",
+                ),
                 Some("embedded") => {}
                 Some(b) => {
                     reference(ctx, n, "broker", b, &brokers, "mqtt broker");
@@ -1246,7 +1350,11 @@ fn validate_alerts(
             }
         }
         if !(v.timeout_s.is_finite() && v.timeout_s > 0.0) {
-            ctx.error(n.span_of(&["timeout_s"]), n.key("timeout_s"), format!("must be a number > 0, got {}", v.timeout_s));
+            ctx.error(
+                n.span_of(&["timeout_s"]),
+                n.key("timeout_s"),
+                format!("must be a number > 0, got {}", v.timeout_s),
+            );
         }
     }
     let rules = if doc.alerts.is_empty() {
@@ -1254,5 +1362,9 @@ fn validate_alerts(
     } else {
         doc.alerts.iter().map(|a| a.value.clone()).collect()
     };
-    (alerting, rules, doc.notifiers.iter().map(|n| n.value.clone()).collect())
+    (
+        alerting,
+        rules,
+        doc.notifiers.iter().map(|n| n.value.clone()).collect(),
+    )
 }
