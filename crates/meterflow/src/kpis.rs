@@ -118,6 +118,15 @@ impl Scope {
     }
 }
 
+/// Every energy class, in table order.
+const CLASSES: [EnergyClass; 5] = [
+    EnergyClass::Electricity,
+    EnergyClass::Water,
+    EnergyClass::Gas,
+    EnergyClass::Heat,
+    EnergyClass::Cooling,
+];
+
 /// Consumption of a scope over a period, from the stored rollups.
 struct Sums {
     carriers: Carriers,
@@ -137,13 +146,7 @@ fn load_sums(site: &Site, reader: &Reader, scope: &Scope, period: Period) -> any
     let mut carriers = Carriers::default();
     let mut measured = 0;
     let mut days = std::collections::BTreeSet::new();
-    for class in [
-        EnergyClass::Electricity,
-        EnergyClass::Water,
-        EnergyClass::Gas,
-        EnergyClass::Heat,
-        EnergyClass::Cooling,
-    ] {
+    for class in CLASSES {
         let rows = reader.agg(level, id, class, "", Grain::Day, from, to)?;
         let raw: i64 = rows.iter().map(|r| r.raw).sum();
         let v = meterflow_core::aggregate::to_carrier(class, raw);
@@ -160,13 +163,7 @@ fn load_sums(site: &Site, reader: &Reader, scope: &Scope, period: Period) -> any
     // How far into its last day the data reaches (a day in progress counts in part).
     let mut last_ms = None;
     if let Some(&day) = days.last() {
-        for class in [
-            EnergyClass::Electricity,
-            EnergyClass::Water,
-            EnergyClass::Gas,
-            EnergyClass::Heat,
-            EnergyClass::Cooling,
-        ] {
+        for class in CLASSES {
             let rows = reader.agg(
                 level,
                 id,
