@@ -206,6 +206,26 @@ impl Hasher for IntHasher {
     fn write_u64(&mut self, v: u64) {
         self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
+
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+
+    fn write_isize(&mut self, v: isize) {
+        self.write_u64(v as u64);
+    }
 }
 
 type IntMap<V> = HashMap<u64, V, BuildHasherDefault<IntHasher>>;
@@ -250,6 +270,8 @@ pub struct Aggregator {
     quarter: IntMap<[i64; 3]>,
     day: Option<DayKeys>,
     split: Vec<i64>,
+    adds: Vec<(u32, i64, [i64; 2])>,
+    fracs: Vec<(f64, usize)>,
 }
 
 fn subitem_keys(sub: Option<&str>) -> Vec<String> {
@@ -420,6 +442,8 @@ impl Aggregator {
             quarter: IntMap::default(),
             day: None,
             split: Vec::new(),
+            adds: Vec::with_capacity(32),
+            fracs: Vec::new(),
         }
     }
 
@@ -540,20 +564,23 @@ impl Aggregator {
         let date = self.keys(bucket_ms).date;
         let bucket = bucket_ms.div_euclid(BUCKET_MS) as u32 as u64;
         let node = &self.nodes[meter as usize];
-        let mut adds: Vec<(u32, i64, [i64; 2])> = Vec::with_capacity(12);
+        let mut adds = std::mem::take(&mut self.adds);
+        adds.clear();
         let dv = new_v - old_v;
         for &s in &node.phys {
             adds.push((s, dv, dq));
         }
-        push_split(node, date, old_v, new_v, dq, &mut self.split, &mut adds);
+        let scratch = (&mut self.split, &mut self.fracs);
+        push_split(node, date, old_v, new_v, dq, scratch, &mut adds);
         if let Some(p) = node.parent {
             let pn = &self.nodes[p as usize];
             for &s in &pn.phys {
                 adds.push((s, -dv, [0, 0]));
             }
-            push_split(pn, date, -old_v, -new_v, [0, 0], &mut self.split, &mut adds);
+            let scratch = (&mut self.split, &mut self.fracs);
+            push_split(pn, date, -old_v, -new_v, [0, 0], scratch, &mut adds);
         }
-        for (s, v, c) in adds {
+        for &(s, v, c) in &adds {
             if v == 0 && c == [0, 0] {
                 continue;
             }
@@ -565,6 +592,7 @@ impl Aggregator {
             e[1] += c[0];
             e[2] += c[1];
         }
+        self.adds = adds;
     }
 
     /// Pending changes, expanded to every grain and merged, sorted by
@@ -629,7 +657,7 @@ fn push_split(
     old: i64,
     new: i64,
     dq: [i64; 2],
-    scratch: &mut Vec<i64>,
+    (scratch, fracs): (&mut Vec<i64>, &mut Vec<(f64, usize)>),
     adds: &mut Vec<(u32, i64, [i64; 2])>,
 ) {
     let i = node.shares.partition_point(|s| s.from <= date);
@@ -645,12 +673,12 @@ fn push_split(
         }
         return;
     }
-    let shares: Vec<f64> = step.parts.iter().map(|p| p.1).collect();
+    let k = step.parts.len();
     scratch.clear();
-    scratch.resize(shares.len() * 2, 0);
-    let (a, b) = scratch.split_at_mut(shares.len());
-    split(new, &shares, a);
-    split(old, &shares, b);
+    scratch.resize(k * 2, 0);
+    let (a, b) = scratch.split_at_mut(k);
+    split_by(new, step.parts.iter().map(|p| p.1), a, fracs);
+    split_by(old, step.parts.iter().map(|p| p.1), b, fracs);
     for (k, (targets, _)) in step.parts.iter().enumerate() {
         let d = a[k] - b[k];
         for &s in targets {
@@ -664,27 +692,43 @@ fn push_split(
 /// to the largest fractional parts (ties to the earlier share). Symmetric:
 /// `split(−v) = −split(v)`.
 pub fn split(v: i64, shares: &[f64], out: &mut [i64]) {
+    split_by(v, shares.iter().copied(), out, &mut Vec::new());
+}
+
+fn split_by(
+    v: i64,
+    shares: impl Iterator<Item = f64>,
+    out: &mut [i64],
+    fracs: &mut Vec<(f64, usize)>,
+) {
+    if v == 0 {
+        out.iter_mut().for_each(|o| *o = 0);
+        return;
+    }
     let neg = v < 0;
     let a = v.unsigned_abs() as f64;
     let mut given: i64 = 0;
-    let mut fracs: Vec<(f64, usize)> = Vec::with_capacity(shares.len());
-    for (i, s) in shares.iter().enumerate() {
+    let mut total = 0.0;
+    fracs.clear();
+    for (i, s) in shares.enumerate() {
         let x = a * s;
         let fl = x.floor();
         out[i] = fl as i64;
         given += out[i];
+        total += s;
         fracs.push((x - fl, i));
     }
-    let target = (a * shares.iter().sum::<f64>()).round() as i64;
-    let mut rest = (target - given).clamp(0, shares.len() as i64) as usize;
+    let target = (a * total).round() as i64;
+    let rest = (target - given).clamp(0, fracs.len() as i64) as usize;
     if rest > 0 {
-        fracs.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
-        for &(_, i) in &fracs {
-            if rest == 0 {
-                break;
-            }
+        // The `rest` largest fractions (ties to the earlier share): a total
+        // order, so selection gives the same set as a full sort, in O(k).
+        let order = |x: &(f64, usize), y: &(f64, usize)| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1));
+        if rest < fracs.len() {
+            fracs.select_nth_unstable_by(rest - 1, order);
+        }
+        for &(_, i) in &fracs[..rest] {
             out[i] += 1;
-            rest -= 1;
         }
     }
     if neg {
