@@ -505,6 +505,47 @@ mod tests {
     }
 
     #[test]
+    fn alert_and_notifier_mistakes_are_located() {
+        let src = "[site]\nname = \"x\"\n\n[[agency]]\nid = \"A\"\nname = \"A\"\n\n\
+[[alert]]\nid = \"a1\"\nkind = \"nigth_flow\"\n\n\
+[[alert]]\nid = \"a2\"\nkind = \"off_hours_baseload\"\nwork_hours = \"8-18\"\n\n\
+[[alert]]\nid = \"a3\"\nkind = \"quota_projection\"\ntargets = [\"B\"]\n\n\
+[[notifier]]\nid = \"n\"\nkind = \"webhook\"\n";
+        let e = errors(src);
+        let at = |line: usize| {
+            e.iter()
+                .find(|x| x.line == line)
+                .map(|x| (x.key.clone(), x.message.clone()))
+        };
+        // Line 10: the kind typo, with the list of kinds.
+        let (key, msg) = at(10).unwrap_or_default();
+        assert!(
+            key.starts_with("alert[0]") && msg.contains("night_flow"),
+            "{e:?}"
+        );
+        // Line 15: the working hours.
+        let (key, msg) = at(15).unwrap_or_default();
+        assert_eq!(key, "alert[1].work_hours", "{e:?}");
+        assert!(msg.contains("08:00-18:00"));
+        // Line 20: an unknown agency among the targets.
+        let (key, msg) = at(20).unwrap_or_default();
+        assert_eq!(key, "alert[2].targets.0", "{e:?}");
+        assert!(msg.contains("no agency `B`"));
+        // The webhook without a URL (reported at its kind, line 24).
+        let (key, _) = at(24).unwrap_or_default();
+        assert_eq!(key, "notifier[0].url", "{e:?}");
+        assert_eq!(e.len(), 4, "{e:?}");
+    }
+
+    #[test]
+    fn no_alert_rules_means_the_default_set() {
+        let site = Site::parse("[site]\nname = \"x\"\n", Path::new("s.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(site.alert_rules.len(), 9);
+        assert_eq!(site.alerting.interval_s, 300);
+    }
+
+    #[test]
     fn example_site_loads() {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/shared-office/site.toml");

@@ -362,3 +362,110 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(notifier: &str) -> Site {
+        let src = format!("[site]\nname = \"n\"\n\n[[notifier]]\n{notifier}\n");
+        match Site::parse(&src, std::path::Path::new("n.toml")) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn event() -> AlertEvent {
+        AlertEvent {
+            id: 7,
+            rule: "leak".into(),
+            target: "W".into(),
+            kind: "night_flow".into(),
+            severity: "critical".into(),
+            event: "fired".into(),
+            ts_ms: 1_741_752_000_000,
+            value: Some(2.0),
+            threshold: Some(1.5),
+            message: "leak on W".into(),
+        }
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            hex(&mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn robot_bodies_have_their_platform_shapes() {
+        let s = site(
+            "id = \"w\"\nkind = \"wecom\"\nurl = \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=K\"",
+        );
+        let r = build_request(&s, &s.notifiers[0], &event(), 0).expect("request");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(v["msgtype"], "markdown");
+        assert!(
+            v["markdown"]["content"]
+                .as_str()
+                .unwrap_or("")
+                .contains("leak on W")
+        );
+
+        let s = site(
+            "id = \"f\"\nkind = \"feishu\"\nurl = \"https://open.feishu.cn/open-apis/bot/v2/hook/X\"",
+        );
+        let r = build_request(&s, &s.notifiers[0], &event(), 0).expect("request");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(v["msg_type"], "text");
+        assert!(v.get("sign").is_none(), "unsigned without a secret");
+    }
+
+    #[test]
+    fn dingtalk_is_signed_in_the_url_when_a_secret_is_set() {
+        let dir = tempfile_dir();
+        std::fs::write(dir.join("ding.secret"), "SEC\n").expect("secret");
+        let src = "[site]\nname = \"n\"\n\n[[notifier]]\nid = \"d\"\nkind = \"dingtalk\"\nurl = \"https://oapi.dingtalk.com/robot/send?access_token=T\"\nsecret_file = \"ding.secret\"\n";
+        let s = Site::parse(src, &dir.join("site.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let r = build_request(&s, &s.notifiers[0], &event(), 1_700_000_000_000).expect("request");
+        // sign = base64(HMAC-SHA256(key "SEC", "1700000000000\nSEC")), URL-encoded.
+        let sign = base64::engine::general_purpose::STANDARD
+            .encode(hmac_sha256(b"SEC", b"1700000000000\nSEC"));
+        assert_eq!(
+            r.url,
+            format!(
+                "https://oapi.dingtalk.com/robot/send?access_token=T&timestamp=1700000000000&sign={}",
+                url_encode(&sign)
+            )
+        );
+        assert!(!r.url.contains('+') && !r.url.contains("=="), "{}", r.url);
+    }
+
+    #[test]
+    fn robot_error_codes_are_failures() {
+        assert!(robot_error(NotifierKind::Wecom, br#"{"errcode":0,"errmsg":"ok"}"#).is_none());
+        assert!(
+            robot_error(
+                NotifierKind::Dingtalk,
+                br#"{"errcode":310000,"errmsg":"sign not match"}"#
+            )
+            .is_some()
+        );
+        assert!(
+            robot_error(
+                NotifierKind::Feishu,
+                br#"{"code":19021,"msg":"sign match fail"}"#
+            )
+            .is_some()
+        );
+        assert!(robot_error(NotifierKind::Webhook, br#"{"errcode":1}"#).is_none());
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("meterflow-notify-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&d);
+        d
+    }
+}
