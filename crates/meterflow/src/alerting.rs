@@ -23,6 +23,9 @@ use crate::kpis::{Scope, period_of, scope_kpis};
 pub struct LiveMetrics {
     /// Bus id → share of failed requests since the last evaluation.
     pub bus_error_rate: BTreeMap<String, f64>,
+    /// When the running process started, ms: silence is counted from then at
+    /// the latest, so a restart does not find every meter silent.
+    pub started_ms: Option<i64>,
 }
 
 /// One value of a rule for one target.
@@ -382,6 +385,7 @@ pub fn observe(
                 let Some(last) = reader.last_ts(series)? else {
                     continue;
                 };
+                let last = live.started_ms.map_or(last, |s| last.max(s));
                 let allowed =
                     i64::from(m.effective_interval_s()) * 1000 * i64::from(m.silent_after.max(1));
                 let value = (now_ms - last) as f64 / allowed as f64;

@@ -335,8 +335,12 @@ fn start_alerting(
                 };
                 let every = Duration::from_secs(s.alerting.interval_s.max(1));
                 let mut last: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+                let started = crate::import::now_ms();
                 loop {
-                    let mut live = crate::alerting::LiveMetrics::default();
+                    let mut live = crate::alerting::LiveMetrics {
+                        started_ms: Some(started),
+                        ..Default::default()
+                    };
                     for (id, h) in &buses {
                         let req = h.requests.load(std::sync::atomic::Ordering::Relaxed);
                         let ok = h.ok.load(std::sync::atomic::Ordering::Relaxed);
