@@ -164,27 +164,6 @@ impl Reader {
         rows.collect::<Result<_, _>>().at(&self.path)
     }
 
-    /// Sum of a scope's rows at `grain` over `[from_ms, to_ms)`: (value, measured, estimated).
-    #[allow(clippy::too_many_arguments)]
-    pub fn agg_sum(
-        &self,
-        level: Level,
-        id: &str,
-        class: EnergyClass,
-        subitem: &str,
-        grain: Grain,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<(f64, i64, i64), StoreError> {
-        let rows = self.agg(level, id, class, subitem, grain, from_ms, to_ms)?;
-        let raw: i64 = rows.iter().map(|r| r.raw).sum();
-        Ok((
-            to_carrier(class, raw),
-            rows.iter().map(|r| r.measured).sum(),
-            rows.iter().map(|r| r.estimated).sum(),
-        ))
-    }
-
     /// Time of the latest reading of a series.
     pub fn last_ts(&self, series: i64) -> Result<Option<i64>, StoreError> {
         self.conn

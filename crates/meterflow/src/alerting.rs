@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use chrono::{Datelike, NaiveDate, TimeZone, Timelike};
+use chrono::{Datelike, NaiveDate, Timelike};
 use meterflow_core::aggregate::{Grain, Level};
 use meterflow_core::alerts::{Condition, State, evaluate};
 use meterflow_core::time::{day_start, local_date};
@@ -16,7 +16,7 @@ use meterflow_model::factors::to_date;
 use meterflow_model::{EnergyClass, Site};
 use meterflow_store::{AlertDb, AlertEvent, AlertStateRow, Reader, Transition};
 
-use crate::kpis::{Scope, period_of, scope_kpis};
+use crate::kpis::{Scope, period_of, scope_kpis_with};
 
 /// Live figures the store does not hold.
 #[derive(Debug, Clone, Default)]
@@ -103,10 +103,9 @@ fn hour_floor(ms: i64) -> i64 {
 }
 
 fn local(site: &Site, ms: i64) -> chrono::DateTime<chrono_tz::Tz> {
-    site.tz
-        .timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or_else(|| site.tz.timestamp_millis_opt(0).unwrap())
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .with_timezone(&site.tz)
 }
 
 struct WorkCalendar {
@@ -158,8 +157,9 @@ pub fn observe(
             let Some(period) = period_of(year, None) else {
                 return Ok(out);
             };
+            let agg = meterflow_core::aggregate::Aggregator::new(site);
             for scope in scopes(site, rule, "agency") {
-                let k = scope_kpis(site, reader, &scope, period)?;
+                let k = scope_kpis_with(site, reader, &agg, &scope, period)?;
                 let Some(t) = k.tracking else { continue };
                 let (value, detail) = if rule.kind == AlertKind::QuotaOverrun {
                     (

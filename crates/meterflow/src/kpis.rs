@@ -221,12 +221,26 @@ pub fn scope_kpis(
     scope: &Scope,
     period: Period,
 ) -> anyhow::Result<AgencyKpis> {
+    scope_kpis_with(site, reader, &Aggregator::new(site), scope, period)
+}
+
+/// [`scope_kpis`] with the site's hierarchy built once by the caller (it
+/// costs a walk of every meter's share timeline; callers computing many
+/// scopes build it once).
+pub fn scope_kpis_with(
+    site: &Site,
+    reader: &Reader,
+    agg: &Aggregator,
+    scope: &Scope,
+    period: Period,
+) -> anyhow::Result<AgencyKpis> {
     let sums = load_sums(site, reader, scope, period)?;
-    compute(site, &sums, scope, period, Some(reader))
+    compute(site, agg, &sums, scope, period, Some(reader))
 }
 
 fn compute(
     site: &Site,
+    agg: &Aggregator,
     sums: &Sums,
     scope: &Scope,
     period: Period,
@@ -263,7 +277,6 @@ fn compute(
     let days = period.days() as f64;
 
     // Completeness: measured meter-buckets / (meters reaching the scope × buckets).
-    let agg = Aggregator::new(site);
     let (level, id) = scope.level_id();
     let ids: Vec<u32> = agg
         .scopes()
@@ -353,7 +366,7 @@ fn compute(
                         if sums.days.is_empty() {
                             None
                         } else {
-                            Some(compute(site, &sums, scope, p, None)?)
+                            Some(compute(site, agg, &sums, scope, p, None)?)
                         }
                     }
                     None => None,
@@ -394,7 +407,7 @@ fn compute(
             let last = if before.days.is_empty() {
                 None
             } else {
-                compute(site, &before, scope, prev, None)?.per_capita_energy
+                compute(site, agg, &before, scope, prev, None)?.per_capita_energy
             };
             match (per_capita_energy, last) {
                 (Some(now), Some(before)) if before > 0.0 => yoy_pct(now, before),
@@ -504,15 +517,28 @@ pub fn run(
     );
     let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
     let mut notes = Vec::new();
+    let agg = Aggregator::new(&site);
     let mut rows = Vec::new();
     for id in &ids {
-        rows.push(agency_kpis(&site, &reader, id, period)?);
+        rows.push(scope_kpis_with(
+            &site,
+            &reader,
+            &agg,
+            &Scope::Agency(id.clone()),
+            period,
+        )?);
     }
     if agency.is_none() {
         for b in &site.buildings {
-            rows.push(building_kpis(&site, &reader, &b.id, period)?);
+            rows.push(scope_kpis_with(
+                &site,
+                &reader,
+                &agg,
+                &Scope::Building(b.id.clone()),
+                period,
+            )?);
         }
-        rows.push(site_kpis(&site, &reader, period)?);
+        rows.push(scope_kpis_with(&site, &reader, &agg, &Scope::Site, period)?);
     }
     for k in &rows {
         let c = &k.carriers;
