@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Proc, bin, free_port, repo};
+use crate::support::{Proc, bin, free_port, repo, run_for};
 
 fn wait_for(path: &Path, what: &str) {
     let t = Instant::now();
@@ -84,22 +84,6 @@ fn pty_pair(dir: &Path) -> (Proc, PathBuf, PathBuf) {
     wait_for(&a, "socat");
     wait_for(&b, "socat");
     (p, a, b)
-}
-
-fn run_meterflow(site: &Path, seconds: u64) -> String {
-    let o = bin()
-        .args([
-            "run",
-            "--config",
-            site.to_str().expect("path"),
-            "--seconds",
-            &seconds.to_string(),
-        ])
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "{err}");
-    err
 }
 
 /// (value or NaN, status) of every stored reading of a meter's quantity, in time order.
@@ -197,7 +181,7 @@ fn tcp_every_type_and_order_decodes_and_a_bad_address_costs_only_itself() {
         "[[bus]]\nid = \"bus1\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:{port}\"\ntimeout_ms = 1000\nmax_gap = 70\n"
     );
     let site = site_file(dir.path(), &bus, &matrix_profile(true), &[("m1", 1, "")]);
-    run_meterflow(&site, 3);
+    run_for(&site, 3);
     let db = dir.path().join("store.db");
     for (q, _, _, _, v) in MATRIX {
         let got = stored(&db, "m1", q);
@@ -278,7 +262,7 @@ fn rtu_over_a_pty_two_meters_decode_and_never_overlap() {
         &matrix_profile(false),
         &[("m1", 1, ""), ("m2", 2, "")],
     );
-    run_meterflow(&site, 4);
+    run_for(&site, 4);
     let db = dir.path().join("store.db");
     for meter in ["m1", "m2"] {
         for (q, _, _, _, v) in MATRIX {
@@ -312,7 +296,7 @@ fn a_silent_meter_costs_its_neighbours_at_most_one_timeout() {
         &matrix_profile(false),
         &[("m1", 1, ""), ("m2", 2, ""), ("m3", 3, "")],
     );
-    run_meterflow(&site, 6);
+    run_for(&site, 6);
     let db = dir.path().join("store.db");
     assert!(stored(&db, "m2", "energy_import").is_empty());
     for meter in ["m1", "m3"] {
@@ -340,7 +324,7 @@ fn a_sentinel_counter_is_rejected_never_zero() {
     );
     let profile = "[[profile]]\nname = \"p\"\nversion = 1\ndescription = \"u32 counter\"\n\n[[profile.field]]\nquantity = \"energy_import\"\nspace = \"holding\"\naddress = 0\ntype = \"u32\"\nscale = 0.01\nunit = \"kWh\"\ncounter = true\n";
     let site = site_file(dir.path(), &bus, profile, &[("m1", 1, "")]);
-    run_meterflow(&site, 3);
+    run_for(&site, 3);
     let db = dir.path().join("store.db");
     let got = stored(&db, "m1", "energy_import");
     // Status 6 = rejected (invalid value); the value is kept as not-a-number, never 0.
@@ -393,7 +377,7 @@ fn stale_reply_case(dir: &Path, bus: String, wire: Wire<'_>) {
             ("m2", 2, ", fast_poll_s = 1"),
         ],
     );
-    run_meterflow(&site, 8);
+    run_for(&site, 8);
     let db = dir.join("store.db");
     for (meter, u) in [("m1", 1.0), ("m2", 2.0)] {
         let e = stored(&db, meter, "energy_import");
@@ -682,7 +666,7 @@ fn rtu_over_tcp_gateway_decodes() {
         "[[bus]]\nid = \"bus1\"\ntransport = \"rtu_over_tcp\"\naddress = \"127.0.0.1:{port}\"\ntimeout_ms = 1000\nmax_gap = 70\n"
     );
     let site = site_file(dir.path(), &bus, &matrix_profile(false), &[("m4", 4, "")]);
-    run_meterflow(&site, 3);
+    run_for(&site, 3);
     let db = dir.path().join("store.db");
     for (q, _, _, _, v) in MATRIX {
         let got = stored(&db, "m4", q);
@@ -819,7 +803,7 @@ fn simulator_serves_rtu_on_a_pty_with_injected_faults() {
         .expect("simulate");
     let _sim = Proc(sim);
     std::thread::sleep(Duration::from_millis(1500));
-    run_meterflow(&site, 4);
+    run_for(&site, 4);
     let db = dir.path().join("store.db");
     let m1 = stored(&db, "m1", "energy_import");
     assert!(

@@ -7,18 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Proc, bin, count, free_port};
-
-fn wait_port(port: u16) {
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "nothing listens on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::support::{Proc, bin, count, free_port, wait_port};
 
 /// Mosquitto on `port` with persistence in `dir/mosquitto`. Started as root,
 /// Mosquitto drops to the `mosquitto` user, so its data directory (and the

@@ -142,3 +142,32 @@ pub(crate) fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Wait until something listens on a loopback port.
+pub(crate) fn wait_port(port: u16) {
+    let t = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(30),
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `meterflow run --seconds N`; asserts success, returns stderr.
+pub(crate) fn run_for(site: &Path, seconds: u64) -> String {
+    let o = bin()
+        .args([
+            "run",
+            "--config",
+            site.to_str().expect("path"),
+            "--seconds",
+            &seconds.to_string(),
+        ])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    err
+}

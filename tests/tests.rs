@@ -7,6 +7,7 @@ mod support;
 mod alerts;
 mod check;
 mod import;
+mod influx;
 mod kpis;
 mod modbus;
 mod mqtt;

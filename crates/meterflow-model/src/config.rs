@@ -110,6 +110,8 @@ pub struct Site {
     pub alert_rules: Vec<AlertRule>,
     /// `[[notifier]]`s.
     pub notifiers: Vec<NotifierConfig>,
+    /// `[influx]`: the InfluxDB sink, if configured.
+    pub influx: Option<InfluxSink>,
     /// Shipped Modbus profiles and the site's `[[profile]]`s (a site profile replaces a shipped one of the same name).
     pub profiles: Vec<crate::profile::Profile>,
     meter_index: BTreeMap<String, usize>,
@@ -160,6 +162,15 @@ impl Site {
     /// A meter by id.
     pub fn meter(&self, id: &str) -> Option<&Meter> {
         self.meter_index.get(id).map(|&i| &self.meters[i])
+    }
+
+    /// A path of the site file (secret files, CA files) resolved against its directory.
+    pub fn relative(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or_else(|| Path::new(".")).join(p)
+        }
     }
 
     /// Where the embedded store lives (relative paths are relative to the config file).
@@ -258,13 +269,14 @@ pub(crate) struct RawDocument<'s> {
     pub(crate) alerting: Option<Located<'s, Alerting>>,
     pub(crate) alerts: Vec<Located<'s, AlertRule>>,
     pub(crate) notifiers: Vec<Located<'s, NotifierConfig>>,
+    pub(crate) influx: Option<Located<'s, InfluxSink>>,
     pub(crate) profiles: Vec<Located<'s, crate::profile::Profile>>,
     /// `(section, id)` of elements that failed to deserialize: their ids still
     /// count as defined, so one typo does not cascade into dangling references.
     pub(crate) failed_ids: Vec<(String, String)>,
 }
 
-const TABLE_SECTIONS: &[&str] = &["site", "store", "broker", "http", "alerting"];
+const TABLE_SECTIONS: &[&str] = &["site", "store", "broker", "http", "alerting", "influx"];
 const ARRAY_SECTIONS: &[&str] = &[
     "building",
     "zone",
@@ -312,6 +324,7 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
         alerting: None,
         alerts: Vec::new(),
         notifiers: Vec::new(),
+        influx: None,
         profiles: Vec::new(),
         failed_ids: Vec::new(),
     };
@@ -340,6 +353,7 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
             "broker" => doc.broker = one(ctx, "broker", value),
             "http" => doc.http = one(ctx, "http", value),
             "alerting" => doc.alerting = one(ctx, "alerting", value),
+            "influx" => doc.influx = one(ctx, "influx", value),
             "alert" => doc.alerts = many(ctx, "alert", value),
             "notifier" => doc.notifiers = many(ctx, "notifier", value),
             "profile" => doc.profiles = many(ctx, "profile", value),

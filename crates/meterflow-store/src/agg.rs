@@ -16,6 +16,7 @@ use meterflow_model::Site;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::error::{Ctx, StoreError};
+use crate::outbox::Emit;
 
 /// The writer's rollup state.
 pub(crate) struct Rollups {
@@ -70,6 +71,7 @@ impl Rollups {
         conn: &mut Connection,
         path: &Path,
         site: &Site,
+        emit: Option<&mut Emit>,
     ) -> Result<Rollups, StoreError> {
         let agg = Aggregator::new(site);
         let counter_quantity = site
@@ -95,7 +97,7 @@ impl Rollups {
             .at(path)?;
         if have.as_deref() != Some(want.as_str()) {
             let tx = conn.transaction().at(path)?;
-            r.rebuild(&tx, path)?;
+            r.rebuild(&tx, path, emit)?;
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('agg_fingerprint', ?1)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -108,7 +110,12 @@ impl Rollups {
     }
 
     /// Recompute every rollup from the stored intervals.
-    fn rebuild(&mut self, tx: &Transaction<'_>, path: &Path) -> Result<(), StoreError> {
+    fn rebuild(
+        &mut self,
+        tx: &Transaction<'_>,
+        path: &Path,
+        mut emit: Option<&mut Emit>,
+    ) -> Result<(), StoreError> {
         tx.execute("DELETE FROM agg", []).at(path)?;
         let mut stmt = tx
             .prepare("SELECT series, bucket_ms, micro, measured_ms, estimated_ms FROM intervals ORDER BY bucket_ms, series")
@@ -126,12 +133,17 @@ impl Rollups {
             self.apply(tx, path, series, bucket, &BucketTotals::default(), &new)?;
             n += 1;
             if n.is_multiple_of(200_000) {
-                self.write(tx, path)?;
+                self.write(tx, path, emit.as_deref_mut())?;
             }
         }
         drop(rows);
         drop(stmt);
-        self.write(tx, path)
+        self.write(tx, path, emit.as_deref_mut())?;
+        if let Some(e) = emit {
+            // Rebuilt rollups overwrite their InfluxDB points.
+            e.flush(tx, path, 0)?;
+        }
+        Ok(())
     }
 
     /// Feed one bucket change of a series.
@@ -171,10 +183,25 @@ impl Rollups {
     }
 
     /// Write the pending changes.
-    pub(crate) fn write(&mut self, tx: &Transaction<'_>, path: &Path) -> Result<(), StoreError> {
+    pub(crate) fn write(
+        &mut self,
+        tx: &Transaction<'_>,
+        path: &Path,
+        mut emit: Option<&mut Emit>,
+    ) -> Result<(), StoreError> {
         for d in self.agg.drain() {
             let scope = self.scope_id(tx, path, d.scope)?;
-            upsert(tx, path, scope, &d)?;
+            let (value, measured, estimated) = upsert(tx, path, scope, &d)?;
+            if let (Some(e), Some(key)) = (emit.as_deref_mut(), self.agg.scope(d.scope)) {
+                e.rollup(
+                    key,
+                    d.grain.as_str(),
+                    d.start_ms,
+                    value,
+                    measured,
+                    estimated,
+                );
+            }
         }
         Ok(())
     }
@@ -213,7 +240,7 @@ fn upsert(
     path: &Path,
     scope: i64,
     d: &RollupDelta,
-) -> Result<(), StoreError> {
+) -> Result<(i64, i64, i64), StoreError> {
     let now: (i64, i64, i64) = tx
         .prepare_cached(
             "INSERT INTO agg (scope, grain, start_ms, value, measured, estimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -233,5 +260,5 @@ fn upsert(
             .and_then(|mut s| s.execute(params![scope, d.grain.as_str(), d.start_ms]))
             .at(path)?;
     }
-    Ok(())
+    Ok(now)
 }

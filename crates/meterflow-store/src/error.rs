@@ -35,6 +35,18 @@ pub enum StoreError {
         /// Highest version known.
         supported: i64,
     },
+    /// The InfluxDB outbox reached its bound and the policy is `block`.
+    #[error(
+        "the InfluxDB outbox of {path} is full ({bytes} bytes waiting, bound {limit}): waiting for the sink to drain it (raise [influx] outbox_max_mib, or run `meterflow run` so the sink delivers)"
+    )]
+    OutboxFull {
+        /// Database file.
+        path: PathBuf,
+        /// Bytes waiting.
+        bytes: i64,
+        /// Bound.
+        limit: i64,
+    },
 }
 
 pub(crate) trait Ctx<T> {

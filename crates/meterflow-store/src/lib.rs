@@ -14,12 +14,14 @@
 mod agg;
 mod alerts;
 mod error;
+mod outbox;
 mod read;
 mod schema;
 mod write;
 
 pub use alerts::{AlertDb, AlertEvent, AlertStateRow, Firing, PendingNotification, Transition};
 pub use error::StoreError;
+pub use outbox::{Outbox, OutboxRow, OutboxStats};
 pub use read::{AggRow, AnomalyRow, DayRow, HourRow, IntervalRow, Reader, ReadingRow};
 pub use write::{BatchReport, Verdict, Writer, replacement_item};
 

@@ -145,6 +145,31 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (event, notifier)
     ) WITHOUT ROWID;
     "#,
+    // 4: the durable outbox of the InfluxDB sink.
+    r#"
+    -- Line protocol (precision ms) bound for InfluxDB, in delivery order (id);
+    -- a row is deleted only after InfluxDB answered 2xx for it.
+    CREATE TABLE influx_outbox (
+        id          INTEGER PRIMARY KEY,
+        created_ms  INTEGER NOT NULL,
+        points      INTEGER NOT NULL,
+        body        TEXT NOT NULL
+    );
+    -- Running totals of the outbox, kept by triggers (one row).
+    CREATE TABLE outbox_stats (
+        one      INTEGER PRIMARY KEY CHECK (one = 1),
+        points   INTEGER NOT NULL,
+        bytes    INTEGER NOT NULL,
+        dropped  INTEGER NOT NULL
+    );
+    INSERT INTO outbox_stats (one, points, bytes, dropped) VALUES (1, 0, 0, 0);
+    CREATE TRIGGER influx_outbox_added AFTER INSERT ON influx_outbox BEGIN
+        UPDATE outbox_stats SET points = points + NEW.points, bytes = bytes + octet_length(NEW.body);
+    END;
+    CREATE TRIGGER influx_outbox_removed AFTER DELETE ON influx_outbox BEGIN
+        UPDATE outbox_stats SET points = points - OLD.points, bytes = bytes - octet_length(OLD.body);
+    END;
+    "#,
 ];
 
 /// Highest schema version this build knows.

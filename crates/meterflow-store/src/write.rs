@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::CLOCK_SKEW_MS;
 use crate::agg::Rollups;
 use crate::error::{Ctx, StoreError};
+use crate::outbox::Emit;
 use crate::schema;
 
 /// What happened to one reading of a batch.
@@ -71,6 +72,7 @@ pub struct Writer {
     retention_floor_ms: i64,
     dead_letters: Vec<(i64, String, String, String, String)>,
     rollups: Rollups,
+    emit: Option<Emit>,
 }
 
 /// Open a connection with the store's pragmas.
@@ -140,9 +142,11 @@ impl Writer {
             .at(path)?
             .and_then(|v| v.parse().ok())
             .unwrap_or(i64::MIN);
-        let rollups = Rollups::open(&mut conn, path, site)?;
+        let mut emit = site.influx.as_ref().map(|c| Emit::new(site, c));
+        let rollups = Rollups::open(&mut conn, path, site, emit.as_mut())?;
         Ok(Writer {
             rollups,
+            emit,
             conn,
             path: path.to_path_buf(),
             tz: site.tz,
@@ -243,7 +247,16 @@ impl Writer {
             )?;
             added += 1;
         }
-        acc.flush(&tx, &self.path, self.tz, &mut self.rollups)?;
+        acc.flush(
+            &tx,
+            &self.path,
+            self.tz,
+            &mut self.rollups,
+            self.emit.as_mut(),
+        )?;
+        if let Some(e) = self.emit.as_mut() {
+            e.flush(&tx, &self.path, now_ms)?;
+        }
         tx.commit().at(&self.path)?;
         Ok(added)
     }
@@ -264,7 +277,11 @@ impl Writer {
         &mut self,
         batches: &[(&[Reading], &str)],
     ) -> Result<(Vec<Vec<Verdict>>, BatchReport), StoreError> {
+        if let Some(e) = &self.emit {
+            e.check_room(&self.conn, &self.path)?;
+        }
         let tx = self.conn.transaction().at(&self.path)?;
+        let mut now_ms = i64::MIN;
         let mut acc = Accumulator::default();
         let mut all = Vec::with_capacity(batches.len());
         let mut report = BatchReport::default();
@@ -281,8 +298,22 @@ impl Writer {
                     source,
                     &mut acc,
                 )?;
+                now_ms = now_ms.max(r.recv_ms);
                 match v {
-                    Verdict::Stored(_) => report.stored += 1,
+                    Verdict::Stored(status) => {
+                        report.stored += 1;
+                        if let Some(e) = self.emit.as_mut() {
+                            let status = status.map_or("gauge", |s| s.as_str());
+                            e.reading(
+                                &r.meter,
+                                &r.quantity,
+                                r.ts_ms,
+                                r.value,
+                                status,
+                                r.time_source.as_str(),
+                            );
+                        }
+                    }
                     Verdict::Duplicate => report.duplicates += 1,
                     _ => report.refused += 1,
                 }
@@ -295,7 +326,16 @@ impl Writer {
                 .and_then(|mut s| s.execute(params![received_ms, src, location, reason, payload]))
                 .at(&self.path)?;
         }
-        acc.flush(&tx, &self.path, self.tz, &mut self.rollups)?;
+        acc.flush(
+            &tx,
+            &self.path,
+            self.tz,
+            &mut self.rollups,
+            self.emit.as_mut(),
+        )?;
+        if let Some(e) = self.emit.as_mut() {
+            e.flush(&tx, &self.path, if now_ms == i64::MIN { 0 } else { now_ms })?;
+        }
         tx.commit().at(&self.path)?;
         report.anomalies = std::mem::take(&mut acc.anomaly_counts);
         Ok((all, report))
@@ -437,6 +477,8 @@ fn write_one(
             &detail,
             r.recv_ms,
         )?;
+        acc.anomaly_rows
+            .push((cache.id, r.ts_ms, AnomalyKind::ClockSkew, detail));
         *acc.anomaly_counts
             .entry(AnomalyKind::ClockSkew)
             .or_default() += 1;
@@ -475,6 +517,8 @@ fn apply(
     }
     for a in &outcome.anomalies {
         insert_anomaly(tx, path, cache.id, a.ts_ms, a.kind, &a.detail, now_ms)?;
+        acc.anomaly_rows
+            .push((cache.id, a.ts_ms, a.kind, a.detail.clone()));
         if a.ts_ms == item.ts_ms() {
             *acc.anomaly_counts.entry(a.kind).or_default() += 1;
         }
@@ -668,6 +712,8 @@ impl SeriesLog for SqlLog<'_, '_> {
 struct Accumulator {
     deltas: HashMap<(i64, i64), BucketDelta>,
     anomaly_counts: BTreeMap<AnomalyKind, usize>,
+    /// (series, ts, kind, detail) of anomalies written, for the outbox.
+    anomaly_rows: Vec<(i64, i64, AnomalyKind, String)>,
 }
 
 impl Accumulator {
@@ -684,7 +730,15 @@ impl Accumulator {
         path: &Path,
         tz: Tz,
         rollups: &mut Rollups,
+        mut emit: Option<&mut Emit>,
     ) -> Result<(), StoreError> {
+        if let Some(e) = emit.as_deref_mut() {
+            for (series, ts, kind, detail) in self.anomaly_rows.drain(..) {
+                e.anomaly(tx, path, series, ts, kind.as_str(), &detail)?;
+            }
+        } else {
+            self.anomaly_rows.clear();
+        }
         let mut hours: HashMap<(i64, i64), [i64; 3]> = HashMap::new();
         let mut days: HashMap<(i64, String), [i64; 3]> = HashMap::new();
         let mut deltas: Vec<_> = self.deltas.drain().collect();
@@ -713,6 +767,9 @@ impl Accumulator {
                 estimated_ms: estimated_ms - d.estimated_ms,
             };
             rollups.apply(tx, path, series, bucket, &old, &new)?;
+            if let Some(e) = emit.as_deref_mut() {
+                e.consumption(tx, path, series, bucket, &new)?;
+            }
             if new.is_empty() {
                 tx.prepare_cached("DELETE FROM intervals WHERE series = ?1 AND bucket_ms = ?2")
                     .and_then(|mut s| s.execute(params![series, bucket]))
@@ -751,7 +808,7 @@ impl Accumulator {
                 c,
             )?;
         }
-        rollups.write(tx, path)
+        rollups.write(tx, path, emit)
     }
 }
 

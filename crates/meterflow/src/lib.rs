@@ -10,8 +10,10 @@ pub mod import;
 pub mod kpis;
 pub mod notify;
 pub mod pipeline;
+pub mod points;
 pub mod probe;
 pub mod report;
+pub mod sink;
 mod timearg;
 
 /// Exit code for an invalid configuration or invalid arguments.

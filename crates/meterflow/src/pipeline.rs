@@ -37,6 +37,8 @@ pub struct RunSummary {
     pub buses: BTreeMap<String, Arc<BusHealth>>,
     /// Counters per MQTT broker.
     pub mqtt: BTreeMap<String, Arc<MqttStats>>,
+    /// Points the InfluxDB sink delivered.
+    pub sink_delivered: u64,
 }
 
 /// Polls of the meters on one bus.
@@ -92,11 +94,31 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
         .iter()
         .map(|m| (m.id.clone(), m.counter_quantity().to_string()))
         .collect();
+    let committed = opts.committed.clone().unwrap_or_default();
+    let refused_count = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writer_thread = std::thread::Builder::new()
         .name("meterflow-writer".into())
         .spawn({
-            let committed = opts.committed.clone();
-            move || write_loop(writer, rx, batch_rows, live, tz, counters, committed)
+            let (committed, refused_count, stop) = (
+                Arc::clone(&committed),
+                Arc::clone(&refused_count),
+                stop_rx.clone(),
+            );
+            move || {
+                write_loop(
+                    writer,
+                    rx,
+                    WriteOpts {
+                        batch_rows,
+                        live,
+                        tz,
+                        counters,
+                        committed,
+                        refused: refused_count,
+                        stop,
+                    },
+                )
+            }
         })
         .context("starting the writer thread")?;
 
@@ -144,7 +166,28 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
         tasks.push(server);
     }
     drop(tx);
-    let alert_threads = start_alerting(&site, &summary, &stop_rx)?;
+    let sink_stats = Arc::new(crate::sink::SinkStats::default());
+    let (sink_stop_tx, sink_stop_rx) = watch::channel(false);
+    let sink_task = match &site.influx {
+        Some(cfg) => {
+            let sink = crate::sink::Sink::new(&site, Arc::clone(&sink_stats))?;
+            tracing::info!(url = %sink.url(), "InfluxDB sink delivering the outbox.");
+            let timeout = Duration::from_secs_f64(cfg.timeout_s * 3.0 + 5.0);
+            Some((tokio::spawn(sink.run(sink_stop_rx)), timeout))
+        }
+        None => None,
+    };
+    let mut alert_threads = start_alerting(&site, &summary, &stop_rx)?;
+    if site.influx.is_some() {
+        alert_threads.push(start_points(
+            &site,
+            &summary,
+            &stop_rx,
+            Arc::clone(&committed),
+            Arc::clone(&refused_count),
+            Arc::clone(&sink_stats),
+        )?);
+    }
     if tasks.is_empty() {
         tracing::warn!(
             "No source configured (no Modbus meter, no [[mqtt]], no [http]): nothing to ingest."
@@ -164,7 +207,116 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
         .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
     summary.stored = stored;
     summary.refused = refused;
+    // Final KPI points over everything committed, then the sink stops after
+    // delivering what it can.
+    if site.influx.is_some() {
+        let s = site.clone();
+        let final_points = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut outbox = meterflow_store::Outbox::open(&s.store_path())?;
+            let reader = Reader::open(&s.store_path())?;
+            let now = crate::import::now_ms();
+            let mut enc = meterflow_core::lineproto::Encoder::new();
+            crate::points::kpi_points(&s, &reader, now, &mut enc)?;
+            outbox.append(&mut enc, now)?;
+            Ok(())
+        })
+        .await;
+        if let Ok(Err(e)) = final_points {
+            tracing::warn!("final KPI points: {e:#}");
+        }
+    }
+    let _ = sink_stop_tx.send(true);
+    if let Some((task, timeout)) = sink_task {
+        match tokio::time::timeout(timeout, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!("InfluxDB sink: {e:#}"),
+            Ok(Err(e)) => tracing::warn!("InfluxDB sink task: {e}"),
+            Err(_) => {
+                tracing::warn!("InfluxDB sink still busy at shutdown; the outbox keeps the rest.")
+            }
+        }
+    }
+    summary.sink_delivered = sink_stats
+        .delivered
+        .load(std::sync::atomic::Ordering::Relaxed);
     Ok(summary)
+}
+
+/// The instance tag of health points.
+fn instance_name(site: &Site) -> String {
+    site.influx
+        .as_ref()
+        .and_then(|c| c.instance.clone())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "meterflow".into())
+}
+
+/// Every `[influx] kpi_interval_s`: KPIs of the running month and year, bus
+/// and pipeline health, into the outbox.
+fn start_points(
+    site: &Site,
+    summary: &RunSummary,
+    stop: &watch::Receiver<bool>,
+    stored: Arc<std::sync::atomic::AtomicU64>,
+    refused: Arc<std::sync::atomic::AtomicU64>,
+    sink: Arc<crate::sink::SinkStats>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let site = site.clone();
+    let buses = summary.buses.clone();
+    let mut st = stop.clone();
+    let every = Duration::from_secs(site.influx.as_ref().map_or(60, |c| c.kpi_interval_s.max(1)));
+    let instance = instance_name(&site);
+    std::thread::Builder::new()
+        .name("meterflow-points".into())
+        .spawn(move || {
+            let mut outbox = match meterflow_store::Outbox::open(&site.store_path()) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!("KPI and health points disabled: {e}");
+                    return;
+                }
+            };
+            let mut last = BTreeMap::new();
+            loop {
+                let now = crate::import::now_ms();
+                let mut enc = meterflow_core::lineproto::Encoder::new();
+                match Reader::open(&site.store_path()) {
+                    Ok(reader) => {
+                        if let Err(e) = crate::points::kpi_points(&site, &reader, now, &mut enc) {
+                            tracing::warn!("KPI points: {e:#}");
+                        }
+                    }
+                    Err(e) => tracing::warn!("KPI points: {e}"),
+                }
+                let stats = outbox.stats().unwrap_or_default();
+                let h = crate::points::Health {
+                    instance: &instance,
+                    stored: stored.load(std::sync::atomic::Ordering::Relaxed),
+                    refused: refused.load(std::sync::atomic::Ordering::Relaxed),
+                    buses: &buses,
+                    outbox: stats,
+                    sink: &sink,
+                };
+                crate::points::health_points(&h, now, &mut last, &mut enc);
+                if let Err(e) = outbox.append(&mut enc, now) {
+                    tracing::warn!("KPI and health points: {e}");
+                }
+                let until = std::time::Instant::now() + every;
+                while std::time::Instant::now() < until {
+                    if *st.borrow_and_update() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        })
+        .context("starting the KPI points thread")
 }
 
 async fn wait_for_stop(duration: Option<Duration>, stop: Option<watch::Receiver<bool>>) {
@@ -212,18 +364,34 @@ async fn wait_for_stop(duration: Option<Duration>, stop: Option<watch::Receiver<
     }
 }
 
+struct WriteOpts {
+    batch_rows: usize,
+    live: bool,
+    tz: chrono_tz::Tz,
+    counters: HashSet<(String, String)>,
+    committed: Arc<std::sync::atomic::AtomicU64>,
+    refused: Arc<std::sync::atomic::AtomicU64>,
+    stop: watch::Receiver<bool>,
+}
+
 /// The writer thread: take everything that is waiting (up to `batch_rows`
 /// readings), commit it in one transaction, then tell each source.
 fn write_loop(
     mut writer: Writer,
     mut rx: mpsc::Receiver<Batch>,
-    batch_rows: usize,
-    live: bool,
-    tz: chrono_tz::Tz,
-    counters: HashSet<(String, String)>,
-    committed: Option<Arc<std::sync::atomic::AtomicU64>>,
+    o: WriteOpts,
 ) -> anyhow::Result<(u64, u64)> {
+    let WriteOpts {
+        batch_rows,
+        live,
+        tz,
+        counters,
+        committed,
+        refused: refused_count,
+        stop,
+    } = o;
     let (mut stored, mut refused) = (0u64, 0u64);
+    let mut full_logged = false;
     while let Some(first) = rx.blocking_recv() {
         let mut batches = vec![first];
         let mut rows = batches[0].readings.len();
@@ -245,7 +413,37 @@ fn write_loop(
             .iter()
             .map(|b| (b.readings.as_slice(), b.source.as_str()))
             .collect();
-        let result = writer.write_batches(&parts);
+        let mut result = writer.write_batches(&parts);
+        // Outbox full under the `block` policy: hold the batch (its sources are
+        // not acknowledged, so they slow down) until the sink drains or we stop.
+        while let Err(meterflow_store::StoreError::OutboxFull { .. }) = &result {
+            if !full_logged {
+                if let Err(e) = &result {
+                    tracing::warn!("{e}");
+                }
+                full_logged = true;
+            }
+            if *stop.borrow() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            result = writer.write_batches(&parts);
+        }
+        if result.is_ok() && full_logged {
+            tracing::info!("InfluxDB outbox below its bound again; committing.");
+            full_logged = false;
+        }
+        if let Err(e @ meterflow_store::StoreError::OutboxFull { .. }) = &result {
+            // Stopping with a full outbox: these readings are not committed;
+            // their sources are told so (MQTT redelivers them after restart).
+            let msg = e.to_string();
+            for b in batches {
+                if let Some(done) = b.done {
+                    done(Err(msg.clone()));
+                }
+            }
+            continue;
+        }
         let verdicts = match result {
             Ok((v, _)) => v,
             Err(e) => {
@@ -279,9 +477,8 @@ fn write_loop(
                 done(Ok(refusals));
             }
         }
-        if let Some(c) = &committed {
-            c.store(stored, std::sync::atomic::Ordering::Relaxed);
-        }
+        committed.store(stored, std::sync::atomic::Ordering::Relaxed);
+        refused_count.store(refused, std::sync::atomic::Ordering::Relaxed);
     }
     Ok((stored, refused))
 }
@@ -336,6 +533,11 @@ fn start_alerting(
                 let every = Duration::from_secs(s.alerting.interval_s.max(1));
                 let mut last: BTreeMap<String, (u64, u64)> = BTreeMap::new();
                 let started = crate::import::now_ms();
+                let mut outbox = s.influx.as_ref().and_then(|_| {
+                    meterflow_store::Outbox::open(&s.store_path())
+                        .map_err(|e| tracing::warn!("alert points disabled: {e}"))
+                        .ok()
+                });
                 loop {
                     let mut live = crate::alerting::LiveMetrics {
                         started_ms: Some(started),
@@ -353,8 +555,15 @@ fn start_alerting(
                     match Reader::open(&s.store_path()) {
                         Ok(reader) => match evaluator.evaluate(&s, &reader, now, &live) {
                             Ok(events) => {
-                                for e in events {
+                                for e in &events {
                                     tracing::info!(rule = %e.rule, target = %e.target, "alert {}: {}", e.event, e.message);
+                                }
+                                if let Some(o) = outbox.as_mut() {
+                                    let mut enc = meterflow_core::lineproto::Encoder::new();
+                                    crate::points::alert_points(&events, &mut enc);
+                                    if let Err(e) = o.append(&mut enc, now) {
+                                        tracing::warn!("alert points: {e}");
+                                    }
                                 }
                             }
                             Err(e) => tracing::warn!("alert evaluation failed: {e:#}"),

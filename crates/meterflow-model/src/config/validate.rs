@@ -263,6 +263,7 @@ pub(crate) fn validate(
     let (buses, profiles) = validate_modbus(ctx, &doc);
     let (alerting, alert_rules, notifiers) = validate_alerts(ctx, &doc, &buildings, &agencies);
     let mqtt = validate_push(ctx, &doc);
+    validate_influx(ctx, &doc);
     let tz = tz?;
     let mut headcounts: Vec<Headcount> = doc.headcounts.into_iter().map(|l| l.value).collect();
     headcounts.sort_by(|a, b| {
@@ -295,8 +296,83 @@ pub(crate) fn validate(
         alerting,
         alert_rules,
         notifiers,
+        influx: doc.influx.map(|i| i.value),
         meter_index,
     })
+}
+
+fn validate_influx(ctx: &mut Ctx<'_>, doc: &RawDocument<'_>) {
+    let Some(l) = &doc.influx else {
+        return;
+    };
+    let v = &l.value;
+    if !(v.url.starts_with("http://") || v.url.starts_with("https://")) {
+        ctx.error(
+            l.span_of(&["url"]),
+            l.key("url"),
+            format!("`{}` is not an http(s) URL", v.url),
+        );
+    }
+    match v.api {
+        InfluxApi::V1 => {
+            if v.database.as_deref().is_none_or(str::is_empty) {
+                ctx.error(
+                    l.span_of(&["api"]),
+                    l.key("database"),
+                    "the v1 write API needs `database`",
+                );
+            }
+            if v.password_env.is_some() && v.password_file.is_some() {
+                ctx.error(
+                    l.span_of(&["password_file"]),
+                    l.key("password_file"),
+                    "give `password_env` or `password_file`, not both",
+                );
+            }
+        }
+        InfluxApi::V2 => {
+            for key in ["org", "bucket"] {
+                let val = if key == "org" { &v.org } else { &v.bucket };
+                if val.as_deref().is_none_or(str::is_empty) {
+                    ctx.error(
+                        l.span_of(&["api"]),
+                        l.key(key),
+                        format!("the v2 write API needs `{key}`"),
+                    );
+                }
+            }
+            if v.token_env.is_none() == v.token_file.is_none() {
+                ctx.error(
+                    l.span_of(&["api"]),
+                    l.key("token_env"),
+                    "the v2 write API needs exactly one of `token_env` (an environment variable) or `token_file`",
+                );
+            }
+        }
+    }
+    for (key, x) in [
+        ("timeout_s", v.timeout_s),
+        ("retry_initial_s", v.retry_initial_s),
+        ("retry_max_s", v.retry_max_s),
+    ] {
+        if !(x.is_finite() && x > 0.0) {
+            ctx.error(
+                l.span_of(&[key]),
+                l.key(key),
+                format!("must be a number > 0, got {x}"),
+            );
+        }
+    }
+    for (key, x) in [
+        ("batch_points", v.batch_points as u64),
+        ("batch_kib", v.batch_kib as u64),
+        ("outbox_max_mib", v.outbox_max_mib),
+        ("kpi_interval_s", v.kpi_interval_s),
+    ] {
+        if x == 0 {
+            ctx.error(l.span_of(&[key]), l.key(key), "must be at least 1");
+        }
+    }
 }
 
 fn check_meter(
