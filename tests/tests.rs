@@ -6,6 +6,7 @@ mod support;
 
 mod alerts;
 mod check;
+mod dashboards;
 mod import;
 mod influx;
 mod kpis;

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Validate dashboards/ and deploy/ without a Docker engine or Grafana.
+
+- every dashboard validates against Grafana's dashboard JSON Schema (draft-07,
+  ../shared/vendor/grafana/dashboard.jsonschema.json), and a deliberately
+  broken copy does not (so the validator is really checking);
+- dashboards/*.json are what dashboards/build.py builds;
+- every YAML file parses; docker-compose.yml has the four services, bind
+  mounts that exist, and no literal secrets; the Grafana datasource uid is
+  the one the dashboards use;
+- the Dockerfile is multi-stage, copies from a named stage, and runs as a
+  non-root user; the systemd unit has its sections, an absolute ExecStart and
+  a non-root User.
+
+Prints a JSON object on stdout for the Rust test: the InfluxQL queries of the
+provisioned Grafana alert rules. Exit 1 with the reasons on any failure.
+"""
+
+import copy
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import jsonschema
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SCHEMA = ROOT.parent / "shared" / "vendor" / "grafana" / "dashboard.jsonschema.json"
+errors = []
+
+
+def fail(msg):
+    errors.append(msg)
+
+
+def dashboards():
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    v = jsonschema.Draft7Validator(schema)
+    files = sorted((ROOT / "dashboards").glob("*.json"))
+    if len(files) < 8:
+        fail(f"expected at least 8 dashboards, found {len(files)}")
+    uids = set()
+    for f in files:
+        d = json.loads(f.read_text(encoding="utf-8"))
+        for e in v.iter_errors(d):
+            fail(f"{f.name}: {list(e.absolute_path)}: {e.message[:200]}")
+        if d.get("uid") in uids:
+            fail(f"{f.name}: duplicate uid {d.get('uid')}")
+        uids.add(d.get("uid"))
+        for p in d.get("panels", []):
+            for t in p.get("targets", []):
+                q = t.get("query", "")
+                for banned in ("SLIMIT", "SOFFSET", "SHOW DATABASES", "SHOW SERIES", " INTO ", "sample(", "holt_winters", "integral("):
+                    if banned.lower() in q.lower():
+                        fail(f"{f.name}: panel {p.get('title')!r} uses {banned.strip()}, which InfluxDB 3 does not run")
+    # Negative control: a panel 30 columns wide must be refused.
+    if files:
+        bad = json.loads(files[0].read_text(encoding="utf-8"))
+        bad = copy.deepcopy(bad)
+        bad["panels"][0]["gridPos"]["w"] = 30
+        if not list(v.iter_errors(bad)):
+            fail("the schema accepted a panel 30 columns wide: the validator is not checking")
+    r = subprocess.run([sys.executable, str(ROOT / "dashboards" / "build.py"), "--check"], capture_output=True, text=True)
+    if r.returncode != 0:
+        fail(f"dashboards/build.py --check: {r.stderr.strip()}")
+    return {json.loads(f.read_text(encoding="utf-8"))["panels"][0]["datasource"]["uid"] for f in files}
+
+
+SECRET_KEY = re.compile(r"(PASSWORD|TOKEN|SECRET)", re.I)
+
+
+def compose(ds_uids):
+    deploy = ROOT / "deploy"
+    c = yaml.safe_load((deploy / "docker-compose.yml").read_text(encoding="utf-8"))
+    services = c.get("services", {})
+    for s in ("meterflow", "influxdb", "grafana", "mosquitto"):
+        if s not in services:
+            fail(f"docker-compose.yml: no service {s}")
+    for name, svc in services.items():
+        if "image" not in svc and "build" not in svc:
+            fail(f"docker-compose.yml: {name} has neither image nor build")
+        img = svc.get("image", "")
+        if name != "meterflow" and (":" not in img or img.endswith(":latest")):
+            fail(f"docker-compose.yml: {name} image {img!r} is not pinned")
+        for k, val in (svc.get("environment") or {}).items():
+            if SECRET_KEY.search(k) and not str(val).startswith("${"):
+                fail(f"docker-compose.yml: {name}.{k} holds a literal secret; use ${{VAR}} from .env")
+        for vol in svc.get("volumes") or []:
+            src = str(vol).split(":")[0]
+            if src.startswith(".") and not (deploy / src).exists():
+                fail(f"docker-compose.yml: {name} mounts {src}, which does not exist")
+        for dep in svc.get("depends_on") or []:
+            if dep not in services:
+                fail(f"docker-compose.yml: {name} depends on unknown {dep}")
+    for vol in (c.get("volumes") or {}):
+        used = any(str(v).split(":")[0] == vol for s in services.values() for v in (s.get("volumes") or []))
+        if not used:
+            fail(f"docker-compose.yml: volume {vol} is declared but not used")
+    ds = yaml.safe_load((deploy / "grafana/provisioning/datasources/influxdb.yaml").read_text(encoding="utf-8"))
+    uids = {d.get("uid") for d in ds.get("datasources", [])}
+    if not ds_uids <= uids:
+        fail(f"dashboards use datasource {ds_uids - uids} that provisioning does not define")
+    yaml.safe_load((deploy / "grafana/provisioning/dashboards/meterflow.yaml").read_text(encoding="utf-8"))
+    rules = yaml.safe_load((deploy / "grafana/provisioning/alerting/meterflow.yaml").read_text(encoding="utf-8"))
+    queries = []
+    for g in rules.get("groups", []):
+        for r in g.get("rules", []):
+            cond = r.get("condition")
+            refs = {d.get("refId") for d in r.get("data", [])}
+            if cond not in refs:
+                fail(f"alert rule {r.get('uid')}: condition {cond} is not one of {refs}")
+            for d in r.get("data", []):
+                if d.get("datasourceUid") == "__expr__":
+                    continue
+                if d.get("datasourceUid") not in uids:
+                    fail(f"alert rule {r.get('uid')}: unknown datasource {d.get('datasourceUid')}")
+                queries.append({"rule": r.get("uid"), "query": d["model"]["query"], "from_s": d["relativeTimeRange"]["from"]})
+    return queries
+
+
+INSTRUCTIONS = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
+
+
+def dockerfile():
+    lines = (ROOT / "deploy/Dockerfile").read_text(encoding="utf-8").splitlines()
+    stages, user, cont = [], None, False
+    for i, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if cont:
+            cont = line.endswith("\\")
+            continue
+        if not line or line.startswith("#"):
+            continue
+        word = line.split()[0].upper()
+        if word not in INSTRUCTIONS:
+            fail(f"Dockerfile:{i}: unknown instruction {word}")
+        if word == "FROM":
+            m = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?$", line, re.I)
+            if not m:
+                fail(f"Dockerfile:{i}: malformed FROM")
+            else:
+                stages.append(m.group(2))
+                user = None
+        if word == "COPY" and "--from=" in line:
+            src = re.search(r"--from=(\S+)", line).group(1)
+            if src not in stages[:-1]:
+                fail(f"Dockerfile:{i}: COPY --from={src} names no earlier stage")
+        if word == "USER":
+            user = line.split()[1]
+        cont = line.endswith("\\")
+    if len(stages) < 2:
+        fail("Dockerfile: not multi-stage")
+    if user is None or user.split(":")[0] in ("root", "0"):
+        fail("Dockerfile: the runtime stage does not switch to a non-root USER")
+
+
+def systemd():
+    text = (ROOT / "deploy/systemd/meterflow.service").read_text(encoding="utf-8")
+    sections, cur = {}, None
+    for i, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            cur = line.strip("[]")
+            sections[cur] = {}
+            continue
+        if "=" not in line or cur is None:
+            fail(f"meterflow.service:{i}: not KEY=VALUE inside a section")
+            continue
+        k, v = line.split("=", 1)
+        sections[cur][k] = v
+    for s in ("Unit", "Service", "Install"):
+        if s not in sections:
+            fail(f"meterflow.service: no [{s}]")
+    svc = sections.get("Service", {})
+    if not svc.get("ExecStart", "").startswith("/"):
+        fail("meterflow.service: ExecStart is not an absolute path")
+    if svc.get("User", "root") == "root":
+        fail("meterflow.service: runs as root")
+
+
+ds = dashboards()
+queries = compose(ds)
+dockerfile()
+systemd()
+if errors:
+    print("\n".join(errors), file=sys.stderr)
+    sys.exit(1)
+print(json.dumps({"alert_queries": queries}))
