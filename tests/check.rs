@@ -102,3 +102,17 @@ fn five_mistakes_are_all_reported_with_their_lines() {
     assert!(err.contains("5 errors in"), "{err}");
     assert!(err.contains("did you mean `main-incomer`"), "{err}");
 }
+
+/// The production site file shipped in deploy/ is valid and configures the sink.
+#[test]
+fn the_production_site_file_is_valid() {
+    let path = repo().join("deploy/site.production.toml");
+    let o = run(&["check", "--config", path.to_str().expect("path")]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let site = meterflow_model::Site::load(&path).expect("valid");
+    let influx = site.influx.expect("[influx]");
+    assert_eq!(influx.api, meterflow_model::config::InfluxApi::V2);
+    assert_eq!(influx.token_env.as_deref(), Some("INFLUX_TOKEN"));
+    assert_eq!(influx.when_full, meterflow_model::config::OutboxFull::Block);
+}

@@ -641,6 +641,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_schema_document_lists_every_declared_name() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/influxdb-schema.md");
+        let doc = std::fs::read_to_string(path).expect("docs/influxdb-schema.md");
+        for m in MEASUREMENTS {
+            let head = format!("### `{}`", m.name);
+            let start = doc
+                .find(&head)
+                .unwrap_or_else(|| panic!("no section {head}"));
+            let section = &doc[start + head.len()..];
+            let section = &section[..section.find("\n### ").unwrap_or(section.len())];
+            for (t, _) in m.tags {
+                assert!(
+                    section.contains(&format!("| `{t}` |")),
+                    "{}: tag {t} undocumented",
+                    m.name
+                );
+            }
+            for (f, ty, _) in m.fields {
+                assert!(
+                    section.contains(&format!("| `{f}` | {} |", ty.as_str())),
+                    "{}: field {f} ({}) undocumented",
+                    m.name,
+                    ty.as_str()
+                );
+            }
+        }
+    }
+
     fn snake() -> impl Strategy<Value = String> {
         "[a-z][a-z0-9_]{0,12}"
     }

@@ -68,7 +68,7 @@ struct Http {
 /// The sink of one site.
 pub struct Sink {
     cfg: InfluxSink,
-    http: Http,
+    http: Arc<Http>,
     outbox: Outbox,
     stats: Arc<SinkStats>,
 }
@@ -156,13 +156,13 @@ impl Sink {
         let outbox = Outbox::open(&site.store_path())
             .with_context(|| format!("opening the outbox of {}", site.store_path().display()))?;
         Ok(Sink {
-            http: Http {
+            http: Arc::new(Http {
                 gzip: cfg.gzip,
                 client,
                 url,
                 auth,
                 stats: Arc::clone(&stats),
-            },
+            }),
             cfg,
             outbox,
             stats,
@@ -279,11 +279,15 @@ impl Sink {
         let mut backoff = self.cfg.retry_initial_s;
         let mut first_waiting: Option<Instant> = None;
         let mut logged_at: Option<Instant> = None;
+        let mut prefetched: Option<Vec<meterflow_store::OutboxRow>> = None;
         loop {
             let stopping = *stop.borrow();
-            let rows = self
-                .outbox
-                .peek(self.cfg.batch_points, self.cfg.batch_kib * 1024)?;
+            let rows = match prefetched.take() {
+                Some(rows) => rows,
+                None => self
+                    .outbox
+                    .peek(self.cfg.batch_points, self.cfg.batch_kib * 1024)?,
+            };
             let points: i64 = rows.iter().map(|r| r.points).sum();
             if rows.is_empty() {
                 if stopping {
@@ -308,8 +312,18 @@ impl Sink {
             }
             let last = rows.last().map_or(0, |r| r.id);
             let body: String = rows.iter().map(|r| r.body.as_str()).collect();
-            match self.http.deliver(&body).await {
+            // While this batch is in flight, read the next one from the outbox.
+            let http = Arc::clone(&self.http);
+            let request = tokio::spawn(async move { http.deliver(&body).await });
+            let next =
+                self.outbox
+                    .peek_after(last, self.cfg.batch_points, self.cfg.batch_kib * 1024)?;
+            let outcome = request
+                .await
+                .unwrap_or_else(|e| Err((None, format!("request task failed: {e}"))));
+            match outcome {
                 Ok(dead) => {
+                    prefetched = Some(next).filter(|n| !n.is_empty());
                     if dead.is_empty() {
                         self.outbox.ack(last)?;
                     } else {
