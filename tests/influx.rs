@@ -56,15 +56,22 @@ pub(crate) struct Influx {
     pub(crate) port: u16,
     rpc: u16,
     dir: PathBuf,
+    http_extra: String,
     proc: Option<Proc>,
 }
 
 impl Influx {
     pub(crate) fn start(dir: &Path) -> Influx {
+        Influx::start_with(dir, "")
+    }
+
+    /// Started with extra lines in its `[http]` section (e.g. `max-body-size`).
+    pub(crate) fn start_with(dir: &Path, http_extra: &str) -> Influx {
         let mut i = Influx {
             port: free_port(),
             rpc: free_port(),
             dir: dir.join("influxdb"),
+            http_extra: http_extra.to_string(),
             proc: None,
         };
         i.restart();
@@ -81,10 +88,11 @@ impl Influx {
         std::fs::write(
             &conf,
             format!(
-                "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n[http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n[monitor]\n  store-enabled = false\n[logging]\n  level = \"warn\"\n",
+                "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n[http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n{extra}\n[monitor]\n  store-enabled = false\n[logging]\n  level = \"warn\"\n",
                 rpc = self.rpc,
                 port = self.port,
-                d = d.display()
+                d = d.display(),
+                extra = self.http_extra
             ),
         )
         .expect("conf");
@@ -620,4 +628,164 @@ fn victoriametrics_accepts_the_v2_writes() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// A field type conflict makes InfluxDB refuse some lines (400, partial
+/// write): only those lines go to dead_letters, with InfluxDB's reason, and
+/// everything else arrives. A small `max-body-size` makes InfluxDB answer 413
+/// to every full batch of a historical import: the sink splits them and the
+/// data still arrives whole.
+#[test]
+fn refused_lines_go_to_dead_letters_and_oversized_batches_are_split() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Full batches of 5 000 points are ~750 KB: far above 100 KB.
+    let influx = Influx::start_with(dir.path(), "  max-body-size = 100000");
+    // `bus_health.requests` is an integer in our schema; make it a string in
+    // InfluxDB first, so every bus_health point of ours conflicts.
+    // (Types are fixed per shard: the planted point is stamped now.)
+    let planted = format!(
+        "bus_health,bus=elsewhere requests=\"not a number\" {}\n",
+        chrono::Utc::now().timestamp_millis()
+    );
+    let (code, body) = http(
+        influx.port,
+        "POST",
+        "/write?db=meterflow&precision=ms",
+        &planted,
+    );
+    assert_eq!(code, 204, "{body}");
+    let sim_port = free_port();
+    let section = v1_section(influx.port).replace("flush_ms = 200", "flush_ms = 200\ngzip = false");
+    let site = demo_site(dir.path(), sim_port, &section);
+    let today = chrono::Utc::now().date_naive();
+    let csv = dir.path().join("day.csv");
+    let o = bin()
+        .args([
+            "generate",
+            "--config",
+            site.to_str().expect("path"),
+            "--from",
+            &(today - chrono::Duration::days(2)).to_string(),
+            "--days",
+            "1",
+            "--out",
+            csv.to_str().expect("path"),
+        ])
+        .output()
+        .expect("generate");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = bin()
+        .args([
+            "import",
+            "--config",
+            site.to_str().expect("path"),
+            csv.to_str().expect("path"),
+        ])
+        .output()
+        .expect("import");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        outbox_points(dir.path()) > 5000,
+        "the import filled the outbox with full batches"
+    );
+    let _sim = simulator(&site, sim_port);
+    run_for(&site, 8);
+    assert_eq!(outbox_points(dir.path()), 0);
+    assert_same_intervals(dir.path(), &influx);
+    // Dead letters: only bus_health lines, each with InfluxDB's reason.
+    let c = db(dir.path());
+    let mut s = c
+        .prepare("SELECT reason, payload FROM dead_letters WHERE source = 'influx_sink'")
+        .expect("prepare");
+    let dead: Vec<(String, String)> = s
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect();
+    assert!(
+        !dead.is_empty(),
+        "the conflicting points were dead-lettered"
+    );
+    for (reason, line) in &dead {
+        assert!(
+            line.starts_with("bus_health,bus=sim ") && line.ends_with('\n'),
+            "{line}"
+        );
+        assert!(
+            reason.contains("HTTP 400") && reason.contains("field type conflict"),
+            "{reason}"
+        );
+    }
+    // InfluxDB holds none of our bus_health points, only the planted one.
+    let rows = influx.series("SELECT count(requests) FROM bus_health WHERE bus = 'sim'");
+    assert!(rows.is_empty(), "{rows:?}");
+}
+
+/// 429 with `Retry-After: 2`: the sink waits the 2 s (its own back-off would
+/// retry after 0.1–0.2 s) and then delivers. A stub server answers here:
+/// InfluxDB 1.6 cannot be made to send 429 with Retry-After on demand.
+#[test]
+fn retry_after_is_honoured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let sim_port = free_port();
+    let section = format!(
+        "[influx]\nurl = \"http://127.0.0.1:{port}\"\ndatabase = \"meterflow\"\nflush_ms = 100\nretry_initial_s = 0.2\ntimeout_s = 5\n"
+    );
+    let site = demo_site(dir.path(), sim_port, &section);
+    let _sim = simulator(&site, sim_port);
+    let stub = std::thread::spawn(move || {
+        let mut times = Vec::new();
+        for answer in [
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ] {
+            let (mut s, _) = listener.accept().expect("accept");
+            times.push(Instant::now());
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 65536];
+            loop {
+                let n = s.read(&mut chunk).unwrap_or(0);
+                buf.extend_from_slice(&chunk[..n]);
+                let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n");
+                let done = head_end.is_some_and(|h| {
+                    let head = String::from_utf8_lossy(&buf[..h]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    buf.len() >= h + 4 + len
+                });
+                if done || n == 0 {
+                    break;
+                }
+            }
+            let _ = s.write_all(answer.as_bytes());
+        }
+        times
+    });
+    let mut run = bin()
+        .args([
+            "run",
+            "--config",
+            site.to_str().expect("path"),
+            "--seconds",
+            "6",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    let times = stub.join().expect("stub");
+    let _ = run.wait();
+    let gap = times[1] - times[0];
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "retried after {gap:?}, before Retry-After"
+    );
+    assert!(gap < Duration::from_secs(4), "retried only after {gap:?}");
 }

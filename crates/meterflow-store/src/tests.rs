@@ -302,3 +302,91 @@ fn future_source_time_is_flagged_as_clock_skew_and_still_stored() {
         vec![(T0 + 900_000, "clock_skew")]
     );
 }
+
+/// A site with `[influx]` and a 1 MiB outbox bound under `policy`.
+fn influx_site(dir: &Path, policy: &str) -> Site {
+    let src = format!(
+        "[site]\nname = \"t\"\n[store]\npath = \"{}/t.db\"\n[[building]]\nid = \"b\"\ntotal_area_m2 = 1\n[[meter]]\nid = \"m\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = {{ building = \"b\" }}\n[influx]\nurl = \"http://127.0.0.1:1\"\ndatabase = \"d\"\noutbox_max_mib = 1\nwhen_full = \"{policy}\"\n",
+        dir.display()
+    );
+    Site::parse(&src, &dir.join("site.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Readings every 15 min from `from` (index), rising 1 kWh each.
+fn rising(from: usize, n: usize) -> Vec<Reading> {
+    (from..from + n)
+        .map(|i| reading(T0 + i as i64 * 900_000, 1000.0 + i as f64))
+        .collect()
+}
+
+/// Fill the outbox past 1 MiB: each reading adds a raw reading point, a
+/// consumption point and 20 rollup points (5 grains × building/site × class
+/// and sub-item "total"), ~2.5 KB.
+fn fill(w: &mut Writer) -> usize {
+    let mut i = 0;
+    while w.write_batch(&rising(i, 100), "t").is_ok() {
+        i += 100;
+        assert!(i < 100_000, "the outbox never filled");
+    }
+    i
+}
+
+#[test]
+fn a_full_outbox_blocks_commits_until_the_sink_drains_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = influx_site(dir.path(), "block");
+    let mut w = Writer::open(&site).expect("writer");
+    let written = fill(&mut w);
+    let outbox = crate::Outbox::open(&site.store_path()).expect("outbox");
+    let before = outbox.stats().expect("stats");
+    assert!(before.bytes >= 1 << 20, "{before:?}");
+    // Refused before anything is written: the batch is not stored at all.
+    match w.write_batch(&rising(written, 10), "t") {
+        Err(crate::StoreError::OutboxFull { bytes, limit, .. }) => {
+            assert_eq!(limit, 1 << 20);
+            assert_eq!(bytes, before.bytes);
+        }
+        other => panic!("expected OutboxFull, got {other:?}"),
+    }
+    assert_eq!(stored_readings(&site), written);
+    assert_eq!(outbox.stats().expect("stats").dropped, 0);
+    // The sink delivers everything: commits go on.
+    let mut outbox = outbox;
+    outbox.ack(i64::MAX).expect("ack");
+    assert_eq!(outbox.stats().expect("stats").points, 0);
+    let (verdicts, _) = w
+        .write_batch(&rising(written, 10), "t")
+        .expect("commits again");
+    assert!(verdicts.iter().all(|v| matches!(v, Verdict::Stored(_))));
+}
+
+#[test]
+fn drop_oldest_drops_whole_head_rows_and_counts_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = influx_site(dir.path(), "drop_oldest");
+    let mut w = Writer::open(&site).expect("writer");
+    // Under drop_oldest writes never fail: write until the bound was crossed.
+    let mut i = 0;
+    let outbox = crate::Outbox::open(&site.store_path()).expect("outbox");
+    while outbox.stats().expect("stats").bytes < 1 << 20 {
+        w.write_batch(&rising(i, 100), "t").expect("write");
+        i += 100;
+    }
+    let full = outbox.stats().expect("stats");
+    let head = outbox.peek(1, 1).expect("peek")[0].id;
+    w.write_batch(&rising(i, 100), "t")
+        .expect("the next write makes room");
+    let after = outbox.stats().expect("stats");
+    // A tenth of the bound beyond the excess went from the head, counted.
+    assert!(after.dropped > 0, "{after:?}");
+    assert!(after.bytes < full.bytes, "{full:?} → {after:?}");
+    assert!(outbox.peek(1, 1).expect("peek")[0].id > head);
+    // The store itself keeps every reading.
+    assert_eq!(stored_readings(&site), i + 100);
+}
+
+fn stored_readings(site: &Site) -> usize {
+    let c = rusqlite::Connection::open(site.store_path()).expect("open");
+    c.query_row("SELECT count(*) FROM readings", [], |r| r.get::<_, i64>(0))
+        .expect("count") as usize
+}
