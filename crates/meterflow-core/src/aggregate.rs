@@ -268,6 +268,13 @@ pub struct Aggregator {
     scopes: Vec<ScopeKey>,
     members: Vec<u32>,
     quarter: IntMap<[i64; 3]>,
+    /// Changes of the bucket being applied, by scope index: array updates
+    /// instead of hash updates while consecutive changes share a bucket
+    /// (the writer applies bucket-major); moved to `quarter` when the bucket
+    /// changes and on drain.
+    dense: Vec<[i64; 3]>,
+    touched: Vec<u32>,
+    dense_bucket: Option<u64>,
     day: Option<DayKeys>,
     split: Vec<i64>,
     adds: Vec<(u32, i64, [i64; 2])>,
@@ -433,6 +440,7 @@ impl Aggregator {
                 members[s as usize] += 1;
             }
         }
+        let n_scopes = scopes.len();
         Aggregator {
             tz: site.tz,
             nodes,
@@ -440,6 +448,9 @@ impl Aggregator {
             scopes,
             members,
             quarter: IntMap::default(),
+            dense: vec![[0; 3]; n_scopes],
+            touched: Vec::new(),
+            dense_bucket: None,
             day: None,
             split: Vec::new(),
             adds: Vec::with_capacity(32),
@@ -500,23 +511,25 @@ impl Aggregator {
 
     /// Bytes of per-meter state (hierarchy, share timelines), approximately.
     pub fn state_bytes(&self) -> usize {
-        self.nodes
-            .iter()
-            .map(|n| {
-                std::mem::size_of::<Node>()
-                    + n.phys.capacity() * 4
-                    + n.shares
-                        .iter()
-                        .map(|s| {
-                            std::mem::size_of::<ShareStep>()
-                                + s.parts
-                                    .iter()
-                                    .map(|p| 32 + p.0.capacity() * 4)
-                                    .sum::<usize>()
-                        })
-                        .sum::<usize>()
-            })
-            .sum()
+        self.dense.capacity() * std::mem::size_of::<[i64; 3]>()
+            + self
+                .nodes
+                .iter()
+                .map(|n| {
+                    std::mem::size_of::<Node>()
+                        + n.phys.capacity() * 4
+                        + n.shares
+                            .iter()
+                            .map(|s| {
+                                std::mem::size_of::<ShareStep>()
+                                    + s.parts
+                                        .iter()
+                                        .map(|p| 32 + p.0.capacity() * 4)
+                                        .sum::<usize>()
+                            })
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
     }
 
     fn keys(&mut self, bucket_ms: i64) -> DayKeys {
@@ -580,14 +593,21 @@ impl Aggregator {
             let scratch = (&mut self.split, &mut self.fracs);
             push_split(pn, date, -old_v, -new_v, [0, 0], scratch, &mut adds);
         }
+        if self.dense_bucket != Some(bucket) {
+            self.flush_dense();
+            self.dense_bucket = Some(bucket);
+        }
         for &(s, v, c) in &adds {
             if v == 0 && c == [0, 0] {
                 continue;
             }
-            let e = self
-                .quarter
-                .entry((u64::from(s) << 32) | bucket)
-                .or_insert([0; 3]);
+            let Some(e) = self.dense.get_mut(s as usize) else {
+                continue;
+            };
+            if *e == [0; 3] {
+                // May be listed twice if it returns to zero and back: flush merges.
+                self.touched.push(s);
+            }
             e[0] += v;
             e[1] += c[0];
             e[2] += c[1];
@@ -595,9 +615,34 @@ impl Aggregator {
         self.adds = adds;
     }
 
+    /// Move the dense changes of the current bucket into `quarter`.
+    fn flush_dense(&mut self) {
+        let Some(bucket) = self.dense_bucket else {
+            return;
+        };
+        for &s in &self.touched {
+            let Some(e) = self.dense.get_mut(s as usize) else {
+                continue;
+            };
+            let v = std::mem::take(e);
+            if v == [0; 3] {
+                continue;
+            }
+            let q = self
+                .quarter
+                .entry((u64::from(s) << 32) | bucket)
+                .or_insert([0; 3]);
+            for i in 0..3 {
+                q[i] += v[i];
+            }
+        }
+        self.touched.clear();
+    }
+
     /// Pending changes, expanded to every grain and merged, sorted by
     /// (scope, grain, start). Rows that net to zero are left out.
     pub fn drain(&mut self) -> Vec<RollupDelta> {
+        self.flush_dense();
         let mut quarters: Vec<(u64, [i64; 3])> = self.quarter.drain().collect();
         quarters.sort_unstable_by_key(|(k, _)| (*k & 0xFFFF_FFFF, *k >> 32));
         let mut merged: HashMap<(u32, Grain, i64), [i64; 3], BuildHasherDefault<IntHasher>> =
@@ -645,7 +690,7 @@ impl Aggregator {
 
     /// Changes not drained yet (15-minute rows).
     pub fn pending(&self) -> usize {
-        self.quarter.len()
+        self.quarter.len() + self.touched.len()
     }
 }
 

@@ -742,7 +742,8 @@ impl Accumulator {
         let mut hours: HashMap<(i64, i64), [i64; 3]> = HashMap::new();
         let mut days: HashMap<(i64, String), [i64; 3]> = HashMap::new();
         let mut deltas: Vec<_> = self.deltas.drain().collect();
-        deltas.sort_by_key(|((s, b), _)| (*s, *b));
+        // Bucket-major: the aggregator accumulates one bucket at a time in an array.
+        deltas.sort_by_key(|((s, b), _)| (*b, *s));
         for ((series, bucket), d) in deltas {
             if d.is_zero() {
                 continue;

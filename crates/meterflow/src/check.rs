@@ -36,6 +36,25 @@ pub fn run(path: &Path) -> ExitCode {
     );
     println!("  store     {}", site.store_path().display());
     let mut warnings = Vec::new();
+    if let Some(i) = &site.influx {
+        match crate::sink::write_url(i) {
+            Ok(url) => println!(
+                "  influx    {url} (outbox bound {} MiB, when full: {:?})",
+                i.outbox_max_mib, i.when_full
+            ),
+            Err(e) => warnings.push(format!("[influx]: {e:#}")),
+        }
+        let missing =
+            |v: &Option<String>| v.as_ref().filter(|k| std::env::var(k).is_err()).cloned();
+        for var in [missing(&i.token_env), missing(&i.password_env)]
+            .into_iter()
+            .flatten()
+        {
+            warnings.push(format!(
+                "[influx]: environment variable {var} is not set here (`run` needs it)"
+            ));
+        }
+    }
     let no_rate: Vec<&str> = site
         .meters
         .iter()
