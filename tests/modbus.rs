@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{Proc, bin, free_port, repo, run_for};
 
-fn wait_for(path: &Path, what: &str) {
+pub(crate) fn wait_for(path: &Path, what: &str) {
     let t = Instant::now();
     while !path.exists() {
         assert!(
@@ -69,7 +69,7 @@ fn peer_with(
 }
 
 /// A socat pty pair; returns (process, our end, the peer's end).
-fn pty_pair(dir: &Path) -> (Proc, PathBuf, PathBuf) {
+pub(crate) fn pty_pair(dir: &Path) -> (Proc, PathBuf, PathBuf) {
     let (a, b) = (dir.join("ttyA"), dir.join("ttyB"));
     let child = Command::new("socat")
         .args([

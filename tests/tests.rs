@@ -6,6 +6,7 @@ mod support;
 
 mod alerts;
 mod check;
+mod cnmeters;
 mod dashboards;
 mod import;
 mod influx;

@@ -540,7 +540,7 @@ async fn resolve(bus: &Bus) -> std::io::Result<std::net::SocketAddr> {
     })
 }
 
-fn open_serial(bus: &Bus) -> std::io::Result<tokio_serial::SerialStream> {
+pub(crate) fn open_serial(bus: &Bus) -> std::io::Result<tokio_serial::SerialStream> {
     use tokio_serial::SerialPortBuilderExt as _;
     let path = bus.device.as_deref().unwrap_or_default();
     let parity = match bus.parity {

@@ -14,5 +14,7 @@ pub mod plan;
 pub use decode::{FieldError, decode, encode};
 pub use plan::{Read, plan, split};
 pub mod bus;
+pub mod cnbus;
 
 pub use bus::{BusHealth, MeterHealth, MeterPoll, run_bus};
+pub use cnbus::{CnPoll, cn_polls, run_cn_bus};

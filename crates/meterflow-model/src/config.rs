@@ -112,6 +112,8 @@ pub struct Site {
     pub notifiers: Vec<NotifierConfig>,
     /// `[influx]`: the InfluxDB sink, if configured.
     pub influx: Option<InfluxSink>,
+    /// `[[dlt645_item]]`: site DL/T 645 identifiers (added to, or replacing, the shipped ones).
+    pub dlt645_items: Vec<Dlt645Item>,
     /// Shipped Modbus profiles and the site's `[[profile]]`s (a site profile replaces a shipped one of the same name).
     pub profiles: Vec<crate::profile::Profile>,
     meter_index: BTreeMap<String, usize>,
@@ -270,6 +272,7 @@ pub(crate) struct RawDocument<'s> {
     pub(crate) alerts: Vec<Located<'s, AlertRule>>,
     pub(crate) notifiers: Vec<Located<'s, NotifierConfig>>,
     pub(crate) influx: Option<Located<'s, InfluxSink>>,
+    pub(crate) dlt645_items: Vec<Located<'s, Dlt645Item>>,
     pub(crate) profiles: Vec<Located<'s, crate::profile::Profile>>,
     /// `(section, id)` of elements that failed to deserialize: their ids still
     /// count as defined, so one typo does not cascade into dangling references.
@@ -293,6 +296,7 @@ const ARRAY_SECTIONS: &[&str] = &[
     "mqtt",
     "alert",
     "notifier",
+    "dlt645_item",
 ];
 
 fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
@@ -325,6 +329,7 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
         alerts: Vec::new(),
         notifiers: Vec::new(),
         influx: None,
+        dlt645_items: Vec::new(),
         profiles: Vec::new(),
         failed_ids: Vec::new(),
     };
@@ -354,6 +359,7 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
             "http" => doc.http = one(ctx, "http", value),
             "alerting" => doc.alerting = one(ctx, "alerting", value),
             "influx" => doc.influx = one(ctx, "influx", value),
+            "dlt645_item" => doc.dlt645_items = many(ctx, "dlt645_item", value),
             "alert" => doc.alerts = many(ctx, "alert", value),
             "notifier" => doc.notifiers = many(ctx, "notifier", value),
             "profile" => doc.profiles = many(ctx, "profile", value),

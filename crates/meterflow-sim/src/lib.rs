@@ -3,6 +3,7 @@
 //! optional night leak), deterministic for a given meter id and time, so a
 //! test can compute what any meter read at any instant.
 
+pub mod cn;
 pub mod mqtt;
 pub mod rtu;
 pub mod server;

@@ -239,6 +239,10 @@ pub async fn simulate(
             return Ok(std::process::ExitCode::from(crate::EXIT_CONFIG));
         }
     };
+    let cn = meterflow_sim::cn::CnBank::of(&site, &bus);
+    if !cn.devices.is_empty() {
+        return simulate_cn(cn, &bus, opts).await;
+    }
     let mut faults = Vec::new();
     for f in &opts.faults {
         match parse_fault(f) {
@@ -346,4 +350,98 @@ fn pushed_meters(site: &Site) -> Vec<meterflow_sim::mqtt::Pushed> {
             }
         })
         .collect()
+}
+
+/// `simulate` for a bus of DL/T 645 and CJ/T 188 meters: faults are
+/// `METER=KIND[@SECONDS]`, KIND = none | silent | bad_checksum | error | garbage.
+async fn simulate_cn(
+    bank: meterflow_sim::cn::CnBank,
+    bus: &str,
+    opts: SimulateOptions,
+) -> anyhow::Result<std::process::ExitCode> {
+    use meterflow_sim::cn::CnFault;
+    let mut plans = Vec::new();
+    for f in &opts.faults {
+        let parsed = f.split_once('=').and_then(|(m, rest)| {
+            let (kind, at) = match rest.split_once('@') {
+                Some((k, s)) => (k, s.parse::<u64>().ok()?),
+                None => (rest, 0),
+            };
+            Some((m.to_string(), CnFault::parse(kind)?, at))
+        });
+        match parsed {
+            Some((m, k, at)) if bank.device(&m).is_some() => plans.push((m, k, at)),
+            _ => {
+                eprintln!(
+                    "error: --fault `{f}`: expected METER=none|silent|bad_checksum|error|garbage[@SECONDS] with a meter of bus {bus}"
+                );
+                return Ok(std::process::ExitCode::from(crate::EXIT_CONFIG));
+            }
+        }
+    }
+    for (m, k, _) in plans.iter().filter(|p| p.2 == 0) {
+        if let Some(d) = bank.device(m) {
+            d.set_fault(*k);
+        }
+    }
+    {
+        let bank = bank.clone();
+        let mut later: Vec<_> = plans.into_iter().filter(|p| p.2 > 0).collect();
+        later.sort_by_key(|p| p.2);
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            for (m, k, at) in later {
+                tokio::time::sleep_until(start + std::time::Duration::from_secs(at)).await;
+                if let Some(d) = bank.device(&m) {
+                    d.set_fault(k);
+                }
+            }
+        });
+    }
+    let (baud, emulate) = (opts.baud, opts.emulate_line);
+    if let Some(path) = opts.rtu.clone() {
+        eprintln!(
+            "simulating {} DL/T 645 / CJ/T 188 meters of bus {bus} on {} ({baud} Bd{})",
+            bank.devices.len(),
+            path.display(),
+            if emulate { ", line speed emulated" } else { "" }
+        );
+        let served = tokio::task::spawn_blocking(move || {
+            let port = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)?;
+            meterflow_sim::cn::serve_cn(port, baud, emulate, &bank)
+        });
+        tokio::select! {
+            r = served => r.context("serial meter simulator")?.context("serial meter simulator")?,
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let listen = opts
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:5020".to_string());
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    eprintln!(
+        "simulating {} DL/T 645 / CJ/T 188 meters of bus {bus} behind a serial gateway on {}",
+        bank.devices.len(),
+        listener.local_addr()?
+    );
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = accepted.context("accepting")?;
+                let bank = bank.clone();
+                let stream = stream.into_std()?;
+                stream.set_nonblocking(false)?;
+                tokio::task::spawn_blocking(move || meterflow_sim::cn::serve_cn(stream, baud, emulate, &bank));
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }

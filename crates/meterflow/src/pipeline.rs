@@ -126,19 +126,31 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     let mut tasks = Vec::new();
     for bus in &site.buses {
         let polls = polls_of(&site, &bus.id);
-        if polls.is_empty() {
+        // DL/T 645 and CJ/T 188 meters have buses of their own (the config checks it).
+        let cn = meterflow_modbus::cn_polls(&site, &bus.id);
+        if polls.is_empty() && cn.is_empty() {
             continue;
         }
         let health = Arc::new(BusHealth::default());
         summary.buses.insert(bus.id.clone(), Arc::clone(&health));
-        tracing::info!(bus = %bus.id, meters = polls.len(), "Polling.");
-        tasks.push(tokio::spawn(run_bus(
-            bus.clone(),
-            polls,
-            tx.clone(),
-            health,
-            stop_rx.clone(),
-        )));
+        tracing::info!(bus = %bus.id, meters = polls.len() + cn.len(), "Polling.");
+        if polls.is_empty() {
+            tasks.push(tokio::spawn(meterflow_modbus::run_cn_bus(
+                bus.clone(),
+                cn,
+                tx.clone(),
+                health,
+                stop_rx.clone(),
+            )));
+        } else {
+            tasks.push(tokio::spawn(run_bus(
+                bus.clone(),
+                polls,
+                tx.clone(),
+                health,
+                stop_rx.clone(),
+            )));
+        }
     }
     let meters = meter_map(&site);
     for b in &site.mqtt {

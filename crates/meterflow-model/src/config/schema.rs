@@ -258,6 +258,12 @@ pub struct Meter {
     /// Polled over Modbus: bus, unit, profile and rates.
     #[serde(default)]
     pub modbus: Option<ModbusSource>,
+    /// Polled over DL/T 645-2007: bus, address, identifiers.
+    #[serde(default)]
+    pub dlt645: Option<Dlt645Source>,
+    /// Polled over CJ/T 188: bus, address, meter type.
+    #[serde(default)]
+    pub cjt188: Option<Cjt188Source>,
 }
 
 impl Meter {
@@ -444,6 +450,100 @@ pub struct ModbusSource {
 
 const fn default_poll_s() -> u32 {
     60
+}
+
+/// `meter.dlt645`: a DL/T 645-2007 electricity meter on a serial bus or gateway.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Dlt645Source {
+    /// Bus id (`rtu` or `rtu_over_tcp`; 2400 8E1 is the usual line setting).
+    pub bus: String,
+    /// Meter address, 12 digits as printed (`000000001234`).
+    pub address: String,
+    /// Data identifiers to read, `DI3DI2DI1DI0` hex (shipped or `[[dlt645_item]]`);
+    /// default: forward active total energy.
+    #[serde(default = "default_dlt645_items")]
+    pub items: Vec<String>,
+    /// Poll period, s.
+    #[serde(default = "default_poll_s")]
+    pub poll_s: u32,
+}
+
+fn default_dlt645_items() -> Vec<String> {
+    vec!["00010000".to_string()]
+}
+
+/// `[[dlt645_item]]`: a DL/T 645 data identifier the site adds (or redefines).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Dlt645Item {
+    /// Identifier, `DI3DI2DI1DI0` hex, e.g. `00010000`.
+    pub di: String,
+    /// meterflow quantity.
+    pub quantity: String,
+    /// BCD bytes of the value.
+    pub bytes: u8,
+    /// Decimal places.
+    pub decimals: u8,
+    /// Bit 7 of the most significant byte is the sign.
+    #[serde(default)]
+    pub signed: bool,
+}
+
+/// CJ/T 188 meter types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cjt188Type {
+    /// 0x10.
+    ColdWater,
+    /// 0x11.
+    HotWater,
+    /// 0x20.
+    Heat,
+    /// 0x21.
+    Cooling,
+    /// 0x30.
+    Gas,
+}
+
+impl Cjt188Type {
+    /// The type byte T.
+    pub fn byte(self) -> u8 {
+        match self {
+            Cjt188Type::ColdWater => 0x10,
+            Cjt188Type::HotWater => 0x11,
+            Cjt188Type::Heat => 0x20,
+            Cjt188Type::Cooling => 0x21,
+            Cjt188Type::Gas => 0x30,
+        }
+    }
+}
+
+/// `meter.cjt188`: a CJ/T 188 water, heat or gas meter.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Cjt188Source {
+    /// Bus id (`rtu` or `rtu_over_tcp`).
+    pub bus: String,
+    /// Meter address, 14 hex digits in wire order (A0 first), e.g. `12000000000000`.
+    pub address: String,
+    /// Meter type.
+    #[serde(default = "default_cjt188_type")]
+    pub meter_type: Cjt188Type,
+    /// Byte order of the DI `90 1F` on the wire: `"901F"` or `"1F90"`.
+    #[serde(default = "default_cjt188_di")]
+    pub di: String,
+    /// Poll period, s.
+    #[serde(default = "default_poll_s")]
+    pub poll_s: u32,
+}
+
+const fn default_cjt188_type() -> Cjt188Type {
+    Cjt188Type::ColdWater
+}
+
+fn default_cjt188_di() -> String {
+    "901F".to_string()
 }
 
 /// `[[mqtt]]`: a broker to subscribe to, with its topic mappings.

@@ -264,6 +264,7 @@ pub(crate) fn validate(
     let (alerting, alert_rules, notifiers) = validate_alerts(ctx, &doc, &buildings, &agencies);
     let mqtt = validate_push(ctx, &doc);
     validate_influx(ctx, &doc);
+    validate_cn(ctx, &doc, &buses);
     let tz = tz?;
     let mut headcounts: Vec<Headcount> = doc.headcounts.into_iter().map(|l| l.value).collect();
     headcounts.sort_by(|a, b| {
@@ -297,8 +298,157 @@ pub(crate) fn validate(
         alert_rules,
         notifiers,
         influx: doc.influx.map(|i| i.value),
+        dlt645_items: doc.dlt645_items.into_iter().map(|i| i.value).collect(),
         meter_index,
     })
+}
+
+fn is_hex(s: &str, n: usize) -> bool {
+    s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// DL/T 645 and CJ/T 188 sources and `[[dlt645_item]]`s.
+fn validate_cn(ctx: &mut Ctx<'_>, doc: &RawDocument<'_>, buses: &[Bus]) {
+    for it in &doc.dlt645_items {
+        let v = &it.value;
+        if !is_hex(&v.di, 8) {
+            ctx.error(
+                it.span_of(&["di"]),
+                it.key("di"),
+                format!("`{}` is not 8 hex digits (DI3 DI2 DI1 DI0)", v.di),
+            );
+        }
+        if !(1..=8).contains(&v.bytes) || v.decimals > 8 {
+            ctx.error(
+                it.span_of(&["bytes"]),
+                it.key("bytes"),
+                "1 to 8 BCD bytes and at most 8 decimals",
+            );
+        }
+    }
+    let known_di = |di: &str| -> Option<String> {
+        if let Some(i) = doc
+            .dlt645_items
+            .iter()
+            .find(|i| i.value.di.eq_ignore_ascii_case(di))
+        {
+            return Some(i.value.quantity.clone());
+        }
+        let n = u32::from_str_radix(di, 16).ok()?;
+        meterflow_cnproto::dlt645::item_of(n).map(|i| i.quantity.to_string())
+    };
+    let modbus_buses: BTreeSet<&str> = doc
+        .meters
+        .iter()
+        .filter_map(|m| m.value.modbus.as_ref().map(|s| s.bus.as_str()))
+        .collect();
+    for m in &doc.meters {
+        let v = &m.value;
+        let sources = [v.modbus.is_some(), v.dlt645.is_some(), v.cjt188.is_some()];
+        if sources.iter().filter(|x| **x).count() > 1 {
+            ctx.error(
+                m.span_of(&["id"]),
+                m.key("dlt645"),
+                "a meter has one source: `modbus`, `dlt645` or `cjt188`",
+            );
+        }
+        let (key, bus, poll_s) = match (&v.dlt645, &v.cjt188) {
+            (Some(d), _) => ("dlt645", d.bus.as_str(), d.poll_s),
+            (None, Some(c)) => ("cjt188", c.bus.as_str(), c.poll_s),
+            (None, None) => continue,
+        };
+        match buses.iter().find(|b| b.id == bus) {
+            None => ctx.error(m.span_of(&[key, "bus"]), m.key(&format!("{key}.bus")), format!("no bus `{bus}`")),
+            Some(b) if b.transport == Transport::Tcp => ctx.error(
+                m.span_of(&[key, "bus"]),
+                m.key(&format!("{key}.bus")),
+                format!("bus `{bus}` is Modbus TCP; DL/T 645 and CJ/T 188 need `rtu` (a serial line) or `rtu_over_tcp` (a serial gateway)"),
+            ),
+            Some(_) if modbus_buses.contains(bus) => ctx.error(
+                m.span_of(&[key, "bus"]),
+                m.key(&format!("{key}.bus")),
+                format!("bus `{bus}` also carries Modbus meters; put DL/T 645 and CJ/T 188 meters on a bus of their own"),
+            ),
+            Some(_) => {}
+        }
+        if poll_s == 0 {
+            ctx.error(
+                m.span_of(&[key, "poll_s"]),
+                m.key(&format!("{key}.poll_s")),
+                "poll periods are at least 1 s",
+            );
+        }
+        if let Some(d) = &v.dlt645 {
+            if !(d.address.len() == 12 && d.address.bytes().all(|b| b.is_ascii_digit())) {
+                ctx.error(
+                    m.span_of(&["dlt645", "address"]),
+                    m.key("dlt645.address"),
+                    format!("`{}` is not a 12-digit meter address", d.address),
+                );
+            }
+            let mut quantities = Vec::new();
+            for (i, di) in d.items.iter().enumerate() {
+                match known_di(di) {
+                    Some(q) => quantities.push(q),
+                    None => ctx.error(
+                        m.span_of(&["dlt645", "items"]),
+                        m.key(&format!("dlt645.items.{i}")),
+                        format!("unknown data identifier `{di}`: add a [[dlt645_item]] for it"),
+                    ),
+                }
+            }
+            let q = v.counter_quantity();
+            if v.kind != EnergyClass::Electricity {
+                ctx.error(
+                    m.span_of(&["kind"]),
+                    m.key("kind"),
+                    "a DL/T 645 meter is an electricity meter",
+                );
+            } else if !quantities.iter().any(|x| x == q) && quantities.len() == d.items.len() {
+                ctx.error(
+                    m.span_of(&["dlt645", "items"]),
+                    m.key("dlt645.items"),
+                    format!("no identifier gives the counter `{q}` (00010000 is forward active total energy)"),
+                );
+            }
+        }
+        if let Some(c) = &v.cjt188 {
+            if !is_hex(&c.address, 14) {
+                ctx.error(
+                    m.span_of(&["cjt188", "address"]),
+                    m.key("cjt188.address"),
+                    format!("`{}` is not 14 hex digits", c.address),
+                );
+            }
+            if !matches!(c.di.to_ascii_uppercase().as_str(), "901F" | "1F90") {
+                ctx.error(
+                    m.span_of(&["cjt188", "di"]),
+                    m.key("cjt188.di"),
+                    "`901F` or `1F90`",
+                );
+            }
+            let fits = matches!(
+                (c.meter_type, v.kind),
+                (
+                    Cjt188Type::ColdWater | Cjt188Type::HotWater,
+                    EnergyClass::Water
+                ) | (Cjt188Type::Gas, EnergyClass::Gas)
+                    | (Cjt188Type::Heat, EnergyClass::Heat)
+                    | (Cjt188Type::Cooling, EnergyClass::Cooling)
+            );
+            if !fits {
+                ctx.error(
+                    m.span_of(&["cjt188", "meter_type"]),
+                    m.key("cjt188.meter_type"),
+                    format!(
+                        "a {:?} CJ/T 188 meter cannot be a {} meter",
+                        c.meter_type,
+                        v.kind.as_str()
+                    ),
+                );
+            }
+        }
+    }
 }
 
 fn validate_influx(ctx: &mut Ctx<'_>, doc: &RawDocument<'_>) {
