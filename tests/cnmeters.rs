@@ -242,3 +242,73 @@ fn frames_cross_check_with_an_independent_implementation() {
     drop(stdin);
     let _ = peer.wait();
 }
+
+/// `meterflow probe` on a serial gateway served by `meterflow simulate`:
+/// address discovery with the broadcast read-address, every DL/T 645 item,
+/// a CJ/T 188 meter's current data.
+#[test]
+fn probe_discovers_and_reads_serial_meters_behind_a_gateway() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = crate::support::free_port();
+    let site = format!(
+        "[site]\nname = \"p\"\n[store]\npath = \"store.db\"\n[[building]]\nid = \"b\"\ntotal_area_m2 = 1\n[[bus]]\nid = \"gw\"\ntransport = \"rtu_over_tcp\"\naddress = \"127.0.0.1:{port}\"\n\n[[meter]]\nid = \"e1\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = {{ building = \"b\" }}\ndlt645 = {{ bus = \"gw\", address = \"000000001234\" }}\n\n[[meter]]\nid = \"w1\"\nkind = \"water\"\nunit = \"m3\"\nserves = {{ building = \"b\" }}\ncjt188 = {{ bus = \"gw\", address = \"12000000000000\" }}\n"
+    );
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, site).expect("site");
+    let _sim = crate::support::Proc(
+        crate::support::bin()
+            .args([
+                "simulate",
+                "--config",
+                path.to_str().expect("path"),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("simulate"),
+    );
+    crate::support::wait_port(port);
+    let endpoint = format!("rtu-over-tcp://127.0.0.1:{port}");
+    let probe = |args: &[&str]| {
+        let mut all = vec!["probe", "--endpoint", endpoint.as_str()];
+        all.extend_from_slice(args);
+        let o = crate::support::run(&all);
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = probe(&["--dlt645", "discover"]);
+    assert!(
+        ok && out.contains("DL/T 645 meter at address 000000001234"),
+        "{out}"
+    );
+    let (ok, out) = probe(&["--dlt645", "000000001234"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("02010100  voltage_l1         229.8 V"),
+        "{out}"
+    );
+    assert!(out.contains("02800002  frequency          50 Hz"), "{out}");
+    assert!(out.contains("all items plausible"), "{out}");
+    let energy = out
+        .lines()
+        .find(|l| l.starts_with("00010000"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("energy line");
+    assert!(
+        energy >= 1000.0,
+        "the simulator starts its counters at 1000 or more: {out}"
+    );
+    let (ok, out) = probe(&["--cjt188", "12000000000000"]);
+    assert!(
+        ok && out.contains("valve       Open") && out.contains("battery     ok"),
+        "{out}"
+    );
+    // A wrong address gets no answer: reported, exit 1.
+    let (ok, out) = probe(&["--dlt645", "000000009999"]);
+    assert!(!ok && out.contains("no answer"), "{out}");
+}

@@ -138,7 +138,7 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// The byte stream of a bus, re-opened after a timeout.
-struct RawLink {
+pub struct RawLink {
     io: Option<Box<dyn Io>>,
     poisoned: bool,
     gap: Duration,
@@ -147,6 +147,17 @@ struct RawLink {
 }
 
 impl RawLink {
+    /// A link for `bus` (opens lazily).
+    pub fn new(bus: &Bus, health: Arc<BusHealth>) -> RawLink {
+        RawLink {
+            io: None,
+            poisoned: false,
+            gap: inter_frame(bus),
+            last_frame: None,
+            health,
+        }
+    }
+
     async fn open(&mut self, bus: &Bus) -> std::io::Result<()> {
         let mut io: Box<dyn Io> = match bus.transport {
             Transport::Rtu => Box::new(crate::bus::open_serial(bus)?),
@@ -178,7 +189,7 @@ impl RawLink {
 
     /// Send `request` and return the first frame of `kind` that `accept`s,
     /// within the bus timeout; `None` on timeout or transport error.
-    async fn exchange(
+    pub async fn exchange(
         &mut self,
         bus: &Bus,
         request: &[u8],
@@ -373,13 +384,7 @@ pub async fn run_cn_bus(
     if polls.is_empty() {
         return;
     }
-    let mut link = RawLink {
-        io: None,
-        poisoned: false,
-        gap: inter_frame(&bus),
-        last_frame: None,
-        health: Arc::clone(&health),
-    };
+    let mut link = RawLink::new(&bus, Arc::clone(&health));
     let now = now_ms();
     let mut due: Vec<i64> = polls.iter().map(|p| aligned_next(now, p.poll_ms)).collect();
     let mut parked_until = vec![i64::MIN; polls.len()];

@@ -134,12 +134,21 @@ enum Command {
         /// tcp://host:port, rtu-over-tcp://host:port or rtu:///dev/ttyUSB0?baud=9600&parity=even
         #[arg(long)]
         endpoint: String,
-        /// Unit (slave) id.
+        /// Modbus unit (slave) id.
         #[arg(long)]
-        unit: u8,
-        /// Profile name (shipped, or from --config).
+        unit: Option<u8>,
+        /// Modbus profile name (shipped, or from --config).
         #[arg(long)]
-        profile: String,
+        profile: Option<String>,
+        /// A DL/T 645 meter instead: its 12-digit address, or `discover` (one meter on the line).
+        #[arg(long)]
+        dlt645: Option<String>,
+        /// A CJ/T 188 meter instead: its 14 hex digits (wire order).
+        #[arg(long)]
+        cjt188: Option<String>,
+        /// CJ/T 188 meter type: cold_water, hot_water, heat, cooling, gas.
+        #[arg(long, default_value = "cold_water")]
+        meter_type: String,
         /// Site file whose [[profile]]s to use as well.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -249,9 +258,27 @@ pub fn main() -> ExitCode {
             endpoint,
             unit,
             profile,
+            dlt645,
+            cjt188,
+            meter_type,
             config,
             timeout_ms,
         } => runtime().and_then(|rt| {
+            if dlt645.is_some() || cjt188.is_some() {
+                return rt.block_on(probe_serial_cmd(
+                    &endpoint,
+                    dlt645.as_deref(),
+                    cjt188.as_deref(),
+                    &meter_type,
+                    timeout_ms,
+                ));
+            }
+            let (Some(unit), Some(profile)) = (unit, profile) else {
+                eprintln!(
+                    "error: a Modbus probe needs --unit and --profile (or use --dlt645 / --cjt188)"
+                );
+                return Ok(ExitCode::from(crate::EXIT_CONFIG));
+            };
             rt.block_on(probe_cmd(
                 &endpoint,
                 unit,
@@ -324,6 +351,68 @@ pub(crate) fn load_site(path: &std::path::Path) -> Result<meterflow_model::Site,
         );
         ExitCode::from(crate::EXIT_CONFIG)
     })
+}
+
+async fn probe_serial_cmd(
+    endpoint: &str,
+    dlt645: Option<&str>,
+    cjt188: Option<&str>,
+    meter_type: &str,
+    timeout_ms: u64,
+) -> anyhow::Result<ExitCode> {
+    use crate::probe::SerialTarget;
+    let usage = |msg: String| {
+        eprintln!("error: {msg}");
+        Ok(ExitCode::from(crate::EXIT_CONFIG))
+    };
+    let mut bus = match crate::probe::endpoint_bus(endpoint, timeout_ms) {
+        Ok(b) => b,
+        Err(e) => return usage(format!("--endpoint {e}")),
+    };
+    if bus.transport == meterflow_model::config::Transport::Tcp {
+        bus.transport = meterflow_model::config::Transport::RtuOverTcp;
+    }
+    let target = match (dlt645, cjt188) {
+        (Some("discover"), None) => SerialTarget::Discover,
+        (Some(a), None) => match meterflow_cnproto::bcd::address_lsb_first(a, 6)
+            .and_then(|v| <[u8; 6]>::try_from(v).ok())
+        {
+            Some(a) if a.len() == 6 => SerialTarget::Dlt645(a),
+            _ => return usage(format!("--dlt645 `{a}` is not a 12-digit address")),
+        },
+        (None, Some(a)) => {
+            let Some(address) = meterflow_cnproto::cjt188::address(a) else {
+                return usage(format!("--cjt188 `{a}` is not 14 hex digits"));
+            };
+            let t = match meter_type {
+                "cold_water" => 0x10,
+                "hot_water" => 0x11,
+                "heat" => 0x20,
+                "cooling" => 0x21,
+                "gas" => 0x30,
+                other => {
+                    return usage(format!(
+                        "--meter-type `{other}`: cold_water, hot_water, heat, cooling or gas"
+                    ));
+                }
+            };
+            SerialTarget::Cjt188 {
+                meter_type: t,
+                address,
+            }
+        }
+        _ => return usage("give one of --dlt645 or --cjt188".into()),
+    };
+    let (lines, bad) = crate::probe::probe_serial(&bus, &target).await;
+    for l in &lines {
+        println!("{l}");
+    }
+    if bad > 0 {
+        println!("{bad} item(s) need a look");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("all items plausible");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn probe_cmd(

@@ -218,3 +218,136 @@ pub fn print(unit: u8, profile: &Profile, rows: &[Probed]) -> usize {
     }
     bad
 }
+
+/// What to probe on a DL/T 645 / CJ/T 188 line.
+#[derive(Debug, Clone)]
+pub enum SerialTarget {
+    /// Find the address of the only DL/T 645 meter on the line (broadcast 0x13).
+    Discover,
+    /// Read every shipped identifier of a DL/T 645 meter.
+    Dlt645([u8; 6]),
+    /// Read the current data of a CJ/T 188 meter.
+    Cjt188 {
+        /// Type byte.
+        meter_type: u8,
+        /// Address, wire order.
+        address: [u8; 7],
+    },
+}
+
+/// Plausibility of a DL/T 645 quantity.
+fn plausible(quantity: &str, v: f64) -> Option<String> {
+    let (lo, hi) = match quantity {
+        q if q.starts_with("voltage") => (80.0, 300.0),
+        q if q.starts_with("current") => (-2000.0, 2000.0),
+        "frequency" => (45.0, 65.0),
+        "power_factor" => (-1.0, 1.0),
+        q if q.starts_with("energy") => (0.0, 99_999_999.0),
+        _ => (f64::MIN, f64::MAX),
+    };
+    (!(lo..=hi).contains(&v)).then(|| format!("outside {lo}..{hi}"))
+}
+
+/// Probe a DL/T 645 or CJ/T 188 meter: one line per item, and the number of
+/// items that need a look.
+pub async fn probe_serial(bus: &Bus, target: &SerialTarget) -> (Vec<String>, usize) {
+    use meterflow_cnproto::frame::Kind;
+    use meterflow_cnproto::{bcd, cjt188, dlt645};
+    let mut link = meterflow_modbus::cnbus::RawLink::new(bus, Arc::new(BusHealth::default()));
+    let mut lines = Vec::new();
+    let mut bad = 0;
+    match target {
+        SerialTarget::Discover => {
+            let req = dlt645::read_address_request(true);
+            let accept = |f: &[u8]| dlt645::parse(f).is_ok_and(|fr| fr.control == 0x93);
+            match link.exchange(bus, &req, Kind::Dlt645, &accept).await {
+                Some(f) => match dlt645::parse(&f).and_then(|fr| dlt645::address_reply(&fr)) {
+                    Ok(a) => lines.push(format!(
+                        "DL/T 645 meter at address {}",
+                        bcd::address_text(&a)
+                    )),
+                    Err(e) => {
+                        bad += 1;
+                        lines.push(format!("read-address reply not understood: {e}"));
+                    }
+                },
+                None => {
+                    bad += 1;
+                    lines.push("no answer to the broadcast read-address (0x13); it works only with one meter on the line".into());
+                }
+            }
+        }
+        SerialTarget::Dlt645(a) => {
+            for item in dlt645::ITEMS {
+                let req = dlt645::read_request(a, item.di, true);
+                let accept = |f: &[u8]| dlt645::parse(f).is_ok_and(|fr| &fr.address == a);
+                let line = match link.exchange(bus, &req, Kind::Dlt645, &accept).await {
+                    None => {
+                        // A silent meter: the other items would time out too.
+                        bad += 1;
+                        lines.push(format!(
+                            "{:08X}  {:<18} no answer (stopping)",
+                            item.di, item.quantity
+                        ));
+                        break;
+                    }
+                    Some(f) => match dlt645::parse(&f)
+                        .and_then(|fr| dlt645::data_reply(&fr, a, item.di))
+                        .and_then(|d| dlt645::value(&d, item.format))
+                    {
+                        Ok(v) => match plausible(item.quantity, v) {
+                            None => format!("{v} {}", item.unit),
+                            Some(why) => {
+                                bad += 1;
+                                format!("{v} {}  ← {why}", item.unit)
+                            }
+                        },
+                        // A meter without the item says so; not a fault.
+                        Err(dlt645::ReplyError::Meter(code)) => format!("meter answers: {code}"),
+                        Err(e) => {
+                            bad += 1;
+                            e.to_string()
+                        }
+                    },
+                };
+                lines.push(format!("{:08X}  {:<18} {line}", item.di, item.quantity));
+            }
+        }
+        SerialTarget::Cjt188 {
+            meter_type,
+            address,
+        } => {
+            let req = cjt188::read_request(*meter_type, address, cjt188::DI_CURRENT, 0, true);
+            let accept = |f: &[u8]| cjt188::parse(f).is_ok_and(|fr| &fr.address == address);
+            match link.exchange(bus, &req, Kind::Cjt188, &accept).await {
+                None => {
+                    bad += 1;
+                    lines.push("no answer".into());
+                }
+                Some(f) => match cjt188::parse(&f).and_then(|fr| {
+                    cjt188::data_reply(&fr, *meter_type, address, cjt188::DI_CURRENT)
+                }) {
+                    Ok(r) => {
+                        lines.push(format!("cumulative  {} {}", r.cumulative, r.unit));
+                        if let Some(flow) = r.flow_m3 {
+                            lines.push(format!("flow        {flow} m3"));
+                        }
+                        lines.push(format!("valve       {:?}", r.status.valve));
+                        lines.push(format!(
+                            "battery     {}",
+                            if r.status.battery_low { "LOW" } else { "ok" }
+                        ));
+                        if r.status.battery_low || r.status.valve == cjt188::Valve::Fault {
+                            bad += 1;
+                        }
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        lines.push(e.to_string());
+                    }
+                },
+            }
+        }
+    }
+    (lines, bad)
+}
