@@ -65,6 +65,9 @@ fn a_mixed_rs485_bus_reads_every_meter_and_isolates_a_bad_one() {
     bank.device("e3")
         .expect("e3")
         .set_fault(meterflow_sim::cn::CnFault::BadChecksum);
+    bank.device("w2")
+        .expect("w2")
+        .set_fault(meterflow_sim::cn::CnFault::BatteryLow);
     let starts: BTreeMap<String, meterflow_sim::SimMeter> = bank
         .devices
         .iter()
@@ -125,7 +128,31 @@ fn a_mixed_rs485_bus_reads_every_meter_and_isolates_a_bad_one() {
     assert!(readings(&db, "e2", "power").iter().all(|(_, v)| *v == 3.5));
     let battery = readings(&db, "w1", "battery_low");
     assert!(!battery.is_empty() && battery.iter().all(|(_, v)| *v == 0.0));
+    let battery = readings(&db, "w2", "battery_low");
+    assert!(
+        !battery.is_empty() && battery.iter().all(|(_, v)| *v == 1.0),
+        "w2 reports a low battery"
+    );
     assert!(readings(&db, "w2", "valve").iter().all(|(_, v)| *v == 0.0));
+    // The shipped battery-low rule fires for w2 only; no valve fault anywhere.
+    let o = crate::support::run(&["alerts", "--config", path.to_str().expect("path")]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let firing: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("battery-low") || l.contains("valve-fault"))
+        .collect();
+    assert!(
+        firing
+            .iter()
+            .any(|l| l.contains("battery-low") && l.contains("w2")),
+        "{out}"
+    );
+    assert!(
+        !firing
+            .iter()
+            .any(|l| l.contains("w1") || l.contains("valve-fault")),
+        "{out}"
+    );
     // e3's replies never pass the checksum: no value, reported, parked.
     assert!(readings(&db, "e3", "energy_import").is_empty());
     let health = &summary.buses["rs485"];

@@ -275,7 +275,7 @@ impl RawLink {
 }
 
 /// Poll one meter: its readings and the errors of its items.
-async fn poll(
+pub async fn poll(
     link: &mut RawLink,
     bus: &Bus,
     p: &CnPoll,

@@ -28,6 +28,10 @@ pub enum CnFault {
     ErrorReply,
     /// Sends garbage bytes before a good answer.
     Garbage,
+    /// CJ/T 188: reports a low battery (ST0 bit 2).
+    BatteryLow,
+    /// CJ/T 188: reports the valve abnormal (ST0 bits 0-1 = 11).
+    ValveFault,
 }
 
 impl CnFault {
@@ -39,6 +43,8 @@ impl CnFault {
             "bad_checksum" => CnFault::BadChecksum,
             "error" => CnFault::ErrorReply,
             "garbage" => CnFault::Garbage,
+            "battery_low" => CnFault::BatteryLow,
+            "valve_fault" => CnFault::ValveFault,
             _ => return None,
         })
     }
@@ -213,13 +219,18 @@ impl CnBank {
                     ));
                 }
                 let m3 = dev.counter_at(now_ms(), self.tz);
+                let st0 = match dev.fault() {
+                    CnFault::BatteryLow => 0x04,
+                    CnFault::ValveFault => 0x03,
+                    _ => 0x00,
+                };
                 Some(cjt188::reply_water(
                     f.meter_type,
                     &f.address,
                     di,
                     f.data[2],
                     m3,
-                    0x00,
+                    st0,
                 ))
             }
         }
@@ -255,7 +266,9 @@ impl CnBank {
                 g.extend(answer);
                 Some(g)
             }
-            CnFault::None | CnFault::ErrorReply => Some(answer),
+            CnFault::None | CnFault::ErrorReply | CnFault::BatteryLow | CnFault::ValveFault => {
+                Some(answer)
+            }
         }
     }
 }
@@ -296,6 +309,7 @@ pub fn serve_cn<S: Read + Write>(
                 break;
             };
             let request = buf[start..end].to_vec();
+            let consumed = end;
             buf.drain(..end);
             let Some(answer) = bank
                 .answer(&request, kind)
@@ -305,7 +319,8 @@ pub fn serve_cn<S: Read + Write>(
             };
             if emulate_line {
                 // The request took its frame time to arrive; the answer takes its own.
-                let req_time = Duration::from_secs_f64(request.len() as f64 * char_s);
+                // Every byte up to the frame's end was on the line: wake-up bytes too.
+                let req_time = Duration::from_secs_f64(consumed as f64 * char_s);
                 let since = arrived.elapsed();
                 let turnaround = Duration::from_millis(5);
                 let wait = (req_time + turnaround).saturating_sub(since)

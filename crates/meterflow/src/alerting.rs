@@ -49,6 +49,7 @@ pub fn threshold(rule: &AlertRule) -> f64 {
         AlertKind::MeterSilent => 1.0,
         AlertKind::CounterReset | AlertKind::ImplausibleDelta => 0.5,
         AlertKind::BusErrorRate => 0.2,
+        AlertKind::BatteryLow | AlertKind::ValveFault => 0.5,
     })
 }
 
@@ -420,6 +421,49 @@ pub fn observe(
                         if n == 1 { "y" } else { "ies" },
                         window / 3_600_000
                     ),
+                });
+            }
+        }
+        AlertKind::BatteryLow | AlertKind::ValveFault => {
+            // The status gauges the CJ/T 188 poller stores with each reading.
+            let (quantity, what) = if rule.kind == AlertKind::BatteryLow {
+                ("battery_low", "battery low")
+            } else {
+                ("valve", "valve abnormal")
+            };
+            let status_meters = site
+                .meters
+                .iter()
+                .filter(|m| m.cjt188.is_some())
+                .map(|m| m.id.as_str());
+            for id in wanted(rule, status_meters) {
+                let Some(series) = reader.series_id(&id, quantity)? else {
+                    continue;
+                };
+                let Some(last) = reader.last_ts(series)? else {
+                    continue;
+                };
+                let Some(v) = reader
+                    .readings(series, last, last + 1)?
+                    .first()
+                    .map(|r| r.value)
+                    .filter(|v| v.is_finite())
+                else {
+                    continue;
+                };
+                let value = if rule.kind == AlertKind::BatteryLow {
+                    v
+                } else {
+                    f64::from(u8::from(v >= 2.0))
+                };
+                out.push(Observation {
+                    target: id,
+                    value,
+                    detail: if value > 0.5 {
+                        format!("the meter reports: {what}")
+                    } else {
+                        format!("no {what}")
+                    },
                 });
             }
         }

@@ -353,7 +353,8 @@ fn pushed_meters(site: &Site) -> Vec<meterflow_sim::mqtt::Pushed> {
 }
 
 /// `simulate` for a bus of DL/T 645 and CJ/T 188 meters: faults are
-/// `METER=KIND[@SECONDS]`, KIND = none | silent | bad_checksum | error | garbage.
+/// `METER=KIND[@SECONDS]`, KIND = none | silent | bad_checksum | error | garbage |
+/// battery_low | valve_fault.
 async fn simulate_cn(
     bank: meterflow_sim::cn::CnBank,
     bus: &str,
@@ -373,7 +374,7 @@ async fn simulate_cn(
             Some((m, k, at)) if bank.device(&m).is_some() => plans.push((m, k, at)),
             _ => {
                 eprintln!(
-                    "error: --fault `{f}`: expected METER=none|silent|bad_checksum|error|garbage[@SECONDS] with a meter of bus {bus}"
+                    "error: --fault `{f}`: expected METER=none|silent|bad_checksum|error|garbage|battery_low|valve_fault[@SECONDS] with a meter of bus {bus}"
                 );
                 return Ok(std::process::ExitCode::from(crate::EXIT_CONFIG));
             }

@@ -766,6 +766,10 @@ pub enum AlertKind {
     ImplausibleDelta,
     /// Share of failed polls of a bus above `threshold` (default 0.2).
     BusErrorRate,
+    /// A CJ/T 188 meter reports a low battery in its last reading.
+    BatteryLow,
+    /// A CJ/T 188 meter reports its valve abnormal in its last reading.
+    ValveFault,
 }
 
 impl AlertKind {
@@ -781,6 +785,8 @@ impl AlertKind {
             AlertKind::CounterReset => "counter_reset",
             AlertKind::ImplausibleDelta => "implausible_delta",
             AlertKind::BusErrorRate => "bus_error_rate",
+            AlertKind::BatteryLow => "battery_low",
+            AlertKind::ValveFault => "valve_fault",
         }
     }
 }

@@ -1421,6 +1421,18 @@ pub fn default_alert_rules() -> Vec<AlertRule> {
             AlertSeverity::Warning,
             600,
         ),
+        rule(
+            "battery-low",
+            AlertKind::BatteryLow,
+            AlertSeverity::Warning,
+            0,
+        ),
+        rule(
+            "valve-fault",
+            AlertKind::ValveFault,
+            AlertSeverity::Critical,
+            0,
+        ),
     ]
 }
 
