@@ -241,6 +241,14 @@ impl<T> Located<'_, T> {
         crate::span::locate(&self.node, key)
     }
 
+    /// The element's table has `key` (to tell a default from an explicit value).
+    pub(crate) fn has(&self, key: &str) -> bool {
+        match self.node.get_ref() {
+            DeValue::Table(t) => crate::span::key_span(t, key).is_some(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn key(&self, key: &str) -> String {
         if key.is_empty() {
             self.path.clone()
@@ -555,6 +563,46 @@ mod tests {
         let (key, _) = at(24).unwrap_or_default();
         assert_eq!(key, "notifier[0].url", "{e:?}");
         assert_eq!(e.len(), 4, "{e:?}");
+    }
+
+    #[test]
+    fn serial_meter_buses_default_to_2400_8e1_and_mistakes_are_located() {
+        let base = "[site]\nname = \"x\"\n[[building]]\nid = \"b\"\ntotal_area_m2 = 1\n[[bus]]\nid = \"s\"\ntransport = \"rtu\"\ndevice = \"/dev/ttyS0\"\n[[bus]]\nid = \"n\"\ntransport = \"rtu\"\ndevice = \"/dev/ttyS1\"\nbaud = 9600\nparity = \"none\"\n";
+        let meters = "[[meter]]\nid = \"e\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = { building = \"b\" }\ndlt645 = { bus = \"s\", address = \"000000001234\" }\n[[meter]]\nid = \"w\"\nkind = \"water\"\nunit = \"m3\"\nserves = { building = \"b\" }\ncjt188 = { bus = \"n\", address = \"12000000000000\" }\n";
+        let site = Site::parse(&format!("{base}{meters}"), Path::new("s.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let s = site.bus("s").unwrap_or_else(|| panic!("bus s"));
+        assert_eq!(
+            (s.baud, s.parity),
+            (2400, crate::config::Parity::Even),
+            "defaults of a serial-meter bus"
+        );
+        let n = site.bus("n").unwrap_or_else(|| panic!("bus n"));
+        assert_eq!(
+            (n.baud, n.parity),
+            (9600, crate::config::Parity::None),
+            "explicit settings win"
+        );
+        // Four mistakes: a short address, an unknown identifier, a water type on a gas meter, a bad DI order.
+        let bad = format!(
+            "{base}[[meter]]\nid = \"e\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = {{ building = \"b\" }}\ndlt645 = {{ bus = \"s\", address = \"1234\", items = [\"00010000\", \"0F0F0F0F\"] }}\n[[meter]]\nid = \"g\"\nkind = \"gas\"\nunit = \"m3\"\nserves = {{ building = \"b\" }}\ncjt188 = {{ bus = \"s\", address = \"12000000000000\", meter_type = \"cold_water\", di = \"9F1F\" }}\n"
+        );
+        let e = Site::parse(&bad, Path::new("s.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        for key in [
+            "meter[0].dlt645.address",
+            "meter[0].dlt645.items.1",
+            "meter[1].cjt188.meter_type",
+            "meter[1].cjt188.di",
+        ] {
+            assert!(e.contains(key), "{key} missing in:\n{e}");
+        }
+        assert!(
+            e.contains("`0F0F0F0F`") && e.contains("[[dlt645_item]]"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -264,7 +264,8 @@ pub(crate) fn validate(
     let (alerting, alert_rules, notifiers) = validate_alerts(ctx, &doc, &buildings, &agencies);
     let mqtt = validate_push(ctx, &doc);
     validate_influx(ctx, &doc);
-    validate_cn(ctx, &doc, &buses);
+    let mut buses = buses;
+    validate_cn(ctx, &doc, &mut buses);
     let tz = tz?;
     let mut headcounts: Vec<Headcount> = doc.headcounts.into_iter().map(|l| l.value).collect();
     headcounts.sort_by(|a, b| {
@@ -308,7 +309,23 @@ fn is_hex(s: &str, n: usize) -> bool {
 }
 
 /// DL/T 645 and CJ/T 188 sources and `[[dlt645_item]]`s.
-fn validate_cn(ctx: &mut Ctx<'_>, doc: &RawDocument<'_>, buses: &[Bus]) {
+fn validate_cn(ctx: &mut Ctx<'_>, doc: &RawDocument<'_>, buses: &mut [Bus]) {
+    // A bus of DL/T 645 / CJ/T 188 meters defaults to their usual 2400 8E1.
+    for (b, raw) in buses.iter_mut().zip(&doc.buses) {
+        let serial_meters = doc.meters.iter().any(|m| {
+            m.value.dlt645.as_ref().is_some_and(|d| d.bus == b.id)
+                || m.value.cjt188.as_ref().is_some_and(|c| c.bus == b.id)
+        });
+        if serial_meters {
+            if !raw.has("baud") {
+                b.baud = 2400;
+            }
+            if !raw.has("parity") {
+                b.parity = Parity::Even;
+            }
+        }
+    }
+    let buses: &[Bus] = buses;
     for it in &doc.dlt645_items {
         let v = &it.value;
         if !is_hex(&v.di, 8) {
