@@ -50,8 +50,9 @@ fn readings(db: &Path, meter: &str, quantity: &str) -> Vec<(i64, f64)> {
 
 /// Three DL/T 645 meters and two CJ/T 188 water meters polled together on one
 /// pty line: every reading equals the simulator's counter at that time (to the
-/// protocols' 0.01 resolution), the gauges decode, and a meter whose replies
-/// have bad checksums is reported and costs the others nothing.
+/// protocols' 0.01 resolution) even for a meter that sends garbage before
+/// its replies, the gauges decode, and a meter whose replies have bad
+/// checksums is reported and costs the others nothing.
 #[test]
 fn a_mixed_rs485_bus_reads_every_meter_and_isolates_a_bad_one() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -68,6 +69,10 @@ fn a_mixed_rs485_bus_reads_every_meter_and_isolates_a_bad_one() {
     bank.device("w2")
         .expect("w2")
         .set_fault(meterflow_sim::cn::CnFault::BatteryLow);
+    // e2 sends garbage before every reply: it must still read correctly.
+    bank.device("e2")
+        .expect("e2")
+        .set_fault(meterflow_sim::cn::CnFault::Garbage);
     let starts: BTreeMap<String, meterflow_sim::SimMeter> = bank
         .devices
         .iter()
