@@ -8,6 +8,7 @@ mod alerts;
 mod check;
 mod cnmeters;
 mod dashboards;
+mod fuzz;
 mod import;
 mod influx;
 mod kpis;
