@@ -14,3 +14,4 @@ mod influx;
 mod kpis;
 mod modbus;
 mod mqtt;
+mod secrets;
