@@ -5,6 +5,7 @@
 mod support;
 
 mod alerts;
+mod api;
 mod check;
 mod cnmeters;
 mod dashboards;

@@ -114,6 +114,8 @@ pub struct Site {
     pub influx: Option<InfluxSink>,
     /// `[[dlt645_item]]`: site DL/T 645 identifiers (added to, or replacing, the shipped ones).
     pub dlt645_items: Vec<Dlt645Item>,
+    /// `[api]`: the read API and overview page, if configured.
+    pub api: Option<ApiConfig>,
     /// Shipped Modbus profiles and the site's `[[profile]]`s (a site profile replaces a shipped one of the same name).
     pub profiles: Vec<crate::profile::Profile>,
     meter_index: BTreeMap<String, usize>,
@@ -281,13 +283,16 @@ pub(crate) struct RawDocument<'s> {
     pub(crate) notifiers: Vec<Located<'s, NotifierConfig>>,
     pub(crate) influx: Option<Located<'s, InfluxSink>>,
     pub(crate) dlt645_items: Vec<Located<'s, Dlt645Item>>,
+    pub(crate) api: Option<Located<'s, ApiConfig>>,
     pub(crate) profiles: Vec<Located<'s, crate::profile::Profile>>,
     /// `(section, id)` of elements that failed to deserialize: their ids still
     /// count as defined, so one typo does not cascade into dangling references.
     pub(crate) failed_ids: Vec<(String, String)>,
 }
 
-const TABLE_SECTIONS: &[&str] = &["site", "store", "broker", "http", "alerting", "influx"];
+const TABLE_SECTIONS: &[&str] = &[
+    "site", "store", "broker", "http", "alerting", "influx", "api",
+];
 const ARRAY_SECTIONS: &[&str] = &[
     "building",
     "zone",
@@ -338,6 +343,7 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
         notifiers: Vec::new(),
         influx: None,
         dlt645_items: Vec::new(),
+        api: None,
         profiles: Vec::new(),
         failed_ids: Vec::new(),
     };
@@ -368,6 +374,7 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
             "alerting" => doc.alerting = one(ctx, "alerting", value),
             "influx" => doc.influx = one(ctx, "influx", value),
             "dlt645_item" => doc.dlt645_items = many(ctx, "dlt645_item", value),
+            "api" => doc.api = one(ctx, "api", value),
             "alert" => doc.alerts = many(ctx, "alert", value),
             "notifier" => doc.notifiers = many(ctx, "notifier", value),
             "profile" => doc.profiles = many(ctx, "profile", value),

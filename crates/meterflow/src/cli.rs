@@ -156,6 +156,12 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
     },
+    /// Make an API token for a role (admin, manager, clerk:LEDGER, agency:ID): prints the token once and the line for [api] tokens_file.
+    Token {
+        /// Role.
+        #[arg(long)]
+        role: String,
+    },
     /// Write simulated readings of a site's meters as CSV (example data, test and benchmark fixtures).
     Generate {
         /// Site configuration file (TOML).
@@ -287,6 +293,17 @@ pub fn main() -> ExitCode {
                 timeout_ms,
             ))
         }),
+        Command::Token { role } => match crate::api::new_token(&role) {
+            Ok((token, line)) => {
+                println!("token (give it to its holder; it is not stored): {token}");
+                println!("tokens_file line: {line}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(ExitCode::from(crate::EXIT_CONFIG))
+            }
+        },
         Command::Demo { seconds } => {
             runtime().and_then(|rt| rt.block_on(crate::demo::demo(seconds)))
         }

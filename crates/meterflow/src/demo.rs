@@ -74,6 +74,25 @@ pub async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::ExitCode
     for m in &mut site.mqtt {
         m.port = mqtt_port;
     }
+    // The overview page on 127.0.0.1:8080 when free, else on any free port.
+    let api_port = std::net::TcpListener::bind("127.0.0.1:8080")
+        .or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .and_then(|l| l.local_addr())
+        .context("finding a port for the overview page")?
+        .port();
+    if let Some(a) = site.api.as_mut() {
+        a.listen = format!("127.0.0.1:{api_port}");
+        if let Some(f) = &a.tokens_file {
+            let path = site.path.parent().map_or_else(|| f.clone(), |d| d.join(f));
+            if !path.exists() {
+                std::fs::write(
+                    &path,
+                    "# ROLE sha256:HEX, one per line (meterflow token --role ROLE)\n",
+                )
+                .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
     let bank = bank_for(&site, "sim");
     let pushed = pushed_meters(&site);
     println!(
@@ -90,6 +109,9 @@ pub async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::ExitCode
         Duration::from_secs(5),
         site.tz,
     ));
+    if site.api.is_some() {
+        println!("overview page: http://127.0.0.1:{api_port}/");
+    }
     println!(
         "polling every few seconds; Ctrl-C to stop{}",
         seconds

@@ -2,6 +2,7 @@
 //! crates. Each command lives in its own module; `cli::main` dispatches.
 
 pub mod alerting;
+pub mod api;
 pub mod check;
 pub mod cli;
 pub mod demo;
@@ -9,6 +10,7 @@ pub mod generate;
 pub mod import;
 pub mod kpis;
 pub mod notify;
+pub mod page;
 pub mod pipeline;
 pub mod points;
 pub mod probe;

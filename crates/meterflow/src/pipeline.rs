@@ -189,6 +189,19 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
         }
         None => None,
     };
+    if site.api.is_some() {
+        let live = crate::api::Live {
+            stored: Arc::clone(&committed),
+            refused: Arc::clone(&refused_count),
+            buses: summary.buses.clone(),
+            sink: site.influx.as_ref().map(|_| Arc::clone(&sink_stats)),
+        };
+        tasks.push(
+            crate::api::serve(Arc::new(site.clone()), live, stop_rx.clone())
+                .await
+                .context("starting the API")?,
+        );
+    }
     let mut alert_threads = start_alerting(&site, &summary, &stop_rx)?;
     if site.influx.is_some() {
         alert_threads.push(start_points(

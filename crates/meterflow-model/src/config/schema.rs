@@ -1058,3 +1058,22 @@ const fn default_outbox_full() -> OutboxFull {
 const fn default_kpi_interval() -> u64 {
     60
 }
+
+/// `[api]`: the read API (`/api/v1`), the overview page and Prometheus metrics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// File of hashed tokens (relative to the site file): one `ROLE sha256:HEX` per
+    /// line; roles `admin`, `manager`, `clerk:LEDGER`, `agency:ID`. `meterflow token` makes lines.
+    #[serde(default)]
+    pub tokens_file: Option<PathBuf>,
+    /// Environment variable holding `ROLE=TOKEN` pairs separated by spaces (hashed at start).
+    #[serde(default)]
+    pub tokens_env: Option<String>,
+    /// Serve the overview page `/` without a token (site-wide figures; for a
+    /// wall screen or the demo). Default: a manager or admin token is needed.
+    #[serde(default)]
+    pub public_overview: bool,
+}

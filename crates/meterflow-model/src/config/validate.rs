@@ -264,6 +264,27 @@ pub(crate) fn validate(
     let (alerting, alert_rules, notifiers) = validate_alerts(ctx, &doc, &buildings, &agencies);
     let mqtt = validate_push(ctx, &doc);
     validate_influx(ctx, &doc);
+    if let Some(a) = &doc.api {
+        if !a
+            .value
+            .listen
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        {
+            ctx.error(
+                a.span_of(&["listen"]),
+                a.key("listen"),
+                format!("`{}` is not host:port", a.value.listen),
+            );
+        }
+        if a.value.tokens_file.is_none() && a.value.tokens_env.is_none() {
+            ctx.error(
+                a.span_of(&[]),
+                a.key("tokens_file"),
+                "the API needs `tokens_file` (hashed tokens) or `tokens_env`",
+            );
+        }
+    }
     let mut buses = buses;
     validate_cn(ctx, &doc, &mut buses);
     let tz = tz?;
@@ -300,6 +321,7 @@ pub(crate) fn validate(
         notifiers,
         influx: doc.influx.map(|i| i.value),
         dlt645_items: doc.dlt645_items.into_iter().map(|i| i.value).collect(),
+        api: doc.api.map(|a| a.value),
         meter_index,
     })
 }
