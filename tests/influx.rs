@@ -195,9 +195,15 @@ pub(crate) fn demo_site(dir: &Path, sim_port: u16, influx: &str) -> PathBuf {
             "listen = \"127.0.0.1:1883\"",
             &format!("listen = \"127.0.0.1:{}\"", free_port()),
         )
-        .replace("poll_s = 5", "poll_s = 1");
+        .replace("poll_s = 5", "poll_s = 1")
+        // Each test gets its own API port and an (empty) tokens file.
+        .replace(
+            "listen = \"127.0.0.1:8080\"",
+            &format!("listen = \"127.0.0.1:{}\"", free_port()),
+        );
+    std::fs::write(dir.join("api-tokens"), "").expect("tokens file");
     assert!(
-        src.contains("store.db") && src.contains(&sim_port.to_string()),
+        src.contains("store.db") && src.contains(&sim_port.to_string()) && !src.contains(":8080"),
         "the demo site changed; update the test helper"
     );
     let path = dir.join("site.toml");
