@@ -140,6 +140,7 @@ struct App {
     tokens: Vec<(String, Role)>,
     live: Live,
     failures: Mutex<HashMap<std::net::IpAddr, (u32, Instant)>>,
+    max_failures: u32,
 }
 
 /// An API error.
@@ -309,6 +310,18 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
+/// The schema of a query parameter, with the ranges the handlers enforce.
+fn param_schema(name: &str) -> Value {
+    match name {
+        "limit" => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
+        "offset" => json!({"type": "integer", "minimum": 0}),
+        "year" => json!({"type": "integer", "minimum": 2000, "maximum": 2100}),
+        "month" => json!({"type": "integer", "minimum": 1, "maximum": 12}),
+        "scope" => json!({"type": "string", "enum": ["agency", "building", "site"]}),
+        _ => json!({"type": "string"}),
+    }
+}
+
 /// The OpenAPI 3.0 document of [`ROUTES`].
 pub fn openapi() -> Value {
     let mut paths = serde_json::Map::new();
@@ -316,7 +329,7 @@ pub fn openapi() -> Value {
         let mut params: Vec<Value> = r
             .query
             .iter()
-            .map(|(n, d)| json!({"name": n, "in": "query", "required": matches!(*n, "from" | "to" | "scope" | "year"), "description": d, "schema": {"type": if matches!(*n, "limit" | "offset" | "year" | "month") {"integer"} else {"string"}}}))
+            .map(|(n, d)| json!({"name": n, "in": "query", "required": matches!(*n, "from" | "to" | "scope" | "year"), "description": d, "schema": param_schema(n)}))
             .collect();
         if r.path.contains("{id}") {
             params.push(
@@ -327,11 +340,18 @@ pub fn openapi() -> Value {
             r.path,
             "/healthz" | "/readyz" | "/metrics" | "/api/v1/openapi.json"
         );
+        let ok = if matches!(r.path, "/healthz" | "/readyz" | "/metrics") {
+            json!({"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}})
+        } else {
+            json!({"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}})
+        };
         let mut op = json!({
             "summary": r.summary,
             "parameters": params,
             "responses": {
-                "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "200": ok,
+                "429": {"description": "Too many failed authentications from this address"},
+                "503": {"description": "The store cannot be read right now"},
                 "400": {"description": "Bad request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
                 "401": {"description": "No valid token"},
                 "403": {"description": "The token's role does not cover this"},
@@ -376,7 +396,7 @@ impl App {
         if entry.1.elapsed() > Duration::from_secs(60) {
             *entry = (0, Instant::now());
         }
-        if entry.0 >= 20 {
+        if entry.0 >= self.max_failures {
             return Err(ApiError {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 code: "too_many_failures",
@@ -930,11 +950,13 @@ async fn overview_h(
 
 /// The router of a site's API.
 pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Router {
+    let max_failures = site.api.as_ref().map_or(20, |a| a.max_auth_failures);
     let app = Arc::new(App {
         site,
         tokens,
         live,
         failures: Mutex::new(HashMap::new()),
+        max_failures,
     });
     Router::new()
         .route("/", get(overview_h))

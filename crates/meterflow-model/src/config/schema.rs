@@ -1076,4 +1076,11 @@ pub struct ApiConfig {
     /// wall screen or the demo). Default: a manager or admin token is needed.
     #[serde(default)]
     pub public_overview: bool,
+    /// Failed authentications per minute from one address before it gets 429.
+    #[serde(default = "default_auth_failures")]
+    pub max_auth_failures: u32,
+}
+
+const fn default_auth_failures() -> u32 {
+    20
 }
