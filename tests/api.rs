@@ -16,6 +16,7 @@ const ADMIN: &str = "admin-token-0123456789abcdef";
 const MANAGER: &str = "manager-token-0123456789abc";
 const FIN: &str = "fin-agency-token-0123456789";
 const TAX: &str = "tax-agency-token-0123456789";
+const CLERK: &str = "waste-clerk-token-0123456789";
 
 struct Server {
     _proc: Proc,
@@ -36,6 +37,7 @@ fn server_with(dir: &Path, public: bool, extra: &str) -> Server {
         ("manager", MANAGER),
         ("agency:fin", FIN),
         ("agency:tax", TAX),
+        ("clerk:waste", CLERK),
     ] {
         tokens.push_str(&format!(
             "{role} sha256:{}\n",
@@ -391,15 +393,24 @@ fn authorization_matrix_and_figures() {
                     .collect();
                 url = format!("{url}?{}", q.join("&"));
             }
-            let body = if method == "post" {
-                r#"{"rule":"none","target":"none"}"#
+            let weigh_in = format!(
+                r#"{{"time": "{year}-03-01", "agency": "fin", "point": "p", "category": "residual", "kg": 1.5, "destination": "landfill"}}"#
+            );
+            let body = if method != "post" {
+                String::new()
+            } else if path.contains("/ledgers/") {
+                weigh_in
             } else {
-                ""
+                r#"{"rule":"none","target":"none"}"#.to_string()
             };
-            let (code, text) = request(p, &method.to_uppercase(), &url, Some(ADMIN), body);
+            let (code, text) = request(p, &method.to_uppercase(), &url, Some(ADMIN), &body);
             // The ack of a non-firing alert is a 404 about the alert, not about the route.
+            // A correction of a weigh-in that does not exist is a 404 about the weigh-in.
             let ok = code == 200
-                || (method == "post" && code == 404 && text.contains("no firing alert"));
+                || (method == "post" && code == 201)
+                || (method == "post"
+                    && code == 404
+                    && (text.contains("no firing alert") || text.contains("no weigh-in")));
             assert!(ok, "{method} {url}: {code} {text}");
         }
     }
@@ -518,4 +529,158 @@ fn schemathesis_finds_no_contract_violation() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(out.contains("passed"), "{out}");
+}
+
+/// The waste ledger (domain.md §10) through the API: weigh-ins entered by a
+/// clerk, one voided, one corrected (nothing changes in place), and the
+/// year's summary against numbers computed by hand.
+#[test]
+fn waste_ledger_summary_matches_the_hand_computation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = server_with(
+        dir.path(),
+        false,
+        "\n[waste]\nprice_per_kg = { recyclable = 1.0, kitchen = 0.2 }\npoint_value_cny = 0.1\n",
+    );
+    let p = srv.port;
+    let year = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y")
+        .to_string();
+    let post = |path: &str, token: &str, body: &str| -> (u16, Value) {
+        let (code, text) = request(p, "POST", path, Some(token), body);
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    };
+    let weigh = |agency: &str, category: &str, kg: f64, destination: &str| {
+        format!(
+            r#"{{"time": "{year}-06-01 10:00", "agency": "{agency}", "point": "F2 east", "category": "{category}", "kg": {kg}, "destination": "{destination}", "receipt": "R-1"}}"#
+        )
+    };
+    let path = "/api/v1/ledgers/waste/weigh-ins";
+    let mut ids = Vec::new();
+    for (a, c, kg, d) in [
+        ("fin", "recyclable", 10.0, "recycling"),
+        ("fin", "kitchen", 20.0, "composting"),
+        ("fin", "kitchen", 5.0, "incineration"),
+        ("fin", "residual", 15.0, "landfill"),
+        ("fin", "hazardous", 1.0, "hazardous_treatment"),
+        ("fin", "recyclable", 100.0, "recycling"), // a typo, voided below
+        ("stat", "recyclable", 2.0, "recycling"),
+    ] {
+        let (code, v) = post(path, CLERK, &weigh(a, c, kg, d));
+        assert_eq!(code, 201, "{v}");
+        ids.push(v["id"].as_i64().expect("id"));
+    }
+    // Only writers write; bad fields are named.
+    assert_eq!(
+        post(path, FIN, &weigh("fin", "recyclable", 1.0, "recycling")).0,
+        403
+    );
+    assert_eq!(
+        post(path, CLERK, &weigh("fin", "paper", 1.0, "recycling")).1["field"],
+        "category"
+    );
+    assert_eq!(
+        post(path, CLERK, &weigh("fin", "residual", -3.0, "landfill")).1["field"],
+        "kg"
+    );
+    assert_eq!(
+        post(path, CLERK, &weigh("nobody", "residual", 3.0, "landfill")).1["field"],
+        "agency"
+    );
+    // Void the typo; correct the residual 15 kg to 25 kg; a second correction of the same entry conflicts.
+    let (code, _) = post(
+        &format!("{path}/{}/correction", ids[5]),
+        CLERK,
+        r#"{"void": true, "reason": "typo: 10 kg"}"#,
+    );
+    assert_eq!(code, 201);
+    let (code, v) = post(
+        &format!("{path}/{}/correction", ids[3]),
+        MANAGER,
+        &weigh("fin", "residual", 25.0, "landfill"),
+    );
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["corrects"], ids[3]);
+    assert_eq!(
+        post(
+            &format!("{path}/{}/correction", ids[3]),
+            MANAGER,
+            &weigh("fin", "residual", 26.0, "landfill")
+        )
+        .0,
+        409
+    );
+
+    // fin, by hand: recyclable 10, kitchen 20 + 5 = 25, hazardous 1, residual 25 (corrected) = 61 kg;
+    // recovered = 10 (recycled) + 20 (composted) = 30 kg, so 30 / 61 x 100 = 49.18 % (>= 35 %);
+    // points = (10 x 1.0 + 25 x 0.2) CNY / 0.1 = 150; 5 records in effect.
+    let (code, v) = get(
+        p,
+        &format!("/api/v1/ledgers/waste/summary?year={year}"),
+        Some(MANAGER),
+    );
+    assert_eq!(code, 200, "{v}");
+    let of = |a: &str| {
+        v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["agency"] == a)
+            .cloned()
+            .expect("agency row")
+    };
+    let fin = of("fin");
+    assert_eq!(fin["total_kg"].as_f64(), Some(61.0));
+    assert_eq!(fin["kg_by_category"]["kitchen"].as_f64(), Some(25.0));
+    assert_eq!(fin["kg_by_category"]["residual"].as_f64(), Some(25.0));
+    assert_eq!(fin["recovered_kg"].as_f64(), Some(30.0));
+    let rate = fin["recovery_rate_pct"].as_f64().unwrap_or(0.0);
+    assert!((rate - 30.0 / 61.0 * 100.0).abs() < 1e-9, "{fin}");
+    assert_eq!(fin["meets_target"], true);
+    assert_eq!(fin["points"].as_f64(), Some(150.0));
+    assert_eq!(fin["records"], 5);
+    assert_eq!(fin["veto"], false);
+    // stat: 2 kg recycled = 100 %, 2 x 1.0 / 0.1 = 20 points. tax: no record, so the one-vote veto.
+    let stat = of("stat");
+    assert_eq!(
+        (stat["recovery_rate_pct"].as_f64(), stat["points"].as_f64()),
+        (Some(100.0), Some(20.0))
+    );
+    let tax = of("tax");
+    assert_eq!(
+        (tax["veto"].as_bool(), tax["records"].as_i64()),
+        (Some(true), Some(0))
+    );
+    assert!(tax["recovery_rate_pct"].is_null());
+    // Scoping: an agency sees only its own rows and summary.
+    let (_, v) = get(
+        p,
+        &format!("/api/v1/ledgers/waste/summary?year={year}"),
+        Some(TAX),
+    );
+    assert_eq!(v["items"].as_array().map(Vec::len), Some(1));
+    let next = year.parse::<i32>().expect("year") + 1;
+    let (_, v) = get(
+        p,
+        &format!("{path}?from={year}-01-01&to={next}-01-01"),
+        Some(FIN),
+    );
+    assert_eq!(v["total"], 5, "fin's weigh-ins in effect: {v}");
+    assert!(
+        v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|i| i["agency"] == "fin")
+    );
+    let (_, v) = get(
+        p,
+        &format!("{path}?from={year}-01-01&to={next}-01-01"),
+        Some(TAX),
+    );
+    assert_eq!(v["total"], 0);
 }

@@ -116,6 +116,8 @@ pub struct Site {
     pub dlt645_items: Vec<Dlt645Item>,
     /// `[api]`: the read API and overview page, if configured.
     pub api: Option<ApiConfig>,
+    /// `[waste]`: waste-ledger settings (defaults when absent).
+    pub waste: WasteSettings,
     /// Shipped Modbus profiles and the site's `[[profile]]`s (a site profile replaces a shipped one of the same name).
     pub profiles: Vec<crate::profile::Profile>,
     meter_index: BTreeMap<String, usize>,
@@ -284,6 +286,7 @@ pub(crate) struct RawDocument<'s> {
     pub(crate) influx: Option<Located<'s, InfluxSink>>,
     pub(crate) dlt645_items: Vec<Located<'s, Dlt645Item>>,
     pub(crate) api: Option<Located<'s, ApiConfig>>,
+    pub(crate) waste: Option<Located<'s, WasteSettings>>,
     pub(crate) profiles: Vec<Located<'s, crate::profile::Profile>>,
     /// `(section, id)` of elements that failed to deserialize: their ids still
     /// count as defined, so one typo does not cascade into dangling references.
@@ -291,7 +294,7 @@ pub(crate) struct RawDocument<'s> {
 }
 
 const TABLE_SECTIONS: &[&str] = &[
-    "site", "store", "broker", "http", "alerting", "influx", "api",
+    "site", "store", "broker", "http", "alerting", "influx", "api", "waste",
 ];
 const ARRAY_SECTIONS: &[&str] = &[
     "building",
@@ -344,6 +347,7 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
         influx: None,
         dlt645_items: Vec::new(),
         api: None,
+        waste: None,
         profiles: Vec::new(),
         failed_ids: Vec::new(),
     };
@@ -375,6 +379,7 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
             "influx" => doc.influx = one(ctx, "influx", value),
             "dlt645_item" => doc.dlt645_items = many(ctx, "dlt645_item", value),
             "api" => doc.api = one(ctx, "api", value),
+            "waste" => doc.waste = one(ctx, "waste", value),
             "alert" => doc.alerts = many(ctx, "alert", value),
             "notifier" => doc.notifiers = many(ctx, "notifier", value),
             "profile" => doc.profiles = many(ctx, "profile", value),

@@ -14,6 +14,7 @@
 mod agg;
 mod alerts;
 mod error;
+mod ledger;
 mod outbox;
 mod read;
 mod schema;
@@ -21,6 +22,7 @@ mod write;
 
 pub use alerts::{AlertDb, AlertEvent, AlertStateRow, Firing, PendingNotification, Transition};
 pub use error::StoreError;
+pub use ledger::{LedgerDb, LedgerEvent, NewLedgerEvent};
 pub use outbox::{Outbox, OutboxRow, OutboxStats};
 pub use read::{AggRow, AnomalyRow, DayRow, HourRow, IntervalRow, Reader, ReadingRow};
 pub use write::{BatchReport, Verdict, Writer, replacement_item};

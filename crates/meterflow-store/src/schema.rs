@@ -170,6 +170,25 @@ const MIGRATIONS: &[&str] = &[
         UPDATE outbox_stats SET points = points - OLD.points, bytes = bytes - octet_length(OLD.body);
     END;
     "#,
+    // 5: ledgers (vehicles, office space, waste, assets) as append-only events.
+    r#"
+    -- Nothing is updated in place: a correction is a new event naming the one
+    -- it replaces (`corrects`), or voiding it (`void` = 1).
+    CREATE TABLE ledger_events (
+        id          INTEGER PRIMARY KEY,
+        ledger      TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        agency      TEXT,
+        ts_ms       INTEGER NOT NULL,
+        body        TEXT NOT NULL,
+        corrects    INTEGER REFERENCES ledger_events (id),
+        void        INTEGER NOT NULL DEFAULT 0,
+        author      TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL
+    );
+    CREATE INDEX ledger_events_by_time ON ledger_events (ledger, kind, ts_ms);
+    CREATE INDEX ledger_events_by_corrects ON ledger_events (corrects);
+    "#,
 ];
 
 /// Highest schema version this build knows.

@@ -285,6 +285,35 @@ pub const ROUTES: &[Route] = &[
         query: &[],
     },
     Route {
+        method: "post",
+        path: "/api/v1/ledgers/waste/weigh-ins",
+        summary: "Record a weigh-in: {time, agency, point, category, kg, destination, company?, receipt?} (admin, manager, clerk:waste).",
+        query: &[],
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/ledgers/waste/weigh-ins/{id}/correction",
+        summary: "Correct a weigh-in with a new one (same fields), or void it: {\"void\": true, \"reason\": …}. Nothing is changed in place.",
+        query: &[],
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/ledgers/waste/weigh-ins",
+        summary: "Weigh-ins in effect, paginated (an agency token: its own).",
+        query: &[
+            ("from", "start, RFC 3339 or local date (required)"),
+            ("to", "end, exclusive (required)"),
+            ("limit", "page size, 1-1000 (default 100)"),
+            ("offset", "first item (default 0)"),
+        ],
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/ledgers/waste/summary",
+        summary: "Per agency and year: kg by category, recovery rate (回收利用率), points, one-vote veto.",
+        query: &[("year", "calendar year")],
+    },
+    Route {
         method: "get",
         path: "/api/v1/openapi.json",
         summary: "This document.",
@@ -362,7 +391,21 @@ pub fn openapi() -> Value {
             op["security"] = json!([{"bearer": []}]);
         }
         if r.method == "post" {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object", "properties": {"rule": {"type": "string"}, "target": {"type": "string"}}, "required": ["rule", "target"]}}}});
+            let schema = if r.path.contains("/alerts/") {
+                json!({"type": "object", "properties": {"rule": {"type": "string"}, "target": {"type": "string"}}, "required": ["rule", "target"]})
+            } else {
+                json!({"$ref": "#/components/schemas/WeighIn"})
+            };
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": schema}}});
+            if r.path.contains("/ledgers/") {
+                op["responses"]["201"] = json!({"description": "Recorded", "content": {"application/json": {"schema": {"type": "object"}}}});
+                op["responses"]["409"] =
+                    json!({"description": "The weigh-in was already corrected"});
+                if let Some(o) = op["responses"].as_object_mut() {
+                    o.remove("200");
+                }
+            }
         }
         paths
             .entry(r.path.to_string())
@@ -376,7 +419,7 @@ pub fn openapi() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {"type": "object", "required": ["error", "message"], "properties": {"error": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string", "nullable": true}}}}
+            "schemas": {"WeighIn": {"type": "object", "properties": {"time": {"type": "string"}, "agency": {"type": "string"}, "point": {"type": "string"}, "category": {"type": "string", "enum": crate::waste::CATEGORIES}, "kg": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 999_999}, "destination": {"type": "string", "enum": crate::waste::DESTINATIONS}, "company": {"type": "string"}, "receipt": {"type": "string"}, "void": {"type": "boolean"}, "reason": {"type": "string"}}}, "Error": {"type": "object", "required": ["error", "message"], "properties": {"error": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string", "nullable": true}}}}
         }
     })
 }
@@ -969,6 +1012,15 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
         .route("/api/v1/kpis", get(kpis_h))
         .route("/api/v1/alerts", get(alerts_h))
         .route("/api/v1/alerts/ack", post(ack_h))
+        .route(
+            "/api/v1/ledgers/waste/weigh-ins",
+            post(weigh_in_h).get(weigh_ins_h),
+        )
+        .route(
+            "/api/v1/ledgers/waste/weigh-ins/{id}/correction",
+            post(correction_h),
+        )
+        .route("/api/v1/ledgers/waste/summary", get(waste_summary_h))
         .route("/api/v1/openapi.json", get(|| async { Json(openapi()) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz_h))
@@ -1029,4 +1081,220 @@ pub fn new_token(role: &str) -> anyhow::Result<(String, String)> {
 pub fn this_month(site: &Site) -> (i32, u32) {
     let d = chrono::Utc::now().with_timezone(&site.tz).date_naive();
     (d.year(), d.month())
+}
+
+fn can_write_waste(role: &Role) -> bool {
+    matches!(role, Role::Admin | Role::Manager) || matches!(role, Role::Clerk(l) if l == "waste")
+}
+
+fn ledger_db(app: &App) -> Result<meterflow_store::LedgerDb, ApiError> {
+    meterflow_store::LedgerDb::open(&app.site.store_path()).map_err(internal)
+}
+
+/// A weigh-in from a request body: its time and fields.
+fn weigh_in_of(app: &App, v: &Value) -> Result<(i64, crate::waste::WeighIn), ApiError> {
+    let time = v
+        .get("time")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("time", "`time` (RFC 3339 or local date/time) is required"))?;
+    let ts = crate::timearg::parse(time, app.site.tz).map_err(|e| bad("time", e))?;
+    let mut fields = v.clone();
+    if let Some(o) = fields.as_object_mut() {
+        o.remove("time");
+    }
+    let w: crate::waste::WeighIn =
+        serde_json::from_value(fields).map_err(|e| bad("body", e.to_string()))?;
+    w.check(&app.site).map_err(|(f, m)| bad(f, m))?;
+    Ok((ts, w))
+}
+
+fn role_name(role: &Role) -> String {
+    match role {
+        Role::Admin => "admin".into(),
+        Role::Manager => "manager".into(),
+        Role::Clerk(l) => format!("clerk:{l}"),
+        Role::Agency(a) => format!("agency:{a}"),
+    }
+}
+
+fn created(v: Value) -> Response {
+    (StatusCode::CREATED, Json(v)).into_response()
+}
+
+async fn weigh_in_h(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): Peer,
+    h: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let role = app.auth(&h, peer)?;
+    if !can_write_waste(&role) {
+        return Err(forbidden(
+            "recording weigh-ins needs an admin, manager or clerk:waste token",
+        ));
+    }
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| bad("body", format!("not JSON: {e}")))?;
+    let (ts, w) = weigh_in_of(&app, &v)?;
+    let text = serde_json::to_string(&w).map_err(internal)?;
+    let author = role_name(&role);
+    let e = meterflow_store::NewLedgerEvent {
+        ledger: "waste",
+        kind: "weigh_in",
+        agency: Some(&w.agency),
+        ts_ms: ts,
+        body: &text,
+        corrects: None,
+        void: false,
+        author: &author,
+    };
+    let id = ledger_db(&app)?
+        .append(&e, crate::import::now_ms())
+        .map_err(internal)?
+        .ok_or_else(|| internal("append refused"))?;
+    Ok(created(json!({"id": id})))
+}
+
+async fn correction_h(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): Peer,
+    h: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let role = app.auth(&h, peer)?;
+    if !can_write_waste(&role) {
+        return Err(forbidden(
+            "correcting weigh-ins needs an admin, manager or clerk:waste token",
+        ));
+    }
+    let id: i64 = id
+        .parse()
+        .map_err(|_| not_found(format!("no weigh-in `{id}`")))?;
+    let mut db = ledger_db(&app)?;
+    let Some(old) = db
+        .get(id)
+        .map_err(internal)?
+        .filter(|e| e.ledger == "waste" && e.kind == "weigh_in" && !e.void)
+    else {
+        return Err(not_found(format!("no weigh-in {id}")));
+    };
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| bad("body", format!("not JSON: {e}")))?;
+    let author = role_name(&role);
+    let now = crate::import::now_ms();
+    let result = if v.get("void").and_then(Value::as_bool) == Some(true) {
+        let reason = v.get("reason").and_then(Value::as_str).unwrap_or_default();
+        let text = json!({ "reason": reason }).to_string();
+        let e = meterflow_store::NewLedgerEvent {
+            ledger: "waste",
+            kind: "weigh_in",
+            agency: old.agency.as_deref(),
+            ts_ms: old.ts_ms,
+            body: &text,
+            corrects: Some(id),
+            void: true,
+            author: &author,
+        };
+        db.append(&e, now).map_err(internal)?
+    } else {
+        let (ts, w) = weigh_in_of(&app, &v)?;
+        let text = serde_json::to_string(&w).map_err(internal)?;
+        let e = meterflow_store::NewLedgerEvent {
+            ledger: "waste",
+            kind: "weigh_in",
+            agency: Some(&w.agency),
+            ts_ms: ts,
+            body: &text,
+            corrects: Some(id),
+            void: false,
+            author: &author,
+        };
+        db.append(&e, now).map_err(internal)?
+    };
+    match result {
+        Some(new) => Ok(created(json!({"id": new, "corrects": id}))),
+        None => Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "superseded",
+            message: format!("weigh-in {id} was already corrected; correct its latest version"),
+            field: None,
+        }),
+    }
+}
+
+async fn weigh_ins_h(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): Peer,
+    h: HeaderMap,
+    Query(q): Q,
+) -> ApiResult {
+    let role = app.auth(&h, peer)?;
+    let (limit, offset) = page(&q)?;
+    let tz = app.site.tz;
+    let time = |k: &'static str| -> Result<i64, ApiError> {
+        let v = q
+            .get(k)
+            .ok_or_else(|| bad(k, format!("`{k}` is required (RFC 3339 or a local date)")))?;
+        crate::timearg::parse(v, tz).map_err(|e| bad(k, e))
+    };
+    let (from, to) = (time("from")?, time("to")?);
+    let rows = ledger_db(&app)?
+        .effective("waste", "weigh_in", from, to)
+        .map_err(internal)?;
+    let visible: Vec<_> = rows
+        .into_iter()
+        .filter(|e| role.agency().is_none_or(|a| e.agency.as_deref() == Some(a)))
+        .collect();
+    let items: Vec<Value> = visible
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|e| {
+            let mut v: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
+            v["id"] = json!(e.id);
+            v["time"] = json!(iso(&app.site, e.ts_ms));
+            v["corrects"] = json!(e.corrects);
+            v["author"] = json!(e.author);
+            v
+        })
+        .collect();
+    Ok(Json(
+        json!({"items": items, "total": visible.len(), "limit": limit, "offset": offset}),
+    ))
+}
+
+async fn waste_summary_h(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): Peer,
+    h: HeaderMap,
+    Query(q): Q,
+) -> ApiResult {
+    let role = app.auth(&h, peer)?;
+    let year: i32 = q
+        .get("year")
+        .and_then(|y| y.parse().ok())
+        .filter(|y| (2000..=2100).contains(y))
+        .ok_or_else(|| bad("year", "`year` is a year, 2000-2100"))?;
+    let period = period_of(year, None).ok_or_else(|| bad("year", "no such year"))?;
+    let tz = app.site.tz;
+    let (from, to) = (
+        meterflow_core::time::day_start(period.from, tz),
+        meterflow_core::time::day_start(period.to, tz),
+    );
+    let rows = ledger_db(&app)?
+        .effective("waste", "weigh_in", from, to)
+        .map_err(internal)?;
+    let weigh_ins: Vec<crate::waste::WeighIn> = rows
+        .iter()
+        .filter_map(|e| serde_json::from_str(&e.body).ok())
+        .collect();
+    let items: Vec<Value> = crate::waste::summarize(&app.site, &weigh_ins)
+        .into_iter()
+        .filter(|s| role.agency().is_none_or(|a| a == s.agency))
+        .map(|s| serde_json::to_value(s).unwrap_or(Value::Null))
+        .collect();
+    Ok(Json(
+        json!({"year": year, "recovery_target_pct": app.site.waste.recovery_target_pct, "items": items}),
+    ))
 }

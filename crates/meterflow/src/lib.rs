@@ -17,6 +17,7 @@ pub mod probe;
 pub mod report;
 pub mod sink;
 mod timearg;
+pub mod waste;
 
 /// Exit code for an invalid configuration or invalid arguments.
 pub const EXIT_CONFIG: u8 = 2;

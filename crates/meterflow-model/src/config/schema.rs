@@ -1084,3 +1084,36 @@ pub struct ApiConfig {
 const fn default_auth_failures() -> u32 {
     20
 }
+
+/// `[waste]`: settings of the waste-sorting ledger (`domain.md` §10).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasteSettings {
+    /// Incentive: CNY per kg by category (`recyclable`, `kitchen`, `hazardous`,
+    /// `residual`); without it no points are computed.
+    #[serde(default)]
+    pub price_per_kg: BTreeMap<String, f64>,
+    /// CNY per incentive point (default 0.1).
+    #[serde(default = "default_point_value")]
+    pub point_value_cny: f64,
+    /// Target 回收利用率, % (default 35).
+    #[serde(default = "default_recovery_target")]
+    pub recovery_target_pct: f64,
+}
+
+impl Default for WasteSettings {
+    fn default() -> Self {
+        WasteSettings {
+            price_per_kg: BTreeMap::new(),
+            point_value_cny: default_point_value(),
+            recovery_target_pct: default_recovery_target(),
+        }
+    }
+}
+
+const fn default_point_value() -> f64 {
+    0.1
+}
+const fn default_recovery_target() -> f64 {
+    35.0
+}

@@ -264,6 +264,34 @@ pub(crate) fn validate(
     let (alerting, alert_rules, notifiers) = validate_alerts(ctx, &doc, &buildings, &agencies);
     let mqtt = validate_push(ctx, &doc);
     validate_influx(ctx, &doc);
+    if let Some(w) = &doc.waste {
+        for (k, v) in &w.value.price_per_kg {
+            if !matches!(
+                k.as_str(),
+                "recyclable" | "kitchen" | "hazardous" | "residual"
+            ) {
+                ctx.error(
+                    w.span_of(&["price_per_kg", k]),
+                    w.key(&format!("price_per_kg.{k}")),
+                    "categories are recyclable, kitchen, hazardous, residual",
+                );
+            }
+            if !(v.is_finite() && *v >= 0.0) {
+                ctx.error(
+                    w.span_of(&["price_per_kg", k]),
+                    w.key(&format!("price_per_kg.{k}")),
+                    format!("must be a number >= 0, got {v}"),
+                );
+            }
+        }
+        if !(w.value.point_value_cny.is_finite() && w.value.point_value_cny > 0.0) {
+            ctx.error(
+                w.span_of(&["point_value_cny"]),
+                w.key("point_value_cny"),
+                "must be a number > 0",
+            );
+        }
+    }
     if let Some(a) = &doc.api {
         if !a
             .value
@@ -322,6 +350,7 @@ pub(crate) fn validate(
         influx: doc.influx.map(|i| i.value),
         dlt645_items: doc.dlt645_items.into_iter().map(|i| i.value).collect(),
         api: doc.api.map(|a| a.value),
+        waste: doc.waste.map(|w| w.value).unwrap_or_default(),
         meter_index,
     })
 }

@@ -1,0 +1,166 @@
+//! Ledger events: append-only, timestamped, corrections as new events.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Ctx, StoreError};
+use crate::schema;
+use crate::write::open_conn;
+
+/// A stored ledger event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerEvent {
+    /// Id (order of entry).
+    pub id: i64,
+    /// Ledger: `vehicles`, `space`, `waste`, `assets`.
+    pub ledger: String,
+    /// Kind within the ledger, e.g. `weigh_in`.
+    pub kind: String,
+    /// Agency it belongs to (scoping), if any.
+    pub agency: Option<String>,
+    /// When it happened, ms.
+    pub ts_ms: i64,
+    /// The event's fields, JSON.
+    pub body: String,
+    /// The event this one corrects.
+    pub corrects: Option<i64>,
+    /// This correction voids the corrected event.
+    pub void: bool,
+    /// Role of the token that entered it.
+    pub author: String,
+    /// When it was entered, ms.
+    pub created_ms: i64,
+}
+
+/// A new event (before it has an id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewLedgerEvent<'a> {
+    /// Ledger.
+    pub ledger: &'a str,
+    /// Kind.
+    pub kind: &'a str,
+    /// Agency.
+    pub agency: Option<&'a str>,
+    /// When it happened, ms.
+    pub ts_ms: i64,
+    /// Fields, JSON.
+    pub body: &'a str,
+    /// Corrected event.
+    pub corrects: Option<i64>,
+    /// Voids the corrected event.
+    pub void: bool,
+    /// Author role.
+    pub author: &'a str,
+}
+
+/// The ledgers of a store (its own connection).
+pub struct LedgerDb {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const COLS: &str = "id, ledger, kind, agency, ts_ms, body, corrects, void, author, created_ms";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerEvent> {
+    Ok(LedgerEvent {
+        id: r.get(0)?,
+        ledger: r.get(1)?,
+        kind: r.get(2)?,
+        agency: r.get(3)?,
+        ts_ms: r.get(4)?,
+        body: r.get(5)?,
+        corrects: r.get(6)?,
+        void: r.get::<_, i64>(7)? != 0,
+        author: r.get(8)?,
+        created_ms: r.get(9)?,
+    })
+}
+
+impl LedgerDb {
+    /// Open (creating and migrating if needed).
+    pub fn open(path: &Path) -> Result<LedgerDb, StoreError> {
+        let mut conn = open_conn(path, 8, false)?;
+        schema::migrate(&mut conn, path)?;
+        Ok(LedgerDb {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Append an event; its id. A correction must name an event of the same
+    /// ledger and kind that is itself still in effect (`Ok(None)` otherwise).
+    pub fn append(
+        &mut self,
+        e: &NewLedgerEvent<'_>,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let tx = self.conn.transaction().at(&self.path)?;
+        if let Some(c) = e.corrects {
+            let target: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT ledger, kind FROM ledger_events WHERE id = ?1",
+                    params![c],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .at(&self.path)?;
+            let superseded: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM ledger_events WHERE corrects = ?1)",
+                    params![c],
+                    |r| r.get(0),
+                )
+                .at(&self.path)?;
+            if target
+                .as_ref()
+                .is_none_or(|(l, k)| l != e.ledger || k != e.kind)
+                || superseded
+            {
+                return Ok(None);
+            }
+        }
+        tx.execute(
+            "INSERT INTO ledger_events (ledger, kind, agency, ts_ms, body, corrects, void, author, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![e.ledger, e.kind, e.agency, e.ts_ms, e.body, e.corrects, e.void, e.author, now_ms],
+        )
+        .at(&self.path)?;
+        let id = tx.last_insert_rowid();
+        tx.commit().at(&self.path)?;
+        Ok(Some(id))
+    }
+
+    /// One event by id.
+    pub fn get(&self, id: i64) -> Result<Option<LedgerEvent>, StoreError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLS} FROM ledger_events WHERE id = ?1"),
+                params![id],
+                row,
+            )
+            .optional()
+            .at(&self.path)
+    }
+
+    /// Events in effect (not corrected, not voids) of a ledger and kind with
+    /// `from_ms <= ts < to_ms`, in time order.
+    pub fn effective(
+        &self,
+        ledger: &str,
+        kind: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<LedgerEvent>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLS} FROM ledger_events e WHERE ledger = ?1 AND kind = ?2 AND ts_ms >= ?3 AND ts_ms < ?4 AND void = 0
+                 AND NOT EXISTS (SELECT 1 FROM ledger_events c WHERE c.corrects = e.id) ORDER BY ts_ms, id"
+            ))
+            .at(&self.path)?;
+        let rows = s
+            .query_map(params![ledger, kind, from_ms, to_ms], row)
+            .at(&self.path)?;
+        rows.collect::<Result<_, _>>().at(&self.path)
+    }
+}
