@@ -277,7 +277,23 @@ def pipeline(tz):
     return b
 
 
-BOARDS = [site, agency, meter, subitems, water, quality, alerts, pipeline]
+def waste(tz):
+    b = Board("meterflow-waste", "meterflow · Waste sorting",
+              "The waste-sorting ledger: weighed per category, 回收利用率 and the one-vote veto per agency.", tz)
+    b.panel("timeseries", "Weighed per day by category",
+            ["SELECT sum(\"kg\") FROM \"waste\" WHERE $timeFilter GROUP BY time(1d), \"category\" tz('$tz')"],
+            w=16, h=8, unit="masskg")
+    b.panel("piechart", "Recovered or not (recyclables and kitchen waste to recycling, composting, digestion)",
+            ["SELECT sum(\"kg\") FROM \"waste\" WHERE $timeFilter GROUP BY \"recovered\""],
+            w=8, h=8, unit="masskg")
+    b.panel("table", "This year by agency: 回收利用率, points, one-vote veto",
+            [f"SELECT last(\"recovery_rate_pct\") AS \"recovery_rate_pct\", last(\"total_kg\") AS \"total_kg\", last(\"records\") AS \"records\", last(\"veto\") AS \"veto\" FROM \"waste_year\" WHERE {YEAR} GROUP BY \"agency\""],
+            w=24, h=8, fmt="table",
+            description="回收利用率 = (recyclables + kitchen waste recovered) / all waste × 100, target ≥ 35 %. An agency without any record in the year fails the waste requirement (veto).")
+    return b
+
+
+BOARDS = [site, agency, meter, subitems, water, quality, alerts, pipeline, waste]
 
 
 def main():

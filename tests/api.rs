@@ -91,7 +91,13 @@ fn server_with(dir: &Path, public: bool, extra: &str) -> Server {
     }
 }
 
-fn request(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+pub(crate) fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");

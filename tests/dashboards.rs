@@ -11,7 +11,7 @@ use std::process::Command;
 use chrono::{Datelike as _, Duration as Days};
 
 use crate::influx::{Influx, demo_site, v1_section};
-use crate::support::{bin, free_port, repo, run_for};
+use crate::support::{bin, free_port, repo};
 
 /// Grafana's `$__interval`: the range over ~1000 points, rounded up to a
 /// round step, never below the panel's `interval`.
@@ -174,7 +174,60 @@ fn fixture(dir: &Path) -> (Influx, std::path::PathBuf) {
         .expect("simulate");
     let _sim = crate::support::Proc(sim);
     crate::support::wait_port(sim_port);
-    run_for(&site, 10);
+    // The waste ledger through the API while the pipeline runs: a clerk token,
+    // weigh-ins of two agencies yesterday (the third has none: its veto).
+    const CLERK: &str = "dashboards-clerk-token-0123456789";
+    std::fs::write(
+        dir.join("api-tokens"),
+        format!("clerk:waste sha256:{}\n", meterflow::api::hash_token(CLERK)),
+    )
+    .expect("tokens");
+    let text = std::fs::read_to_string(&site).expect("site");
+    let api_port: u16 = text
+        .split("[api]")
+        .nth(1)
+        .and_then(|t| t.split("listen = \"127.0.0.1:").nth(1))
+        .and_then(|t| t.split('"').next())
+        .and_then(|p| p.parse().ok())
+        .expect("the demo site's [api] port");
+    let mut run = bin()
+        .args([
+            "run",
+            "--config",
+            &site.display().to_string(),
+            "--seconds",
+            "10",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run");
+    crate::support::wait_port(api_port);
+    let yesterday = today - Days::days(1);
+    let agencies: Vec<String> = meterflow_model::Site::load(&site)
+        .expect("site")
+        .agencies
+        .iter()
+        .map(|a| a.id.clone())
+        .collect();
+    for (agency, category, kg, dest) in [
+        (&agencies[0], "recyclable", 12.5, "recycling"),
+        (&agencies[0], "kitchen", 30.0, "composting"),
+        (&agencies[1], "residual", 8.0, "landfill"),
+    ] {
+        let body = format!(
+            r#"{{"time": "{yesterday} 09:00", "agency": "{agency}", "point": "lobby", "category": "{category}", "kg": {kg}, "destination": "{dest}"}}"#
+        );
+        let (code, text) = crate::api::request(
+            api_port,
+            "POST",
+            "/api/v1/ledgers/waste/weigh-ins",
+            Some(CLERK),
+            &body,
+        );
+        assert_eq!(code, 201, "{text}");
+    }
+    let _ = run.wait();
     (influx, site)
 }
 
@@ -360,6 +413,24 @@ fn every_dashboard_query_returns_data_and_key_panels_match_the_store() {
         (got - want).abs() <= 1e-12 * want.abs(),
         "per-capita kgce of {first_agency}: {got} vs {want}"
     );
+    // Key panel 3: the waste ledger. By hand: the first agency weighed 12.5 kg
+    // recyclables (recycled) + 30 kg kitchen waste (composted) = 42.5 kg, all
+    // recovered: 100 %; the second 8 kg residual to landfill: 0 %; the third
+    // nothing: the one-vote veto.
+    let ids: Vec<String> = site.agencies.iter().map(|a| a.id.clone()).collect();
+    let year_rows = influx.series("SELECT last(recovery_rate_pct), last(total_kg), last(veto) FROM waste_year GROUP BY agency");
+    let row_of = |a: &str| {
+        year_rows
+            .iter()
+            .find(|(t, _)| t.get("agency").map(String::as_str) == Some(a))
+            .map(|(_, r)| r[0].clone())
+            .expect("waste_year row")
+    };
+    assert_eq!(row_of(&ids[0])[1].as_f64(), Some(100.0));
+    assert_eq!(row_of(&ids[0])[2].as_f64(), Some(42.5));
+    assert_eq!(row_of(&ids[1])[1].as_f64(), Some(0.0));
+    assert_eq!(row_of(&ids[2])[3].as_bool(), Some(true), "no record: veto");
+    assert!(row_of(&ids[2])[1].is_null(), "no rate without records");
     // With All, every agency has its row.
     let all = &results[&(
         "agency".to_string(),

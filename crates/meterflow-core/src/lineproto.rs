@@ -545,6 +545,57 @@ pub static PIPELINE: Measurement = Measurement {
     ],
 };
 
+/// Waste weigh-ins (the waste-sorting ledger).
+pub static WASTE: Measurement = Measurement {
+    name: "waste",
+    doc: "One weigh-in of the waste ledger at its time. A correction writes the corrected point and, if it moved, a zero-kg tombstone (voided = true) at the replaced point; a void writes the tombstone.",
+    tags: &[
+        ("agency", "agency id"),
+        ("point", "office or collection point"),
+        ("category", "recyclable, kitchen, hazardous or residual"),
+        (
+            "destination",
+            "recycling, composting, anaerobic_digestion, hazardous_treatment, incineration or landfill",
+        ),
+        (
+            "recovered",
+            "`true` when recyclable or kitchen waste went to recycling, composting or anaerobic digestion",
+        ),
+        ("entry", "ledger event id of the weigh-in"),
+    ],
+    fields: &[
+        ("kg", FieldType::Float, "kg weighed (0 for a tombstone)"),
+        (
+            "voided",
+            FieldType::Bool,
+            "the weigh-in was corrected away or voided",
+        ),
+    ],
+};
+
+/// The waste ledger's year per agency.
+pub static WASTE_YEAR: Measurement = Measurement {
+    name: "waste_year",
+    doc: "An agency's waste figures for a calendar year (timestamp = 1 January, local), rewritten at every weigh-in.",
+    tags: &[("agency", "agency id")],
+    fields: &[
+        ("total_kg", FieldType::Float, "kg of all categories"),
+        (
+            "recovered_kg",
+            FieldType::Float,
+            "recyclables and kitchen waste recovered, kg",
+        ),
+        ("recovery_rate_pct", FieldType::Float, "回收利用率, %"),
+        ("points", FieldType::Float, "incentive points"),
+        ("records", FieldType::Int, "weigh-ins in effect"),
+        (
+            "veto",
+            FieldType::Bool,
+            "no record in the year: one-vote veto",
+        ),
+    ],
+};
+
 /// Every measurement meterflow writes now.
 pub static MEASUREMENTS: &[&Measurement] = &[
     &READING,
@@ -555,6 +606,8 @@ pub static MEASUREMENTS: &[&Measurement] = &[
     &ANOMALY,
     &BUS_HEALTH,
     &PIPELINE,
+    &WASTE,
+    &WASTE_YEAR,
 ];
 
 #[cfg(test)]

@@ -1152,6 +1152,7 @@ async fn weigh_in_h(
         .append(&e, crate::import::now_ms())
         .map_err(internal)?
         .ok_or_else(|| internal("append refused"))?;
+    emit_waste(&app, &[(ts, w.clone(), id, false)], year_of(&app.site, ts));
     Ok(created(json!({"id": id})))
 }
 
@@ -1183,6 +1184,13 @@ async fn correction_h(
         serde_json::from_slice(&body).map_err(|e| bad("body", format!("not JSON: {e}")))?;
     let author = role_name(&role);
     let now = crate::import::now_ms();
+    let old_w: Option<crate::waste::WeighIn> = serde_json::from_str(&old.body).ok();
+    let mut points: Vec<(i64, crate::waste::WeighIn, i64, bool)> = Vec::new();
+    if let Some(w) = &old_w {
+        // The replaced point becomes a tombstone (a correction at the same
+        // tags and time then overwrites it with the new value).
+        points.push((old.ts_ms, w.clone(), id, true));
+    }
     let result = if v.get("void").and_then(Value::as_bool) == Some(true) {
         let reason = v.get("reason").and_then(Value::as_str).unwrap_or_default();
         let text = json!({ "reason": reason }).to_string();
@@ -1210,8 +1218,21 @@ async fn correction_h(
             void: false,
             author: &author,
         };
-        db.append(&e, now).map_err(internal)?
+        let r = db.append(&e, now).map_err(internal)?;
+        if let Some(new) = r {
+            points.push((ts, w, new, false));
+        }
+        r
     };
+    drop(db);
+    if result.is_some() {
+        let mut years: Vec<i32> = points.iter().map(|p| year_of(&app.site, p.0)).collect();
+        years.sort_unstable();
+        years.dedup();
+        for (i, y) in years.iter().enumerate() {
+            emit_waste(&app, if i == 0 { &points } else { &[] }, *y);
+        }
+    }
     match result {
         Some(new) => Ok(created(json!({"id": new, "corrects": id}))),
         None => Err(ApiError {
@@ -1297,4 +1318,96 @@ async fn waste_summary_h(
     Ok(Json(
         json!({"year": year, "recovery_target_pct": app.site.waste.recovery_target_pct, "items": items}),
     ))
+}
+
+/// A weigh-in as a `waste` point (a tombstone with `voided`).
+fn waste_point(
+    enc: &mut meterflow_core::lineproto::Encoder,
+    ts: i64,
+    w: &crate::waste::WeighIn,
+    entry: i64,
+    voided: bool,
+) {
+    use meterflow_core::lineproto::{Value as V, WASTE};
+    let recovered = matches!(w.category.as_str(), "recyclable" | "kitchen")
+        && crate::waste::recovered(&w.destination);
+    let entry = entry.to_string();
+    let _ = enc.point(
+        &WASTE,
+        &[
+            ("agency", &w.agency),
+            ("point", &w.point),
+            ("category", &w.category),
+            ("destination", &w.destination),
+            ("recovered", if recovered { "true" } else { "false" }),
+            ("entry", &entry),
+        ],
+        &[
+            ("kg", V::F(if voided { 0.0 } else { w.kg })),
+            ("voided", V::B(voided)),
+        ],
+        ts,
+    );
+}
+
+/// Points for InfluxDB after a waste-ledger change: the weigh-in points given
+/// and the `waste_year` figures of every agency for `year`.
+fn emit_waste(app: &App, points: &[(i64, crate::waste::WeighIn, i64, bool)], year: i32) {
+    if app.site.influx.is_none() {
+        return;
+    }
+    let mut enc = meterflow_core::lineproto::Encoder::new();
+    for (ts, w, entry, voided) in points {
+        waste_point(&mut enc, *ts, w, *entry, *voided);
+    }
+    if let (Some(period), Ok(db)) = (
+        period_of(year, None),
+        meterflow_store::LedgerDb::open(&app.site.store_path()),
+    ) {
+        let tz = app.site.tz;
+        let (from, to) = (
+            meterflow_core::time::day_start(period.from, tz),
+            meterflow_core::time::day_start(period.to, tz),
+        );
+        if let Ok(rows) = db.effective("waste", "weigh_in", from, to) {
+            let weigh_ins: Vec<crate::waste::WeighIn> = rows
+                .iter()
+                .filter_map(|e| serde_json::from_str(&e.body).ok())
+                .collect();
+            for s in crate::waste::summarize(&app.site, &weigh_ins) {
+                use meterflow_core::lineproto::{Value as V, WASTE_YEAR};
+                let _ = enc.point(
+                    &WASTE_YEAR,
+                    &[("agency", &s.agency)],
+                    &[
+                        ("total_kg", V::F(s.total_kg)),
+                        ("recovered_kg", V::F(s.recovered_kg)),
+                        (
+                            "recovery_rate_pct",
+                            V::F(s.recovery_rate_pct.unwrap_or(f64::NAN)),
+                        ),
+                        ("points", V::F(s.points.unwrap_or(f64::NAN))),
+                        ("records", V::I(s.records as i64)),
+                        ("veto", V::B(s.veto)),
+                    ],
+                    from,
+                );
+            }
+        }
+    }
+    match meterflow_store::Outbox::open(&app.site.store_path()) {
+        Ok(mut o) => {
+            if let Err(e) = o.append(&mut enc, crate::import::now_ms()) {
+                tracing::warn!("waste points: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("waste points: {e}"),
+    }
+}
+
+fn year_of(site: &Site, ts: i64) -> i32 {
+    site.tz
+        .timestamp_millis_opt(ts)
+        .single()
+        .map_or(1970, |t| t.year())
 }
