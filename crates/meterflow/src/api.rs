@@ -692,13 +692,7 @@ async fn consumption_h(
         return Err(not_found(format!("no meter `{id}`")));
     };
     let tz = app.site.tz;
-    let time = |k: &'static str| -> Result<i64, ApiError> {
-        let v = q
-            .get(k)
-            .ok_or_else(|| bad(k, format!("`{k}` is required (RFC 3339 or a local date)")))?;
-        crate::timearg::parse(v, tz).map_err(|e| bad(k, e))
-    };
-    let (from, to) = (time("from")?, time("to")?);
+    let (from, to) = time_range(&q, tz)?;
     if to <= from || to - from > 400 * 86_400_000 {
         return Err(bad(
             "to",
@@ -779,11 +773,7 @@ async fn kpis_h(
             "an agency token reads its own agency's figures only",
         ));
     }
-    let year: i32 = q
-        .get("year")
-        .and_then(|y| y.parse().ok())
-        .filter(|y| (2000..=2100).contains(y))
-        .ok_or_else(|| bad("year", "`year` is a year, 2000-2100"))?;
+    let year = year_param(&q)?;
     let month: Option<u32> = match q.get("month") {
         None => None,
         Some(m) => Some(
@@ -1253,13 +1243,7 @@ async fn weigh_ins_h(
     let role = app.auth(&h, peer)?;
     let (limit, offset) = page(&q)?;
     let tz = app.site.tz;
-    let time = |k: &'static str| -> Result<i64, ApiError> {
-        let v = q
-            .get(k)
-            .ok_or_else(|| bad(k, format!("`{k}` is required (RFC 3339 or a local date)")))?;
-        crate::timearg::parse(v, tz).map_err(|e| bad(k, e))
-    };
-    let (from, to) = (time("from")?, time("to")?);
+    let (from, to) = time_range(&q, tz)?;
     let rows = ledger_db(&app)?
         .effective("waste", "weigh_in", from, to)
         .map_err(internal)?;
@@ -1292,24 +1276,8 @@ async fn waste_summary_h(
     Query(q): Q,
 ) -> ApiResult {
     let role = app.auth(&h, peer)?;
-    let year: i32 = q
-        .get("year")
-        .and_then(|y| y.parse().ok())
-        .filter(|y| (2000..=2100).contains(y))
-        .ok_or_else(|| bad("year", "`year` is a year, 2000-2100"))?;
-    let period = period_of(year, None).ok_or_else(|| bad("year", "no such year"))?;
-    let tz = app.site.tz;
-    let (from, to) = (
-        meterflow_core::time::day_start(period.from, tz),
-        meterflow_core::time::day_start(period.to, tz),
-    );
-    let rows = ledger_db(&app)?
-        .effective("waste", "weigh_in", from, to)
-        .map_err(internal)?;
-    let weigh_ins: Vec<crate::waste::WeighIn> = rows
-        .iter()
-        .filter_map(|e| serde_json::from_str(&e.body).ok())
-        .collect();
+    let year = year_param(&q)?;
+    let weigh_ins = year_weigh_ins(&app.site, &ledger_db(&app)?, year).map_err(internal)?;
     let items: Vec<Value> = crate::waste::summarize(&app.site, &weigh_ins)
         .into_iter()
         .filter(|s| role.agency().is_none_or(|a| a == s.agency))
@@ -1360,39 +1328,29 @@ fn emit_waste(app: &App, points: &[(i64, crate::waste::WeighIn, i64, bool)], yea
     for (ts, w, entry, voided) in points {
         waste_point(&mut enc, *ts, w, *entry, *voided);
     }
-    if let (Some(period), Ok(db)) = (
-        period_of(year, None),
-        meterflow_store::LedgerDb::open(&app.site.store_path()),
-    ) {
-        let tz = app.site.tz;
-        let (from, to) = (
-            meterflow_core::time::day_start(period.from, tz),
-            meterflow_core::time::day_start(period.to, tz),
-        );
-        if let Ok(rows) = db.effective("waste", "weigh_in", from, to) {
-            let weigh_ins: Vec<crate::waste::WeighIn> = rows
-                .iter()
-                .filter_map(|e| serde_json::from_str(&e.body).ok())
-                .collect();
-            for s in crate::waste::summarize(&app.site, &weigh_ins) {
-                use meterflow_core::lineproto::{Value as V, WASTE_YEAR};
-                let _ = enc.point(
-                    &WASTE_YEAR,
-                    &[("agency", &s.agency)],
-                    &[
-                        ("total_kg", V::F(s.total_kg)),
-                        ("recovered_kg", V::F(s.recovered_kg)),
-                        (
-                            "recovery_rate_pct",
-                            V::F(s.recovery_rate_pct.unwrap_or(f64::NAN)),
-                        ),
-                        ("points", V::F(s.points.unwrap_or(f64::NAN))),
-                        ("records", V::I(s.records as i64)),
-                        ("veto", V::B(s.veto)),
-                    ],
-                    from,
-                );
-            }
+    let from =
+        period_of(year, None).map_or(0, |p| meterflow_core::time::day_start(p.from, app.site.tz));
+    let weigh_ins = meterflow_store::LedgerDb::open(&app.site.store_path())
+        .and_then(|db| year_weigh_ins(&app.site, &db, year));
+    if let Ok(weigh_ins) = weigh_ins {
+        for s in crate::waste::summarize(&app.site, &weigh_ins) {
+            use meterflow_core::lineproto::{Value as V, WASTE_YEAR};
+            let _ = enc.point(
+                &WASTE_YEAR,
+                &[("agency", &s.agency)],
+                &[
+                    ("total_kg", V::F(s.total_kg)),
+                    ("recovered_kg", V::F(s.recovered_kg)),
+                    (
+                        "recovery_rate_pct",
+                        V::F(s.recovery_rate_pct.unwrap_or(f64::NAN)),
+                    ),
+                    ("points", V::F(s.points.unwrap_or(f64::NAN))),
+                    ("records", V::I(s.records as i64)),
+                    ("veto", V::B(s.veto)),
+                ],
+                from,
+            );
         }
     }
     match meterflow_store::Outbox::open(&app.site.store_path()) {
@@ -1410,4 +1368,43 @@ fn year_of(site: &Site, ts: i64) -> i32 {
         .timestamp_millis_opt(ts)
         .single()
         .map_or(1970, |t| t.year())
+}
+
+/// `from` and `to` (required; RFC 3339 or a local date) as UTC ms.
+fn time_range(q: &HashMap<String, String>, tz: chrono_tz::Tz) -> Result<(i64, i64), ApiError> {
+    let time = |k: &'static str| -> Result<i64, ApiError> {
+        let v = q
+            .get(k)
+            .ok_or_else(|| bad(k, format!("`{k}` is required (RFC 3339 or a local date)")))?;
+        crate::timearg::parse(v, tz).map_err(|e| bad(k, e))
+    };
+    Ok((time("from")?, time("to")?))
+}
+
+/// The required `year`, 2000-2100.
+fn year_param(q: &HashMap<String, String>) -> Result<i32, ApiError> {
+    q.get("year")
+        .and_then(|y| y.parse().ok())
+        .filter(|y| (2000..=2100).contains(y))
+        .ok_or_else(|| bad("year", "`year` is a year, 2000-2100"))
+}
+
+/// The weigh-ins in effect in a calendar year (local).
+fn year_weigh_ins(
+    site: &Site,
+    db: &meterflow_store::LedgerDb,
+    year: i32,
+) -> Result<Vec<crate::waste::WeighIn>, meterflow_store::StoreError> {
+    let Some(period) = period_of(year, None) else {
+        return Ok(Vec::new());
+    };
+    let (from, to) = (
+        meterflow_core::time::day_start(period.from, site.tz),
+        meterflow_core::time::day_start(period.to, site.tz),
+    );
+    Ok(db
+        .effective("waste", "weigh_in", from, to)?
+        .iter()
+        .filter_map(|e| serde_json::from_str(&e.body).ok())
+        .collect())
 }
