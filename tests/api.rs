@@ -12,15 +12,16 @@ use serde_json::Value;
 
 use crate::support::{Proc, bin, example_site, free_port, wait_port};
 
-const ADMIN: &str = "admin-token-0123456789abcdef";
-const MANAGER: &str = "manager-token-0123456789abc";
-const FIN: &str = "fin-agency-token-0123456789";
-const TAX: &str = "tax-agency-token-0123456789";
-const CLERK: &str = "waste-clerk-token-0123456789";
+pub(crate) const ADMIN: &str = "admin-token-0123456789abcdef";
+pub(crate) const MANAGER: &str = "manager-token-0123456789abc";
+pub(crate) const FIN: &str = "fin-agency-token-0123456789";
+pub(crate) const TAX: &str = "tax-agency-token-0123456789";
+pub(crate) const CLERK: &str = "waste-clerk-token-0123456789";
+pub(crate) const VCLERK: &str = "vehicle-clerk-token-012345678";
 
-struct Server {
+pub(crate) struct Server {
     _proc: Proc,
-    port: u16,
+    pub(crate) port: u16,
     site: PathBuf,
 }
 
@@ -28,7 +29,7 @@ fn server(dir: &Path, public: bool) -> Server {
     server_with(dir, public, "")
 }
 
-fn server_with(dir: &Path, public: bool, extra: &str) -> Server {
+pub(crate) fn server_with(dir: &Path, public: bool, extra: &str) -> Server {
     let site = example_site(dir, 50_000);
     let port = free_port();
     let mut tokens = String::from("# role sha256:hash\n");
@@ -38,6 +39,7 @@ fn server_with(dir: &Path, public: bool, extra: &str) -> Server {
         ("agency:fin", FIN),
         ("agency:tax", TAX),
         ("clerk:waste", CLERK),
+        ("clerk:vehicles", VCLERK),
     ] {
         tokens.push_str(&format!(
             "{role} sha256:{}\n",
@@ -120,7 +122,7 @@ pub(crate) fn request(
     (status, body)
 }
 
-fn get(port: u16, path: &str, token: Option<&str>) -> (u16, Value) {
+pub(crate) fn get(port: u16, path: &str, token: Option<&str>) -> (u16, Value) {
     let (status, body) = request(port, "GET", path, token, "");
     (
         status,
@@ -375,7 +377,8 @@ fn authorization_matrix_and_figures() {
         .filter_map(|o| o.as_object())
         .map(|o| o.len())
         .sum();
-    assert_eq!(ops, meterflow::api::ROUTES.len());
+    assert_eq!(ops, meterflow::api::routes().len());
+    let (mut entries, mut imports) = (Vec::new(), Vec::new());
     for (path, ops) in paths {
         for (method, op) in ops.as_object().expect("ops") {
             let mut url = path.replace("{id}", "main-f2-light");
@@ -399,26 +402,56 @@ fn authorization_matrix_and_figures() {
                     .collect();
                 url = format!("{url}?{}", q.join("&"));
             }
-            let weigh_in = format!(
-                r#"{{"time": "{year}-03-01", "agency": "fin", "point": "p", "category": "residual", "kg": 1.5, "destination": "landfill"}}"#
-            );
-            let body = if method != "post" {
-                String::new()
-            } else if path.contains("/ledgers/") {
-                weigh_in
-            } else {
+            if url.contains("/reconciliation") {
+                // One of room and agency is required (OpenAPI cannot say "one of").
+                url.push_str("&agency=fin");
+            }
+            if method == "post" && path.contains("/ledgers/") && !path.ends_with("/correction") {
+                if path.ends_with("/import") {
+                    imports.push(url);
+                } else {
+                    entries.push(url);
+                }
+                continue;
+            }
+            let body = if method == "post" {
                 r#"{"rule":"none","target":"none"}"#.to_string()
+            } else {
+                String::new()
             };
             let (code, text) = request(p, &method.to_uppercase(), &url, Some(ADMIN), &body);
             // The ack of a non-firing alert is a 404 about the alert, not about the route.
-            // A correction of a weigh-in that does not exist is a 404 about the weigh-in.
+            // A correction of an entry that does not exist is a 404 about the entry.
             let ok = code == 200
-                || (method == "post" && code == 201)
                 || (method == "post"
                     && code == 404
-                    && (text.contains("no firing alert") || text.contains("no weigh-in")));
+                    && (text.contains("no firing alert") || text.contains("\"message\":\"no ")));
             assert!(ok, "{method} {url}: {code} {text}");
         }
+    }
+    // Every kind of ledger entry records an example (in passes: a trip needs
+    // its vehicle first), and every import takes a header-only CSV.
+    let mut left = entries;
+    while !left.is_empty() {
+        let before = left.len();
+        let mut failed = Vec::new();
+        for url in left {
+            let body = crate::ledgers::example_entry(&url, &year)
+                .unwrap_or_else(|| panic!("no example entry for {url}"));
+            let (code, text) = request(p, "POST", &url, Some(ADMIN), &body);
+            if code != 201 {
+                failed.push((url, code, text));
+            }
+        }
+        assert!(failed.len() < before, "entries refused: {failed:?}");
+        left = failed.into_iter().map(|f| f.0).collect();
+    }
+    for url in imports {
+        let (code, text) = request(p, "POST", &url, Some(ADMIN), "time\n");
+        assert!(
+            code == 400 && text.contains("is required"),
+            "{url}: {code} {text}"
+        );
     }
 }
 

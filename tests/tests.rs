@@ -13,6 +13,7 @@ mod fuzz;
 mod import;
 mod influx;
 mod kpis;
+mod ledgers;
 mod modbus;
 mod mqtt;
 mod secrets;

@@ -596,6 +596,130 @@ pub static WASTE_YEAR: Measurement = Measurement {
     ],
 };
 
+/// A vehicle's year (the vehicle ledger).
+pub static VEHICLE_YEAR: Measurement = Measurement {
+    name: "vehicle_year",
+    doc: "One vehicle's figures for a calendar year (timestamp = 1 January, local), rewritten at every entry of the vehicle ledger.",
+    tags: &[
+        ("agency", "agency id"),
+        ("plate", "licence plate"),
+        (
+            "purpose",
+            "enforcement, leadership, reception or general (执法执勤, 领导保障, 调研接待, 一般公务)",
+        ),
+        ("fuel", "gasoline, diesel or electric"),
+    ],
+    fields: &[
+        (
+            "km",
+            FieldType::Float,
+            "km driven (trip odometer differences)",
+        ),
+        ("trips", FieldType::Int, "trips"),
+        ("litres", FieldType::Float, "fuel filled, L"),
+        (
+            "l_per_100km",
+            FieldType::Float,
+            "L/100 km (absent without km)",
+        ),
+        ("fuel_cny", FieldType::Float, "fuel cost, CNY"),
+        ("maintenance_cny", FieldType::Float, "maintenance cost, CNY"),
+        ("insurance_cny", FieldType::Float, "insurance cost, CNY"),
+        ("toll_cny", FieldType::Float, "tolls, CNY"),
+        ("total_cny", FieldType::Float, "running cost, CNY"),
+        (
+            "odometer_km",
+            FieldType::Float,
+            "odometer at the end of the year (or now), km",
+        ),
+        (
+            "maintenance_due",
+            FieldType::Int,
+            "kinds of maintenance due (routine, service, tyres)",
+        ),
+        (
+            "anomalies",
+            FieldType::Int,
+            "odometer anomalies in the year",
+        ),
+        ("disposed", FieldType::Bool, "disposed of"),
+    ],
+};
+
+/// An agency's office space (the office-space ledger).
+pub static OFFICE_SPACE: Measurement = Measurement {
+    name: "office_space",
+    doc: "An agency's office space on a day (timestamp = that local midnight), written at every entry of the office-space ledger and daily by the points thread.",
+    tags: &[("agency", "agency id")],
+    fields: &[
+        ("persons", FieldType::Float, "用能人数 on the day"),
+        ("rooms", FieldType::Int, "rooms allocated"),
+        (
+            "usable_m2",
+            FieldType::Float,
+            "usable area of its rooms, m²",
+        ),
+        (
+            "office_m2",
+            FieldType::Float,
+            "usable area of its office rooms, m²",
+        ),
+        ("occupants", FieldType::Int, "persons placed in its rooms"),
+        (
+            "m2_per_person",
+            FieldType::Float,
+            "office m² per occupant (absent without occupants)",
+        ),
+        (
+            "standard_m2",
+            FieldType::Float,
+            "sum of the occupants' standard areas (2014 standard), m²",
+        ),
+        (
+            "over_standard",
+            FieldType::Bool,
+            "office area above the standard (超标)",
+        ),
+        (
+            "over_standard_rooms",
+            FieldType::Int,
+            "rooms above their occupants' standard",
+        ),
+        (
+            "idle_rooms",
+            FieldType::Int,
+            "allocated office rooms with nobody in them (闲置)",
+        ),
+        ("idle_m2", FieldType::Float, "idle usable area, m²"),
+        (
+            "idle_rate_pct",
+            FieldType::Float,
+            "闲置率, % (absent without rooms)",
+        ),
+    ],
+};
+
+/// An agency's fixed assets (the asset ledger).
+pub static ASSET_REGISTER: Measurement = Measurement {
+    name: "asset_register",
+    doc: "An agency's fixed assets on a day (timestamp = that local midnight), written at every entry of the asset ledger and daily by the points thread.",
+    tags: &[("agency", "agency id")],
+    fields: &[
+        ("assets", FieldType::Int, "assets in use (not disposed)"),
+        ("value_cny", FieldType::Float, "original value, CNY"),
+        (
+            "net_book_value_cny",
+            FieldType::Float,
+            "straight-line net book value, CNY",
+        ),
+        (
+            "idle",
+            FieldType::Int,
+            "assets with no scan or event for 180 days",
+        ),
+    ],
+};
+
 /// Every measurement meterflow writes now.
 pub static MEASUREMENTS: &[&Measurement] = &[
     &READING,
@@ -608,6 +732,9 @@ pub static MEASUREMENTS: &[&Measurement] = &[
     &PIPELINE,
     &WASTE,
     &WASTE_YEAR,
+    &VEHICLE_YEAR,
+    &OFFICE_SPACE,
+    &ASSET_REGISTER,
 ];
 
 #[cfg(test)]

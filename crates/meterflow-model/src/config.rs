@@ -118,6 +118,10 @@ pub struct Site {
     pub api: Option<ApiConfig>,
     /// `[waste]`: waste-ledger settings (defaults when absent).
     pub waste: WasteSettings,
+    /// `[office]`: office-space ledger settings (defaults when absent).
+    pub office: OfficeSettings,
+    /// `[fleet]`: vehicle-ledger settings (defaults when absent).
+    pub fleet: FleetSettings,
     /// Shipped Modbus profiles and the site's `[[profile]]`s (a site profile replaces a shipped one of the same name).
     pub profiles: Vec<crate::profile::Profile>,
     meter_index: BTreeMap<String, usize>,
@@ -287,6 +291,8 @@ pub(crate) struct RawDocument<'s> {
     pub(crate) dlt645_items: Vec<Located<'s, Dlt645Item>>,
     pub(crate) api: Option<Located<'s, ApiConfig>>,
     pub(crate) waste: Option<Located<'s, WasteSettings>>,
+    pub(crate) office: Option<Located<'s, OfficeSettings>>,
+    pub(crate) fleet: Option<Located<'s, FleetSettings>>,
     pub(crate) profiles: Vec<Located<'s, crate::profile::Profile>>,
     /// `(section, id)` of elements that failed to deserialize: their ids still
     /// count as defined, so one typo does not cascade into dangling references.
@@ -294,7 +300,7 @@ pub(crate) struct RawDocument<'s> {
 }
 
 const TABLE_SECTIONS: &[&str] = &[
-    "site", "store", "broker", "http", "alerting", "influx", "api", "waste",
+    "site", "store", "broker", "http", "alerting", "influx", "api", "waste", "office", "fleet",
 ];
 const ARRAY_SECTIONS: &[&str] = &[
     "building",
@@ -348,6 +354,8 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
         dlt645_items: Vec::new(),
         api: None,
         waste: None,
+        office: None,
+        fleet: None,
         profiles: Vec::new(),
         failed_ids: Vec::new(),
     };
@@ -380,6 +388,8 @@ fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
             "dlt645_item" => doc.dlt645_items = many(ctx, "dlt645_item", value),
             "api" => doc.api = one(ctx, "api", value),
             "waste" => doc.waste = one(ctx, "waste", value),
+            "office" => doc.office = one(ctx, "office", value),
+            "fleet" => doc.fleet = one(ctx, "fleet", value),
             "alert" => doc.alerts = many(ctx, "alert", value),
             "notifier" => doc.notifiers = many(ctx, "notifier", value),
             "profile" => doc.profiles = many(ctx, "profile", value),

@@ -200,6 +200,20 @@ impl FactorRegistry {
     }
 }
 
+/// A `NaiveDate` as a TOML date (the inverse of [`to_date`]).
+pub fn from_date(d: NaiveDate) -> Datetime {
+    use chrono::Datelike;
+    Datetime {
+        date: Some(toml::value::Date {
+            year: u16::try_from(d.year()).unwrap_or(0),
+            month: u8::try_from(d.month()).unwrap_or(1),
+            day: u8::try_from(d.day()).unwrap_or(1),
+        }),
+        time: None,
+        offset: None,
+    }
+}
+
 /// A TOML date (no time) as a `NaiveDate`.
 pub fn to_date(d: &Datetime) -> Option<NaiveDate> {
     if d.time.is_some() || d.offset.is_some() {

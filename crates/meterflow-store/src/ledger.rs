@@ -151,16 +151,49 @@ impl LedgerDb {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<LedgerEvent>, StoreError> {
-        let mut s = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {COLS} FROM ledger_events e WHERE ledger = ?1 AND kind = ?2 AND ts_ms >= ?3 AND ts_ms < ?4 AND void = 0
-                 AND NOT EXISTS (SELECT 1 FROM ledger_events c WHERE c.corrects = e.id) ORDER BY ts_ms, id"
-            ))
-            .at(&self.path)?;
-        let rows = s
-            .query_map(params![ledger, kind, from_ms, to_ms], row)
-            .at(&self.path)?;
-        rows.collect::<Result<_, _>>().at(&self.path)
+        effective_in(&self.conn, &self.path, ledger, kind, from_ms, to_ms)
     }
+
+    /// Events in effect of every kind of a ledger up to `to_ms`, in time order.
+    pub fn ledger_until(&self, ledger: &str, to_ms: i64) -> Result<Vec<LedgerEvent>, StoreError> {
+        ledger_in(&self.conn, &self.path, ledger, to_ms)
+    }
+}
+
+/// [`LedgerDb::effective`] on any connection to the store.
+pub(crate) fn effective_in(
+    conn: &Connection,
+    path: &Path,
+    ledger: &str,
+    kind: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<LedgerEvent>, StoreError> {
+    let mut s = conn
+        .prepare_cached(&format!(
+            "SELECT {COLS} FROM ledger_events e WHERE ledger = ?1 AND kind = ?2 AND ts_ms >= ?3 AND ts_ms < ?4 AND void = 0
+             AND NOT EXISTS (SELECT 1 FROM ledger_events c WHERE c.corrects = e.id) ORDER BY ts_ms, id"
+        ))
+        .at(path)?;
+    let rows = s
+        .query_map(params![ledger, kind, from_ms, to_ms], row)
+        .at(path)?;
+    rows.collect::<Result<_, _>>().at(path)
+}
+
+/// Events in effect of every kind of `ledger` with `ts < to_ms`, in time order.
+pub(crate) fn ledger_in(
+    conn: &Connection,
+    path: &Path,
+    ledger: &str,
+    to_ms: i64,
+) -> Result<Vec<LedgerEvent>, StoreError> {
+    let mut s = conn
+        .prepare_cached(&format!(
+            "SELECT {COLS} FROM ledger_events e WHERE ledger = ?1 AND ts_ms < ?2 AND void = 0
+             AND NOT EXISTS (SELECT 1 FROM ledger_events c WHERE c.corrects = e.id) ORDER BY ts_ms, id"
+        ))
+        .at(path)?;
+    let rows = s.query_map(params![ledger, to_ms], row).at(path)?;
+    rows.collect::<Result<_, _>>().at(path)
 }

@@ -105,6 +105,27 @@ impl Reader {
         })
     }
 
+    /// Ledger events in effect of every kind of `ledger` before `to_ms`, in
+    /// time order (none in a store that predates the ledgers).
+    pub fn ledger_until(
+        &self,
+        ledger: &str,
+        to_ms: i64,
+    ) -> Result<Vec<crate::LedgerEvent>, StoreError> {
+        let exists: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_events')",
+                [],
+                |r| r.get(0),
+            )
+            .at(&self.path)?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        crate::ledger::ledger_in(&self.conn, &self.path, ledger, to_ms)
+    }
+
     /// Series id of a meter's quantity.
     pub fn series_id(&self, meter: &str, quantity: &str) -> Result<Option<i64>, StoreError> {
         self.conn

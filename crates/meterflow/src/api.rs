@@ -30,6 +30,9 @@ use tokio::sync::watch;
 
 use crate::kpis::{AgencyKpis, Scope, period_of, scope_kpis};
 
+#[path = "api_ledgers.rs"]
+mod http;
+
 /// A role of a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
@@ -141,6 +144,8 @@ struct App {
     live: Live,
     failures: Mutex<HashMap<std::net::IpAddr, (u32, Instant)>>,
     max_failures: u32,
+    /// Ledger writes are checked and appended one at a time.
+    ledger_write: Mutex<()>,
 }
 
 /// An API error.
@@ -148,7 +153,7 @@ struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    field: Option<&'static str>,
+    field: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -161,12 +166,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn bad(field: &'static str, message: impl Into<String>) -> ApiError {
+fn bad(field: &str, message: impl Into<String>) -> ApiError {
     ApiError {
         status: StatusCode::BAD_REQUEST,
         code: "bad_request",
         message: message.into(),
-        field: Some(field),
+        field: Some(field.to_string()),
     }
 }
 
@@ -200,8 +205,8 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-/// One route of the API: method, path (OpenAPI form), summary, query parameters.
-pub struct Route {
+/// One fixed route of the API: method, path (OpenAPI form), summary, query parameters.
+pub struct StaticRoute {
     /// `get` or `post`.
     pub method: &'static str,
     /// Path with `{param}`s.
@@ -212,33 +217,124 @@ pub struct Route {
     pub query: &'static [(&'static str, &'static str)],
 }
 
+/// One route of the API as the OpenAPI document lists it.
+pub struct Route {
+    /// `get` or `post`.
+    pub method: &'static str,
+    /// Path with `{param}`s.
+    pub path: String,
+    /// What it does.
+    pub summary: String,
+    /// Query parameters (name, description).
+    pub query: &'static [(&'static str, &'static str)],
+    /// The request body's schema and media type (POST).
+    pub body: Option<(&'static str, Value)>,
+}
+
+const LIST_QUERY: &[(&str, &str)] = &[
+    ("from", "entries at or after, RFC 3339 or local date"),
+    ("to", "entries before (exclusive)"),
+    ("agency", "only this agency's entries"),
+    ("limit", "page size, 1-1000 (default 100)"),
+    ("offset", "first item (default 0)"),
+];
+
+/// Every route: the fixed ones, then four per ledger entry kind.
+pub fn routes() -> Vec<Route> {
+    let mut out: Vec<Route> = ROUTES
+        .iter()
+        .map(|r| Route {
+            method: r.method,
+            path: r.path.to_string(),
+            summary: r.summary.to_string(),
+            query: r.query,
+            body: (r.method == "post").then(|| {
+                ("application/json", json!({"type": "object", "properties": {"rule": {"type": "string"}, "target": {"type": "string"}}, "required": ["rule", "target"]}))
+            }),
+        })
+        .collect();
+    for k in crate::ledgers::KINDS {
+        let base = format!("/api/v1/ledgers/{}/{}", k.ledger, k.path);
+        let fields: Vec<&str> = k.fields.iter().map(|f| f.name).collect();
+        let entry = crate::ledgers::schema(k);
+        out.push(Route {
+            method: "post",
+            path: base.clone(),
+            summary: format!(
+                "Record a {} ({}; time = {}) (admin, manager, clerk:{}).",
+                k.noun,
+                fields.join(", "),
+                k.time,
+                k.ledger
+            ),
+            query: &[],
+            body: Some(("application/json", entry.clone())),
+        });
+        out.push(Route {
+            method: "get",
+            path: base.clone(),
+            summary: format!(
+                "{} entries in effect, paginated (an agency token: its own).",
+                k.noun
+            ),
+            query: LIST_QUERY,
+            body: None,
+        });
+        out.push(Route {
+            method: "post",
+            path: format!("{base}/{{id}}/correction"),
+            summary: format!(
+                "Correct a {} with a new entry (same fields), or void it: {{\"void\": true, \"reason\": …}}. Nothing is changed in place.",
+                k.noun
+            ),
+            query: &[],
+            body: Some((
+                "application/json",
+                json!({"oneOf": [entry, {"type": "object", "properties": {"void": {"type": "boolean", "enum": [true]}, "reason": {"type": "string"}}, "required": ["void"], "additionalProperties": false}]}),
+            )),
+        });
+        out.push(Route {
+            method: "post",
+            path: format!("{base}/import"),
+            summary: format!(
+                "Import {} entries from CSV (header: time, {}); a report per row. Any bad row: nothing recorded, unless partial=true.",
+                k.noun,
+                fields.join(", ")
+            ),
+            query: &[("partial", "record the good rows even if some are rejected")],
+            body: Some(("text/csv", json!({"type": "string"}))),
+        });
+    }
+    out
+}
+
 /// Every route, in the OpenAPI document's order.
-pub const ROUTES: &[Route] = &[
-    Route {
+pub const ROUTES: &[StaticRoute] = &[
+    StaticRoute {
         method: "get",
         path: "/api/v1/site",
         summary: "The site: name, time zone, factor and quota sets.",
         query: &[],
     },
-    Route {
+    StaticRoute {
         method: "get",
         path: "/api/v1/buildings",
         summary: "Buildings (an agency token: those it occupies).",
         query: &[],
     },
-    Route {
+    StaticRoute {
         method: "get",
         path: "/api/v1/zones",
         summary: "Zones (an agency token: those it occupies).",
         query: &[],
     },
-    Route {
+    StaticRoute {
         method: "get",
         path: "/api/v1/agencies",
         summary: "Agencies with their current headcount (an agency token: itself).",
         query: &[],
     },
-    Route {
+    StaticRoute {
         method: "get",
         path: "/api/v1/meters",
         summary: "Meters, paginated (an agency token: the meters serving it).",
@@ -249,7 +345,7 @@ pub const ROUTES: &[Route] = &[
             ("offset", "first item (default 0)"),
         ],
     },
-    Route {
+    StaticRoute {
         method: "get",
         path: "/api/v1/meters/{id}/consumption",
         summary: "15-minute consumption of a meter with quality.",
@@ -258,7 +354,7 @@ pub const ROUTES: &[Route] = &[
             ("to", "end, exclusive (required)"),
         ],
     },
-    Route {
+    StaticRoute {
         method: "get",
         path: "/api/v1/kpis",
         summary: "KPIs of an agency, building or the site for a month or year, with quota tracking.",
@@ -269,7 +365,7 @@ pub const ROUTES: &[Route] = &[
             ("month", "1-12; absent = the year"),
         ],
     },
-    Route {
+    StaticRoute {
         method: "get",
         path: "/api/v1/alerts",
         summary: "Firing alerts and the history, paginated (an agency token: its own and its meters').",
@@ -278,60 +374,74 @@ pub const ROUTES: &[Route] = &[
             ("offset", "first history item"),
         ],
     },
-    Route {
+    StaticRoute {
         method: "post",
         path: "/api/v1/alerts/ack",
         summary: "Acknowledge a firing alert: body {\"rule\", \"target\"} (manager, admin).",
         query: &[],
     },
-    Route {
-        method: "post",
-        path: "/api/v1/ledgers/waste/weigh-ins",
-        summary: "Record a weigh-in: {time, agency, point, category, kg, destination, company?, receipt?} (admin, manager, clerk:waste).",
-        query: &[],
-    },
-    Route {
-        method: "post",
-        path: "/api/v1/ledgers/waste/weigh-ins/{id}/correction",
-        summary: "Correct a weigh-in with a new one (same fields), or void it: {\"void\": true, \"reason\": …}. Nothing is changed in place.",
-        query: &[],
-    },
-    Route {
-        method: "get",
-        path: "/api/v1/ledgers/waste/weigh-ins",
-        summary: "Weigh-ins in effect, paginated (an agency token: its own).",
-        query: &[
-            ("from", "start, RFC 3339 or local date (required)"),
-            ("to", "end, exclusive (required)"),
-            ("limit", "page size, 1-1000 (default 100)"),
-            ("offset", "first item (default 0)"),
-        ],
-    },
-    Route {
+    StaticRoute {
         method: "get",
         path: "/api/v1/ledgers/waste/summary",
         summary: "Per agency and year: kg by category, recovery rate (回收利用率), points, one-vote veto.",
         query: &[("year", "calendar year")],
     },
-    Route {
+    StaticRoute {
+        method: "get",
+        path: "/api/v1/ledgers/space/summary",
+        summary: "Office space on a date: rooms, per agency m² per person against the 2014 standard, 超标 rooms, idle rooms and 闲置率.",
+        query: &[("date", "local date (default today)")],
+    },
+    StaticRoute {
+        method: "get",
+        path: "/api/v1/ledgers/vehicles/summary",
+        summary: "The fleet's year: per vehicle km, litres, L/100 km, running cost by category, maintenance due, odometer anomalies.",
+        query: &[("year", "calendar year")],
+    },
+    StaticRoute {
+        method: "get",
+        path: "/api/v1/ledgers/assets/register",
+        summary: "Assets on a date: place, custodian, straight-line net book value, idle; totals per agency.",
+        query: &[
+            ("date", "local date (default today)"),
+            (
+                "idle_days",
+                "idle after this many days without a scan or event (default 180)",
+            ),
+            ("limit", "page size, 1-1000 (default 100)"),
+            ("offset", "first item (default 0)"),
+        ],
+    },
+    StaticRoute {
+        method: "get",
+        path: "/api/v1/ledgers/assets/reconciliation",
+        summary: "Inventory reconciliation of a room or an agency over a scan window: missing, misplaced, unexpected.",
+        query: &[
+            ("from", "window start, RFC 3339 or local date (required)"),
+            ("to", "window end, exclusive (required)"),
+            ("room", "a room (or agency)"),
+            ("agency", "an agency (or room)"),
+        ],
+    },
+    StaticRoute {
         method: "get",
         path: "/api/v1/openapi.json",
         summary: "This document.",
         query: &[],
     },
-    Route {
+    StaticRoute {
         method: "get",
         path: "/healthz",
         summary: "The process is up.",
         query: &[],
     },
-    Route {
+    StaticRoute {
         method: "get",
         path: "/readyz",
         summary: "The store can be read.",
         query: &[],
     },
-    Route {
+    StaticRoute {
         method: "get",
         path: "/metrics",
         summary: "Prometheus metrics: readings, buses, outbox, alerts.",
@@ -347,6 +457,9 @@ fn param_schema(name: &str) -> Value {
         "year" => json!({"type": "integer", "minimum": 2000, "maximum": 2100}),
         "month" => json!({"type": "integer", "minimum": 1, "maximum": 12}),
         "scope" => json!({"type": "string", "enum": ["agency", "building", "site"]}),
+        "date" => json!({"type": "string", "format": "date"}),
+        "idle_days" => json!({"type": "integer", "minimum": 1, "maximum": 3650}),
+        "partial" => json!({"type": "boolean"}),
         _ => json!({"type": "string"}),
     }
 }
@@ -354,22 +467,27 @@ fn param_schema(name: &str) -> Value {
 /// The OpenAPI 3.0 document of [`ROUTES`].
 pub fn openapi() -> Value {
     let mut paths = serde_json::Map::new();
-    for r in ROUTES {
+    for r in routes() {
         let mut params: Vec<Value> = r
             .query
             .iter()
-            .map(|(n, d)| json!({"name": n, "in": "query", "required": matches!(*n, "from" | "to" | "scope" | "year"), "description": d, "schema": param_schema(n)}))
+            .map(|(n, d)| json!({"name": n, "in": "query", "required": matches!(*n, "scope" | "year") || (matches!(*n, "from" | "to") && d.contains("required")), "description": d, "schema": param_schema(n)}))
             .collect();
+        for p in ["ledger", "kind"] {
+            if r.path.contains(&format!("{{{p}}}")) {
+                params.push(json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}));
+            }
+        }
         if r.path.contains("{id}") {
             params.push(
                 json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}),
             );
         }
         let public = matches!(
-            r.path,
+            r.path.as_str(),
             "/healthz" | "/readyz" | "/metrics" | "/api/v1/openapi.json"
         );
-        let ok = if matches!(r.path, "/healthz" | "/readyz" | "/metrics") {
+        let ok = if matches!(r.path.as_str(), "/healthz" | "/readyz" | "/metrics") {
             json!({"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}})
         } else {
             json!({"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}})
@@ -390,25 +508,23 @@ pub fn openapi() -> Value {
         if !public {
             op["security"] = json!([{"bearer": []}]);
         }
-        if r.method == "post" {
-            let schema = if r.path.contains("/alerts/") {
-                json!({"type": "object", "properties": {"rule": {"type": "string"}, "target": {"type": "string"}}, "required": ["rule", "target"]})
-            } else {
-                json!({"$ref": "#/components/schemas/WeighIn"})
-            };
-            op["requestBody"] =
-                json!({"required": true, "content": {"application/json": {"schema": schema}}});
+        if let Some((media, schema)) = &r.body {
+            op["requestBody"] = json!({"required": true, "content": {*media: {"schema": schema}}});
             if r.path.contains("/ledgers/") {
-                op["responses"]["201"] = json!({"description": "Recorded", "content": {"application/json": {"schema": {"type": "object"}}}});
-                op["responses"]["409"] =
-                    json!({"description": "The weigh-in was already corrected"});
-                if let Some(o) = op["responses"].as_object_mut() {
-                    o.remove("200");
+                let import = r.path.ends_with("/import");
+                if import {
+                    op["responses"]["200"] = json!({"description": "Imported (with partial=true, rejected rows are listed)", "content": {"application/json": {"schema": {"type": "object"}}}});
+                } else {
+                    op["responses"]["201"] = json!({"description": "Recorded", "content": {"application/json": {"schema": {"type": "object"}}}});
+                    if let Some(o) = op["responses"].as_object_mut() {
+                        o.remove("200");
+                    }
                 }
+                op["responses"]["409"] = json!({"description": "The entry was already corrected"});
             }
         }
         paths
-            .entry(r.path.to_string())
+            .entry(r.path.clone())
             .or_insert_with(|| json!({}))
             .as_object_mut()
             .map(|o| o.insert(r.method.to_string(), op));
@@ -419,7 +535,7 @@ pub fn openapi() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"WeighIn": {"type": "object", "properties": {"time": {"type": "string"}, "agency": {"type": "string"}, "point": {"type": "string"}, "category": {"type": "string", "enum": crate::waste::CATEGORIES}, "kg": {"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": 999_999}, "destination": {"type": "string", "enum": crate::waste::DESTINATIONS}, "company": {"type": "string"}, "receipt": {"type": "string"}, "void": {"type": "boolean"}, "reason": {"type": "string"}}}, "Error": {"type": "object", "required": ["error", "message"], "properties": {"error": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string", "nullable": true}}}}
+            "schemas": {"Error": {"type": "object", "required": ["error", "message"], "properties": {"error": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string", "nullable": true}}}}
         }
     })
 }
@@ -619,13 +735,18 @@ async fn agencies_h(
 ) -> ApiResult {
     let role = app.auth(&h, peer)?;
     let today = chrono::Utc::now().with_timezone(&app.site.tz).date_naive();
+    let space = app
+        .reader()?
+        .ledger_until("space", i64::MAX)
+        .map_err(internal)?;
+    let site = crate::space::merged_site(&app.site, &space);
     let items: Vec<Value> = app
         .site
         .agencies
         .iter()
         .filter(|a| role.agency().is_none_or(|r| r == a.id))
         .map(|a| {
-            let persons = meterflow_core::denominators::persons_on(&app.site, &a.id, today);
+            let persons = meterflow_core::denominators::persons_on(&site, &a.id, today);
             json!({"id": a.id, "name": a.name, "persons_today": persons})
         })
         .collect();
@@ -728,6 +849,7 @@ fn kpis_json(site: &Site, k: &AgencyKpis) -> Value {
     json!({
         "period": {"from": k.period.from.to_string(), "to": k.period.to.to_string()},
         "electricity_kwh": c.electricity_kwh, "water_m3": c.water_m3, "gas_m3": c.gas_m3, "heat_gj": c.heat_gj,
+        "vehicle_gasoline_l": c.gasoline_l, "vehicle_diesel_l": c.diesel_l,
         "energy_kgce": k.energy_kgce, "co2_t": k.co2_t, "persons": k.persons, "area_m2": k.area_m2,
         "per_capita_kgce": k.per_capita_energy, "per_area_kgce": k.per_area_energy,
         "water_m3_per_person": k.water_per_capita, "water_l_per_person_day": k.water_l_per_person_day,
@@ -990,6 +1112,7 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
         live,
         failures: Mutex::new(HashMap::new()),
         max_failures,
+        ledger_write: Mutex::new(()),
     });
     Router::new()
         .route("/", get(overview_h))
@@ -1002,15 +1125,32 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
         .route("/api/v1/kpis", get(kpis_h))
         .route("/api/v1/alerts", get(alerts_h))
         .route("/api/v1/alerts/ack", post(ack_h))
-        .route(
-            "/api/v1/ledgers/waste/weigh-ins",
-            post(weigh_in_h).get(weigh_ins_h),
-        )
-        .route(
-            "/api/v1/ledgers/waste/weigh-ins/{id}/correction",
-            post(correction_h),
-        )
         .route("/api/v1/ledgers/waste/summary", get(waste_summary_h))
+        .route("/api/v1/ledgers/space/summary", get(http::space_summary_h))
+        .route(
+            "/api/v1/ledgers/vehicles/summary",
+            get(http::vehicles_summary_h),
+        )
+        .route(
+            "/api/v1/ledgers/assets/register",
+            get(http::assets_register_h),
+        )
+        .route(
+            "/api/v1/ledgers/assets/reconciliation",
+            get(http::reconciliation_h),
+        )
+        .route(
+            "/api/v1/ledgers/{ledger}/{kind}",
+            post(http::create_h).get(http::list_h),
+        )
+        .route(
+            "/api/v1/ledgers/{ledger}/{kind}/{id}/correction",
+            post(http::correction_h),
+        )
+        .route(
+            "/api/v1/ledgers/{ledger}/{kind}/import",
+            post(http::import_h).layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024)),
+        )
         .route("/api/v1/openapi.json", get(|| async { Json(openapi()) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz_h))
@@ -1073,29 +1213,8 @@ pub fn this_month(site: &Site) -> (i32, u32) {
     (d.year(), d.month())
 }
 
-fn can_write_waste(role: &Role) -> bool {
-    matches!(role, Role::Admin | Role::Manager) || matches!(role, Role::Clerk(l) if l == "waste")
-}
-
 fn ledger_db(app: &App) -> Result<meterflow_store::LedgerDb, ApiError> {
     meterflow_store::LedgerDb::open(&app.site.store_path()).map_err(internal)
-}
-
-/// A weigh-in from a request body: its time and fields.
-fn weigh_in_of(app: &App, v: &Value) -> Result<(i64, crate::waste::WeighIn), ApiError> {
-    let time = v
-        .get("time")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("time", "`time` (RFC 3339 or local date/time) is required"))?;
-    let ts = crate::timearg::parse(time, app.site.tz).map_err(|e| bad("time", e))?;
-    let mut fields = v.clone();
-    if let Some(o) = fields.as_object_mut() {
-        o.remove("time");
-    }
-    let w: crate::waste::WeighIn =
-        serde_json::from_value(fields).map_err(|e| bad("body", e.to_string()))?;
-    w.check(&app.site).map_err(|(f, m)| bad(f, m))?;
-    Ok((ts, w))
 }
 
 fn role_name(role: &Role) -> String {
@@ -1109,164 +1228,6 @@ fn role_name(role: &Role) -> String {
 
 fn created(v: Value) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
-}
-
-async fn weigh_in_h(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): Peer,
-    h: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let role = app.auth(&h, peer)?;
-    if !can_write_waste(&role) {
-        return Err(forbidden(
-            "recording weigh-ins needs an admin, manager or clerk:waste token",
-        ));
-    }
-    let v: Value =
-        serde_json::from_slice(&body).map_err(|e| bad("body", format!("not JSON: {e}")))?;
-    let (ts, w) = weigh_in_of(&app, &v)?;
-    let text = serde_json::to_string(&w).map_err(internal)?;
-    let author = role_name(&role);
-    let e = meterflow_store::NewLedgerEvent {
-        ledger: "waste",
-        kind: "weigh_in",
-        agency: Some(&w.agency),
-        ts_ms: ts,
-        body: &text,
-        corrects: None,
-        void: false,
-        author: &author,
-    };
-    let id = ledger_db(&app)?
-        .append(&e, crate::import::now_ms())
-        .map_err(internal)?
-        .ok_or_else(|| internal("append refused"))?;
-    emit_waste(&app, &[(ts, w.clone(), id, false)], year_of(&app.site, ts));
-    Ok(created(json!({"id": id})))
-}
-
-async fn correction_h(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): Peer,
-    h: HeaderMap,
-    UrlPath(id): UrlPath<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let role = app.auth(&h, peer)?;
-    if !can_write_waste(&role) {
-        return Err(forbidden(
-            "correcting weigh-ins needs an admin, manager or clerk:waste token",
-        ));
-    }
-    let id: i64 = id
-        .parse()
-        .map_err(|_| not_found(format!("no weigh-in `{id}`")))?;
-    let mut db = ledger_db(&app)?;
-    let Some(old) = db
-        .get(id)
-        .map_err(internal)?
-        .filter(|e| e.ledger == "waste" && e.kind == "weigh_in" && !e.void)
-    else {
-        return Err(not_found(format!("no weigh-in {id}")));
-    };
-    let v: Value =
-        serde_json::from_slice(&body).map_err(|e| bad("body", format!("not JSON: {e}")))?;
-    let author = role_name(&role);
-    let now = crate::import::now_ms();
-    let old_w: Option<crate::waste::WeighIn> = serde_json::from_str(&old.body).ok();
-    let mut points: Vec<(i64, crate::waste::WeighIn, i64, bool)> = Vec::new();
-    if let Some(w) = &old_w {
-        // The replaced point becomes a tombstone (a correction at the same
-        // tags and time then overwrites it with the new value).
-        points.push((old.ts_ms, w.clone(), id, true));
-    }
-    let result = if v.get("void").and_then(Value::as_bool) == Some(true) {
-        let reason = v.get("reason").and_then(Value::as_str).unwrap_or_default();
-        let text = json!({ "reason": reason }).to_string();
-        let e = meterflow_store::NewLedgerEvent {
-            ledger: "waste",
-            kind: "weigh_in",
-            agency: old.agency.as_deref(),
-            ts_ms: old.ts_ms,
-            body: &text,
-            corrects: Some(id),
-            void: true,
-            author: &author,
-        };
-        db.append(&e, now).map_err(internal)?
-    } else {
-        let (ts, w) = weigh_in_of(&app, &v)?;
-        let text = serde_json::to_string(&w).map_err(internal)?;
-        let e = meterflow_store::NewLedgerEvent {
-            ledger: "waste",
-            kind: "weigh_in",
-            agency: Some(&w.agency),
-            ts_ms: ts,
-            body: &text,
-            corrects: Some(id),
-            void: false,
-            author: &author,
-        };
-        let r = db.append(&e, now).map_err(internal)?;
-        if let Some(new) = r {
-            points.push((ts, w, new, false));
-        }
-        r
-    };
-    drop(db);
-    if result.is_some() {
-        let mut years: Vec<i32> = points.iter().map(|p| year_of(&app.site, p.0)).collect();
-        years.sort_unstable();
-        years.dedup();
-        for (i, y) in years.iter().enumerate() {
-            emit_waste(&app, if i == 0 { &points } else { &[] }, *y);
-        }
-    }
-    match result {
-        Some(new) => Ok(created(json!({"id": new, "corrects": id}))),
-        None => Err(ApiError {
-            status: StatusCode::CONFLICT,
-            code: "superseded",
-            message: format!("weigh-in {id} was already corrected; correct its latest version"),
-            field: None,
-        }),
-    }
-}
-
-async fn weigh_ins_h(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): Peer,
-    h: HeaderMap,
-    Query(q): Q,
-) -> ApiResult {
-    let role = app.auth(&h, peer)?;
-    let (limit, offset) = page(&q)?;
-    let tz = app.site.tz;
-    let (from, to) = time_range(&q, tz)?;
-    let rows = ledger_db(&app)?
-        .effective("waste", "weigh_in", from, to)
-        .map_err(internal)?;
-    let visible: Vec<_> = rows
-        .into_iter()
-        .filter(|e| role.agency().is_none_or(|a| e.agency.as_deref() == Some(a)))
-        .collect();
-    let items: Vec<Value> = visible
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|e| {
-            let mut v: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
-            v["id"] = json!(e.id);
-            v["time"] = json!(iso(&app.site, e.ts_ms));
-            v["corrects"] = json!(e.corrects);
-            v["author"] = json!(e.author);
-            v
-        })
-        .collect();
-    Ok(Json(
-        json!({"items": items, "total": visible.len(), "limit": limit, "offset": offset}),
-    ))
 }
 
 async fn waste_summary_h(

@@ -160,6 +160,18 @@ fn load_sums(site: &Site, reader: &Reader, scope: &Scope, period: Period) -> any
             EnergyClass::Cooling => {}
         }
     }
+    // Vehicle fuel from the vehicle ledger (an agency's vehicles; the site's all).
+    let fleet = match scope {
+        Scope::Agency(a) => Some(Some(a.as_str())),
+        Scope::Site => Some(None),
+        Scope::Building(_) => None,
+    };
+    if let Some(who) = fleet {
+        let events = reader.ledger_until("vehicles", to)?;
+        let (g, d) = crate::vehicles::fuel_litres(&events, who, from, to);
+        carriers.gasoline_l += g;
+        carriers.diesel_l += d;
+    }
     // How far into its last day the data reaches (a day in progress counts in part).
     let mut last_ms = None;
     if let Some(&day) = days.last() {
@@ -235,7 +247,15 @@ pub fn scope_kpis_with(
     period: Period,
 ) -> anyhow::Result<AgencyKpis> {
     let sums = load_sums(site, reader, scope, period)?;
-    compute(site, agg, &sums, scope, period, Some(reader))
+    // Headcounts and allocated rooms of the office-space ledger join the
+    // config's denominators.
+    let space = reader.ledger_until("space", i64::MAX)?;
+    if space.is_empty() {
+        compute(site, agg, &sums, scope, period, Some(reader))
+    } else {
+        let merged = crate::space::merged_site(site, &space);
+        compute(&merged, agg, &sums, scope, period, Some(reader))
+    }
 }
 
 fn compute(

@@ -3,12 +3,14 @@
 
 pub mod alerting;
 pub mod api;
+pub mod assets;
 pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod generate;
 pub mod import;
 pub mod kpis;
+pub mod ledgers;
 pub mod notify;
 pub mod page;
 pub mod pipeline;
@@ -16,7 +18,9 @@ pub mod points;
 pub mod probe;
 pub mod report;
 pub mod sink;
+pub mod space;
 mod timearg;
+pub mod vehicles;
 pub mod waste;
 
 /// Exit code for an invalid configuration or invalid arguments.

@@ -95,7 +95,141 @@ pub fn kpi_points(
             kpi_point(enc, &scope, label, &k, start);
         }
     }
+    ledger_day_points(site, reader, today, enc)?;
     Ok(())
+}
+
+/// `office_space` and `asset_register` of every agency on `day` (timestamp:
+/// its local midnight; rewriting the same day overwrites the same points).
+pub fn ledger_day_points(
+    site: &Site,
+    reader: &Reader,
+    day: chrono::NaiveDate,
+    enc: &mut Encoder,
+) -> anyhow::Result<()> {
+    let ts = day_start(day, site.tz);
+    let space = reader.ledger_until("space", i64::MAX)?;
+    if !space.is_empty() {
+        for a in crate::space::summarize(site, &space, day).agencies {
+            let _ = enc.point(
+                &lineproto::OFFICE_SPACE,
+                &[("agency", &a.agency)],
+                &[
+                    ("persons", Value::F(a.persons)),
+                    ("rooms", Value::I(a.rooms as i64)),
+                    ("usable_m2", Value::F(a.usable_m2)),
+                    ("office_m2", Value::F(a.office_m2)),
+                    ("occupants", Value::I(a.occupants as i64)),
+                    (
+                        "m2_per_person",
+                        Value::F(a.m2_per_person.unwrap_or(f64::NAN)),
+                    ),
+                    ("standard_m2", Value::F(a.standard_m2)),
+                    ("over_standard", Value::B(a.over_standard)),
+                    (
+                        "over_standard_rooms",
+                        Value::I(a.over_standard_rooms.len() as i64),
+                    ),
+                    ("idle_rooms", Value::I(a.idle_rooms.len() as i64)),
+                    ("idle_m2", Value::F(a.idle_m2)),
+                    (
+                        "idle_rate_pct",
+                        Value::F(a.idle_rate_pct.unwrap_or(f64::NAN)),
+                    ),
+                ],
+                ts,
+            );
+        }
+    }
+    let assets = reader.ledger_until("assets", i64::MAX)?;
+    if !assets.is_empty() {
+        for a in crate::assets::by_agency(site, &assets, day, 180) {
+            let _ = enc.point(
+                &lineproto::ASSET_REGISTER,
+                &[("agency", &a.agency)],
+                &[
+                    ("assets", Value::I(a.count as i64)),
+                    ("value_cny", Value::F(a.value_cny)),
+                    ("net_book_value_cny", Value::F(a.net_book_value_cny)),
+                    ("idle", Value::I(a.idle as i64)),
+                ],
+                ts,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `vehicle_year` of every vehicle for `year` (timestamp: 1 January, local).
+pub fn vehicle_year_points(
+    site: &Site,
+    events: &[meterflow_store::LedgerEvent],
+    year: i32,
+    enc: &mut Encoder,
+) {
+    let Some(p) = period_of(year, None) else {
+        return;
+    };
+    let (from, to) = (day_start(p.from, site.tz), day_start(p.to, site.tz));
+    for v in crate::vehicles::summarize(site, events, from, to).vehicles {
+        let c = |k: &str| v.cost_cny.get(k).copied().unwrap_or(0.0);
+        let _ = enc.point(
+            &lineproto::VEHICLE_YEAR,
+            &[
+                ("agency", &v.agency),
+                ("plate", &v.plate),
+                ("purpose", &v.purpose),
+                ("fuel", &v.fuel),
+            ],
+            &[
+                ("km", Value::F(v.km)),
+                ("trips", Value::I(v.trips as i64)),
+                ("litres", Value::F(v.litres)),
+                ("l_per_100km", Value::F(v.l_per_100km.unwrap_or(f64::NAN))),
+                ("fuel_cny", Value::F(c("fuel"))),
+                ("maintenance_cny", Value::F(c("maintenance"))),
+                ("insurance_cny", Value::F(c("insurance"))),
+                ("toll_cny", Value::F(c("toll"))),
+                ("total_cny", Value::F(v.total_cny)),
+                ("odometer_km", Value::F(v.odometer_km)),
+                (
+                    "maintenance_due",
+                    Value::I(v.maintenance.iter().filter(|d| d.due).count() as i64),
+                ),
+                ("anomalies", Value::I(v.anomalies.len() as i64)),
+                ("disposed", Value::B(v.disposed)),
+            ],
+            from,
+        );
+    }
+}
+
+/// After a ledger entry: its ledger's points into the outbox (vehicles: the
+/// years touched; office space and assets: today).
+pub fn emit_ledger(site: &Site, ledger: &str, years: &[i32]) {
+    let run = || -> anyhow::Result<()> {
+        let path = site.store_path();
+        let reader = Reader::open(&path)?;
+        let mut enc = Encoder::new();
+        match ledger {
+            "vehicles" => {
+                let events = reader.ledger_until("vehicles", i64::MAX)?;
+                for y in years {
+                    vehicle_year_points(site, &events, *y, &mut enc);
+                }
+            }
+            "space" | "assets" => {
+                let today = chrono::Utc::now().with_timezone(&site.tz).date_naive();
+                ledger_day_points(site, &reader, today, &mut enc)?;
+            }
+            _ => {}
+        }
+        meterflow_store::Outbox::open(&path)?.append(&mut enc, crate::import::now_ms())?;
+        Ok(())
+    };
+    if let Err(e) = run() {
+        tracing::warn!("{ledger} ledger points: {e:#}");
+    }
 }
 
 /// One point per alert event.

@@ -1117,3 +1117,49 @@ const fn default_point_value() -> f64 {
 const fn default_recovery_target() -> f64 {
     35.0
 }
+
+/// `[office]`: settings of the office-space ledger (`domain.md` §9).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficeSettings {
+    /// Which table of the 2014 standard the occupants' ranks come from:
+    /// `central`, `provincial`, `city` or `county`. No default: a wrong table
+    /// would grade every room silently, so occupants are refused until it is set.
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+/// `[fleet]`: settings of the vehicle ledger (`domain.md` §8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSettings {
+    /// Routine check every this many km (default 2 500).
+    #[serde(default = "default_routine_km")]
+    pub routine_km: f64,
+    /// Regular service every this many km (default 7 000).
+    #[serde(default = "default_service_km")]
+    pub service_km: f64,
+    /// Tyres every this many km (default 70 000).
+    #[serde(default = "default_tyres_km")]
+    pub tyres_km: f64,
+}
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        FleetSettings {
+            routine_km: default_routine_km(),
+            service_km: default_service_km(),
+            tyres_km: default_tyres_km(),
+        }
+    }
+}
+
+const fn default_routine_km() -> f64 {
+    2_500.0
+}
+const fn default_service_km() -> f64 {
+    7_000.0
+}
+const fn default_tyres_km() -> f64 {
+    70_000.0
+}

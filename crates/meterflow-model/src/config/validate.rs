@@ -292,6 +292,31 @@ pub(crate) fn validate(
             );
         }
     }
+    if let Some(o) = &doc.office
+        && let Some(l) = &o.value.level
+        && !matches!(l.as_str(), "central" | "provincial" | "city" | "county")
+    {
+        ctx.error(
+            o.span_of(&["level"]),
+            o.key("level"),
+            format!("`{l}`: one of central, provincial, city, county (the 2014 standard's tables)"),
+        );
+    }
+    if let Some(f) = &doc.fleet {
+        for (k, v) in [
+            ("routine_km", f.value.routine_km),
+            ("service_km", f.value.service_km),
+            ("tyres_km", f.value.tyres_km),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                ctx.error(
+                    f.span_of(&[k]),
+                    f.key(k),
+                    format!("must be a distance in km > 0, got {v}"),
+                );
+            }
+        }
+    }
     if let Some(a) = &doc.api {
         if !a
             .value
@@ -351,6 +376,8 @@ pub(crate) fn validate(
         dlt645_items: doc.dlt645_items.into_iter().map(|i| i.value).collect(),
         api: doc.api.map(|a| a.value),
         waste: doc.waste.map(|w| w.value).unwrap_or_default(),
+        office: doc.office.map(|o| o.value).unwrap_or_default(),
+        fleet: doc.fleet.map(|f| f.value).unwrap_or_default(),
         meter_index,
     })
 }
