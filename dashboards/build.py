@@ -293,7 +293,79 @@ def waste(tz):
     return b
 
 
-BOARDS = [site, agency, meter, subitems, water, quality, alerts, pipeline, waste]
+def vehicles(tz):
+    b = Board("meterflow-vehicles", "meterflow · Official vehicles",
+              "The vehicle ledger: km, fuel, L/100 km, running cost by category and purpose, maintenance due and odometer anomalies, this year.", tz)
+    b.var("agency", "Agency", "SHOW TAG VALUES FROM \"vehicle_year\" WITH KEY = \"agency\"")
+    sel = "\"agency\" =~ /^$agency$/"
+    b.panel("table", "This year by vehicle",
+            [f"SELECT last(\"km\") AS \"km\", last(\"litres\") AS \"litres\", last(\"l_per_100km\") AS \"l_per_100km\", "
+             f"last(\"fuel_cny\") AS \"fuel_cny\", last(\"maintenance_cny\") AS \"maintenance_cny\", last(\"insurance_cny\") AS \"insurance_cny\", "
+             f"last(\"toll_cny\") AS \"toll_cny\", last(\"total_cny\") AS \"total_cny\", last(\"odometer_km\") AS \"odometer_km\", "
+             f"last(\"maintenance_due\") AS \"maintenance_due\", last(\"anomalies\") AS \"anomalies\" "
+             f"FROM \"vehicle_year\" WHERE {sel} AND {YEAR} GROUP BY \"agency\", \"plate\", \"purpose\", \"fuel\""],
+            w=24, h=9, fmt="table",
+            description="Per vehicle for the calendar year: km from trip odometers, litres filled, L/100 km, running cost (CNY) by category, maintenance kinds due (routine, service, tyres) and odometer anomalies (a trip ending below its start, an odometer going back).")
+    b.panel("bargauge", "L/100 km this year",
+            [f"SELECT last(\"l_per_100km\") FROM \"vehicle_year\" WHERE {sel} AND {YEAR} GROUP BY \"plate\""],
+            w=12, h=8, unit="none")
+    b.panel("bargauge", "Running cost this year by vehicle (CNY)",
+            [f"SELECT last(\"total_cny\") FROM \"vehicle_year\" WHERE {sel} AND {YEAR} GROUP BY \"purpose\", \"plate\""],
+            w=12, h=8, unit="currencyCNY",
+            description="Grouped by purpose (enforcement 执法执勤, leadership 领导保障, reception 调研接待, general 一般公务).")
+    b.panel("stat", "Maintenance due now (vehicles)",
+            [f"SELECT last(\"maintenance_due\") FROM \"vehicle_year\" WHERE {sel} AND {YEAR} GROUP BY \"plate\""],
+            w=12, h=5, unit="none",
+            description="Per vehicle: how many kinds of maintenance are due (0 = none).")
+    b.panel("stat", "Odometer anomalies this year",
+            [f"SELECT last(\"anomalies\") FROM \"vehicle_year\" WHERE {sel} AND {YEAR} GROUP BY \"plate\""],
+            w=12, h=5, unit="none")
+    return b
+
+
+def assets(tz):
+    b = Board("meterflow-assets", "meterflow · Fixed assets",
+              "The asset ledger: assets in use, original value, straight-line net book value and idle assets per agency.", tz)
+    b.since = "now-30d"
+    b.var("agency", "Agency", "SHOW TAG VALUES FROM \"asset_register\" WITH KEY = \"agency\"")
+    sel = "\"agency\" =~ /^$agency$/"
+    b.panel("table", "Register by agency (latest day)",
+            [f"SELECT last(\"assets\") AS \"assets\", last(\"value_cny\") AS \"value_cny\", last(\"net_book_value_cny\") AS \"net_book_value_cny\", last(\"idle\") AS \"idle\" "
+             f"FROM \"asset_register\" WHERE {sel} AND $timeFilter GROUP BY \"agency\""],
+            w=24, h=7, fmt="table",
+            description="Net book value: straight-line by month from the acquisition month, no salvage value (政府会计准则). Idle: no scan or lifecycle event for 180 days.")
+    b.panel("timeseries", "Net book value by agency (CNY)",
+            [f"SELECT last(\"net_book_value_cny\") FROM \"asset_register\" WHERE {sel} AND $timeFilter GROUP BY time(1d), \"agency\" tz('$tz')"],
+            w=12, h=8, unit="currencyCNY")
+    b.panel("timeseries", "Idle assets by agency",
+            [f"SELECT last(\"idle\") FROM \"asset_register\" WHERE {sel} AND $timeFilter GROUP BY time(1d), \"agency\" tz('$tz')"],
+            w=12, h=8, unit="none")
+    return b
+
+
+def space(tz):
+    b = Board("meterflow-space", "meterflow · Office space",
+              "The office-space ledger: area per person against the 2014 standard, 超标 and idle rooms, 闲置率 per agency.", tz)
+    b.since = "now-30d"
+    b.var("agency", "Agency", "SHOW TAG VALUES FROM \"office_space\" WITH KEY = \"agency\"")
+    sel = "\"agency\" =~ /^$agency$/"
+    b.panel("table", "By agency (latest day)",
+            [f"SELECT last(\"persons\") AS \"persons\", last(\"rooms\") AS \"rooms\", last(\"office_m2\") AS \"office_m2\", last(\"occupants\") AS \"occupants\", "
+             f"last(\"m2_per_person\") AS \"m2_per_person\", last(\"standard_m2\") AS \"standard_m2\", last(\"over_standard\") AS \"over_standard\", "
+             f"last(\"over_standard_rooms\") AS \"over_standard_rooms\", last(\"idle_rooms\") AS \"idle_rooms\", last(\"idle_rate_pct\") AS \"idle_rate_pct\" "
+             f"FROM \"office_space\" WHERE {sel} AND $timeFilter GROUP BY \"agency\""],
+            w=24, h=7, fmt="table",
+            description="Office m² per occupant against the sum of their ranks' standard areas (2014 standard; 超标 when above). Idle (闲置): an allocated office room with nobody in it. 闲置率 = idle usable area / usable area of the agency's rooms.")
+    b.panel("timeseries", "闲置率 by agency (%)",
+            [f"SELECT last(\"idle_rate_pct\") FROM \"office_space\" WHERE {sel} AND $timeFilter GROUP BY time(1d), \"agency\" tz('$tz')"],
+            w=12, h=8, unit="percent")
+    b.panel("timeseries", "Office m² per person by agency",
+            [f"SELECT last(\"m2_per_person\") FROM \"office_space\" WHERE {sel} AND $timeFilter GROUP BY time(1d), \"agency\" tz('$tz')"],
+            w=12, h=8, unit="areaM2")
+    return b
+
+
+BOARDS = [site, agency, meter, subitems, water, quality, alerts, pipeline, waste, vehicles, assets, space]
 
 
 def main():

@@ -177,9 +177,14 @@ fn fixture(dir: &Path) -> (Influx, std::path::PathBuf) {
     // The waste ledger through the API while the pipeline runs: a clerk token,
     // weigh-ins of two agencies yesterday (the third has none: its veto).
     const CLERK: &str = "dashboards-clerk-token-0123456789";
+    const MANAGER: &str = "dashboards-manager-token-012345678";
     std::fs::write(
         dir.join("api-tokens"),
-        format!("clerk:waste sha256:{}\n", meterflow::api::hash_token(CLERK)),
+        format!(
+            "clerk:waste sha256:{}\nmanager sha256:{}\n",
+            meterflow::api::hash_token(CLERK),
+            meterflow::api::hash_token(MANAGER)
+        ),
     )
     .expect("tokens");
     let text = std::fs::read_to_string(&site).expect("site");
@@ -227,6 +232,66 @@ fn fixture(dir: &Path) -> (Influx, std::path::PathBuf) {
         );
         assert_eq!(code, 201, "{text}");
     }
+    // The vehicle, office-space and asset ledgers: one entry of each kind the
+    // dashboards read. By hand: 100 km on 8 L = 8 L/100 km.
+    let a0 = &agencies[0];
+    for (path, body) in [
+        (
+            "vehicles/vehicles",
+            format!(
+                r#"{{"time": "{yesterday} 08:00", "plate": "京A-D01", "agency": "{a0}", "fuel": "gasoline", "purpose": "general", "odometer_km": 1000}}"#
+            ),
+        ),
+        (
+            "vehicles/trips",
+            format!(
+                r#"{{"time": "{yesterday} 09:00", "plate": "京A-D01", "start_km": 1000, "end_km": 1100}}"#
+            ),
+        ),
+        (
+            "vehicles/fuel-fills",
+            format!(
+                r#"{{"time": "{yesterday} 17:00", "plate": "京A-D01", "litres": 8, "amount_cny": 64}}"#
+            ),
+        ),
+        (
+            "space/rooms",
+            format!(
+                r#"{{"time": "{yesterday}", "room": "M-201", "building": "main", "use_type": "office", "usable_m2": 30}}"#
+            ),
+        ),
+        (
+            "space/allocations",
+            format!(
+                r#"{{"time": "{yesterday}", "room": "M-201", "agency": "{a0}", "agreement": "UA-1"}}"#
+            ),
+        ),
+        (
+            "space/occupants",
+            format!(
+                r#"{{"time": "{yesterday}", "person": "p1", "agency": "{a0}", "rank": "正局处", "room": "M-201"}}"#
+            ),
+        ),
+        (
+            "assets/cards",
+            format!(
+                r#"{{"time": "{yesterday}", "epc": "E1", "category": "laptop", "value_cny": 6000, "life_years": 5, "agency": "{a0}", "room": "M-201"}}"#
+            ),
+        ),
+        (
+            "assets/scans",
+            format!(r#"{{"time": "{yesterday} 10:00", "epc": "E1", "room": "M-201"}}"#),
+        ),
+    ] {
+        let (code, text) = crate::api::request(
+            api_port,
+            "POST",
+            &format!("/api/v1/ledgers/{path}"),
+            Some(MANAGER),
+            &body,
+        );
+        assert_eq!(code, 201, "{path}: {text}");
+    }
     let _ = run.wait();
     (influx, site)
 }
@@ -257,7 +322,7 @@ fn every_dashboard_query_returns_data_and_key_panels_match_the_store() {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 8, "{files:?}");
+    assert!(files.len() >= 12, "{files:?}");
     let mut queries_run = 0;
     for f in &files {
         let d: serde_json::Value =
@@ -431,6 +496,24 @@ fn every_dashboard_query_returns_data_and_key_panels_match_the_store() {
     assert_eq!(row_of(&ids[1])[1].as_f64(), Some(0.0));
     assert_eq!(row_of(&ids[2])[3].as_bool(), Some(true), "no record: veto");
     assert!(row_of(&ids[2])[1].is_null(), "no rate without records");
+    // Key panel 4: the vehicle's year (8 L over 100 km) and the office space
+    // (30 m² for one 正局处 person, standard 24 m²: 超标).
+    let v = influx.series(
+        "SELECT last(km), last(l_per_100km), last(total_cny) FROM vehicle_year GROUP BY plate",
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].1[0][1].as_f64(), Some(100.0));
+    assert_eq!(v[0].1[0][2].as_f64(), Some(8.0));
+    assert_eq!(v[0].1[0][3].as_f64(), Some(64.0));
+    let o = influx.series("SELECT last(m2_per_person), last(standard_m2), last(over_standard) FROM office_space GROUP BY agency");
+    let mine = o
+        .iter()
+        .find(|(t, _)| t.get("agency") == Some(&ids[0]))
+        .map(|(_, r)| r[0].clone())
+        .expect("office_space row");
+    assert_eq!(mine[1].as_f64(), Some(30.0));
+    assert_eq!(mine[2].as_f64(), Some(24.0));
+    assert_eq!(mine[3].as_bool(), Some(true));
     // With All, every agency has its row.
     let all = &results[&(
         "agency".to_string(),

@@ -698,3 +698,100 @@ fn tls_with_password_from_the_environment() {
     stop(mf);
     assert_eq!(rows(&db, READINGS).first().map(|r| r.3), Some(42.5));
 }
+
+/// RFID readers publish scans over MQTT into the asset ledger: a reader's
+/// inventory round (several tags), a single tag with no time (receive time),
+/// bad payloads kept in dead_letters without blocking the session, and a
+/// scan published while meterflow is down recorded once after its restart
+/// (persistent session, acknowledged after the commit).
+#[test]
+fn rfid_scans_over_mqtt_reach_the_asset_ledger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _broker = mosquitto(dir.path(), port);
+    let site = site(
+        dir.path(),
+        port,
+        "mf-rfid",
+        "\n[[mqtt.rfid]]\npattern = \"rfid/{room}/{reader}\"\n",
+    );
+    let mf = start(&site);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = chrono::Utc::now().timestamp_millis();
+    publish(
+        port,
+        "rfid/R101/r1",
+        br#"{"tags": ["E1", "E2"], "time": "2026-11-30T10:00:00+08:00"}"#,
+    );
+    publish(port, "rfid/R101/r1", b"{\"tags\": [\"E1\""); // malformed
+    publish(port, "rfid/R102/r2", br#"{"epc": 5}"#); // not a tag
+    publish(port, "rfid/R102/r2", br#"{"epc": "E3"}"#);
+    let db = dir.path().join("store.db");
+    assert!(wait_count(&db, "dead_letters", 2, 20) >= 2);
+    let scans = |n: usize| -> Vec<meterflow_store::LedgerEvent> {
+        let t = Instant::now();
+        loop {
+            let all = meterflow_store::LedgerDb::open(&db)
+                .and_then(|d| d.effective("assets", "scan", i64::MIN, i64::MAX))
+                .expect("ledger");
+            if all.len() >= n || t.elapsed() > Duration::from_secs(20) {
+                return all;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let got = scans(3);
+    stop(mf);
+    let body = |e: &meterflow_store::LedgerEvent| -> serde_json::Value {
+        serde_json::from_str(&e.body).expect("body")
+    };
+    // 2026-11-30 10:00 +08:00 = 02:00 UTC = 1 796 004 000 000 ms.
+    let round: Vec<(String, String, String, i64)> = got
+        .iter()
+        .filter(|e| body(e)["room"] == "R101")
+        .map(|e| {
+            let b = body(e);
+            (
+                b["epc"].as_str().unwrap_or("").to_string(),
+                b["room"].as_str().unwrap_or("").to_string(),
+                b["reader"].as_str().unwrap_or("").to_string(),
+                e.ts_ms,
+            )
+        })
+        .collect();
+    assert_eq!(
+        round,
+        vec![
+            ("E1".into(), "R101".into(), "r1".into(), 1_796_004_000_000),
+            ("E2".into(), "R101".into(), "r1".into(), 1_796_004_000_000),
+        ]
+    );
+    let e3 = got
+        .iter()
+        .find(|e| body(e)["epc"] == "E3")
+        .expect("E3 scanned");
+    assert!(e3.ts_ms >= before, "no time: the receive time");
+    assert_eq!(body(e3)["reader"], "r2");
+    assert_eq!(got.len(), 3, "{got:?}");
+    let dead: Vec<(String, String, String)> = meterflow_store::Reader::open(&db)
+        .and_then(|r| r.dead_letters())
+        .expect("dead letters")
+        .into_iter()
+        .filter(|d| d.0 == "mqtt-rfid")
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(dead[0].2.contains("not JSON"), "{dead:?}");
+    assert!(dead[1].2.contains("epc"), "{dead:?}");
+
+    // While meterflow is down, a scan is queued by the broker for its session.
+    publish(port, "rfid/R103/r3", br#"{"epc": "E4"}"#);
+    let mf = start(&site);
+    let got = scans(4);
+    stop(mf);
+    assert_eq!(
+        got.iter().filter(|e| body(e)["epc"] == "E4").count(),
+        1,
+        "{got:?}"
+    );
+    assert_eq!(got.len(), 4);
+}

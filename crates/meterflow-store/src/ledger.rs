@@ -130,6 +130,48 @@ impl LedgerDb {
         Ok(Some(id))
     }
 
+    /// Append several new events (no corrections) in one transaction; their ids.
+    pub fn append_batch(
+        &mut self,
+        events: &[NewLedgerEvent<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let tx = self.conn.transaction().at(&self.path)?;
+        let mut ids = Vec::with_capacity(events.len());
+        for e in events {
+            tx.execute(
+                "INSERT INTO ledger_events (ledger, kind, agency, ts_ms, body, corrects, void, author, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, NULL, 0, ?6, ?7)",
+                params![e.ledger, e.kind, e.agency, e.ts_ms, e.body, e.author, now_ms],
+            )
+            .at(&self.path)?;
+            ids.push(tx.last_insert_rowid());
+        }
+        tx.commit().at(&self.path)?;
+        Ok(ids)
+    }
+
+    /// Keep a refused input in `dead_letters` (the payload clipped to 4 KiB).
+    pub fn dead_letter(
+        &mut self,
+        received_ms: i64,
+        source: &str,
+        location: &str,
+        reason: &str,
+        payload: &str,
+    ) -> Result<(), StoreError> {
+        let mut end = payload.len().min(4096);
+        while !payload.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.conn
+            .execute(
+                "INSERT INTO dead_letters (received_ms, source, location, reason, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![received_ms, source, location, reason, &payload[..end]],
+            )
+            .at(&self.path)?;
+        Ok(())
+    }
+
     /// One event by id.
     pub fn get(&self, id: i64) -> Result<Option<LedgerEvent>, StoreError> {
         self.conn

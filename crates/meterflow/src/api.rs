@@ -136,6 +136,8 @@ pub struct Live {
     pub buses: std::collections::BTreeMap<String, Arc<meterflow_modbus::BusHealth>>,
     /// InfluxDB sink.
     pub sink: Option<Arc<crate::sink::SinkStats>>,
+    /// RFID scans over MQTT.
+    pub rfid: Arc<crate::rfid::RfidStats>,
 }
 
 struct App {
@@ -1008,6 +1010,12 @@ async fn metrics_h(State(app): State<Arc<App>>) -> Response {
         s,
         "# TYPE meterflow_readings_refused_total counter\nmeterflow_readings_refused_total {}",
         app.live.refused.load(Relaxed)
+    );
+    let _ = writeln!(
+        s,
+        "# TYPE meterflow_rfid_scans_total counter\nmeterflow_rfid_scans_total {}\n# TYPE meterflow_rfid_rejected_total counter\nmeterflow_rfid_rejected_total {}",
+        app.live.rfid.scans.load(Relaxed),
+        app.live.rfid.rejected.load(Relaxed)
     );
     let _ = writeln!(s, "# TYPE meterflow_bus_requests_total counter");
     for (id, b) in &app.live.buses {

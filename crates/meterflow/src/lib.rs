@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod points;
 pub mod probe;
 pub mod report;
+pub mod rfid;
 pub mod sink;
 pub mod space;
 mod timearg;

@@ -164,6 +164,16 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
             stop_rx.clone(),
         )));
     }
+    let rfid_stats = Arc::new(crate::rfid::RfidStats::default());
+    let site_arc = Arc::new(site.clone());
+    for b in site.mqtt.iter().filter(|b| !b.rfid.is_empty()) {
+        tasks.push(tokio::spawn(crate::rfid::run(
+            Arc::clone(&site_arc),
+            b.clone(),
+            Arc::clone(&rfid_stats),
+            stop_rx.clone(),
+        )));
+    }
     if let Some(h) = &site.http {
         let stats = Arc::new(meterflow_api::HttpStats::default());
         let server = meterflow_api::serve(
@@ -195,6 +205,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
             refused: Arc::clone(&refused_count),
             buses: summary.buses.clone(),
             sink: site.influx.as_ref().map(|_| Arc::clone(&sink_stats)),
+            rfid: Arc::clone(&rfid_stats),
         };
         tasks.push(
             crate::api::serve(Arc::new(site.clone()), live, stop_rx.clone())

@@ -595,6 +595,23 @@ pub struct MqttBroker {
     /// Topic mappings.
     #[serde(default)]
     pub topic: Vec<MqttTopic>,
+    /// RFID reader topics: scans into the asset ledger (`[[mqtt.rfid]]`).
+    #[serde(default)]
+    pub rfid: Vec<RfidTopic>,
+}
+
+/// `[[mqtt.rfid]]`: a topic where RFID readers publish scans. The payload is
+/// JSON: `{"epc": …}` or `{"tags": [epc, …]}` (one inventory round), with
+/// optional `room`, `reader` and `time` (RFC 3339, s or ms; absent: receive
+/// time). Room and reader may come from `{room}` / `{reader}` topic segments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RfidTopic {
+    /// Topic pattern, e.g. `rfid/{room}/{reader}`.
+    pub pattern: String,
+    /// The room, when neither the topic nor the payload names it.
+    #[serde(default)]
+    pub room: Option<String>,
 }
 
 const fn default_mqtt_port() -> u16 {

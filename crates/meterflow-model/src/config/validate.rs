@@ -1298,6 +1298,15 @@ pub(crate) fn validate_push(ctx: &mut Ctx<'_>, doc: &RawDocument<'_>) -> Vec<Mqt
                 "a stable, non-empty client id of at most 64 characters",
             );
         }
+        for (i, r) in v.rfid.iter().enumerate() {
+            if r.pattern.trim().is_empty() || r.pattern.contains('#') && !r.pattern.ends_with('#') {
+                ctx.error(
+                    b.span_of(&["rfid"]),
+                    b.key(&format!("rfid[{i}].pattern")),
+                    "a topic pattern (segments, `{room}`, `{reader}`, `+`, a trailing `#`)",
+                );
+            }
+        }
         if v.password_env.is_some() && v.password_file.is_some() {
             ctx.error(
                 b.span_of(&["password_file"]),
