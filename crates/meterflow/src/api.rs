@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 use tokio::sync::watch;
 
-use crate::kpis::{AgencyKpis, Scope, period_of, scope_kpis};
+use crate::kpis::{AgencyKpis, Scope, period_of};
 
 #[path = "api_ledgers.rs"]
 mod http;
@@ -148,6 +148,23 @@ struct App {
     max_failures: u32,
     /// Ledger writes are checked and appended one at a time.
     ledger_write: Mutex<()>,
+    /// The site's hierarchy walk for KPIs (depends on the site file only), built once.
+    agg: std::sync::OnceLock<Arc<meterflow_core::aggregate::Aggregator>>,
+    /// Idle read connections.
+    readers: Mutex<Vec<Reader>>,
+    /// Heavy requests (KPIs) computing at once: twice the cores, so that 64
+    /// clients queue for a warm connection instead of 64 threads each
+    /// opening their own.
+    heavy: tokio::sync::Semaphore,
+}
+
+impl App {
+    fn aggregator(&self) -> Arc<meterflow_core::aggregate::Aggregator> {
+        Arc::clone(
+            self.agg
+                .get_or_init(|| Arc::new(meterflow_core::aggregate::Aggregator::new(&self.site))),
+        )
+    }
 }
 
 /// An API error.
@@ -596,8 +613,46 @@ impl App {
         }
     }
 
-    fn reader(&self) -> Result<Reader, ApiError> {
-        Reader::open(&self.site.store_path()).map_err(internal)
+    /// A read connection from the pool (opened if none is idle); it goes
+    /// back to the pool when dropped. Opening one costs a file open and the
+    /// schema parse, and its statement cache is what makes the next
+    /// request's queries cheap.
+    fn reader(&self) -> Result<PooledReader<'_>, ApiError> {
+        let idle = self.readers.lock().ok().and_then(|mut p| p.pop());
+        let r = match idle {
+            Some(r) => r,
+            None => Reader::open(&self.site.store_path()).map_err(internal)?,
+        };
+        Ok(PooledReader {
+            reader: Some(r),
+            pool: &self.readers,
+        })
+    }
+}
+
+/// A pooled read connection.
+struct PooledReader<'a> {
+    reader: Option<Reader>,
+    pool: &'a Mutex<Vec<Reader>>,
+}
+
+impl std::ops::Deref for PooledReader<'_> {
+    type Target = Reader;
+    fn deref(&self) -> &Reader {
+        // Always Some until dropped.
+        self.reader
+            .as_ref()
+            .expect("pooled reader present until drop")
+    }
+}
+
+impl Drop for PooledReader<'_> {
+    fn drop(&mut self) {
+        if let (Some(r), Ok(mut pool)) = (self.reader.take(), self.pool.lock())
+            && pool.len() < 16
+        {
+            pool.push(r);
+        }
     }
 }
 
@@ -908,8 +963,17 @@ async fn kpis_h(
         ),
     };
     let period = period_of(year, month).ok_or_else(|| bad("year", "no such period"))?;
-    let reader = app.reader()?;
-    let k = scope_kpis(site, &reader, &scope, period).map_err(internal)?;
+    // SQLite and the arithmetic off the async workers, a few at a time.
+    let _permit = app.heavy.acquire().await.map_err(internal)?;
+    let app2 = Arc::clone(&app);
+    let scope2 = scope.clone();
+    let k = tokio::task::spawn_blocking(move || {
+        let reader = app2.reader()?;
+        let agg = app2.aggregator();
+        crate::kpis::scope_kpis_with(&app2.site, &reader, &agg, &scope2, period).map_err(internal)
+    })
+    .await
+    .map_err(internal)??;
     let mut v = kpis_json(site, &k);
     v["scope"] = json!(match &scope {
         Scope::Agency(_) => "agency",
@@ -1121,6 +1185,11 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
         failures: Mutex::new(HashMap::new()),
         max_failures,
         ledger_write: Mutex::new(()),
+        agg: std::sync::OnceLock::new(),
+        readers: Mutex::new(Vec::new()),
+        heavy: tokio::sync::Semaphore::new(
+            2 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+        ),
     });
     Router::new()
         .route("/", get(overview_h))

@@ -253,9 +253,37 @@ pub fn scope_kpis_with(
     if space.is_empty() {
         compute(site, agg, &sums, scope, period, Some(reader))
     } else {
-        let merged = crate::space::merged_site(site, &space);
+        let merged = merged_cached(site, &space);
         compute(&merged, agg, &sums, scope, period, Some(reader))
     }
+}
+
+/// The site merged with the office-space ledger, cached while neither the
+/// site nor the ledger changes (a merge clones the whole site: with 1 000
+/// meters that dominated a KPI request).
+fn merged_cached(site: &Site, space: &[meterflow_store::LedgerEvent]) -> std::sync::Arc<Site> {
+    type Key = (usize, std::path::PathBuf, usize, i64, i64);
+    static CACHE: std::sync::Mutex<Option<(Key, std::sync::Arc<Site>)>> =
+        std::sync::Mutex::new(None);
+    // The ledger is append-only: its count and newest ids identify its state.
+    let key: Key = (
+        std::ptr::from_ref(site) as usize,
+        site.store_path(),
+        space.len(),
+        space.iter().map(|e| e.id).max().unwrap_or(0),
+        space.iter().map(|e| e.id).sum(),
+    );
+    if let Ok(c) = CACHE.lock()
+        && let Some((k, merged)) = c.as_ref()
+        && *k == key
+    {
+        return std::sync::Arc::clone(merged);
+    }
+    let merged = std::sync::Arc::new(crate::space::merged_site(site, space));
+    if let Ok(mut c) = CACHE.lock() {
+        *c = Some((key, std::sync::Arc::clone(&merged)));
+    }
+    merged
 }
 
 fn compute(

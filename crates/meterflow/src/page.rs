@@ -10,7 +10,7 @@ use meterflow_core::time::day_start;
 use meterflow_model::{EnergyClass, Site};
 use meterflow_store::Reader;
 
-use crate::kpis::{Scope, period_of, scope_kpis};
+use crate::kpis::{Scope, period_of};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -51,7 +51,9 @@ pub fn overview(site: &Site) -> anyhow::Result<String> {
     let month_kwh = elec(Grain::Month, day_start(month_start, site.tz))?;
     let year_kwh = elec(Grain::Year, day_start(year_start, site.tz))?;
     let year = period_of(today.year(), None).ok_or_else(|| anyhow::anyhow!("period"))?;
-    let site_k = scope_kpis(site, &reader, &Scope::Site, year)?;
+    // The hierarchy walk is built once for every scope of the page.
+    let agg = meterflow_core::aggregate::Aggregator::new(site);
+    let site_k = crate::kpis::scope_kpis_with(site, &reader, &agg, &Scope::Site, year)?;
 
     // Daily site electricity, last 30 days.
     let from = day_start(today - Duration::days(29), site.tz);
@@ -124,7 +126,8 @@ th:first-child,td:first-child{{text-align:left}}.cards{{display:flex;gap:1rem}}.
     );
     html.push_str("<h2>Agencies, this year</h2><table id=\"agencies\"><tr><th>Agency</th><th>Persons</th><th>kgce / person</th><th>kgce / m²</th><th>Water m³ / person</th><th>Quota, year to date</th><th>Completeness</th></tr>");
     for a in &site.agencies {
-        let k = scope_kpis(site, &reader, &Scope::Agency(a.id.clone()), year)?;
+        let k =
+            crate::kpis::scope_kpis_with(site, &reader, &agg, &Scope::Agency(a.id.clone()), year)?;
         let _ = write!(
             html,
             "<tr><td>{name} <small>({id})</small></td><td>{p:.0}</td><td>{pc}</td><td>{pa}</td><td>{pw}</td><td>{q}</td><td>{c:.1} %</td></tr>",
