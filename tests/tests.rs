@@ -9,6 +9,7 @@ mod api;
 mod check;
 mod cnmeters;
 mod dashboards;
+mod export;
 mod fuzz;
 mod import;
 mod influx;

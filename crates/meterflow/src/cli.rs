@@ -51,6 +51,12 @@ enum Command {
         #[arg(long)]
         agency: Option<String>,
     },
+    /// Exports: `export assessment` writes the annual energy assessment.
+    #[cfg(feature = "export")]
+    Export {
+        #[command(subcommand)]
+        what: ExportWhat,
+    },
     /// Evaluate the alert rules once, deliver due notifications, and list firing alerts and history.
     Alerts {
         /// Site configuration file (TOML).
@@ -191,6 +197,50 @@ enum FormatArg {
     Lp,
 }
 
+/// What to export.
+#[cfg(feature = "export")]
+#[derive(Debug, clap::Subcommand)]
+enum ExportWhat {
+    /// The annual energy assessment per agency, building and site: carriers, kgce/tce, CO₂,
+    /// denominators, indicators, YoY, reductions against the plan, quota grades, waste, vehicles,
+    /// data quality; a monthly table and the factors, quotas and targets used.
+    Assessment {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Calendar year.
+        #[arg(long)]
+        year: i32,
+        /// One agency only.
+        #[arg(long)]
+        agency: Option<String>,
+        /// xlsx (one workbook), csv or parquet (a directory with one file per table).
+        #[arg(long, value_enum, default_value = "xlsx")]
+        format: ExportFormat,
+        /// national (per-area with vehicle fuel, water over calendar days) or quota-standard.
+        #[arg(long, value_enum, default_value = "national")]
+        profile: ExportProfile,
+        /// Output: the .xlsx file, or the directory for csv/parquet.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[cfg(feature = "export")]
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Xlsx,
+    Csv,
+    Parquet,
+}
+
+#[cfg(feature = "export")]
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportProfile {
+    National,
+    QuotaStandard,
+}
+
 /// Parse arguments, run, return the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -209,6 +259,34 @@ pub fn main() -> ExitCode {
             });
             crate::import::run(&config, &data, format, &precision)
         }
+        #[cfg(feature = "export")]
+        Command::Export {
+            what:
+                ExportWhat::Assessment {
+                    config,
+                    year,
+                    agency,
+                    format,
+                    profile,
+                    out,
+                },
+        } => crate::export::run(
+            &config,
+            crate::export::Request {
+                year,
+                agency,
+                profile: match profile {
+                    ExportProfile::National => meterflow_export::Profile::National,
+                    ExportProfile::QuotaStandard => meterflow_export::Profile::QuotaStandard,
+                },
+            },
+            match format {
+                ExportFormat::Xlsx => meterflow_export::Format::Xlsx,
+                ExportFormat::Csv => meterflow_export::Format::Csv,
+                ExportFormat::Parquet => meterflow_export::Format::Parquet,
+            },
+            &out,
+        ),
         Command::Kpi {
             config,
             year,

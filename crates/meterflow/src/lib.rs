@@ -7,6 +7,8 @@ pub mod assets;
 pub mod check;
 pub mod cli;
 pub mod demo;
+#[cfg(feature = "export")]
+pub mod export;
 pub mod generate;
 pub mod import;
 pub mod kpis;
