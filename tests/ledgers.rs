@@ -61,6 +61,51 @@ pub(crate) fn example_entry(url: &str, year: &str) -> Option<String> {
     Some(body)
 }
 
+/// GET with the body de-chunked (the export streams its file).
+fn fetch(port: u16, path: &str, token: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers");
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut body = raw[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("chunk size");
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).trim(), 16)
+                .expect("hex size");
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+            rest = &rest[eol + 2 + size + 2..];
+        }
+        body = out;
+    }
+    (code, body)
+}
+
 fn post(p: u16, path: &str, token: &str, body: &str) -> (u16, Value) {
     let (code, text) = request(p, "POST", path, Some(token), body);
     (
@@ -569,6 +614,38 @@ fn ledgers_match_hand_computations() {
     // The agencies list shows the new headcount.
     let (_, v) = get(p, "/api/v1/agencies", Some(FIN));
     assert_eq!(v["items"][0]["persons_today"].as_f64(), Some(150.0));
+
+    // The assessment through the API: an agency's token gets its own rows only.
+    let (code, csv) = fetch(
+        p,
+        &format!("/api/v1/exports/assessment?year={y2}&format=csv"),
+        FIN,
+    );
+    let csv = String::from_utf8(csv).expect("UTF-8");
+    assert_eq!(code, 200, "{csv}");
+    assert!(csv.starts_with('\u{feff}'), "UTF-8 with BOM");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "header and fin's row: {csv}");
+    assert!(lines[1].starts_with("agency,fin,"), "{csv}");
+    // fin's y2 vehicle fuel: 100 L gasoline, as in the KPIs above.
+    assert!(
+        lines[1].contains(",100.0,") || lines[1].contains(",100,"),
+        "{csv}"
+    );
+    assert_eq!(
+        request(
+            p,
+            "GET",
+            &format!("/api/v1/exports/assessment?year={y2}&agency=fin"),
+            Some(TAX),
+            ""
+        )
+        .0,
+        404
+    );
+    let (code, xlsx) = fetch(p, &format!("/api/v1/exports/assessment?year={y2}"), MANAGER);
+    assert_eq!(code, 200);
+    assert!(xlsx.starts_with(b"PK"), "a zip (xlsx) body");
 
     // Authorization over every kind of entry: an agency token lists only its
     // own agency's entries (rooms and unknown tags belong to none: hidden),

@@ -272,6 +272,21 @@ pub fn routes() -> Vec<Route> {
             }),
         })
         .collect();
+    if cfg!(feature = "export") {
+        out.push(Route {
+            method: "get",
+            path: "/api/v1/exports/assessment".into(),
+            summary: "The annual energy assessment: the workbook (xlsx), or one table as CSV (UTF-8 with BOM) or Parquet. An agency token gets its own agency's.".into(),
+            query: &[
+                ("year", "calendar year"),
+                ("agency", "one agency (default: every agency, building and the site)"),
+                ("format", "xlsx (default), csv or parquet"),
+                ("profile", "national (default) or quota-standard"),
+                ("table", "csv/parquet: assessment (default), monthly, sources or cover"),
+            ],
+            body: None,
+        });
+    }
     for k in crate::ledgers::KINDS {
         let base = format!("/api/v1/ledgers/{}/{}", k.ledger, k.path);
         let fields: Vec<&str> = k.fields.iter().map(|f| f.name).collect();
@@ -479,6 +494,9 @@ fn param_schema(name: &str) -> Value {
         "date" => json!({"type": "string", "format": "date"}),
         "idle_days" => json!({"type": "integer", "minimum": 1, "maximum": 3650}),
         "partial" => json!({"type": "boolean"}),
+        "format" => json!({"type": "string", "enum": ["xlsx", "csv", "parquet"]}),
+        "profile" => json!({"type": "string", "enum": ["national", "quota-standard"]}),
+        "table" => json!({"type": "string", "enum": ["assessment", "monthly", "sources", "cover"]}),
         _ => json!({"type": "string"}),
     }
 }
@@ -506,7 +524,13 @@ pub fn openapi() -> Value {
             r.path.as_str(),
             "/healthz" | "/readyz" | "/metrics" | "/api/v1/openapi.json"
         );
-        let ok = if matches!(r.path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+        let ok = if r.path.as_str() == "/api/v1/exports/assessment" {
+            json!({"description": "The file", "content": {
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {"schema": {"type": "string", "format": "binary"}},
+                "text/csv": {"schema": {"type": "string"}},
+                "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}
+            }})
+        } else if matches!(r.path.as_str(), "/healthz" | "/readyz" | "/metrics") {
             json!({"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}})
         } else {
             json!({"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}})
@@ -1228,6 +1252,7 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
             "/api/v1/ledgers/{ledger}/{kind}/import",
             post(http::import_h).layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024)),
         )
+        .route("/api/v1/exports/assessment", get(export_route))
         .route("/api/v1/openapi.json", get(|| async { Json(openapi()) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz_h))
@@ -1235,6 +1260,21 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
         .fallback(|| async { not_found("no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(app)
+}
+
+#[cfg(feature = "export")]
+async fn export_route(
+    s: State<Arc<App>>,
+    p: Peer,
+    h: HeaderMap,
+    q: Q,
+) -> Result<Response, ApiError> {
+    http::export_h(s, p, h, q).await
+}
+
+#[cfg(not(feature = "export"))]
+async fn export_route() -> ApiError {
+    not_found("this build has no export (built without the `export` feature)")
 }
 
 /// Serve the API of `site` until `shutdown`.

@@ -512,3 +512,132 @@ pub(super) async fn reconciliation_h(
     let r = crate::assets::reconcile(&app.site, &events, &scope, from, to);
     Ok(Json(serde_json::to_value(&r).map_err(internal)?))
 }
+
+/// The annual assessment as a file: the workbook, or one table as CSV or
+/// Parquet (`table`); an agency token gets its own agency's only.
+#[cfg(feature = "export")]
+pub(super) async fn export_h(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): Peer,
+    h: HeaderMap,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
+    use meterflow_export::{Format, Profile};
+    let role = app.auth(&h, peer)?;
+    let year = year_param(&q)?;
+    let agency = match (role.agency(), q.get("agency")) {
+        (Some(mine), Some(a)) if a != mine => return Err(not_found(format!("no agency `{a}`"))),
+        (Some(mine), _) => Some(mine.to_string()),
+        (None, Some(a)) => {
+            if !app.site.agencies.iter().any(|x| &x.id == a) {
+                return Err(not_found(format!("no agency `{a}`")));
+            }
+            Some(a.clone())
+        }
+        (None, None) => None,
+    };
+    let (format, ext, mime) = match q.get("format").map(String::as_str) {
+        None | Some("xlsx") => (
+            Format::Xlsx,
+            "xlsx",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ),
+        Some("csv") => (Format::Csv, "csv", "text/csv; charset=utf-8"),
+        Some("parquet") => (Format::Parquet, "parquet", "application/vnd.apache.parquet"),
+        Some(_) => return Err(bad("format", "`format` is xlsx, csv or parquet")),
+    };
+    let profile = match q.get("profile").map(String::as_str) {
+        None | Some("national") => Profile::National,
+        Some("quota-standard") => Profile::QuotaStandard,
+        Some(_) => return Err(bad("profile", "`profile` is national or quota-standard")),
+    };
+    let table = match q.get("table").map(String::as_str) {
+        None | Some("assessment") => "assessment",
+        Some(t @ ("monthly" | "sources" | "cover")) => t,
+        Some(_) => {
+            return Err(bad(
+                "table",
+                "`table` is assessment, monthly, sources or cover",
+            ));
+        }
+    };
+    let _permit = app.heavy.acquire().await.map_err(internal)?;
+    let app2 = Arc::clone(&app);
+    let req = crate::export::Request {
+        year,
+        agency: agency.clone(),
+        profile,
+    };
+    let dir = tempfile::tempdir().map_err(internal)?;
+    let out = if format == Format::Xlsx {
+        dir.path().join("assessment.xlsx")
+    } else {
+        dir.path().join("tables")
+    };
+    let out2 = out.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::export::export(&app2.site, &req, format, &out2, &|_| {})
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    let file = if format == Format::Xlsx {
+        out
+    } else {
+        out.join(format!("{table}.{ext}"))
+    };
+    let f = tokio::fs::File::open(&file).await.map_err(internal)?;
+    // The temporary directory lives until the body is sent.
+    let stream = tokio_util::io::ReaderStream::new(f);
+    let body = axum::body::Body::from_stream(futures_keep(stream, dir));
+    let name = format!(
+        "assessment-{year}{}{}.{ext}",
+        agency.map(|a| format!("-{a}")).unwrap_or_default(),
+        if format == Format::Xlsx {
+            String::new()
+        } else {
+            format!("-{table}")
+        }
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// A stream that keeps `keep` alive until it ends.
+#[cfg(feature = "export")]
+fn futures_keep<S: tokio_stream_like::Stream + Unpin>(
+    s: S,
+    keep: tempfile::TempDir,
+) -> tokio_stream_like::Keep<S> {
+    tokio_stream_like::Keep { s, _keep: keep }
+}
+
+#[cfg(feature = "export")]
+mod tokio_stream_like {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    pub(super) use futures_core::Stream;
+
+    /// A stream holding something until it is dropped.
+    pub(super) struct Keep<S> {
+        pub(super) s: S,
+        pub(super) _keep: tempfile::TempDir,
+    }
+
+    impl<S: Stream + Unpin> Stream for Keep<S> {
+        type Item = S::Item;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+            Pin::new(&mut self.s).poll_next(cx)
+        }
+    }
+}
