@@ -360,3 +360,315 @@ print(json.dumps(out, ensure_ascii=False, default=str))
     }
     assert!(w1["封面"]["rows"].to_string().contains("worked example"));
 }
+
+/// Two years, agencies A and C in building B (1 000 m²): A's headcount
+/// grows from 100 to 120 on 1 July 2025; C moves from 100 m² in Z1 to 200 m²
+/// in Z2 on 1 April 2025; A's electricity meter is replaced on 1 July 2025
+/// and misses three daily readings in March (estimated buckets); only A has
+/// waste records. Daily readings: A 100 kWh/day and 10 m³ water/day, C 50
+/// kWh/day, both years.
+const TWO_YEARS: &str = r#"
+[site]
+name = "two years"
+
+[store]
+path = "store.db"
+
+[[building]]
+id = "B"
+total_area_m2 = 1000
+
+[[zone]]
+id = "Z1"
+building = "B"
+area_m2 = 500
+
+[[zone]]
+id = "Z2"
+building = "B"
+area_m2 = 500
+
+[[agency]]
+id = "A"
+name = "Agency A"
+
+[[agency]]
+id = "C"
+name = "Agency C"
+
+[[headcount]]
+agency = "A"
+from = 2024-01-01
+persons = 100
+
+[[headcount]]
+agency = "A"
+from = 2025-07-01
+persons = 120
+
+[[headcount]]
+agency = "C"
+from = 2024-01-01
+persons = 50
+
+[[space]]
+agency = "A"
+zone = "Z1"
+from = 2024-01-01
+area_m2 = 400
+
+[[space]]
+agency = "C"
+zone = "Z1"
+from = 2024-01-01
+to = 2025-03-31
+area_m2 = 100
+
+[[space]]
+agency = "C"
+zone = "Z2"
+from = 2025-04-01
+area_m2 = 200
+
+[[meter]]
+id = "EA"
+kind = "electricity"
+unit = "kWh"
+serves = { agency = "A" }
+interval_s = 86400
+
+[[meter]]
+id = "EC"
+kind = "electricity"
+unit = "kWh"
+serves = { agency = "C" }
+interval_s = 86400
+
+[[meter]]
+id = "WA"
+kind = "water"
+unit = "m3"
+serves = { agency = "A" }
+interval_s = 86400
+
+[[replacement]]
+meter = "EA"
+at = 2025-07-01T00:00:00
+old_final = 54700
+new_initial = 0
+"#;
+
+#[test]
+fn two_year_export_matches_the_hand_computation_cell_by_cell() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("site.toml");
+    std::fs::write(&config, TWO_YEARS).expect("site");
+    let site = Site::load(&config).expect("valid site");
+    // 2024-01-01 00:00 +08:00 = 2023-12-31T16:00Z = 1 704 038 400 000 ms; 731 days to 2026-01-01.
+    let jan1_2024 = 1_704_038_400_000i64;
+    let day = 86_400_000i64;
+    let q = |m: &str| {
+        site.meters
+            .iter()
+            .find(|x| x.id == m)
+            .expect("meter")
+            .counter_quantity()
+            .to_string()
+    };
+    let r = |meter: &str, d: i64, value: f64| Reading {
+        meter: meter.into(),
+        quantity: q(meter),
+        ts_ms: jan1_2024 + d * day,
+        value,
+        recv_ms: jan1_2024 + d * day,
+        time_source: TimeSource::Import,
+    };
+    // Day numbers: 2025-01-01 = 366; 2025-03-10..12 = 434..436; 2025-07-01 = 547.
+    let mut readings = Vec::new();
+    for d in 0..=731i64 {
+        readings.push(r("EC", d, 50.0 * d as f64));
+        readings.push(r("WA", d, 10.0 * d as f64));
+        if (434..=436).contains(&d) || d == 547 {
+            continue; // the gap; and no reading at the replacement instant
+        }
+        if d < 547 {
+            readings.push(r("EA", d, 100.0 * d as f64));
+        } else {
+            // The new meter starts at 0 on 1 July 2025 (the old one ended at 547 x 100 = 54 700).
+            readings.push(r("EA", d, 100.0 * (d - 547) as f64));
+        }
+    }
+    let mut w = meterflow_store::Writer::open(&site).expect("store");
+    // The configured replacement goes into the counter's item stream first
+    // (what `import` and `run` do on start).
+    w.sync_replacements(&site, 0).expect("replacement");
+    w.write_batch(&readings, "test").expect("write");
+    drop(w);
+    let mut db = meterflow_store::LedgerDb::open(&site.store_path()).expect("ledger");
+    // 2025-05-01 10:00 +08:00.
+    let may1 = jan1_2024 + 486 * day + 2 * 3_600_000;
+    for body in [
+        r#"{"agency":"A","point":"lobby","category":"recyclable","kg":10.0,"destination":"recycling"}"#,
+        r#"{"agency":"A","point":"lobby","category":"residual","kg":30.0,"destination":"landfill"}"#,
+    ] {
+        db.append(
+            &meterflow_store::NewLedgerEvent {
+                ledger: "waste",
+                kind: "weigh_in",
+                agency: Some("A"),
+                ts_ms: may1,
+                body,
+                corrects: None,
+                void: false,
+                author: "test",
+            },
+            0,
+        )
+        .expect("append")
+        .expect("id");
+    }
+    drop(db);
+    let out = dir.path().join("out");
+    export(&config, "csv", "national", &out);
+    let rows = csv_rows(&out.join("assessment.csv"));
+    let row = |level: &str, id: &str| {
+        rows.iter()
+            .find(|r| r["层级"] == level && r["编号"] == id)
+            .unwrap_or_else(|| panic!("no row {level} {id}"))
+            .clone()
+    };
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * y.abs().max(1.0);
+    let a = row("agency", "A");
+    let c = row("agency", "C");
+
+    // A, 2025: 365 days x 100 kWh = 36 500 kWh (the replacement and the gap change nothing);
+    // kgce 36 500 x 0.1229 = 4 485.85; tce 4.48585.
+    assert!(close(num(&a, "电力 (kWh)"), 36_500.0), "{a:?}");
+    assert!(close(num(&a, "综合能耗 (kgce)"), 4_485.85));
+    assert!(close(num(&a, "综合能耗 (tce)"), 4.48585));
+    // Persons: 100 for 181 days (1 Jan - 30 Jun), 120 for 184 days: 40 180 / 365 = 110.0822.
+    let pa = (100.0 * 181.0 + 120.0 * 184.0) / 365.0;
+    assert!(close(num(&a, "用能人数 (人, 时间加权)"), pa));
+    assert!(close(num(&a, "建筑面积 (m², 时间加权)"), 400.0));
+    assert!(close(num(&a, "人均综合能耗 (kgce/人)"), 4_485.85 / pa));
+    assert!(close(
+        num(&a, "单位建筑面积能耗 (kgce/m²)"),
+        4_485.85 / 400.0
+    ));
+    // Water: 3 650 m³; per person 3 650 / 110.08; per person-day over 365 days.
+    assert!(close(num(&a, "用水量 (m³)"), 3_650.0));
+    assert!(close(num(&a, "人均用水量 (m³/人)"), 3_650.0 / pa));
+    assert!(close(
+        num(&a, "人均日用水量 (L/人·d)"),
+        3_650_000.0 / (pa * 365.0)
+    ));
+    // CO₂: 36 500 kWh x 0.5306 kg/kWh = 19.3669 t; per m²: 19 366.9 / 400 = 48.417 kg.
+    assert!(close(num(&a, "二氧化碳排放 (tCO₂)"), 19.3669));
+    assert!(close(
+        num(&a, "单位面积碳排放 (kgCO₂/m²)"),
+        19_366.9 / 400.0
+    ));
+    // YoY against 2024 (366 days x 100 kWh = 36 600 kWh, 100 persons, 400 m²):
+    // per capita 4 498.14 -> 4 485.85 / 110.08; per m² 11.24535 -> 11.214625.
+    let pc24 = 36_600.0 * 0.1229 / 100.0;
+    let pc25 = 4_485.85 / pa;
+    assert!(close(
+        num(&a, "人均综合能耗同比 (%)"),
+        (pc25 - pc24) / pc24 * 100.0
+    ));
+    let pa24 = 36_600.0 * 0.1229 / 400.0;
+    let pa25 = 4_485.85 / 400.0;
+    assert!(close(
+        num(&a, "单位面积能耗同比 (%)"),
+        (pa25 - pa24) / pa24 * 100.0
+    ));
+    // Water per person: 3 660 / 100 = 36.6 in 2024.
+    assert!(close(
+        num(&a, "人均用水量同比 (%)"),
+        (3_650.0 / pa - 36.6) / 36.6 * 100.0
+    ));
+    // Waste: 10 kg recycled + 30 kg landfilled = 40 kg, 回收利用率 10 / 40 = 25 %; no veto.
+    assert!(close(num(&a, "垃圾合计 (kg)"), 40.0));
+    assert!(close(num(&a, "可回收物 (kg)"), 10.0));
+    assert!(close(num(&a, "回收利用率 (%)"), 25.0));
+    assert_eq!(a["垃圾分类一票否决"], "false");
+    assert_eq!(a["积分"], "", "no prices configured: no points");
+    // No vehicles: 0 (not −0).
+    assert_eq!(
+        (a["公务车数量 (辆)"].as_str(), a["行驶里程 (km)"].as_str()),
+        ("0", "0.0")
+    );
+    // Quality: the three missing readings make one 4-day pair (10 - 13 March) spread
+    // over 4 x 96 = 384 estimated buckets of EA; A's two meters have 2 x 35 040
+    // buckets in 2025: completeness (70 080 - 384) / 70 080 = 99.452 %, estimated
+    // 384 / 70 080 = 0.548 %.
+    assert!(
+        close(
+            num(&a, "数据完整率 (%)"),
+            (70_080.0 - 384.0) / 70_080.0 * 100.0
+        ),
+        "{a:?}"
+    );
+    assert!(
+        close(num(&a, "估算数据占比 (%)"), 384.0 / 70_080.0 * 100.0),
+        "{a:?}"
+    );
+
+    // C: 365 x 50 = 18 250 kWh = 2 242.925 kgce; 50 persons; area 100 m² for 90 days
+    // (1 Jan - 31 Mar) then 200 m² for 275 days: 64 000 / 365 = 175.342 m².
+    let ac = (100.0 * 90.0 + 200.0 * 275.0) / 365.0;
+    assert!(close(num(&c, "电力 (kWh)"), 18_250.0));
+    assert!(close(num(&c, "用能人数 (人, 时间加权)"), 50.0));
+    assert!(close(num(&c, "建筑面积 (m², 时间加权)"), ac));
+    assert!(close(num(&c, "人均综合能耗 (kgce/人)"), 2_242.925 / 50.0));
+    assert!(close(num(&c, "单位建筑面积能耗 (kgce/m²)"), 2_242.925 / ac));
+    // No water meter: 0 m³, 0 per person. No waste record: the veto, for C only.
+    assert!(close(num(&c, "用水量 (m³)"), 0.0));
+    assert_eq!(c["垃圾分类一票否决"], "true");
+    assert_eq!(c["垃圾合计 (kg)"], "0.0");
+    assert_eq!(c["回收利用率 (%)"], "");
+    assert!(close(num(&c, "数据完整率 (%)"), 100.0));
+    assert!(close(num(&c, "估算数据占比 (%)"), 0.0));
+    // YoY of C per m²: 2024 = 18 300 x 0.1229 / 100 m² = 22.4907.
+    let c24 = 18_300.0 * 0.1229 / 100.0;
+    assert!(close(
+        num(&c, "单位面积能耗同比 (%)"),
+        (2_242.925 / ac - c24) / c24 * 100.0
+    ));
+    let vetoed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["垃圾分类一票否决"] == "true")
+        .map(|r| r["编号"].as_str())
+        .collect();
+    assert_eq!(vetoed, vec!["C"], "the veto is set for exactly C");
+
+    // The site: 36 500 + 18 250 = 54 750 kWh; persons 110.08 + 50.
+    let s = row("site", "site");
+    assert!(close(num(&s, "电力 (kWh)"), 54_750.0));
+    assert!(close(num(&s, "用能人数 (人, 时间加权)"), pa + 50.0));
+
+    // Months: A's March is 31 x 100 kWh despite the gap; July 31 x 100 after the replacement.
+    let months = csv_rows(&out.join("monthly.csv"));
+    let month = |id: &str, m: &str, carrier: &str| {
+        months
+            .iter()
+            .find(|r| r["编号"] == id && r["月份"] == m && r["能源品种"] == carrier)
+            .map(|r| num(r, "数量"))
+    };
+    assert_eq!(month("A", "3", "electricity"), Some(3_100.0));
+    // July: 31 x 100 kWh after the replacement, less what the 1 ms between the
+    // replacement item (stored at 1 July 00:00 − 1 ms) and midnight takes into
+    // 30 June: 100 kWh x 1 / 86 400 001 ms = 1.16e-6 kWh.
+    let july = month("A", "7", "electricity").expect("July");
+    assert!(
+        (july - (3_100.0 - 100.0 / 86_400_001.0)).abs() < 1e-6,
+        "{july}"
+    );
+    let june = month("A", "6", "electricity").expect("June");
+    assert!(
+        (june - (3_000.0 + 100.0 / 86_400_001.0)).abs() < 1e-6,
+        "{june}"
+    );
+    assert_eq!(month("A", "2", "electricity"), Some(2_800.0));
+    assert_eq!(month("C", "4", "electricity"), Some(1_500.0));
+}

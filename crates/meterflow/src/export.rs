@@ -233,9 +233,10 @@ pub fn gather(
             VehicleRow {
                 agency: a.id.clone(),
                 vehicles: mine.len() as i64,
-                km: mine.iter().map(|v| v.km).sum(),
-                litres: mine.iter().map(|v| v.litres).sum(),
-                cost_cny: mine.iter().map(|v| v.total_cny).sum(),
+                // `+ 0.0`: an empty f64 sum is −0.0, which a CSV would show.
+                km: mine.iter().map(|v| v.km).sum::<f64>() + 0.0,
+                litres: mine.iter().map(|v| v.litres).sum::<f64>() + 0.0,
+                cost_cny: mine.iter().map(|v| v.total_cny).sum::<f64>() + 0.0,
             }
         })
         .collect();
