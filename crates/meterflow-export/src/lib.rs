@@ -615,13 +615,20 @@ pub fn write(tables: &Tables, format: Format, out: &Path) -> anyhow::Result<Vec<
         Format::Csv | Format::Parquet => {
             std::fs::create_dir_all(out)
                 .with_context(|| format!("creating the directory {}", out.display()))?;
+            let cover = DataFrame::new(
+                tables.cover.len(),
+                vec![
+                    str_col("key", tables.cover.iter().map(|c| c.0.clone())),
+                    str_col("value", tables.cover.iter().map(|c| c.1.clone())),
+                ],
+            )?;
+            let ext = if format == Format::Csv {
+                "csv"
+            } else {
+                "parquet"
+            };
             let mut files = Vec::new();
-            for (name, df, specs) in named {
-                let ext = if format == Format::Csv {
-                    "csv"
-                } else {
-                    "parquet"
-                };
+            for (name, df, specs) in named.into_iter().chain([("cover", &cover, &[][..])]) {
                 let path = out.join(format!("{name}.{ext}"));
                 let file = std::fs::File::create(&path)
                     .with_context(|| format!("creating {}", path.display()))?;
@@ -639,30 +646,6 @@ pub fn write(tables: &Tables, format: Format, out: &Path) -> anyhow::Result<Vec<
                 }
                 files.push(path);
             }
-            let cover = out.join(if format == Format::Csv {
-                "cover.csv"
-            } else {
-                "cover.parquet"
-            });
-            let mut df = DataFrame::new(
-                tables.cover.len(),
-                vec![
-                    str_col("key", tables.cover.iter().map(|c| c.0.clone())),
-                    str_col("value", tables.cover.iter().map(|c| c.1.clone())),
-                ],
-            )?;
-            let file = std::fs::File::create(&cover)?;
-            if format == Format::Csv {
-                CsvWriter::new(file)
-                    .include_bom(true)
-                    .with_line_terminator("\r\n".into())
-                    .finish(&mut df)?;
-            } else {
-                ParquetWriter::new(file)
-                    .with_compression(ParquetCompression::Snappy)
-                    .finish(&mut df)?;
-            }
-            files.push(cover);
             Ok(files)
         }
     }

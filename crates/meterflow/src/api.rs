@@ -820,7 +820,7 @@ async fn agencies_h(
         .reader()?
         .ledger_until("space", i64::MAX)
         .map_err(internal)?;
-    let site = crate::space::merged_site(&app.site, &space);
+    let site = crate::kpis::merged_cached(&app.site, &space);
     let items: Vec<Value> = app
         .site
         .agencies

@@ -261,7 +261,10 @@ pub fn scope_kpis_with(
 /// The site merged with the office-space ledger, cached while neither the
 /// site nor the ledger changes (a merge clones the whole site: with 1 000
 /// meters that dominated a KPI request).
-fn merged_cached(site: &Site, space: &[meterflow_store::LedgerEvent]) -> std::sync::Arc<Site> {
+pub(crate) fn merged_cached(
+    site: &Site,
+    space: &[meterflow_store::LedgerEvent],
+) -> std::sync::Arc<Site> {
     type Key = (usize, std::path::PathBuf, usize, i64, i64);
     static CACHE: std::sync::Mutex<Option<(Key, std::sync::Arc<Site>)>> =
         std::sync::Mutex::new(None);

@@ -344,21 +344,23 @@ pub struct FleetYear {
 
 /// The year `[from_ms, to_ms)` of every vehicle registered before its end.
 pub fn summarize(site: &Site, events: &[LedgerEvent], from_ms: i64, to_ms: i64) -> FleetYear {
-    let upto: Vec<&LedgerEvent> = events.iter().filter(|e| e.ts_ms < to_ms).collect();
-    let owned: Vec<LedgerEvent> = upto.iter().map(|e| (*e).clone()).collect();
     let mut vehicles = Vec::new();
     let mut cost_by_purpose: BTreeMap<String, f64> = BTreeMap::new();
     let mut litres_by_agency: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    let plate_of = |e: &LedgerEvent| -> Option<String> {
-        serde_json::from_str::<Value>(&e.body)
-            .ok()
-            .and_then(|v| v.get("plate").and_then(Value::as_str).map(str::to_string))
-    };
-    for (reg, v) in of_kind::<Vehicle>(&owned, "vehicle") {
-        let mine: Vec<&LedgerEvent> = owned
-            .iter()
-            .filter(|e| plate_of(e).as_deref() == Some(v.plate.as_str()))
-            .collect();
+    // Every entry before the end of the year, parsed once and grouped by plate.
+    let mut by_plate: BTreeMap<String, Vec<(&LedgerEvent, Value)>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.ts_ms < to_ms) {
+        if let Ok(body) = serde_json::from_str::<Value>(&e.body)
+            && let Some(plate) = body.get("plate").and_then(Value::as_str)
+        {
+            by_plate
+                .entry(plate.to_string())
+                .or_default()
+                .push((e, body));
+        }
+    }
+    for (_, v) in of_kind::<Vehicle>(events, "vehicle").filter(|(e, _)| e.ts_ms < to_ms) {
+        let mine = by_plate.get(&v.plate).map_or(&[][..], Vec::as_slice);
         let in_year = |e: &LedgerEvent| e.ts_ms >= from_ms && e.ts_ms < to_ms;
         let mut odo = v.odometer_km.unwrap_or(0.0);
         let mut km = 0.0;
@@ -371,9 +373,7 @@ pub fn summarize(site: &Site, events: &[LedgerEvent], from_ms: i64, to_ms: i64) 
             .collect();
         let mut last_work: BTreeMap<&str, f64> = BTreeMap::new();
         let mut disposed = false;
-        let _ = reg;
-        for e in &mine {
-            let body: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
+        for (e, body) in mine {
             let n = |k: &str| body.get(k).and_then(Value::as_f64);
             let y = in_year(e);
             match e.kind.as_str() {
