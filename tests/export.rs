@@ -498,6 +498,16 @@ fn two_year_export_matches_the_hand_computation_cell_by_cell() {
             readings.push(r("EA", d, 100.0 * (d - 547) as f64));
         }
     }
+    // Two readings of EC that the meter sent as NaN: rejected (anomaly
+    // invalid_value), consumption unchanged. 2024-04-10 12:00 (day 100) is
+    // outside the exported year; 2025-08-23 12:00 (day 600) is inside it.
+    for d in [100i64, 600] {
+        readings.push(Reading {
+            ts_ms: jan1_2024 + d * day + day / 2,
+            recv_ms: jan1_2024 + d * day + day / 2,
+            ..r("EC", d, f64::NAN)
+        });
+    }
     let mut w = meterflow_store::Writer::open(&site).expect("store");
     // The configured replacement goes into the counter's item stream first
     // (what `import` and `run` do on start).
@@ -642,10 +652,54 @@ fn two_year_export_matches_the_hand_computation_cell_by_cell() {
         .collect();
     assert_eq!(vetoed, vec!["C"], "the veto is set for exactly C");
 
+    // Anomalies in 2025 (data-quality findings): A's 4-day gap in March
+    // (meter_silent: no reading for more than 3 intervals) and C's NaN reading
+    // of 23 August. Not counted: A's configured replacement (planned work) and
+    // C's NaN of April 2024 (the year before).
+    assert_eq!(num(&a, "异常数 (个)"), 1.0, "{a:?}");
+    assert_eq!(num(&c, "异常数 (个)"), 1.0, "{c:?}");
+
+    // The building: A and C together. 54 750 kWh, 3 650 m³; 6 728.775 kgce;
+    // its own 1 000 m²; persons 110.08 + 50; per m² 6.728775 against 2024's
+    // 54 900 kWh x 0.1229 / 1 000 = 6.74721; CO₂ 54 750 x 0.5306 = 29.05035 t;
+    // 384 estimated of 3 meters x 35 040 buckets; both findings above.
+    let b = row("building", "B");
+    assert_eq!(b["名称"], "B");
+    assert!(close(num(&b, "电力 (kWh)"), 54_750.0), "{b:?}");
+    assert!(close(num(&b, "用水量 (m³)"), 3_650.0));
+    assert!(close(num(&b, "综合能耗 (kgce)"), 6_728.775));
+    assert!(close(num(&b, "建筑面积 (m², 时间加权)"), 1_000.0));
+    assert!(close(num(&b, "用能人数 (人, 时间加权)"), pa + 50.0));
+    assert!(close(
+        num(&b, "人均综合能耗 (kgce/人)"),
+        6_728.775 / (pa + 50.0)
+    ));
+    assert!(close(num(&b, "单位建筑面积能耗 (kgce/m²)"), 6.728775));
+    assert!(close(
+        num(&b, "单位面积能耗同比 (%)"),
+        (6.728775 - 6.74721) / 6.74721 * 100.0
+    ));
+    assert!(close(num(&b, "二氧化碳排放 (tCO₂)"), 29.05035));
+    assert!(close(
+        num(&b, "估算数据占比 (%)"),
+        384.0 / 105_120.0 * 100.0
+    ));
+    assert!(close(
+        num(&b, "数据完整率 (%)"),
+        (105_120.0 - 384.0) / 105_120.0 * 100.0
+    ));
+    assert_eq!(num(&b, "异常数 (个)"), 2.0);
+    // Waste and vehicles are agency ledgers: no building figures, and no veto.
+    assert_eq!(
+        (b["垃圾合计 (kg)"].as_str(), b["垃圾分类一票否决"].as_str()),
+        ("", "")
+    );
+
     // The site: 36 500 + 18 250 = 54 750 kWh; persons 110.08 + 50.
     let s = row("site", "site");
     assert!(close(num(&s, "电力 (kWh)"), 54_750.0));
     assert!(close(num(&s, "用能人数 (人, 时间加权)"), pa + 50.0));
+    assert_eq!(num(&s, "异常数 (个)"), 2.0);
 
     // Months: A's March is 31 x 100 kWh despite the gap; July 31 x 100 after the replacement.
     let months = csv_rows(&out.join("monthly.csv"));

@@ -9,7 +9,6 @@
 //!
 //! `cargo run --release -p meterflow-benches --bin aggregator-throughput [-- DAYS]`
 
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use meterflow_core::aggregate::Aggregator;
@@ -17,98 +16,7 @@ use meterflow_core::buckets::BUCKET_MS;
 use meterflow_core::memlog::BucketTotals;
 use meterflow_model::{Reading, Site, TimeSource};
 
-const METERS: usize = 5_000;
-const AGENCIES: usize = 200;
-const BUILDINGS: usize = 20;
-const ZONES: usize = 100;
-
-/// The site: 20 buildings × 5 zones; each agency has a space in a zone (two
-/// agencies per zone); from 2025-07-01 every tenth agency moves to the next
-/// zone (share timelines with two steps). Meters: 100 building mains, 1 900
-/// zone meters (area-shared, parent = building main, sub-items A1/B2/C1),
-/// 2 000 direct agency meters, 1 000 water meters on zones.
-fn site_toml(dir: &std::path::Path) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "[site]\nname = \"bench\"\n\n[store]\npath = \"{}\"\n",
-        dir.join("store.db").display()
-    );
-    for b in 0..BUILDINGS {
-        let _ = writeln!(s, "[[building]]\nid = \"b{b}\"\ntotal_area_m2 = 10000\n");
-    }
-    for z in 0..ZONES {
-        let _ = writeln!(
-            s,
-            "[[zone]]\nid = \"z{z}\"\nbuilding = \"b{}\"\narea_m2 = 2000\n",
-            z % BUILDINGS
-        );
-    }
-    for a in 0..AGENCIES {
-        let z = a % ZONES;
-        let _ = writeln!(s, "[[agency]]\nid = \"a{a}\"\nname = \"agency {a}\"\n");
-        let _ = writeln!(
-            s,
-            "[[headcount]]\nagency = \"a{a}\"\nfrom = 2025-01-01\npersons = {}\n",
-            20 + a % 50
-        );
-        if a % 10 == 0 {
-            let _ = writeln!(
-                s,
-                "[[space]]\nagency = \"a{a}\"\nzone = \"z{z}\"\nfrom = 2025-01-01\nto = 2025-06-30\narea_m2 = {}\n",
-                300 + a
-            );
-            let _ = writeln!(
-                s,
-                "[[space]]\nagency = \"a{a}\"\nzone = \"z{}\"\nfrom = 2025-07-01\narea_m2 = {}\n",
-                (z + 1) % ZONES,
-                300 + a
-            );
-        } else {
-            let _ = writeln!(
-                s,
-                "[[space]]\nagency = \"a{a}\"\nzone = \"z{z}\"\nfrom = 2025-01-01\narea_m2 = {}\n",
-                300 + a
-            );
-        }
-    }
-    for m in 0..METERS {
-        let _ = write!(s, "[[meter]]\nid = \"m{m}\"\ninterval_s = 900\n");
-        match m {
-            0..100 => {
-                let _ = writeln!(
-                    s,
-                    "kind = \"electricity\"\nunit = \"kWh\"\nserves = {{ building = \"b{}\" }}\n",
-                    m % BUILDINGS
-                );
-            }
-            100..2000 => {
-                let z = m % ZONES;
-                let sub = ["A1", "B2", "C1"][m % 3];
-                let _ = writeln!(
-                    s,
-                    "kind = \"electricity\"\nunit = \"kWh\"\nsubitem = \"{sub}\"\nparent = \"m{}\"\nserves = {{ zone = \"z{z}\" }}\n",
-                    z % BUILDINGS
-                );
-            }
-            2000..4000 => {
-                let _ = writeln!(
-                    s,
-                    "kind = \"electricity\"\nunit = \"kWh\"\nserves = {{ agency = \"a{}\" }}\n",
-                    m % AGENCIES
-                );
-            }
-            _ => {
-                let _ = writeln!(
-                    s,
-                    "kind = \"water\"\nunit = \"m3\"\nserves = {{ zone = \"z{}\" }}\n",
-                    m % ZONES
-                );
-            }
-        }
-    }
-    s
-}
+use meterflow_benches::assessment_site::{METERS, site_toml};
 
 fn main() -> anyhow::Result<()> {
     let days: i64 = std::env::args()

@@ -698,7 +698,7 @@ pub fn meter_agencies(m: &Meter) -> Vec<String> {
 /// A meter is an agency's when it serves the agency (directly, by shares) or
 /// a zone the agency occupies; building-wide meters, which also measure the
 /// other agencies, are not.
-fn meter_of_agency(site: &Site, m: &Meter, agency: &str) -> bool {
+pub(crate) fn meter_of_agency(site: &Site, m: &Meter, agency: &str) -> bool {
     meter_agencies(m).iter().any(|x| x == agency)
         || m.serves
             .zone

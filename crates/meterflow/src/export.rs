@@ -81,26 +81,23 @@ fn scope_row(
             estimated += r.estimated;
         }
     }
-    // Anomalies of the meters reaching the scope.
-    let meters: Vec<&str> =
-        site.meters
-            .iter()
-            .filter(|m| match scope {
-                Scope::Agency(a) => crate::api::meter_agencies(m).iter().any(|x| x == a),
-                Scope::Building(b) => {
-                    m.serves.building.as_deref() == Some(b.as_str())
-                        || m.serves.zone.as_ref().is_some_and(|z| {
-                            site.zones.iter().any(|x| &x.id == z && &x.building == b)
-                        })
-                }
-                Scope::Site => true,
-            })
-            .map(|m| m.id.as_str())
-            .collect();
+    // Anomalies of the meters whose data reaches the scope.
+    let meters: Vec<&str> = site
+        .meters
+        .iter()
+        .filter(|m| match scope {
+            Scope::Agency(a) => crate::api::meter_of_agency(site, m, a),
+            Scope::Building(b) => meter_in_building(site, m, b),
+            Scope::Site => true,
+        })
+        .map(|m| m.id.as_str())
+        .collect();
     let anomalies = reader
         .anomalies(None, from, to)?
         .iter()
-        .filter(|a| meters.contains(&a.meter.as_str()))
+        // A configured meter replacement is logged with the anomalies but is
+        // planned work, not a data-quality finding.
+        .filter(|a| a.kind != "replacement" && meters.contains(&a.meter.as_str()))
         .count() as i64;
     Ok(ScopeRow {
         level: level.as_str().to_string(),
@@ -132,6 +129,22 @@ fn scope_row(
             .map(|r| (r.indicator.clone(), r.reduction_pct, r.required_pct, r.met))
             .collect(),
     })
+}
+
+/// A meter reaches a building when it serves the building or one of its
+/// zones, or serves an agency (directly or by shares) that occupies space
+/// there at some time.
+fn meter_in_building(site: &Site, m: &meterflow_model::config::Meter, b: &str) -> bool {
+    let zone_in_b = |z: &str| site.zones.iter().any(|x| x.id == z && x.building == b);
+    m.serves.building.as_deref() == Some(b)
+        || m.serves.zone.as_deref().is_some_and(zone_in_b)
+        || crate::api::meter_agencies(m).iter().any(|a| {
+            site.spaces.iter().any(|s| {
+                &s.agency == a
+                    && (s.building.as_deref() == Some(b)
+                        || s.zone.as_deref().is_some_and(zone_in_b))
+            })
+        })
 }
 
 /// Gather the export's input from the store. `progress` is told each step.
