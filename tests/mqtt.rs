@@ -12,7 +12,7 @@ use crate::support::{Proc, bin, count, free_port, wait_port};
 /// Mosquitto on `port` with persistence in `dir/mosquitto`. Started as root,
 /// Mosquitto drops to the `mosquitto` user, so its data directory (and the
 /// path to it) must be open to that user or it cannot save its sessions.
-fn mosquitto(dir: &Path, port: u16) -> Proc {
+pub(crate) fn mosquitto(dir: &Path, port: u16) -> Proc {
     use std::os::unix::fs::PermissionsExt as _;
     let data = dir.join("mosquitto");
     std::fs::create_dir_all(&data).expect("mkdir");
@@ -97,7 +97,7 @@ fn start(site: &Path) -> Proc {
     Proc(child)
 }
 
-fn stop(mut p: Proc) {
+pub(crate) fn stop(mut p: Proc) {
     let _ = Command::new("kill")
         .args(["-TERM", &p.0.id().to_string()])
         .status();
@@ -212,7 +212,7 @@ fn numbered(from: u32, to: u32) -> String {
 }
 
 /// One message per line of `lines` (mosquitto_pub -l).
-fn publish_lines(port: u16, topic: &str, lines: &str) {
+pub(crate) fn publish_lines(port: u16, topic: &str, lines: &str) {
     mosquitto_pub(port, topic, "-l", lines.as_bytes());
 }
 
@@ -398,7 +398,12 @@ fn a_shared_subscription_splits_the_stream_between_two_instances() {
 }
 
 /// A minimal HTTP/1.1 client: (status, body).
-fn http_post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+pub(crate) fn http_post(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     use std::io::Read as _;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let mut req = format!(

@@ -18,3 +18,4 @@ mod ledgers;
 mod modbus;
 mod mqtt;
 mod secrets;
+mod shards;

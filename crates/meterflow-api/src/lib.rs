@@ -34,7 +34,7 @@ pub struct HttpStats {
 
 struct App {
     token: String,
-    meters: Arc<HashMap<String, String>>,
+    meters: Arc<meterflow_model::shard::IngestMeters>,
     out: mpsc::Sender<Batch>,
     max_body: usize,
     stats: Arc<HttpStats>,
@@ -43,7 +43,7 @@ struct App {
 /// Bind and serve until `shutdown`; fails at once if the token variable is unset.
 pub async fn serve(
     cfg: HttpIngest,
-    meters: Arc<HashMap<String, String>>,
+    meters: Arc<meterflow_model::shard::IngestMeters>,
     out: mpsc::Sender<Batch>,
     stats: Arc<HttpStats>,
     mut shutdown: watch::Receiver<bool>,
@@ -242,8 +242,17 @@ async fn write(
         for r in parse_line(text, n, precision) {
             match r {
                 Err(e) => rejected.push((n, format!("{}: {}", e.reason.as_str(), e.detail))),
-                Ok(row) => match app.meters.get(&row.meter) {
-                    None => rejected.push((n, format!("unknown_meter: no meter `{}`", row.meter))),
+                Ok(row) => match app.meters.own.get(&row.meter) {
+                    None => rejected.push((
+                        n,
+                        match app.meters.elsewhere.get(&row.meter) {
+                            Some(s) => format!(
+                                "other_shard: meter `{}` is stored by shard {s}/{}; send it to that instance",
+                                row.meter, app.meters.shard.count
+                            ),
+                            None => format!("unknown_meter: no meter `{}`", row.meter),
+                        },
+                    )),
                     Some(counter) => {
                         line_of.push(n);
                         readings.push(Reading {

@@ -388,6 +388,10 @@ pub static ROLLUP: Measurement = Measurement {
             "electricity sub-item, or `total` for the whole class",
         ),
         ("grain", "15m, hour, day, month or year"),
+        (
+            "shard",
+            "shard index of a sharded deployment (absent when unsharded): each shard's rollup holds its own meters; sum over shards",
+        ),
     ],
     fields: &[
         ("value", FieldType::Float, "kWh, m³ or GJ"),

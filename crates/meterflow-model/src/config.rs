@@ -78,6 +78,8 @@ pub struct Site {
     pub site: SiteSection,
     /// The parsed IANA time zone of `site.timezone`.
     pub tz: chrono_tz::Tz,
+    /// This instance's shard (`[site] shard` or `--shard`); 0/1 = the whole site.
+    pub shard: crate::shard::Shard,
     /// `[store]`.
     pub store: StoreSection,
     /// `[[building]]`.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod factors;
 pub mod profile;
 pub mod reading;
+pub mod shard;
 pub mod span;
 
 pub use config::{ConfigError, ConfigErrors, Site};

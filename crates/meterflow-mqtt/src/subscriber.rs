@@ -26,10 +26,13 @@ pub struct MqttStats {
     pub reconnects: AtomicU64,
     /// Dead letters by reason.
     pub dead: Mutex<HashMap<String, u64>>,
+    /// Readings of meters that another shard stores (acknowledged, not stored).
+    pub other_shard: AtomicU64,
 }
 
-/// What the subscriber needs to know about the site's meters: id → counter quantity.
-pub type Meters = Arc<HashMap<String, String>>;
+/// What the subscriber needs to know about the site's meters: this shard's
+/// (id → counter quantity) and the other shards' (ADR 0013).
+pub type Meters = Arc<meterflow_model::shard::IngestMeters>;
 
 /// Largest packet rumqttc accepts; payloads above the configured limit are refused by us, so
 /// an oversized message is dead-lettered and acknowledged instead of breaking the session.
@@ -240,7 +243,11 @@ pub async fn run(
                                     );
                                     continue;
                                 }
-                                let Some(counter) = meters.get(&v.meter) else {
+                                if meters.elsewhere.contains_key(&v.meter) {
+                                    stats.other_shard.fetch_add(1, Ordering::Relaxed);
+                                    continue;
+                                }
+                                let Some(counter) = meters.own.get(&v.meter) else {
                                     dead(
                                         &mut batch,
                                         &stats,

@@ -57,12 +57,7 @@ fn fingerprint(site: &Site) -> String {
     for a in &site.agencies {
         text.push_str(&format!("a {}\n", a.id));
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", meterflow_model::shard::stable_hash(&text))
 }
 
 impl Rollups {

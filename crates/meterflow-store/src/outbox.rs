@@ -42,6 +42,10 @@ pub(crate) struct Emit {
     raw: bool,
     max_bytes: i64,
     policy: OutboxFull,
+    /// This instance's shard index when the site is sharded: a rollup holds
+    /// only the shard's meters, so its points carry a `shard` tag and the
+    /// shards' series add up instead of overwriting each other (ADR 0013).
+    shard: Option<String>,
 }
 
 impl Emit {
@@ -82,6 +86,10 @@ impl Emit {
             max_bytes: i64::try_from(cfg.outbox_max_mib.saturating_mul(1 << 20))
                 .unwrap_or(i64::MAX),
             policy: cfg.when_full,
+            shard: site
+                .shard
+                .is_sharded()
+                .then(|| site.shard.index.to_string()),
         }
     }
 
@@ -266,15 +274,19 @@ impl Emit {
         } else {
             key.subitem.as_str()
         };
+        let mut tags = vec![
+            ("level", key.level.as_str()),
+            ("id", key.id.as_str()),
+            ("class", key.class.as_str()),
+            ("subitem", subitem),
+            ("grain", grain),
+        ];
+        if let Some(s) = &self.shard {
+            tags.push(("shard", s.as_str()));
+        }
         let _ = self.enc.point(
             &lineproto::ROLLUP,
-            &[
-                ("level", key.level.as_str()),
-                ("id", &key.id),
-                ("class", key.class.as_str()),
-                ("subitem", subitem),
-                ("grain", grain),
-            ],
+            &tags,
             &[
                 (
                     "value",

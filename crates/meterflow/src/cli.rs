@@ -101,6 +101,11 @@ enum Command {
         /// Stop after this many seconds.
         #[arg(long)]
         seconds: Option<u64>,
+        /// Run as shard i of N (overrides `[site] shard`): poll and store only
+        /// this shard's metering groups (ADR 0013). `i` may be a StatefulSet pod
+        /// name such as `meterflow-2`.
+        #[arg(long, value_name = "i/N")]
+        shard: Option<String>,
     },
     /// Start the simulator with a bundled example site and the pipeline against it over loopback Modbus TCP.
     Demo {
@@ -318,12 +323,22 @@ pub fn main() -> ExitCode {
             config,
             live,
             seconds,
+            shard,
         } => runtime().and_then(|rt| {
             rt.block_on(async {
-                let site = match load_site(&config) {
+                let mut site = match load_site(&config) {
                     Ok(s) => s,
                     Err(code) => return Ok(code),
                 };
+                if let Some(s) = shard {
+                    match s.parse() {
+                        Ok(s) => site.shard = s,
+                        Err(e) => {
+                            eprintln!("error: --shard {e}");
+                            return Ok(ExitCode::from(2));
+                        }
+                    }
+                }
                 let opts = crate::pipeline::RunOptions {
                     live,
                     duration: seconds.map(std::time::Duration::from_secs),

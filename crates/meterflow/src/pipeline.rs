@@ -2,7 +2,7 @@
 //! bounded channel → one writer thread (group commit) → store; each source
 //! is told once its batch is committed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,13 +60,8 @@ pub fn polls_of(site: &Site, bus: &str) -> Vec<MeterPoll> {
 }
 
 /// Meter id → counter quantity, for push sources.
-pub fn meter_map(site: &Site) -> Arc<HashMap<String, String>> {
-    Arc::new(
-        site.meters
-            .iter()
-            .map(|m| (m.id.clone(), m.counter_quantity().to_string()))
-            .collect(),
-    )
+pub fn meter_map(site: &Site) -> Arc<meterflow_model::shard::IngestMeters> {
+    Arc::new(meterflow_model::shard::IngestMeters::new(site))
 }
 
 /// Run the pipeline until a signal (or `opts.duration`), then drain and stop.
@@ -124,7 +119,25 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
 
     let mut summary = RunSummary::default();
     let mut tasks = Vec::new();
+    // A sharded instance polls the buses of its own metering groups (ADR 0013).
+    let plan = site
+        .shard
+        .is_sharded()
+        .then(|| meterflow_model::shard::Plan::new(&site, site.shard.count));
+    if let Some(p) = &plan {
+        tracing::info!(
+            shard = %site.shard,
+            meters = p.meters_per_shard().get(site.shard.index as usize).copied().unwrap_or(0),
+            "Sharded: this instance stores its shard's meters only."
+        );
+    }
     for bus in &site.buses {
+        if plan
+            .as_ref()
+            .is_some_and(|p| p.bus(&bus.id) != Some(site.shard.index))
+        {
+            continue;
+        }
         let polls = polls_of(&site, &bus.id);
         // DL/T 645 and CJ/T 188 meters have buses of their own (the config checks it).
         let cn = meterflow_modbus::cn_polls(&site, &bus.id);
@@ -154,10 +167,27 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     }
     let meters = meter_map(&site);
     for b in &site.mqtt {
+        let mut b = b.clone();
+        if site.shard.is_sharded() {
+            // A shared subscription hands a meter's messages to any member, and
+            // a counter's readings must all reach the one instance that stores
+            // the meter (ADR 0013): every shard takes the whole stream instead,
+            // in a session of its own, and keeps its own meters.
+            anyhow::ensure!(
+                b.shared_group.is_none(),
+                "{}: [[mqtt]] `{}` has shared_group, which a sharded run (--shard {}) cannot use: \
+                 a shared subscription splits one meter's readings between shards; remove it \
+                 (every shard then subscribes to the whole stream and keeps its own meters)",
+                site.path.display(),
+                b.id,
+                site.shard
+            );
+            b.client_id = format!("{}-shard{}", b.client_id, site.shard.index);
+        }
         let stats = Arc::new(MqttStats::default());
         summary.mqtt.insert(b.id.clone(), Arc::clone(&stats));
         tasks.push(tokio::spawn(meterflow_mqtt::run(
-            b.clone(),
+            b,
             Arc::clone(&meters),
             tx.clone(),
             stats,
@@ -166,7 +196,12 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     }
     let rfid_stats = Arc::new(crate::rfid::RfidStats::default());
     let site_arc = Arc::new(site.clone());
-    for b in site.mqtt.iter().filter(|b| !b.rfid.is_empty()) {
+    // Ledgers live with shard 0 (ADR 0013), and so do RFID scans.
+    for b in site
+        .mqtt
+        .iter()
+        .filter(|b| !b.rfid.is_empty() && site.shard.index == 0)
+    {
         tasks.push(tokio::spawn(crate::rfid::run(
             Arc::clone(&site_arc),
             b.clone(),

@@ -84,6 +84,15 @@ pub fn kpi_points(
         .single()
         .map(|t| t.date_naive())
         .ok_or_else(|| anyhow::anyhow!("time {now_ms} out of range"))?;
+    if site.shard.is_sharded() {
+        // A shard's rollups hold only its own meters: its per-capita and
+        // per-area figures would be partial, so a shard writes none (ADR 0013).
+        // The ledgers live with shard 0.
+        if site.shard.index == 0 {
+            ledger_day_points(site, reader, today, enc)?;
+        }
+        return Ok(());
+    }
     let agg = Aggregator::new(site);
     for (label, month) in [("month", Some(today.month())), ("year", None)] {
         let Some(period) = period_of(today.year(), month) else {

@@ -27,6 +27,10 @@ pub struct SiteSection {
     /// Quota set the site is graded against (a `quota_set` of the registry), if any.
     #[serde(default)]
     pub quota_set: Option<String>,
+    /// This instance's shard `i/N` of a sharded deployment (ADR 0013);
+    /// `meterflow run --shard` overrides it. Absent = the whole site.
+    #[serde(default)]
+    pub shard: Option<String>,
 }
 
 fn default_timezone() -> String {

@@ -61,6 +61,19 @@ pub(crate) fn validate(
             None
         }
     };
+    let shard = match site
+        .value
+        .shard
+        .as_deref()
+        .map(str::parse::<crate::shard::Shard>)
+    {
+        None => crate::shard::Shard::default(),
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
+            ctx.error(site.span_of(&["shard"]), site.key("shard"), e);
+            crate::shard::Shard::default()
+        }
+    };
     if !GRID_REGIONS.contains(&site.value.grid_region.as_str()) {
         let hint = suggest(&site.value.grid_region, GRID_REGIONS.iter());
         ctx.error(
@@ -355,6 +368,7 @@ pub(crate) fn validate(
         path: ctx.file.clone(),
         site: site.value.clone(),
         tz,
+        shard,
         store: doc.store.map(|l| l.value).unwrap_or_default(),
         buildings: doc.buildings.into_iter().map(|l| l.value).collect(),
         zones: doc.zones.into_iter().map(|l| l.value).collect(),
