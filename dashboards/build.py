@@ -119,10 +119,10 @@ def site(tz):
     b = Board("meterflow-site", "meterflow · Site overview",
               "Today, this month and this year against quota; per-capita and per-area by agency; year-on-year.", tz)
     b.panel("stat", "Today: site electricity",
-            [f"SELECT last(\"value\") FROM \"rollup\" WHERE {SITE_ELEC} AND \"grain\" = 'day' AND $timeFilter"],
+            [f"SELECT sum(\"last\") FROM (SELECT last(\"value\") FROM \"rollup\" WHERE {SITE_ELEC} AND \"grain\" = 'day' AND $timeFilter GROUP BY \"shard\")"],
             w=6, h=5, unit="kwatth")
     b.panel("stat", "This month: site electricity",
-            [f"SELECT last(\"value\") FROM \"rollup\" WHERE {SITE_ELEC} AND \"grain\" = 'month' AND {MONTH}"],
+            [f"SELECT sum(\"last\") FROM (SELECT last(\"value\") FROM \"rollup\" WHERE {SITE_ELEC} AND \"grain\" = 'month' AND {MONTH} GROUP BY \"shard\")"],
             w=6, h=5, unit="kwatth")
     b.panel("stat", "This year: comprehensive energy (kgce)",
             [f"SELECT last(\"energy_kgce\") FROM \"kpi\" WHERE \"scope\" = 'site' AND \"period\" = 'year' AND {YEAR}"],

@@ -313,6 +313,15 @@ fn every_dashboard_query_returns_data_and_key_panels_match_the_store() {
         String::from_utf8_lossy(&v.stderr)
     );
     let checked: serde_json::Value = serde_json::from_slice(&v.stdout).expect("validator output");
+    // The scale-out deploy's --shard arguments parse with meterflow's own
+    // parser; a StatefulSet pod name stands in for $(POD_NAME).
+    let shard_args = checked["shard_args"].as_array().expect("shard_args");
+    assert!(shard_args.len() >= 4, "{shard_args:?}");
+    for a in shard_args {
+        let a = a.as_str().expect("text").replace("$(POD_NAME)", "meterflow-2");
+        let s: meterflow_model::shard::Shard = a.parse().expect("a valid --shard");
+        assert!(s.is_sharded(), "{a}");
+    }
 
     let now = chrono::Utc::now().timestamp_millis() + 60_000;
     let mut results: BTreeMap<(String, String, &str), Vec<crate::influx::Series>> = BTreeMap::new();

@@ -8,6 +8,11 @@
 - every YAML file parses; docker-compose.yml has the four services, bind
   mounts that exist, and no literal secrets; the Grafana datasource uid is
   the one the dashboards use;
+- the scale-out deploy: the compose profile's shards cover 0..N-1 once with
+  a data volume each; the Kubernetes StatefulSet has a headless Service, a
+  replica count equal to the N of `--shard $(POD_NAME)/N`, POD_NAME from the
+  pod's name, non-root pods and a volume claim per pod (the shard arguments
+  go to the Rust test, which parses them with meterflow's own parser);
 - the Dockerfile is multi-stage, copies from a named stage, and runs as a
   non-root user; the systemd unit has its sections, an absolute ExecStart and
   a non-root User.
@@ -82,7 +87,7 @@ def compose(ds_uids):
         if "image" not in svc and "build" not in svc:
             fail(f"docker-compose.yml: {name} has neither image nor build")
         img = svc.get("image", "")
-        if name != "meterflow" and (":" not in img or img.endswith(":latest")):
+        if not img.startswith("meterflow:") and (":" not in img or img.endswith(":latest")):
             fail(f"docker-compose.yml: {name} image {img!r} is not pinned")
         for k, val in (svc.get("environment") or {}).items():
             if SECRET_KEY.search(k) and not str(val).startswith("${"):
@@ -182,11 +187,90 @@ def systemd():
         fail("meterflow.service: runs as root")
 
 
+def shard_arg(args, where):
+    """The i/N after --shard in an argument list."""
+    if "--shard" not in args:
+        fail(f"{where}: no --shard argument")
+        return None
+    i = args.index("--shard")
+    if i + 1 >= len(args):
+        fail(f"{where}: --shard without a value")
+        return None
+    return args[i + 1]
+
+
+def scale_out():
+    """The compose scale-out profile and the Kubernetes StatefulSet."""
+    shard_args = []
+    c = yaml.safe_load((ROOT / "deploy/docker-compose.yml").read_text(encoding="utf-8"))
+    shards = {n: s for n, s in c["services"].items() if "scale-out" in (s.get("profiles") or [])}
+    if len(shards) < 2:
+        fail(f"docker-compose.yml: the scale-out profile has {len(shards)} services, expected several shards")
+    seen, counts, data_volumes = set(), set(), []
+    for name, svc in shards.items():
+        a = shard_arg(svc.get("command") or [], f"docker-compose.yml: {name}")
+        if a is None:
+            continue
+        shard_args.append(a)
+        i, n = a.split("/")
+        seen.add(int(i))
+        counts.add(int(n))
+        data = [str(v).split(":")[0] for v in svc.get("volumes") or [] if str(v).split(":")[1:2] == ["/var/lib/meterflow"]]
+        if len(data) != 1:
+            fail(f"docker-compose.yml: {name} has no data volume of its own at /var/lib/meterflow")
+        data_volumes += data
+    if len(counts) != 1 or seen != set(range(next(iter(counts), 0))):
+        fail(f"docker-compose.yml: scale-out shards {sorted(seen)} of N {sorted(counts)} do not cover 0..N-1 once")
+    if len(set(data_volumes)) != len(data_volumes):
+        fail("docker-compose.yml: two shards share a data volume")
+
+    docs = [d for d in yaml.safe_load_all((ROOT / "deploy/kubernetes/meterflow.yaml").read_text(encoding="utf-8")) if d]
+    by_kind = {d.get("kind"): d for d in docs}
+    for d in docs:
+        if "apiVersion" not in d or "metadata" not in d or "name" not in d["metadata"]:
+            fail(f"kubernetes: a {d.get('kind')} without apiVersion or metadata.name")
+    svc, sts = by_kind.get("Service"), by_kind.get("StatefulSet")
+    if svc is None or sts is None:
+        fail("kubernetes: expected a Service and a StatefulSet")
+        return shard_args
+    spec = sts["spec"]
+    if svc["spec"].get("clusterIP") != "None":
+        fail("kubernetes: the StatefulSet's governing Service is not headless")
+    if spec.get("serviceName") != svc["metadata"]["name"]:
+        fail("kubernetes: serviceName does not name the Service")
+    labels = spec["template"]["metadata"].get("labels", {})
+    for sel in (spec["selector"].get("matchLabels", {}), svc["spec"].get("selector", {})):
+        if not sel or any(labels.get(k) != v for k, v in sel.items()):
+            fail(f"kubernetes: selector {sel} does not match the pod labels {labels}")
+    pod = spec["template"]["spec"]
+    if not pod.get("securityContext", {}).get("runAsNonRoot"):
+        fail("kubernetes: pods may run as root")
+    (ctr,) = pod["containers"]
+    a = shard_arg(ctr.get("args") or [], "kubernetes: container args")
+    if a is not None:
+        shard_args.append(a)
+        if a.split("/")[1] != str(spec.get("replicas")):
+            fail(f"kubernetes: --shard {a} but replicas {spec.get('replicas')}")
+        if "$(POD_NAME)" in a:
+            env = {e["name"]: e for e in ctr.get("env", [])}
+            if env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
+                fail("kubernetes: POD_NAME does not come from metadata.name")
+    for e in ctr.get("env", []):
+        if SECRET_KEY.search(e["name"]) and "value" in e:
+            fail(f"kubernetes: {e['name']} holds a literal secret; use secretKeyRef")
+    mounts = {m["name"]: m["mountPath"] for m in ctr.get("volumeMounts", [])}
+    claims = [t["metadata"]["name"] for t in spec.get("volumeClaimTemplates", [])]
+    if not any(mounts.get(n) == "/var/lib/meterflow" for n in claims):
+        fail("kubernetes: /var/lib/meterflow is not on a per-pod volume claim")
+    return shard_args
+
+
 ds = dashboards()
 queries = compose(ds)
+shard_args = scale_out()
 dockerfile()
 systemd()
 if errors:
     print("\n".join(errors), file=sys.stderr)
     sys.exit(1)
-print(json.dumps({"alert_queries": queries}))
+print(json.dumps({"alert_queries": queries, "shard_args": shard_args}))
