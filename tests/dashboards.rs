@@ -318,7 +318,10 @@ fn every_dashboard_query_returns_data_and_key_panels_match_the_store() {
     let shard_args = checked["shard_args"].as_array().expect("shard_args");
     assert!(shard_args.len() >= 4, "{shard_args:?}");
     for a in shard_args {
-        let a = a.as_str().expect("text").replace("$(POD_NAME)", "meterflow-2");
+        let a = a
+            .as_str()
+            .expect("text")
+            .replace("$(POD_NAME)", "meterflow-2");
         let s: meterflow_model::shard::Shard = a.parse().expect("a valid --shard");
         assert!(s.is_sharded(), "{a}");
     }

@@ -323,3 +323,186 @@ fn two_shards_split_the_site_by_metering_group_and_add_up_to_the_whole() {
         "the whole writes KPIs"
     );
 }
+
+/// The last `kpi` row of each (scope, id) for `period` in database `db`:
+/// field name → value.
+fn kpis(
+    influx: &crate::influx::Influx,
+    db: &str,
+    period: &str,
+) -> BTreeMap<(String, String), BTreeMap<String, f64>> {
+    let (code, body) = crate::influx::http(
+        influx.port,
+        "GET",
+        &format!(
+            "/query?db={db}&epoch=ms&q={}",
+            crate::influx::enc(&format!(
+                "SELECT last(*) FROM \"kpi\" WHERE \"period\" = '{period}' GROUP BY \"scope\", \"id\""
+            ))
+        ),
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let mut out = BTreeMap::new();
+    for s in v["results"][0]["series"].as_array().into_iter().flatten() {
+        let key = (
+            s["tags"]["scope"].as_str().unwrap_or_default().to_string(),
+            s["tags"]["id"].as_str().unwrap_or_default().to_string(),
+        );
+        let cols = s["columns"].as_array().expect("columns");
+        let row = s["values"][0].as_array().expect("row");
+        let fields = cols
+            .iter()
+            .zip(row)
+            .filter_map(|(c, x)| {
+                Some((
+                    c.as_str()?.trim_start_matches("last_").to_string(),
+                    x.as_f64()?,
+                ))
+            })
+            .collect();
+        out.insert(key, fields);
+    }
+    out
+}
+
+#[test]
+fn shard_zero_computes_the_site_kpis_from_every_shards_rollups_in_influxdb() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _broker = mosquitto(dir.path(), port);
+    let influx = crate::influx::Influx::start(dir.path());
+    let (code, body) = crate::influx::http(
+        influx.port,
+        "POST",
+        "/query?q=CREATE%20DATABASE%20whole",
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    let section = |db: &str| {
+        format!(
+            "[influx]\nurl = \"http://127.0.0.1:{}\"\ndatabase = \"{db}\"\nflush_ms = 100\nkpi_interval_s = 1\ntimeout_s = 3\nretry_initial_s = 0.2\nretry_max_s = 1\n",
+            influx.port
+        )
+    };
+    let with_influx = |d: &Path, shard: &str, db: &str, client: &str| {
+        let p = site(d, port, shard);
+        let text = std::fs::read_to_string(&p)
+            .expect("site")
+            .replace(
+                "[influx]\nurl = \"http://127.0.0.1:9\"\ndatabase = \"meterflow\"\nflush_ms = 60000\nkpi_interval_s = 3600\n",
+                &section(db),
+            )
+            .replace("client_id = \"mf-shard\"", &format!("client_id = \"{client}\""));
+        std::fs::write(&p, text).expect("site");
+        p
+    };
+    let (d0, d1, dw) = (
+        dir.path().join("s0"),
+        dir.path().join("s1"),
+        dir.path().join("whole"),
+    );
+    let s0 = with_influx(&d0, "shard = \"0/2\"\n", "meterflow", "mf-k");
+    let s1 = with_influx(&d1, "shard = \"1/2\"\n", "meterflow", "mf-k");
+    let sw = with_influx(&dw, "", "whole", "mf-kw");
+    let (p0, p1, pw) = (run(&s0, &[]), run(&s1, &[]), run(&sw, &[]));
+    std::thread::sleep(Duration::from_millis(2000));
+    // The same stream as above (six readings, five intervals per meter),
+    // ending at the last quarter-hour before now, so that it falls in the
+    // running month and year whose KPIs the instances write.
+    let now = chrono::Utc::now().timestamp_millis();
+    let t0 = now - now.rem_euclid(900_000) - 5 * 900_000;
+    for m in meters() {
+        let step = match m.as_str() {
+            "m0" => 1000,
+            "s1" => 300,
+            "s2" => 200,
+            d if d.starts_with('d') => 10 + d[1..].parse::<i64>().expect("n"),
+            _ => 1,
+        };
+        let lines: String = (0..6)
+            .map(|k| {
+                format!(
+                    "{{\"v\": {}, \"ts\": {}}}\n",
+                    5000 + k * step,
+                    t0 + k * 900_000
+                )
+            })
+            .collect();
+        publish_lines(port, &format!("json/{m}"), &lines);
+    }
+    let total = 6 * meters().len() as i64;
+    let dbs = [
+        d0.join("store.db"),
+        d1.join("store.db"),
+        dw.join("store.db"),
+    ];
+    let t = Instant::now();
+    while (count(&dbs[0], "readings") + count(&dbs[1], "readings") < total
+        || count(&dbs[2], "readings") < total)
+        && t.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Shard 1 first: it delivers its last rollups on the way out; then shard 0
+    // computes its final KPIs from both shards' series.
+    stop(p1);
+    std::thread::sleep(Duration::from_millis(500));
+    stop(p0);
+    stop(pw);
+
+    // Agency A by hand, when all five intervals are in this local month: its
+    // direct meters d2, d4, ..., d12 (12 + 14 + ... + 22 = 102 kWh per
+    // interval), z1's sub-meter s1 (300), and 400 / 1 000 m² of m0's
+    // remainder (1 000 - 300 - 200 = 500): 102 + 300 + 200 = 602 kWh per
+    // interval, 3 010 kWh.
+    let month_of = |ms: i64| {
+        use chrono::{Datelike as _, TimeZone as _};
+        chrono_tz::Asia::Shanghai
+            .timestamp_millis_opt(ms)
+            .single()
+            .map(|t| (t.year(), t.month()))
+    };
+    let a = kpis(&influx, "meterflow", "month")
+        .get(&("agency".to_string(), "A".to_string()))
+        .and_then(|f| f.get("electricity_kwh").copied());
+    if month_of(t0) == month_of(now) {
+        assert_eq!(a, Some(3_010.0), "agency A's month from the merged rollups");
+    }
+    // Every month and year row of the whole equals shard 0's, field by field.
+    let mut compared = 0;
+    for period in ["month", "year"] {
+        let (whole, sharded) = (
+            kpis(&influx, "whole", period),
+            kpis(&influx, "meterflow", period),
+        );
+        assert!(!whole.is_empty(), "the whole writes {period} KPIs");
+        assert_eq!(
+            whole.keys().collect::<Vec<_>>(),
+            sharded.keys().collect::<Vec<_>>(),
+            "the same scopes"
+        );
+        for (k, w) in &whole {
+            let s = &sharded[k];
+            for f in [
+                "electricity_kwh",
+                "water_m3",
+                "persons",
+                "area_m2",
+                "per_capita_kgce",
+                "per_area_kgce",
+                "co2_t",
+            ] {
+                if let (Some(a), Some(b)) = (w.get(f), s.get(f)) {
+                    assert!(
+                        (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+                        "{k:?} {period} {f}: whole {a}, shards {b}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared > 0);
+}

@@ -24,7 +24,10 @@ pub use alerts::{AlertDb, AlertEvent, AlertStateRow, Firing, PendingNotification
 pub use error::StoreError;
 pub use ledger::{LedgerDb, LedgerEvent, NewLedgerEvent};
 pub use outbox::{Outbox, OutboxRow, OutboxStats};
-pub use read::{AggRow, AnomalyRow, DayRow, HourRow, IntervalRow, Reader, ReadingRow};
+pub use read::{
+    AggRow, AnomalyRow, DayRow, HourRow, IntervalRow, Reader, ReadingRow, RollupFileRow,
+    write_rollup_file,
+};
 pub use write::{BatchReport, Verdict, Writer, replacement_item};
 
 /// Clock skew tolerance: a source time more than this ahead of receive time is flagged.

@@ -94,6 +94,77 @@ pub struct AggRow {
 pub struct Reader {
     conn: Connection,
     path: PathBuf,
+    /// Scope rollups come from an attached rollup file (`rollups.agg`)
+    /// instead of the store's own (a sharded deployment's merged rollups).
+    attached: bool,
+}
+
+/// The tables of a rollup file: the store's `agg_scope` and `agg`.
+const ROLLUP_FILE_SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS agg_scope (
+        id INTEGER PRIMARY KEY, level TEXT NOT NULL, ref TEXT NOT NULL,
+        class TEXT NOT NULL, subitem TEXT NOT NULL, UNIQUE (level, ref, class, subitem));
+    CREATE TABLE IF NOT EXISTS agg (
+        scope INTEGER NOT NULL, grain TEXT NOT NULL, start_ms INTEGER NOT NULL,
+        value INTEGER NOT NULL, measured INTEGER NOT NULL, estimated INTEGER NOT NULL,
+        PRIMARY KEY (scope, grain, start_ms)) WITHOUT ROWID;";
+
+/// One row of a rollup file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupFileRow {
+    /// Level (`agency`, `building`, `zone`, `site`).
+    pub level: String,
+    /// Scope id.
+    pub id: String,
+    /// Energy class.
+    pub class: String,
+    /// Grain (`15m`, `day`, ...).
+    pub grain: String,
+    /// Period start, UTC ms.
+    pub start_ms: i64,
+    /// Exact integer value (10⁻⁹ kWh or m³, 10⁻¹² GJ).
+    pub raw: i64,
+    /// Measured meter-buckets.
+    pub measured: i64,
+    /// Estimated meter-buckets.
+    pub estimated: i64,
+}
+
+/// Replace the contents of the rollup file at `path` (created if needed)
+/// with `rows` (class totals), in one transaction.
+pub fn write_rollup_file(path: &Path, rows: &[RollupFileRow]) -> Result<(), StoreError> {
+    let mut conn = Connection::open(path).at(path)?;
+    conn.execute_batch(ROLLUP_FILE_SCHEMA).at(path)?;
+    let tx = conn.transaction().at(path)?;
+    tx.execute_batch("DELETE FROM agg; DELETE FROM agg_scope;")
+        .at(path)?;
+    {
+        let mut scope = tx
+            .prepare("INSERT OR IGNORE INTO agg_scope (level, ref, class, subitem) VALUES (?1, ?2, ?3, '')")
+            .at(path)?;
+        let mut id = tx
+            .prepare("SELECT id FROM agg_scope WHERE level = ?1 AND ref = ?2 AND class = ?3 AND subitem = ''")
+            .at(path)?;
+        let mut ins = tx
+            .prepare("INSERT OR REPLACE INTO agg (scope, grain, start_ms, value, measured, estimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .at(path)?;
+        for r in rows {
+            scope.execute(params![r.level, r.id, r.class]).at(path)?;
+            let sid: i64 = id
+                .query_row(params![r.level, r.id, r.class], |x| x.get(0))
+                .at(path)?;
+            ins.execute(params![
+                sid,
+                r.grain,
+                r.start_ms,
+                r.raw,
+                r.measured,
+                r.estimated
+            ])
+            .at(path)?;
+        }
+    }
+    tx.commit().at(path)
 }
 
 impl Reader {
@@ -102,7 +173,25 @@ impl Reader {
         Ok(Reader {
             conn: open_conn(path, 32, true)?,
             path: path.to_path_buf(),
+            attached: false,
         })
+    }
+
+    /// Read scope rollups from the rollup file at `rollups` (see
+    /// [`write_rollup_file`]) instead of the store; everything else still
+    /// comes from the store.
+    pub fn attach_rollups(&mut self, rollups: &Path) -> Result<(), StoreError> {
+        let file = rollups.to_string_lossy();
+        self.conn
+            .execute("ATTACH DATABASE ?1 AS rollups", params![file])
+            .at(rollups)?;
+        self.attached = true;
+        Ok(())
+    }
+
+    /// Whether scope rollups come from an attached rollup file.
+    pub fn has_attached_rollups(&self) -> bool {
+        self.attached
     }
 
     /// Ledger events in effect of every kind of `ledger` before `to_ms`, in
@@ -151,14 +240,16 @@ impl Reader {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<AggRow>, StoreError> {
-        let mut s = self
-            .conn
-            .prepare_cached(
-                "SELECT a.start_ms, a.value, a.measured, a.estimated FROM agg a JOIN agg_scope s ON s.id = a.scope
-                 WHERE s.level = ?1 AND s.ref = ?2 AND s.class = ?3 AND s.subitem = ?4 AND a.grain = ?5
-                   AND a.start_ms >= ?6 AND a.start_ms < ?7 ORDER BY a.start_ms",
-            )
-            .at(&self.path)?;
+        let sql = if self.attached {
+            "SELECT a.start_ms, a.value, a.measured, a.estimated FROM rollups.agg a JOIN rollups.agg_scope s ON s.id = a.scope
+             WHERE s.level = ?1 AND s.ref = ?2 AND s.class = ?3 AND s.subitem = ?4 AND a.grain = ?5
+               AND a.start_ms >= ?6 AND a.start_ms < ?7 ORDER BY a.start_ms"
+        } else {
+            "SELECT a.start_ms, a.value, a.measured, a.estimated FROM agg a JOIN agg_scope s ON s.id = a.scope
+             WHERE s.level = ?1 AND s.ref = ?2 AND s.class = ?3 AND s.subitem = ?4 AND a.grain = ?5
+               AND a.start_ms >= ?6 AND a.start_ms < ?7 ORDER BY a.start_ms"
+        };
+        let mut s = self.conn.prepare_cached(sql).at(&self.path)?;
         let rows = s
             .query_map(
                 params![

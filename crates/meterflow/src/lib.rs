@@ -20,6 +20,7 @@ pub mod points;
 pub mod probe;
 pub mod report;
 pub mod rfid;
+pub mod shardkpi;
 pub mod sink;
 pub mod space;
 mod timearg;

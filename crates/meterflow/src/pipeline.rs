@@ -284,8 +284,8 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
         let s = site.clone();
         let final_points = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let mut outbox = meterflow_store::Outbox::open(&s.store_path())?;
-            let reader = Reader::open(&s.store_path())?;
             let now = crate::import::now_ms();
+            let reader = crate::shardkpi::kpi_reader(&s, now)?;
             let mut enc = meterflow_core::lineproto::Encoder::new();
             crate::points::kpi_points(&s, &reader, now, &mut enc)?;
             outbox.append(&mut enc, now)?;
@@ -357,7 +357,7 @@ fn start_points(
             loop {
                 let now = crate::import::now_ms();
                 let mut enc = meterflow_core::lineproto::Encoder::new();
-                match Reader::open(&site.store_path()) {
+                match crate::shardkpi::kpi_reader(&site, now) {
                     Ok(reader) => {
                         if let Err(e) = crate::points::kpi_points(&site, &reader, now, &mut enc) {
                             tracing::warn!("KPI points: {e:#}");

@@ -84,10 +84,11 @@ pub fn kpi_points(
         .single()
         .map(|t| t.date_naive())
         .ok_or_else(|| anyhow::anyhow!("time {now_ms} out of range"))?;
-    if site.shard.is_sharded() {
+    if site.shard.is_sharded() && !reader.has_attached_rollups() {
         // A shard's rollups hold only its own meters: its per-capita and
-        // per-area figures would be partial, so a shard writes none (ADR 0013).
-        // The ledgers live with shard 0.
+        // per-area figures would be partial, so it writes none (ADR 0013);
+        // shard 0 writes them from the merged rollups (`shardkpi`). The
+        // ledgers live with shard 0.
         if site.shard.index == 0 {
             ledger_day_points(site, reader, today, enc)?;
         }

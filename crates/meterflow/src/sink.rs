@@ -39,10 +39,38 @@ pub struct SinkStats {
     pub dead: AtomicU64,
 }
 
-enum Auth {
+pub(crate) enum Auth {
     None,
     Basic(String, String),
     Token(String),
+}
+
+impl Auth {
+    /// Add the credentials to a request.
+    pub(crate) fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Auth::None => req,
+            Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
+            Auth::Token(t) => req.header("Authorization", format!("Token {t}")),
+        }
+    }
+}
+
+/// The credentials of `[influx]`, from the environment or files.
+pub(crate) fn auth(site: &Site, cfg: &InfluxSink) -> anyhow::Result<Auth> {
+    Ok(match cfg.api {
+        InfluxApi::V1 => match (
+            &cfg.username,
+            secret(site, &cfg.password_env, &cfg.password_file, "password")?,
+        ) {
+            (Some(u), p) => Auth::Basic(u.clone(), p.unwrap_or_default()),
+            (None, _) => Auth::None,
+        },
+        InfluxApi::V2 => match secret(site, &cfg.token_env, &cfg.token_file, "token")? {
+            Some(t) => Auth::Token(t),
+            None => Auth::None,
+        },
+    })
 }
 
 /// Outcome of posting one body.
@@ -123,19 +151,7 @@ impl Sink {
             .influx
             .clone()
             .context("the site file has no [influx] section")?;
-        let auth = match cfg.api {
-            InfluxApi::V1 => match (
-                &cfg.username,
-                secret(site, &cfg.password_env, &cfg.password_file, "password")?,
-            ) {
-                (Some(u), p) => Auth::Basic(u.clone(), p.unwrap_or_default()),
-                (None, _) => Auth::None,
-            },
-            InfluxApi::V2 => match secret(site, &cfg.token_env, &cfg.token_file, "token")? {
-                Some(t) => Auth::Token(t),
-                None => Auth::None,
-            },
-        };
+        let auth = auth(site, &cfg)?;
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs_f64(cfg.timeout_s))
             .connect_timeout(Duration::from_secs_f64(cfg.timeout_s.min(10.0)));
@@ -181,11 +197,7 @@ impl Http {
             .client
             .post(self.url.clone())
             .header("Content-Type", "text/plain; charset=utf-8");
-        req = match &self.auth {
-            Auth::None => req,
-            Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
-            Auth::Token(t) => req.header("Authorization", format!("Token {t}")),
-        };
+        req = self.auth.apply(req);
         req = if self.gzip {
             let mut enc = flate2::write::GzEncoder::new(
                 Vec::with_capacity(body.len() / 4),
