@@ -315,7 +315,8 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
 
 /// The instance tag of health points.
 fn instance_name(site: &Site) -> String {
-    site.influx
+    let name = site
+        .influx
         .as_ref()
         .and_then(|c| c.instance.clone())
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
@@ -325,7 +326,13 @@ fn instance_name(site: &Site) -> String {
                 .map(|h| h.trim().to_string())
                 .filter(|h| !h.is_empty())
         })
-        .unwrap_or_else(|| "meterflow".into())
+        .unwrap_or_else(|| "meterflow".into());
+    // Shards on one host would otherwise share their health series.
+    if site.shard.is_sharded() {
+        format!("{name}-shard{}", site.shard.index)
+    } else {
+        name
+    }
 }
 
 /// Every `[influx] kpi_interval_s`: KPIs of the running month and year, bus
