@@ -26,7 +26,10 @@
 //! Needs `meterflow` built in the same profile, and `mosquitto`,
 //! `mosquitto_pub` and `influxd` on the PATH:
 //! `cargo build --release -p meterflow && cargo run --release -p meterflow-benches --bin soak -- [MINUTES]`
-//! (default 12; the fault times scale with MINUTES / 12).
+//! (default 12; the fault times scale with MINUTES / 12). A second argument,
+//! `TAIL_MINUTES`, runs that long without faults after the schedule and
+//! checks that memory is flat there (first half of the tail against the
+//! second, at most 5 % + 4 MiB more).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -323,6 +326,12 @@ fn main() -> anyhow::Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(12.0);
+    // Fault-free minutes after the schedule, to see whether memory settles.
+    let tail_minutes: f64 = std::env::args()
+        .nth(2)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(0.0);
     let scale = minutes / 12.0;
     let at = |s: f64| Duration::from_secs_f64(s * scale);
     let exe = std::env::current_exe()?;
@@ -476,7 +485,8 @@ fn main() -> anyhow::Result<()> {
         (at(600.0), "InfluxDB starts"),
     ];
     events.reverse();
-    let end = at(720.0);
+    let faults_end = at(720.0);
+    let end = faults_end + Duration::from_secs_f64(tail_minutes * 60.0);
     let mut last_sample = Duration::ZERO;
     while t0.elapsed() < end {
         let now = t0.elapsed();
@@ -679,13 +689,29 @@ fn main() -> anyhow::Result<()> {
             .collect();
         v.iter().sum::<f64>() / v.len().max(1) as f64
     };
-    let total = end.as_secs_f64();
+    let total = faults_end.as_secs_f64();
     let mut mem = Vec::new();
     for i in [0usize, 2] {
         let (a, b) = (q(total * 0.25, total * 0.5, i), q(total * 0.75, total, i));
         mem.push(format!("shard {i}: {a:.1} → {b:.1} MiB"));
         if b > a * 1.25 + 8.0 {
             failures.push(format!("shard {i} memory grew: {a:.1} → {b:.1} MiB"));
+        }
+    }
+    // In the fault-free tail the load is steady, so memory must be flat:
+    // first half of the tail against the second.
+    let mut tail_mem = Vec::new();
+    if tail_minutes > 0.0 {
+        let (from, to) = (total, end.as_secs_f64());
+        let mid = (from + to) / 2.0;
+        for i in [0usize, 2] {
+            let (a, b) = (q(from, mid, i), q(mid, to, i));
+            tail_mem.push(format!("shard {i}: {a:.1} → {b:.1} MiB"));
+            if b > a * 1.05 + 4.0 {
+                failures.push(format!(
+                    "shard {i} memory grew in the fault-free tail: {a:.1} → {b:.1} MiB"
+                ));
+            }
         }
     }
 
@@ -697,6 +723,25 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or(0.0)
     };
     let (consumption_points, rollup_points) = (count_of("consumption"), count_of("rollup"));
+    // Points each shard delivered (its own health counter), for the write load.
+    let delivered: BTreeMap<String, f64> = influx_query(
+        influx,
+        "SELECT last(\"sink_delivered\") FROM \"pipeline\" GROUP BY \"instance\"",
+    )
+    .ok()
+    .and_then(|v| {
+        v["results"][0]["series"].as_array().map(|a| {
+            a.iter()
+                .filter_map(|s| {
+                    Some((
+                        s["tags"]["instance"].as_str()?.to_string(),
+                        s["values"][0][1].as_f64()?,
+                    ))
+                })
+                .collect()
+        })
+    })
+    .unwrap_or_default();
     let per_shard: Vec<usize> = (0..SHARDS as usize)
         .map(|i| st.shards.values().filter(|s| s.contains(&i)).count())
         .collect();
@@ -745,8 +790,20 @@ fn main() -> anyhow::Result<()> {
         "  memory (mean RSS, 2nd quarter → last quarter): {}",
         mem.join("; ")
     );
+    if !tail_mem.is_empty() {
+        println!(
+            "  memory in the {tail_minutes} fault-free minutes after (mean RSS, first half → second half): {}",
+            tail_mem.join("; ")
+        );
+    }
     for l in &sizing {
         println!("  sizing: {l}");
+    }
+    for (instance, n) in &delivered {
+        println!(
+            "  InfluxDB write load: {instance} delivered {n} points since its last start ({:.1} points/s if that was the whole run)",
+            n / run_s
+        );
     }
     println!(
         "  InfluxDB points kept: {consumption_points} consumption, {rollup_points} rollup over {run_s:.0} s ({:.1} points/s for {} meters)",
