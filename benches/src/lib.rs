@@ -56,6 +56,17 @@ pub fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// CPU time (user + system) of this process's waited-for children so far,
+/// seconds (Linux `cutime` + `cstime`, USER_HZ = 100).
+pub fn children_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let cutime: f64 = f.get(13)?.parse().ok()?;
+    let cstime: f64 = f.get(14)?.parse().ok()?;
+    Some((cutime + cstime) / 100.0)
+}
+
 /// The assessment-scale site: 5 000 meters, 200 agencies, 20 buildings,
 /// shared by the aggregator and export benchmarks.
 pub mod assessment_site {

@@ -148,21 +148,31 @@ fn main() -> anyhow::Result<()> {
 
     // Baseline: mosquitto_sub drains its queue to /dev/null.
     let t = Instant::now();
+    let sub_cpu0 = meterflow_benches::children_cpu_seconds();
     let status = sub(&["-C", &total.to_string()])
         .stdout(Stdio::null())
         .status()?;
     anyhow::ensure!(status.success(), "mosquitto_sub failed");
     let sub_rate = total as f64 / t.elapsed().as_secs_f64();
+    // CPU per message: less machine-bound than the rates, which depend on
+    // how the two cores are shared with the broker.
+    let sub_cpu = meterflow_benches::children_cpu_seconds()
+        .zip(sub_cpu0)
+        .map(|(b, a)| b - a);
 
     // meterflow drains its queue into the store.
     let rss0 = meterflow_benches::peak_rss_kib().unwrap_or(0);
     let db = dir.path().join("store.db");
+    let mf_cpu0 = meterflow_benches::cpu_seconds();
     let secs = run_meterflow(
         &rt,
         &site,
         Duration::from_secs(600),
         Some((db.clone(), total as i64)),
     )?;
+    let mf_cpu = meterflow_benches::cpu_seconds()
+        .zip(mf_cpu0)
+        .map(|(b, a)| b - a);
     let mf_rate = total as f64 / secs;
     let rss = meterflow_benches::peak_rss_kib().unwrap_or(0);
     let _ = broker.kill();
@@ -176,6 +186,14 @@ fn main() -> anyhow::Result<()> {
         }
     );
     println!("ratio meterflow / mosquitto_sub: {:.3}", mf_rate / sub_rate);
+    if let (Some(m), Some(s)) = (mf_cpu, sub_cpu) {
+        let per = |c: f64| c / total as f64 * 1e6;
+        println!(
+            "CPU per message: meterflow {:.2} µs (decode, normalise, commit), mosquitto_sub {:.2} µs (receive only); the broker's not counted",
+            per(m),
+            per(s)
+        );
+    }
     println!(
         "peak RSS of the meterflow process: {:.0} MiB (before the drain: {:.0} MiB)",
         rss as f64 / 1024.0,
