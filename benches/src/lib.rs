@@ -45,26 +45,24 @@ pub fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU time (user + system) of this process so far, seconds (Linux, USER_HZ = 100).
-pub fn cpu_seconds() -> Option<f64> {
+/// Two `/proc/self/stat` clock-tick fields (counted after the command name,
+/// which is in parentheses and may contain spaces), added, in seconds
+/// (Linux, USER_HZ = 100).
+fn stat_ticks_s(a: usize, b: usize) -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which is in parentheses and may contain spaces).
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some((f.get(a)?.parse::<f64>().ok()? + f.get(b)?.parse::<f64>().ok()?) / 100.0)
+}
+
+/// CPU time (user + system) of this process so far, seconds.
+pub fn cpu_seconds() -> Option<f64> {
+    stat_ticks_s(11, 12)
 }
 
 /// CPU time (user + system) of this process's waited-for children so far,
-/// seconds (Linux `cutime` + `cstime`, USER_HZ = 100).
+/// seconds (`cutime` + `cstime`).
 pub fn children_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let cutime: f64 = f.get(13)?.parse().ok()?;
-    let cstime: f64 = f.get(14)?.parse().ok()?;
-    Some((cutime + cstime) / 100.0)
+    stat_ticks_s(13, 14)
 }
 
 /// The assessment-scale site: 5 000 meters, 200 agencies, 20 buildings,
