@@ -236,7 +236,7 @@ impl Writer {
             }
             let status = apply(&tx, &self.path, &meter.spec, cache, item, now_ms, &mut acc)?;
             insert_item(
-                &tx,
+                &mut *tx.prepare_cached(INSERT_READING).at(&self.path)?,
                 &self.path,
                 cache.id,
                 &item,
@@ -285,11 +285,15 @@ impl Writer {
         let mut acc = Accumulator::default();
         let mut all = Vec::with_capacity(batches.len());
         let mut report = BatchReport::default();
+        // One statement for every row of the transaction: looking it up in
+        // rusqlite's cache per row (hashing the SQL) cost ~10 % of the writer.
+        let mut insert = tx.prepare_cached(INSERT_READING).at(&self.path)?;
         for (readings, source) in batches {
             let mut verdicts = Vec::with_capacity(readings.len());
             for r in *readings {
                 let v = write_one(
                     &tx,
+                    &mut insert,
                     &self.path,
                     &self.meters,
                     &mut self.series,
@@ -321,6 +325,7 @@ impl Writer {
             }
             all.push(verdicts);
         }
+        drop(insert);
         for (received_ms, src, location, reason, payload) in self.dead_letters.drain(..) {
             tx.prepare_cached("INSERT INTO dead_letters (received_ms, source, location, reason, payload) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .and_then(|mut s| s.execute(params![received_ms, src, location, reason, payload]))
@@ -394,6 +399,7 @@ pub fn replacement_item(r: &meterflow_model::config::ReplacementEvent) -> Item {
 #[allow(clippy::too_many_arguments)]
 fn write_one(
     tx: &Transaction<'_>,
+    insert: &mut rusqlite::Statement<'_>,
     path: &Path,
     meters: &HashMap<String, MeterEntry>,
     series: &mut HashMap<String, HashMap<String, SeriesCache>>,
@@ -454,7 +460,7 @@ fn write_one(
         value: r.value,
     };
     insert_item(
-        tx,
+        insert,
         path,
         cache.id,
         &item,
@@ -583,8 +589,10 @@ fn series_cache<'a>(
 }
 
 #[allow(clippy::too_many_arguments)]
+const INSERT_READING: &str = "INSERT INTO readings (series, ts_ms, kind, value, aux, raw, recv_ms, time_source, source, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
 fn insert_item(
-    tx: &Transaction<'_>,
+    insert: &mut rusqlite::Statement<'_>,
     path: &Path,
     series: i64,
     item: &Item,
@@ -607,11 +615,9 @@ fn insert_item(
     } else {
         (None, Some(raw_text(value)))
     };
-    tx.prepare_cached(
-        "INSERT INTO readings (series, ts_ms, kind, value, aux, raw, recv_ms, time_source, source, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )
-    .and_then(|mut s| s.execute(params![series, ts, kind, stored, aux, raw, recv_ms, time_source, source, status.map(Status::code)]))
-    .at(path)?;
+    insert
+        .execute(params![series, ts, kind, stored, aux, raw, recv_ms, time_source, source, status.map(Status::code)])
+        .at(path)?;
     Ok(())
 }
 

@@ -1,6 +1,13 @@
 //! The meterflow application: command-line entry points over the library
 //! crates. Each command lives in its own module; `cli::main` dispatches.
 
+/// mimalloc instead of glibc's malloc for every binary that links meterflow
+/// (the `meterflow` command, the benches and the tests alike): ingest
+/// allocates readings on the runtime's threads and frees them on the writer
+/// thread, which glibc serialises on its arena locks (ADR 0013).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod alerting;
 pub mod api;
 pub mod assets;
