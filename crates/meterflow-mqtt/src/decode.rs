@@ -741,11 +741,14 @@ mod tests {
         let d = decode(std::slice::from_ref(&r), "k/m", br#"{"v": 1, "v": 2}"#, NOW).expect("dup");
         assert_eq!(d[0].value, 2.0);
         // Escaped string values are read (owned), and errors name what was there.
-        let e = decode(std::slice::from_ref(&r), "k/m", br#"{"v": "a\"b"}"#, NOW).map_err(|e| e.detail);
+        let e =
+            decode(std::slice::from_ref(&r), "k/m", br#"{"v": "a\"b"}"#, NOW).map_err(|e| e.detail);
         assert_eq!(e, Err("`v` = \"a\"b\" is not a number".to_string()));
-        let e = decode(std::slice::from_ref(&r), "k/m", br#"{"v": [1]}"#, NOW).map_err(|e| e.detail);
+        let e =
+            decode(std::slice::from_ref(&r), "k/m", br#"{"v": [1]}"#, NOW).map_err(|e| e.detail);
         assert_eq!(e, Err("`v` is an array, not a number".to_string()));
-        let e = decode(std::slice::from_ref(&r), "k/m", br#"{"v": true}"#, NOW).map_err(|e| e.detail);
+        let e =
+            decode(std::slice::from_ref(&r), "k/m", br#"{"v": true}"#, NOW).map_err(|e| e.detail);
         assert_eq!(e, Err("`v` is true, not a number".to_string()));
         // Negative and large integers keep their value.
         let d = decode(std::slice::from_ref(&r), "k/m", br#"{"v": -3}"#, NOW).expect("neg");

@@ -623,7 +623,18 @@ fn insert_item(
         (None, Some(raw_text(value)))
     };
     insert
-        .execute(params![series, ts, kind, stored, aux, raw, recv_ms, time_source, source, status.map(Status::code)])
+        .execute(params![
+            series,
+            ts,
+            kind,
+            stored,
+            aux,
+            raw,
+            recv_ms,
+            time_source,
+            source,
+            status.map(Status::code)
+        ])
         .at(path)?;
     Ok(())
 }
