@@ -595,9 +595,9 @@ fn series_cache<'a>(
         })
 }
 
-#[allow(clippy::too_many_arguments)]
 const INSERT_READING: &str = "INSERT INTO readings (series, ts_ms, kind, value, aux, raw, recv_ms, time_source, source, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
+#[allow(clippy::too_many_arguments)]
 fn insert_item(
     insert: &mut rusqlite::Statement<'_>,
     path: &Path,
