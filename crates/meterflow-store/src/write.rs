@@ -1,13 +1,6 @@
 //! The single writer.
 
 use std::collections::{BTreeMap, HashMap};
-
-/// Maps looked up once or more per reading, keyed by meter and quantity:
-/// foldhash instead of SipHash (SipHash cost ~2 % of the writer's time).
-/// Meters are the site's own; quantities of a known meter can come from a
-/// payload, and foldhash's per-process random seed keeps crafted collisions
-/// impractical from outside.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
@@ -24,6 +17,13 @@ use crate::agg::Rollups;
 use crate::error::{Ctx, StoreError};
 use crate::outbox::Emit;
 use crate::schema;
+
+/// Maps looked up once or more per reading, keyed by meter and quantity:
+/// foldhash instead of SipHash (SipHash cost ~2 % of the writer's time).
+/// Meters are the site's own; quantities of a known meter can come from a
+/// payload, and foldhash's per-process random seed keeps crafted collisions
+/// impractical from outside.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What happened to one reading of a batch.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,7 +4,7 @@
 /// mimalloc instead of glibc's malloc for every binary that links meterflow
 /// (the `meterflow` command, the benches and the tests alike): ingest
 /// allocates readings on the runtime's threads and frees them on the writer
-/// thread, which glibc serialises on its arena locks (ADR 0013).
+/// thread, which glibc serialises on its arena locks (ADR 0014).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
