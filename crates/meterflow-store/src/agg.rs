@@ -15,6 +15,7 @@ use meterflow_core::memlog::BucketTotals;
 use meterflow_model::Site;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use crate::counters::AGG;
 use crate::error::{Ctx, StoreError};
 use crate::outbox::Emit;
 
@@ -236,24 +237,11 @@ fn upsert(
     scope: i64,
     d: &RollupDelta,
 ) -> Result<(i64, i64, i64), StoreError> {
-    let now: (i64, i64, i64) = tx
-        .prepare_cached(
-            "INSERT INTO agg (scope, grain, start_ms, value, measured, estimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (scope, grain, start_ms) DO UPDATE SET value = value + excluded.value,
-                measured = measured + excluded.measured, estimated = estimated + excluded.estimated
-             RETURNING value, measured, estimated",
-        )
-        .and_then(|mut s| {
-            s.query_row(
-                params![scope, d.grain.as_str(), d.start_ms, d.value, d.measured, d.estimated],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-        })
-        .at(path)?;
-    if now == (0, 0, 0) {
-        tx.prepare_cached("DELETE FROM agg WHERE scope = ?1 AND grain = ?2 AND start_ms = ?3")
-            .and_then(|mut s| s.execute(params![scope, d.grain.as_str(), d.start_ms]))
-            .at(path)?;
-    }
-    Ok(now)
+    let (_, [value, measured, estimated]) = AGG.add(
+        tx,
+        path,
+        &[&scope, &d.grain.as_str(), &d.start_ms],
+        [d.value, d.measured, d.estimated],
+    )?;
+    Ok((value, measured, estimated))
 }

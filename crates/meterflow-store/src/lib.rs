@@ -13,6 +13,7 @@
 
 mod agg;
 mod alerts;
+mod counters;
 mod error;
 mod ledger;
 mod outbox;

@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::CLOCK_SKEW_MS;
 use crate::agg::Rollups;
+use crate::counters::{INTERVALS, ROLLUP_DAY, ROLLUP_HOUR};
 use crate::error::{Ctx, StoreError};
 use crate::outbox::Emit;
 use crate::schema;
@@ -107,6 +108,9 @@ pub(crate) fn open_conn(
     conn.pragma_update(None, "cache_size", -(i64::from(cache_mib) * 1024))
         .at(path)?;
     conn.pragma_update(None, "temp_store", "MEMORY").at(path)?;
+    // The writer cycles through ~30 statements per batch; rusqlite's default
+    // cache of 16 would re-prepare some of them on every batch.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
@@ -772,33 +776,21 @@ impl Accumulator {
             if d.is_zero() {
                 continue;
             }
-            let (micro, measured_ms, estimated_ms): (i64, i64, i64) = tx
-                .prepare_cached(
-                    "INSERT INTO intervals (series, bucket_ms, micro, measured_ms, estimated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (series, bucket_ms) DO UPDATE SET micro = micro + excluded.micro,
-                        measured_ms = measured_ms + excluded.measured_ms, estimated_ms = estimated_ms + excluded.estimated_ms
-                     RETURNING micro, measured_ms, estimated_ms",
-                )
-                .and_then(|mut s| s.query_row(params![series, bucket, d.micro, d.measured_ms, d.estimated_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
-                .at(path)?;
-            let new = BucketTotals {
-                micro,
-                measured_ms,
-                estimated_ms,
+            let (before, after) = INTERVALS.add(
+                tx,
+                path,
+                &[&series, &bucket],
+                [d.micro, d.measured_ms, d.estimated_ms],
+            )?;
+            let totals = |c: [i64; 3]| BucketTotals {
+                micro: c[0],
+                measured_ms: c[1],
+                estimated_ms: c[2],
             };
-            let old = BucketTotals {
-                micro: micro - d.micro,
-                measured_ms: measured_ms - d.measured_ms,
-                estimated_ms: estimated_ms - d.estimated_ms,
-            };
+            let (old, new) = (totals(before), totals(after));
             rollups.apply(tx, path, series, bucket, &old, &new)?;
             if let Some(e) = emit.as_deref_mut() {
                 e.consumption(tx, path, series, bucket, &new)?;
-            }
-            if new.is_empty() {
-                tx.prepare_cached("DELETE FROM intervals WHERE series = ?1 AND bucket_ms = ?2")
-                    .and_then(|mut s| s.execute(params![series, bucket]))
-                    .at(path)?;
             }
             let count = |t: &BucketTotals, q: Quality| i64::from(!t.is_empty() && t.quality() == q);
             let change = [
@@ -812,26 +804,14 @@ impl Accumulator {
             add3(days.entry((series, day)).or_default(), change);
         }
         for ((series, hour), c) in hours {
-            upsert_rollup(
-                tx,
-                path,
-                "rollup_hour",
-                "hour_ms",
-                series,
-                &hour as &dyn rusqlite::ToSql,
-                c,
-            )?;
+            if c != [0; 3] {
+                ROLLUP_HOUR.add(tx, path, &[&series, &hour], c)?;
+            }
         }
         for ((series, day), c) in days {
-            upsert_rollup(
-                tx,
-                path,
-                "rollup_day",
-                "day",
-                series,
-                &day as &dyn rusqlite::ToSql,
-                c,
-            )?;
+            if c != [0; 3] {
+                ROLLUP_DAY.add(tx, path, &[&series, &day], c)?;
+            }
         }
         rollups.write(tx, path, emit)
     }
@@ -841,39 +821,4 @@ fn add3(a: &mut [i64; 3], b: [i64; 3]) {
     for i in 0..3 {
         a[i] += b[i];
     }
-}
-
-fn upsert_rollup(
-    tx: &Transaction<'_>,
-    path: &Path,
-    table: &str,
-    key: &str,
-    series: i64,
-    k: &dyn rusqlite::ToSql,
-    c: [i64; 3],
-) -> Result<(), StoreError> {
-    if c == [0, 0, 0] {
-        return Ok(());
-    }
-    let sql = format!(
-        "INSERT INTO {table} (series, {key}, micro, measured, estimated) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (series, {key}) DO UPDATE SET micro = micro + excluded.micro,
-            measured = measured + excluded.measured, estimated = estimated + excluded.estimated
-         RETURNING micro, measured, estimated"
-    );
-    let now: (i64, i64, i64) = tx
-        .prepare_cached(&sql)
-        .and_then(|mut s| {
-            s.query_row(params![series, k, c[0], c[1], c[2]], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-        })
-        .at(path)?;
-    if now == (0, 0, 0) {
-        let del = format!("DELETE FROM {table} WHERE series = ?1 AND {key} = ?2");
-        tx.prepare_cached(&del)
-            .and_then(|mut s| s.execute(params![series, k]))
-            .at(path)?;
-    }
-    Ok(())
 }
