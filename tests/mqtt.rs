@@ -241,6 +241,144 @@ fn seq_site(dir: &Path, port: u16, client_id: &str) -> PathBuf {
     path
 }
 
+/// At QoS 0 nothing but our window bounds what the subscriber reads ahead of
+/// the store. With the store taking no batches, it stops reading once
+/// `IN_FLIGHT_READINGS` readings wait (the broker keeps the rest), and it
+/// resumes as they are committed: every message arrives once.
+#[test]
+fn a_stalled_store_stops_the_subscriber_at_qos_0_instead_of_growing_memory() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use meterflow_model::Batch;
+    use meterflow_mqtt::{IN_FLIGHT_READINGS, MqttStats};
+
+    const N: u32 = 250_000;
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    // Unlimited queues, QoS 0 included: what we do not read waits in the broker.
+    let conf = dir.path().join("window.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_queued_bytes 0\nqueue_qos0_messages true\n"
+        ),
+    )
+    .expect("conf");
+    let _broker = Proc(
+        Command::new("mosquitto")
+            .args(["-c", conf.to_str().expect("path")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto (see .ci/run)"),
+    );
+    wait_port(port);
+    let path = site(dir.path(), port, "window-test", "qos = 0");
+    let text = std::fs::read_to_string(&path).expect("site").replace(
+        "pattern = \"json/{meter_id}\"",
+        "pattern = \"seq/{meter_id}\"",
+    );
+    std::fs::write(&path, text).expect("site");
+    let site = meterflow_model::Site::load(&path).expect("valid site");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // A channel far larger than the window: only the window can stop the reader.
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Batch>(1 << 20);
+    let stats = Arc::new(MqttStats::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = rt.spawn(meterflow_mqtt::run(
+        site.mqtt[0].clone(),
+        Arc::new(meterflow_model::shard::IngestMeters::new(&site)),
+        out_tx,
+        Arc::clone(&stats),
+        stop_rx,
+    ));
+    let publish_qos0 = |lines: &str| {
+        let mut child = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "0"])
+            .args(["-t", "seq/w1", "-l"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_pub");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(lines.as_bytes())
+            .expect("write");
+        assert!(child.wait().expect("wait").success());
+    };
+    // Message 0 until the subscription is in place (QoS 0 is not queued before it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats.received.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the subscriber never received");
+        publish_qos0(&numbered(0, 0));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    publish_qos0(&numbered(1, N));
+    // Wait until the subscriber stops reading (unchanged for 1 s).
+    let mut last = 0;
+    let mut still = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while still.elapsed() < Duration::from_secs(1) {
+        assert!(Instant::now() < deadline, "the subscriber never settled");
+        std::thread::sleep(Duration::from_millis(100));
+        let now = stats.received.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            still = Instant::now();
+        }
+    }
+    let mut held = Vec::new();
+    while let Ok(b) = out_rx.try_recv() {
+        held.push(b);
+    }
+    let waiting: usize = held.iter().map(|b| b.readings.len()).sum();
+    // The window is full: within one coalesced batch (at most 4 096) of 100 000.
+    assert!(
+        waiting <= IN_FLIGHT_READINGS && waiting + 4096 >= IN_FLIGHT_READINGS,
+        "{waiting} readings handed to a stalled store"
+    );
+    // What was read: the window, the item channel (16 384), the batch waiting
+    // for room (4 096) and rumqttc's read buffer: about 121 000 of the 250 001.
+    assert!(
+        last < 150_000,
+        "read {last} messages ahead of a stalled store"
+    );
+    // Commit what waits, then take everything else as it comes.
+    let mut seen = vec![false; N as usize + 1];
+    let take = |b: Batch, seen: &mut [bool]| {
+        for r in &b.readings {
+            let i = r.value as usize;
+            assert!(!seen[i], "message {i} twice");
+            seen[i] = true;
+        }
+        if let Some(done) = b.done {
+            done(Ok(Vec::new()));
+        }
+        b.readings.len()
+    };
+    let mut got = 0;
+    for b in held {
+        got += take(b, &mut seen);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got < seen.len() {
+        assert!(Instant::now() < deadline, "the subscriber did not resume");
+        match out_rx.try_recv() {
+            Ok(b) => got += take(b, &mut seen),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    assert_eq!(stats.received.load(Ordering::Relaxed), u64::from(N) + 1);
+    let _ = stop_tx.send(true);
+    rt.block_on(task).expect("subscriber task");
+}
+
 #[test]
 fn no_loss_when_meterflow_is_killed_and_messages_arrive_while_it_is_down() {
     let dir = tempfile::tempdir().expect("tempdir");

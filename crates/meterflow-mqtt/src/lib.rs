@@ -8,4 +8,4 @@ pub use decode::{DecodeError, Decoded, Pattern, Rule, decode};
 pub mod broker;
 pub mod subscriber;
 
-pub use subscriber::{Meters, MqttStats, run};
+pub use subscriber::{IN_FLIGHT_READINGS, Meters, MqttStats, run};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use meterflow_model::config::MqttBroker;
 use meterflow_model::{Batch, DeadLetter, Reading};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::decode::{Rule, decode};
 
@@ -37,6 +37,12 @@ pub type Meters = Arc<meterflow_model::shard::IngestMeters>;
 /// Largest packet rumqttc accepts; payloads above the configured limit are refused by us, so
 /// an oversized message is dead-lettered and acknowledged instead of breaking the session.
 const TRANSPORT_MAX: usize = 64 * 1024 * 1024;
+
+/// Readings of one subscription handed to the writer and not committed yet.
+/// At QoS 0 nothing else bounds them (the broker sends as fast as we read), so
+/// without it a slow store grows memory instead of slowing the broker. Two
+/// default commits' worth (`[store] batch_rows`), so the writer never waits.
+pub const IN_FLIGHT_READINGS: usize = 100_000;
 
 /// Password from the environment or a file (never from the config).
 fn password(b: &MqttBroker) -> std::io::Result<Option<String>> {
@@ -141,6 +147,7 @@ pub async fn run(
     // fewer channel sends and allocations per message. The batch's completion
     // acknowledges all its messages, in receive order.
     let (item_tx, mut item_rx) = mpsc::channel::<(Batch, Option<Publish>)>(16 * 1024);
+    let window = Arc::new(Semaphore::new(IN_FLIGHT_READINGS));
     let batcher = {
         let ack_tx = ack_tx.clone();
         let source = source.clone();
@@ -166,17 +173,22 @@ pub async fn run(
                 for d in b.dead.iter_mut().filter(|d| d.source.is_empty()) {
                     d.source = source.clone();
                 }
-                if !acks.is_empty() {
-                    let tx = ack_tx.clone();
-                    // Acknowledge only committed messages; on a store error the broker redelivers them.
-                    b.done = Some(Box::new(move |result| {
-                        if result.is_ok() {
-                            for p in acks {
-                                let _ = tx.send(p);
-                            }
+                // Wait for room in the window; the permit is returned when the
+                // writer is done with the batch (or drops it).
+                let want = b.readings.len().clamp(1, IN_FLIGHT_READINGS) as u32;
+                let Ok(permit) = Arc::clone(&window).acquire_many_owned(want).await else {
+                    break;
+                };
+                let tx = ack_tx.clone();
+                // Acknowledge only committed messages; on a store error the broker redelivers them.
+                b.done = Some(Box::new(move |result| {
+                    drop(permit);
+                    if result.is_ok() {
+                        for p in acks {
+                            let _ = tx.send(p);
                         }
-                    }));
-                }
+                    }
+                }));
                 if out.send(b).await.is_err() {
                     break;
                 }
