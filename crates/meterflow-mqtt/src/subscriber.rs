@@ -143,23 +143,23 @@ pub async fn run(
         })
     };
     let source = format!("mqtt:{}", broker.id);
-    // Coalesce the messages that are waiting into one batch for the writer:
-    // fewer channel sends and allocations per message. The batch's completion
-    // acknowledges all its messages, in receive order.
-    let (item_tx, mut item_rx) = mpsc::channel::<(Batch, Option<Publish>)>(16 * 1024);
+    // The event loop hands over what one network read brought (rumqttc reads
+    // up to 10 packets at a time); the batcher coalesces what is waiting into
+    // one batch for the writer. The batch's completion acknowledges all its
+    // messages, in receive order. Both bound fewer sends and allocations per message.
+    let (item_tx, mut item_rx) = mpsc::channel::<(Batch, Vec<Publish>)>(1024);
     let window = Arc::new(Semaphore::new(IN_FLIGHT_READINGS));
     let batcher = {
         let ack_tx = ack_tx.clone();
         let source = source.clone();
         tokio::spawn(async move {
-            while let Some((first, ack)) = item_rx.recv().await {
+            while let Some((first, mut acks)) = item_rx.recv().await {
                 let mut b = Batch {
                     readings: first.readings,
                     dead: first.dead,
                     source: source.clone(),
                     done: None,
                 };
-                let mut acks: Vec<Publish> = ack.into_iter().collect();
                 while b.readings.len() < 4096 {
                     match item_rx.try_recv() {
                         Ok((it, ack)) => {
@@ -198,10 +198,15 @@ pub async fn run(
     let max_payload = broker.max_packet_kib * 1024;
     let mut backoff = Duration::from_millis(200);
     let mut last_log: HashMap<&'static str, Instant> = HashMap::new();
+    // One shutdown future for the whole loop, not one per message.
+    let mut stop = std::pin::pin!(shutdown.changed());
+    // What the current network read brought, not handed over yet.
+    let mut batch = Batch::of(Vec::new(), "");
+    let mut acks: Vec<Publish> = Vec::new();
     loop {
         let ev = tokio::select! {
             ev = eventloop.poll() => ev,
-            _ = shutdown.changed() => break,
+            _ = &mut stop => break,
         };
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -216,12 +221,7 @@ pub async fn run(
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.received.fetch_add(1, Ordering::Relaxed);
                 let now = now_ms();
-                let mut batch = Batch {
-                    readings: Vec::new(),
-                    dead: Vec::new(),
-                    source: String::new(),
-                    done: None,
-                };
+                let before = batch.readings.len();
                 if p.payload.len() > max_payload {
                     dead(
                         &mut batch,
@@ -295,10 +295,9 @@ pub async fn run(
                 }
                 stats
                     .readings
-                    .fetch_add(batch.readings.len() as u64, Ordering::Relaxed);
-                let ack = (p.qos != QoS::AtMostOnce).then(|| p.clone());
-                if item_tx.send((batch, ack)).await.is_err() {
-                    break;
+                    .fetch_add((batch.readings.len() - before) as u64, Ordering::Relaxed);
+                if p.qos != QoS::AtMostOnce {
+                    acks.push(p);
                 }
             }
             Ok(_) => {}
@@ -307,11 +306,24 @@ pub async fn run(
                 tracing::warn!(broker = %broker.id, error = %e, retry_ms = backoff.as_millis() as u64, "MQTT connection lost; reconnecting.");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => break,
+                    _ = &mut stop => break,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
+        // Hand over at the end of each network read (the next poll may wait),
+        // or every 1 024 readings.
+        let waiting = !batch.readings.is_empty() || !batch.dead.is_empty() || !acks.is_empty();
+        if waiting && (eventloop.state.events.is_empty() || batch.readings.len() >= 1024) {
+            let b = std::mem::replace(&mut batch, Batch::of(Vec::new(), ""));
+            if item_tx.send((b, std::mem::take(&mut acks))).await.is_err() {
+                break;
+            }
+        }
+    }
+    // What was read before a shutdown: stored (and acknowledged) like the rest.
+    if !batch.readings.is_empty() || !batch.dead.is_empty() || !acks.is_empty() {
+        let _ = item_tx.send((batch, acks)).await;
     }
     // Flush: the acker can only hand acks to the event loop while it is polled,
     // so keep polling (at most 2 s) until the acker is done, then disconnect
