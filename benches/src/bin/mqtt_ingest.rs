@@ -7,6 +7,9 @@
 //! committed and, at QoS 1, acknowledged only after the commit.
 //!
 //! `cargo run --release -p meterflow-benches --bin mqtt-ingest -- [N] [QOS]`
+//!
+//! `MF_STORE_EXTRA` is appended to the site's `[store]` table, to compare
+//! store settings (e.g. `MF_STORE_EXTRA='cache_mib = 64'`).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -44,8 +47,9 @@ fn main() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    let mut site_text = String::from(
-        "[site]\nname = \"mqtt bench\"\n[store]\npath = \"store.db\"\n[[building]]\nid = \"b\"\ntotal_area_m2 = 1\n",
+    let mut site_text = format!(
+        "[site]\nname = \"mqtt bench\"\n[store]\npath = \"store.db\"\n{}\n[[building]]\nid = \"b\"\ntotal_area_m2 = 1\n",
+        std::env::var("MF_STORE_EXTRA").unwrap_or_default()
     );
     for m in 0..100 {
         let _ = write!(

@@ -203,11 +203,17 @@ pub async fn run(
     // What the current network read brought, not handed over yet.
     let mut batch = Batch::of(Vec::new(), "");
     let mut acks: Vec<Publish> = Vec::new();
+    // Receive time: one clock read per network read, shared by its messages.
+    let mut now = now_ms();
     loop {
+        let read = eventloop.state.events.is_empty();
         let ev = tokio::select! {
             ev = eventloop.poll() => ev,
             _ = &mut stop => break,
         };
+        if read {
+            now = now_ms();
+        }
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(200);
@@ -220,7 +226,6 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.received.fetch_add(1, Ordering::Relaxed);
-                let now = now_ms();
                 let before = batch.readings.len();
                 if p.payload.len() > max_payload {
                     dead(

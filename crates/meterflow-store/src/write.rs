@@ -19,8 +19,8 @@ use crate::error::{Ctx, StoreError};
 use crate::outbox::Emit;
 use crate::schema;
 
-/// Maps looked up once or more per reading, keyed by meter and quantity:
-/// foldhash instead of SipHash (SipHash cost ~2 % of the writer's time).
+/// Maps looked up once or more per reading (meter, quantity, series and
+/// bucket): foldhash instead of SipHash (SipHash cost ~2 % of the writer's time).
 /// Meters are the site's own; quantities of a known meter can come from a
 /// payload, and foldhash's per-process random seed keeps crafted collisions
 /// impractical from outside.
@@ -738,7 +738,7 @@ impl SeriesLog for SqlLog<'_, '_> {
 /// Bucket deltas of a transaction, merged, written at commit with their rollups.
 #[derive(Default)]
 struct Accumulator {
-    deltas: HashMap<(i64, i64), BucketDelta>,
+    deltas: FastMap<(i64, i64), BucketDelta>,
     anomaly_counts: BTreeMap<AnomalyKind, usize>,
     /// (series, ts, kind, detail) of anomalies written, for the outbox.
     anomaly_rows: Vec<(i64, i64, AnomalyKind, String)>,
@@ -767,8 +767,8 @@ impl Accumulator {
         } else {
             self.anomaly_rows.clear();
         }
-        let mut hours: HashMap<(i64, i64), [i64; 3]> = HashMap::new();
-        let mut days: HashMap<(i64, String), [i64; 3]> = HashMap::new();
+        let mut hours: FastMap<(i64, i64), [i64; 3]> = FastMap::default();
+        let mut days: FastMap<(i64, String), [i64; 3]> = FastMap::default();
         let mut deltas: Vec<_> = self.deltas.drain().collect();
         // Bucket-major: the aggregator accumulates one bucket at a time in an array.
         deltas.sort_by_key(|((s, b), _)| (*b, *s));
