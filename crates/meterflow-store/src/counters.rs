@@ -3,8 +3,9 @@
 //!
 //! Read, then insert, update or delete: `INSERT … ON CONFLICT DO UPDATE …
 //! RETURNING` did the same in one statement, but SQLite collects RETURNING
-//! rows in a temporary table per execution, which made it ~2.8× the cost of
-//! a plain insert (1.93 against 0.69 µs a row, `docs/performance.md`).
+//! rows in a temporary table per execution. The `sqlite-upsert` bench
+//! measured it at ~2.5× a plain insert (1.89 against 0.74–0.76 µs a row) and
+//! the read-then-write at ~1.4× (1.05 µs); see `docs/performance.md`.
 
 use std::path::Path;
 use std::sync::LazyLock;
