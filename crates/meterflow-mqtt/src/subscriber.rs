@@ -214,6 +214,7 @@ pub async fn run(
         if read {
             now = now_ms();
         }
+        let mut lost = false;
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(200);
@@ -309,21 +310,24 @@ pub async fn run(
             Err(e) => {
                 stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(broker = %broker.id, error = %e, retry_ms = backoff.as_millis() as u64, "MQTT connection lost; reconnecting.");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = &mut stop => break,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                lost = true;
             }
         }
         // Hand over at the end of each network read (the next poll may wait),
-        // or every 1 024 readings.
+        // every 1 024 readings, and before waiting to reconnect.
         let waiting = !batch.readings.is_empty() || !batch.dead.is_empty() || !acks.is_empty();
-        if waiting && (eventloop.state.events.is_empty() || batch.readings.len() >= 1024) {
+        if waiting && (lost || eventloop.state.events.is_empty() || batch.readings.len() >= 1024) {
             let b = std::mem::replace(&mut batch, Batch::of(Vec::new(), ""));
             if item_tx.send((b, std::mem::take(&mut acks))).await.is_err() {
                 break;
             }
+        }
+        if lost {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = &mut stop => break,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
         }
     }
     // What was read before a shutdown: stored (and acknowledged) like the rest.
