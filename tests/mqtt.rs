@@ -19,17 +19,22 @@ pub(crate) fn mosquitto(dir: &Path, port: u16) -> Proc {
     for d in [dir, data.as_path()] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     }
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    mosquitto_with_conf(
+        dir,
+        port,
+        &format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nmax_inflight_messages 100\nmax_queued_messages 100000\n",
             data.display()
         ),
     )
-    .expect("conf");
+}
+
+/// Mosquitto started with `conf` (written to `dir/mosquitto.conf`), once it listens on `port`.
+pub(crate) fn mosquitto_with_conf(dir: &Path, port: u16, conf: &str) -> Proc {
+    let path = dir.join("mosquitto.conf");
+    std::fs::write(&path, conf).expect("conf");
     let child = Command::new("mosquitto")
-        .args(["-c", conf.to_str().expect("path")])
+        .args(["-c", path.to_str().expect("path")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -45,6 +50,11 @@ fn publish(port: u16, topic: &str, payload: &[u8]) {
 
 /// Run mosquitto_pub at QoS 1 with `mode` (-s: stdin is one message, -l: one per line).
 fn mosquitto_pub(port: u16, topic: &str, mode: &str, input: &[u8]) {
+    mosquitto_pub_qos(port, "1", topic, mode, input);
+}
+
+/// Run mosquitto_pub at `qos` with `mode`.
+fn mosquitto_pub_qos(port: u16, qos: &str, topic: &str, mode: &str, input: &[u8]) {
     let mut child = Command::new("mosquitto_pub")
         .args([
             "-h",
@@ -52,7 +62,7 @@ fn mosquitto_pub(port: u16, topic: &str, mode: &str, input: &[u8]) {
             "-p",
             &port.to_string(),
             "-q",
-            "1",
+            qos,
             "-t",
             topic,
             mode,
@@ -257,23 +267,13 @@ fn a_stalled_store_stops_the_subscriber_at_qos_0_instead_of_growing_memory() {
     let dir = tempfile::tempdir().expect("tmp");
     let port = free_port();
     // Unlimited queues, QoS 0 included: what we do not read waits in the broker.
-    let conf = dir.path().join("window.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    let _broker = mosquitto_with_conf(
+        dir.path(),
+        port,
+        &format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_queued_bytes 0\nqueue_qos0_messages true\n"
         ),
-    )
-    .expect("conf");
-    let _broker = Proc(
-        Command::new("mosquitto")
-            .args(["-c", conf.to_str().expect("path")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto (see .ci/run)"),
     );
-    wait_port(port);
     let path = site(dir.path(), port, "window-test", "qos = 0");
     let text = std::fs::read_to_string(&path).expect("site").replace(
         "pattern = \"json/{meter_id}\"",
@@ -297,21 +297,7 @@ fn a_stalled_store_stops_the_subscriber_at_qos_0_instead_of_growing_memory() {
         Arc::clone(&stats),
         stop_rx,
     ));
-    let publish_qos0 = |lines: &str| {
-        let mut child = Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "0"])
-            .args(["-t", "seq/w1", "-l"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("mosquitto_pub");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(lines.as_bytes())
-            .expect("write");
-        assert!(child.wait().expect("wait").success());
-    };
+    let publish_qos0 = |lines: &str| mosquitto_pub_qos(port, "0", "seq/w1", "-l", lines.as_bytes());
     // Message 0 until the subscription is in place (QoS 0 is not queued before it).
     let deadline = Instant::now() + Duration::from_secs(10);
     while stats.received.load(Ordering::Relaxed) == 0 {
@@ -781,24 +767,14 @@ fn tls_with_password_from_the_environment() {
         "mosquitto_passwd -b -c pw meterflow s3cret-pw && chmod 644 pw server.key server.crt ca.crt",
     );
     let port = free_port();
-    let conf = d.join("tls.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    let _broker = mosquitto_with_conf(
+        d,
+        port,
+        &format!(
             "listener {port} 127.0.0.1\ncafile {0}/ca.crt\ncertfile {0}/server.crt\nkeyfile {0}/server.key\npassword_file {0}/pw\nallow_anonymous false\n",
             d.display()
         ),
-    )
-    .expect("conf");
-    let _broker = Proc(
-        Command::new("mosquitto")
-            .args(["-c", conf.to_str().expect("path")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto"),
     );
-    wait_port(port);
     let extra = format!(
         "tls = true\nca_file = \"{}/ca.crt\"\nusername = \"meterflow\"\npassword_env = \"MF_TEST_MQTT_PASSWORD\"\n",
         d.display()

@@ -35,24 +35,14 @@ fn secrets_never_appear_in_logs() {
     assert!(ok);
     std::fs::set_permissions(d.join("pw"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let mqtt_port = free_port();
-    let conf = d.join("m.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    let _broker = crate::mqtt::mosquitto_with_conf(
+        d,
+        mqtt_port,
+        &format!(
             "listener {mqtt_port} 127.0.0.1\npassword_file {}\nallow_anonymous false\n",
             d.join("pw").display()
         ),
-    )
-    .expect("conf");
-    let _broker = Proc(
-        Command::new("mosquitto")
-            .args(["-c", conf.to_str().expect("path")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto"),
     );
-    wait_port(mqtt_port);
     // A stub InfluxDB that answers 401 to everything (InfluxDB 1.6 has no tokens).
     let stub = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let influx_port = stub.local_addr().expect("addr").port();

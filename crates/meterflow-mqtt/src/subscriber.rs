@@ -315,8 +315,9 @@ pub async fn run(
         }
         // Hand over at the end of each network read (the next poll may wait),
         // every 1 024 readings, and before waiting to reconnect.
-        let waiting = !batch.readings.is_empty() || !batch.dead.is_empty() || !acks.is_empty();
-        if waiting && (lost || eventloop.state.events.is_empty() || batch.readings.len() >= 1024) {
+        if waiting(&batch, &acks)
+            && (lost || eventloop.state.events.is_empty() || batch.readings.len() >= 1024)
+        {
             let b = std::mem::replace(&mut batch, Batch::of(Vec::new(), ""));
             if item_tx.send((b, std::mem::take(&mut acks))).await.is_err() {
                 break;
@@ -331,7 +332,7 @@ pub async fn run(
         }
     }
     // What was read before a shutdown: stored (and acknowledged) like the rest.
-    if !batch.readings.is_empty() || !batch.dead.is_empty() || !acks.is_empty() {
+    if waiting(&batch, &acks) {
         let _ = item_tx.send((batch, acks)).await;
     }
     // Flush: the acker can only hand acks to the event loop while it is polled,
@@ -389,6 +390,12 @@ fn dead(
         reason: format!("{reason}: {detail}"),
         payload: String::from_utf8_lossy(shown).into_owned(),
     });
+}
+
+/// Anything read and not handed over yet (an ack alone counts: its message
+/// produced nothing to store but is acknowledged after the commit all the same).
+fn waiting(batch: &Batch, acks: &[Publish]) -> bool {
+    !batch.readings.is_empty() || !batch.dead.is_empty() || !acks.is_empty()
 }
 
 fn now_ms() -> i64 {
