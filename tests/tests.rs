@@ -19,3 +19,4 @@ mod modbus;
 mod mqtt;
 mod secrets;
 mod shards;
+mod standalone;

@@ -2,7 +2,7 @@
 """Validate dashboards/ and deploy/ without a Docker engine or Grafana.
 
 - every dashboard validates against Grafana's dashboard JSON Schema (draft-07,
-  ../shared/vendor/grafana/dashboard.jsonschema.json), and a deliberately
+  vendored in tests/vendor/grafana/ with its source and licence), and a deliberately
   broken copy does not (so the validator is really checking);
 - dashboards/*.json are what dashboards/build.py builds;
 - every YAML file parses; docker-compose.yml has the four services, bind
@@ -32,7 +32,7 @@ import jsonschema
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SCHEMA = ROOT.parent / "shared" / "vendor" / "grafana" / "dashboard.jsonschema.json"
+SCHEMA = ROOT / "tests" / "vendor" / "grafana" / "dashboard.jsonschema.json"
 errors = []
 
 
