@@ -27,7 +27,13 @@ fn needles() -> Vec<String> {
 /// is a checkout, else every file outside `target/` and `.git/`.
 fn files_of(root: &Path) -> Vec<PathBuf> {
     let git = Command::new("git")
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
         .current_dir(root)
         .output();
     if let Ok(o) = git
@@ -116,7 +122,9 @@ fn a_planted_reference_is_found() {
         found,
         vec![
             format!("NOTES.md:2: see ../{shared}/design/domain.md"),
-            format!("tests/peers/check.py:2: SCHEMA = ROOT.parent / \"{shared}\" / \"vendor\" / \"x.json\""),
+            format!(
+                "tests/peers/check.py:2: SCHEMA = ROOT.parent / \"{shared}\" / \"vendor\" / \"x.json\""
+            ),
         ]
     );
 }
