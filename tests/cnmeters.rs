@@ -60,7 +60,7 @@ fn a_mixed_rs485_bus_reads_every_meter_and_isolates_a_bad_one() {
     let path = dir.path().join("site.toml");
     std::fs::write(&path, site_text(&ours)).expect("site");
     let site = meterflow_model::Site::load(&path).expect("valid site");
-    let t0 = meterflow_sim::server::now_ms();
+    let t0 = meterflow_model::clock::now_ms();
     let bank = meterflow_sim::cn::CnBank::of(&site, "rs485");
     assert_eq!(bank.devices.len(), 5);
     bank.device("e3")

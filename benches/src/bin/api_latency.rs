@@ -262,7 +262,7 @@ fn build_fixture(
                 void: false,
                 author: "bench",
             },
-            meterflow::import::now_ms(),
+            meterflow_model::clock::now_ms(),
         )?;
     }
     drop(db);

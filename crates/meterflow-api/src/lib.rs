@@ -3,6 +3,7 @@
 //! allowed; 204 only after the commit; 400 with the line numbers and reasons
 //! of rejected lines (the others are stored, as InfluxDB does).
 
+use meterflow_model::clock::now_ms;
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
@@ -357,13 +358,6 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

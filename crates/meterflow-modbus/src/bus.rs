@@ -1,6 +1,7 @@
 //! One scheduler per bus: owns the connection, runs clock-aligned polls,
 //! parks dead meters, and turns answers into readings.
 
+use meterflow_model::clock::now_ms;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -578,12 +579,4 @@ async fn drain(port: &mut tokio_serial::SerialStream, quiet: Duration) {
             _ => break,
         }
     }
-}
-
-/// Current time, ms since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

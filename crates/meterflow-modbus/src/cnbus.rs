@@ -17,8 +17,9 @@ use meterflow_model::{Batch, Reading, Site, TimeSource};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::{mpsc, watch};
 
-use crate::bus::{BusHealth, aligned_next, inter_frame, now_ms};
+use crate::bus::{BusHealth, aligned_next, inter_frame};
 use crate::decode::FieldError;
+use meterflow_model::clock::now_ms;
 
 /// What to read from one meter.
 #[derive(Debug, Clone)]

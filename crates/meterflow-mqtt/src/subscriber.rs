@@ -1,5 +1,6 @@
 //! The MQTT subscriber: persistent session, QoS 1, acknowledged after commit.
 
+use meterflow_model::clock::now_ms;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -396,11 +397,4 @@ fn dead(
 /// produced nothing to store but is acknowledged after the commit all the same).
 fn waiting(batch: &Batch, acks: &[Publish]) -> bool {
     !batch.readings.is_empty() || !batch.dead.is_empty() || !acks.is_empty()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

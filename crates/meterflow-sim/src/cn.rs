@@ -13,7 +13,7 @@ use meterflow_cnproto::{bcd, cjt188, dlt645};
 use meterflow_model::Site;
 
 use crate::SimMeter;
-use crate::server::now_ms;
+use meterflow_model::clock::now_ms;
 
 /// A fault of one simulated meter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

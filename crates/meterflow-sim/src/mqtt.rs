@@ -1,6 +1,7 @@
 //! Simulated meters that push their counters over MQTT (JSON with value and
 //! timestamp), as smart water meters and IoT gateways do.
 
+use meterflow_model::clock::now_ms;
 use std::time::Duration;
 
 use chrono_tz::Tz;
@@ -55,11 +56,4 @@ pub async fn publish_loop(
         }
         last = now;
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

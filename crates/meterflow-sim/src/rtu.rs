@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use meterflow_model::profile::Space;
 
-use crate::server::{Bank, Fault, now_ms};
+use crate::server::{Bank, Fault};
+use meterflow_model::clock::now_ms;
 
 /// Modbus CRC-16 (polynomial 0xA001), sent low byte first.
 pub fn crc16(data: &[u8]) -> u16 {

@@ -197,7 +197,7 @@ impl Service for Bank {
                 Fault::Late(d) => tokio::time::sleep(d).await,
                 Fault::None | Fault::Sentinel => {}
             }
-            let now = crate::server::now_ms();
+            let now = meterflow_model::clock::now_ms();
             match req.request {
                 Request::ReadHoldingRegisters(start, count) => dev
                     .registers(Space::Holding, start, count, now, tz)
@@ -225,12 +225,4 @@ pub async fn serve(listener: TcpListener, bank: Bank) -> std::io::Result<()> {
     };
     let on_error = |e: std::io::Error| tracing::debug!(error = %e, "Simulator connection ended.");
     server.serve(&on_connected, on_error).await
-}
-
-/// Current time, ms.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -1074,7 +1074,7 @@ async fn ack_h(
         .ok_or_else(|| bad("target", "`target` (string) is required"))?;
     let mut ev = crate::alerting::Evaluator::open(&app.site).map_err(internal)?;
     if ev
-        .acknowledge(rule, target, crate::import::now_ms())
+        .acknowledge(rule, target, meterflow_model::clock::now_ms())
         .map_err(internal)?
     {
         Ok(Json(
@@ -1137,7 +1137,7 @@ async fn metrics_h(State(app): State<Arc<App>>) -> Response {
                 o.points
             );
             let age = o.oldest_ms.map_or(0.0, |t| {
-                (crate::import::now_ms() - t).max(0) as f64 / 1000.0
+                (meterflow_model::clock::now_ms() - t).max(0) as f64 / 1000.0
             });
             let _ = writeln!(
                 s,
@@ -1433,7 +1433,7 @@ fn emit_waste(app: &App, points: &[(i64, crate::waste::WeighIn, i64, bool)], yea
     }
     match meterflow_store::Outbox::open(&app.site.store_path()) {
         Ok(mut o) => {
-            if let Err(e) = o.append(&mut enc, crate::import::now_ms()) {
+            if let Err(e) = o.append(&mut enc, meterflow_model::clock::now_ms()) {
                 tracing::warn!("waste points: {e}");
             }
         }

@@ -112,7 +112,7 @@ fn append(
         void: false,
         author,
     };
-    db.append(&e, crate::import::now_ms())
+    db.append(&e, meterflow_model::clock::now_ms())
         .map_err(internal)?
         .ok_or_else(|| superseded(kind, corrects.unwrap_or(0)))
 }
@@ -143,7 +143,7 @@ pub(super) async fn correction_h(
         .map_err(|_| not_found(format!("no {} `{id}`", kind.noun)))?;
     let v = json_body(&body)?;
     let author = role_name(&role);
-    let now = crate::import::now_ms();
+    let now = meterflow_model::clock::now_ms();
     let mut changes: Vec<Change> = Vec::new();
     let new = {
         let _one = app.ledger_write.lock().map_err(internal)?;

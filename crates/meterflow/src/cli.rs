@@ -572,7 +572,7 @@ fn alerts(
         Err(code) => return Ok(code),
     };
     let now = match at.map(|a| crate::timearg::parse(a, site.tz)) {
-        None => crate::import::now_ms(),
+        None => meterflow_model::clock::now_ms(),
         Some(Ok(t)) => t,
         Some(Err(e)) => {
             eprintln!("error: --at: {e}");
@@ -608,7 +608,8 @@ fn alerts(
             .enable_all()
             .build()?;
         let mut worker = crate::notify::Worker::new(std::sync::Arc::new(site.clone()))?;
-        let (ok, bad) = rt.block_on(worker.deliver_due(ev.db(), crate::import::now_ms()))?;
+        let (ok, bad) =
+            rt.block_on(worker.deliver_due(ev.db(), meterflow_model::clock::now_ms()))?;
         if ok + bad > 0 {
             println!("notifications: {ok} delivered, {bad} failed (retried later)");
         }

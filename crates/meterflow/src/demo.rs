@@ -19,7 +19,7 @@ pub fn bank_for(site: &Site, bus: &str) -> Bank {
 
 /// As [`bank_for`], with night-time leaks (m³/h) on the named water meters.
 pub fn bank_with_leaks(site: &Site, bus: &str, leaks: &HashMap<String, f64>) -> Bank {
-    let now = meterflow_modbus::bus::now_ms();
+    let now = meterflow_model::clock::now_ms();
     let mut meters: Vec<SimMeter> = site.meters.iter().map(SimMeter::from_meter).collect();
     for m in &mut meters {
         if let Some(l) = leaks.get(&m.id) {

@@ -1,5 +1,6 @@
 //! `meterflow import`: stream files into the store in batches.
 
+use meterflow_model::clock::now_ms;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -334,14 +335,6 @@ fn print_summary(s: &FileSummary, site: &Site) {
             site.store_path().display()
         );
     }
-}
-
-/// Current time, ms since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 struct Counting<R> {

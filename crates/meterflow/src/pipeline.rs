@@ -69,7 +69,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     let mut writer = Writer::open(&site)
         .with_context(|| format!("opening the store {}", site.store_path().display()))?;
     writer
-        .sync_replacements(&site, crate::import::now_ms())
+        .sync_replacements(&site, meterflow_model::clock::now_ms())
         .context("storing configured meter replacements")?;
     if let Some(b) = &site.broker {
         let addr: std::net::SocketAddr = b.listen.parse().context("broker.listen")?;
@@ -284,7 +284,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
         let s = site.clone();
         let final_points = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let mut outbox = meterflow_store::Outbox::open(&s.store_path())?;
-            let now = crate::import::now_ms();
+            let now = meterflow_model::clock::now_ms();
             let reader = crate::shardkpi::kpi_reader(&s, now)?;
             let mut enc = meterflow_core::lineproto::Encoder::new();
             crate::points::kpi_points(&s, &reader, now, &mut enc)?;
@@ -362,7 +362,7 @@ fn start_points(
             };
             let mut last = BTreeMap::new();
             loop {
-                let now = crate::import::now_ms();
+                let now = meterflow_model::clock::now_ms();
                 let mut enc = meterflow_core::lineproto::Encoder::new();
                 match crate::shardkpi::kpi_reader(&site, now) {
                     Ok(reader) => {
@@ -610,7 +610,7 @@ fn start_alerting(
                 };
                 let every = Duration::from_secs(s.alerting.interval_s.max(1));
                 let mut last: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-                let started = crate::import::now_ms();
+                let started = meterflow_model::clock::now_ms();
                 let mut outbox = s.influx.as_ref().and_then(|_| {
                     meterflow_store::Outbox::open(&s.store_path())
                         .map_err(|e| tracing::warn!("alert points disabled: {e}"))
@@ -629,7 +629,7 @@ fn start_alerting(
                             live.bus_error_rate.insert(id.clone(), 1.0 - (ok - o0.min(ok)) as f64 / (req - r0) as f64);
                         }
                     }
-                    let now = crate::import::now_ms();
+                    let now = meterflow_model::clock::now_ms();
                     match Reader::open(&s.store_path()) {
                         Ok(reader) => match evaluator.evaluate(&s, &reader, now, &live) {
                             Ok(events) => {

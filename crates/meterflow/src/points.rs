@@ -234,7 +234,7 @@ pub fn emit_ledger(site: &Site, ledger: &str, years: &[i32]) {
             }
             _ => {}
         }
-        meterflow_store::Outbox::open(&path)?.append(&mut enc, crate::import::now_ms())?;
+        meterflow_store::Outbox::open(&path)?.append(&mut enc, meterflow_model::clock::now_ms())?;
         Ok(())
     };
     if let Err(e) = run() {

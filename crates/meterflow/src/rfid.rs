@@ -122,7 +122,7 @@ fn record(site: &Site, db: &mut LedgerDb, scans: &[Value]) -> Result<usize, NotR
             author: "mqtt:rfid",
         })
         .collect();
-    db.append_batch(&events, crate::import::now_ms())
+    db.append_batch(&events, meterflow_model::clock::now_ms())
         .map_err(|e| NotRecorded::Store(e.to_string()))
         .map(|ids| ids.len())
 }
@@ -210,7 +210,7 @@ fn handle(
     stats: &RfidStats,
     p: &Publish,
 ) -> bool {
-    let now = crate::import::now_ms();
+    let now = meterflow_model::clock::now_ms();
     let Some((rule, pattern)) = rules
         .iter()
         .find(|(_, pat)| pat.matches(&p.topic).is_some())

@@ -345,7 +345,7 @@ impl Sink {
                             dead[0].0
                         );
                         self.outbox
-                            .ack_with_dead(last, &dead, crate::import::now_ms())?;
+                            .ack_with_dead(last, &dead, meterflow_model::clock::now_ms())?;
                     }
                     self.stats
                         .delivered
@@ -369,7 +369,8 @@ impl Sink {
                     }
                     let delay = after.unwrap_or_else(|| {
                         // Full jitter between half and the whole back-off.
-                        let jitter = 0.5 + 0.5 * (crate::import::now_ms() % 1000) as f64 / 1000.0;
+                        let jitter =
+                            0.5 + 0.5 * (meterflow_model::clock::now_ms() % 1000) as f64 / 1000.0;
                         Duration::from_secs_f64(backoff * jitter)
                     });
                     backoff = (backoff * 2.0).min(self.cfg.retry_max_s);
