@@ -210,8 +210,8 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
         )));
     }
     if let Some(h) = &site.http {
-        let stats = Arc::new(meterflow_api::HttpStats::default());
-        let server = meterflow_api::serve(
+        let stats = Arc::new(meterflow_push::HttpStats::default());
+        let server = meterflow_push::serve(
             h.clone(),
             Arc::clone(&meters),
             tx.clone(),
