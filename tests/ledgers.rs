@@ -650,7 +650,7 @@ fn ledgers_match_hand_computations() {
     // Authorization over every kind of entry: an agency token lists only its
     // own agency's entries (rooms and unknown tags belong to none: hidden),
     // and cannot record, correct or import.
-    for k in meterflow::ledgers::KINDS {
+    for k in meterflow_ledgers::KINDS {
         let base = format!("/api/v1/ledgers/{}/{}", k.ledger, k.path);
         let (code, v) = get(p, &base, Some(TAX));
         assert_eq!(code, 200, "{base}: {v}");

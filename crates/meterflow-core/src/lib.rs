@@ -20,6 +20,7 @@ pub mod lineproto;
 pub mod memlog;
 pub mod quota;
 pub mod time;
+pub mod timeparse;
 
 pub use counter::{Anomaly, CounterSpec, Item, Point, State, Status, Step};
 pub use engine::{Outcome, SeriesLog, ingest};

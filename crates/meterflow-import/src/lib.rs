@@ -10,13 +10,12 @@
 
 mod csvfile;
 mod lp;
-mod timestamp;
 
 use std::fmt;
 
 pub use csvfile::CsvReader;
 pub use lp::{LineProtocolReader, Precision, parse_line};
-pub use timestamp::parse_timestamp;
+pub use meterflow_core::timeparse::parse_timestamp;
 
 /// One value read from a file.
 #[derive(Debug, Clone, PartialEq)]

@@ -287,10 +287,10 @@ pub fn routes() -> Vec<Route> {
             body: None,
         });
     }
-    for k in crate::ledgers::KINDS {
+    for k in meterflow_ledgers::KINDS {
         let base = format!("/api/v1/ledgers/{}/{}", k.ledger, k.path);
         let fields: Vec<&str> = k.fields.iter().map(|f| f.name).collect();
-        let entry = crate::ledgers::schema(k);
+        let entry = meterflow_ledgers::schema(k);
         out.push(Route {
             method: "post",
             path: base.clone(),
@@ -1356,7 +1356,7 @@ async fn waste_summary_h(
     let role = app.auth(&h, peer)?;
     let year = year_param(&q)?;
     let weigh_ins = year_weigh_ins(&app.site, &ledger_db(&app)?, year).map_err(internal)?;
-    let items: Vec<Value> = crate::waste::summarize(&app.site, &weigh_ins)
+    let items: Vec<Value> = meterflow_ledgers::waste::summarize(&app.site, &weigh_ins)
         .into_iter()
         .filter(|s| role.agency().is_none_or(|a| a == s.agency))
         .map(|s| serde_json::to_value(s).unwrap_or(Value::Null))
@@ -1370,13 +1370,13 @@ async fn waste_summary_h(
 fn waste_point(
     enc: &mut meterflow_core::lineproto::Encoder,
     ts: i64,
-    w: &crate::waste::WeighIn,
+    w: &meterflow_ledgers::waste::WeighIn,
     entry: i64,
     voided: bool,
 ) {
     use meterflow_core::lineproto::{Value as V, WASTE};
     let recovered = matches!(w.category.as_str(), "recyclable" | "kitchen")
-        && crate::waste::recovered(&w.destination);
+        && meterflow_ledgers::waste::recovered(&w.destination);
     let entry = entry.to_string();
     let _ = enc.point(
         &WASTE,
@@ -1398,7 +1398,11 @@ fn waste_point(
 
 /// Points for InfluxDB after a waste-ledger change: the weigh-in points given
 /// and the `waste_year` figures of every agency for `year`.
-fn emit_waste(app: &App, points: &[(i64, crate::waste::WeighIn, i64, bool)], year: i32) {
+fn emit_waste(
+    app: &App,
+    points: &[(i64, meterflow_ledgers::waste::WeighIn, i64, bool)],
+    year: i32,
+) {
     if app.site.influx.is_none() {
         return;
     }
@@ -1411,7 +1415,7 @@ fn emit_waste(app: &App, points: &[(i64, crate::waste::WeighIn, i64, bool)], yea
     let weigh_ins = meterflow_store::LedgerDb::open(&app.site.store_path())
         .and_then(|db| year_weigh_ins(&app.site, &db, year));
     if let Ok(weigh_ins) = weigh_ins {
-        for s in crate::waste::summarize(&app.site, &weigh_ins) {
+        for s in meterflow_ledgers::waste::summarize(&app.site, &weigh_ins) {
             use meterflow_core::lineproto::{Value as V, WASTE_YEAR};
             let _ = enc.point(
                 &WASTE_YEAR,
@@ -1454,7 +1458,7 @@ fn time_range(q: &HashMap<String, String>, tz: chrono_tz::Tz) -> Result<(i64, i6
         let v = q
             .get(k)
             .ok_or_else(|| bad(k, format!("`{k}` is required (RFC 3339 or a local date)")))?;
-        crate::timearg::parse(v, tz).map_err(|e| bad(k, e))
+        meterflow_core::timeparse::parse_time_arg(v, tz).map_err(|e| bad(k, e))
     };
     Ok((time("from")?, time("to")?))
 }
@@ -1472,7 +1476,7 @@ fn year_weigh_ins(
     site: &Site,
     db: &meterflow_store::LedgerDb,
     year: i32,
-) -> Result<Vec<crate::waste::WeighIn>, meterflow_store::StoreError> {
+) -> Result<Vec<meterflow_ledgers::waste::WeighIn>, meterflow_store::StoreError> {
     let Some(period) = period_of(year, None) else {
         return Ok(Vec::new());
     };

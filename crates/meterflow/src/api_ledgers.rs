@@ -1,9 +1,9 @@
 //! The ledgers over HTTP: one set of handlers for every kind of entry in
-//! [`crate::ledgers::KINDS`] (record, list, correct or void, CSV import) and
+//! [`meterflow_ledgers::KINDS`] (record, list, correct or void, CSV import) and
 //! the derived views of each ledger.
 
 use super::*;
-use crate::ledgers::{self, Checked, Kind};
+use meterflow_ledgers::{self as ledgers, Checked, Kind};
 
 fn can_write(role: &Role, ledger: &str) -> bool {
     matches!(role, Role::Admin | Role::Manager) || matches!(role, Role::Clerk(l) if l == ledger)
@@ -55,7 +55,7 @@ fn after_write(app: &App, kind: &Kind, changes: &[Change]) {
     years.sort_unstable();
     years.dedup();
     if kind.ledger == "waste" {
-        let points: Vec<(i64, crate::waste::WeighIn, i64, bool)> = changes
+        let points: Vec<(i64, meterflow_ledgers::waste::WeighIn, i64, bool)> = changes
             .iter()
             .filter_map(|(ts, v, id, void)| {
                 serde_json::from_value(v.clone())
@@ -208,7 +208,7 @@ pub(super) async fn list_h(
     let bound = |k: &str, default: i64| -> Result<i64, ApiError> {
         match q.get(k) {
             None => Ok(default),
-            Some(v) => crate::timearg::parse(v, tz).map_err(|e| bad(k, e)),
+            Some(v) => meterflow_core::timeparse::parse_time_arg(v, tz).map_err(|e| bad(k, e)),
         }
     };
     let (from, to) = (bound("from", i64::MIN)?, bound("to", i64::MAX)?);
@@ -363,7 +363,7 @@ pub(super) async fn space_summary_h(
     let events = ledger_db(&app)?
         .ledger_until("space", i64::MAX)
         .map_err(internal)?;
-    let mut s = crate::space::summarize(&app.site, &events, date);
+    let mut s = meterflow_ledgers::space::summarize(&app.site, &events, date);
     if let Some(a) = role.agency() {
         s.rooms.retain(|r| r.agency.as_deref() == Some(a));
         s.agencies.retain(|x| x.agency == a);
@@ -392,7 +392,7 @@ pub(super) async fn vehicles_summary_h(
     let events = ledger_db(&app)?
         .ledger_until("vehicles", i64::MAX)
         .map_err(internal)?;
-    let mut f = crate::vehicles::summarize(&app.site, &events, from, to);
+    let mut f = meterflow_ledgers::vehicles::summarize(&app.site, &events, from, to);
     if let Some(a) = role.agency() {
         f.vehicles.retain(|v| v.agency == a);
         f.litres_by_agency.retain(|k, _| k == a);
@@ -444,20 +444,20 @@ pub(super) async fn assets_register_h(
         .map_err(internal)?;
     let end = meterflow_core::time::day_start(date + chrono::Duration::days(1), app.site.tz) - 1;
     let idle: std::collections::BTreeSet<String> =
-        crate::assets::idle(&app.site, &events, end, days)
+        meterflow_ledgers::assets::idle(&app.site, &events, end, days)
             .into_iter()
             .map(|a| a.epc)
             .collect();
-    let mut agencies = crate::assets::by_agency(&app.site, &events, date, days);
+    let mut agencies = meterflow_ledgers::assets::by_agency(&app.site, &events, date, days);
     agencies.retain(|a| role.agency().is_none_or(|r| a.agency == r));
-    let all: Vec<Value> = crate::assets::locate(&events, end, app.site.tz)
+    let all: Vec<Value> = meterflow_ledgers::assets::locate(&events, end, app.site.tz)
         .into_values()
         .filter(|a| role.agency().is_none_or(|r| a.agency == r))
         .map(|a| {
             json!({
                 "epc": a.epc, "category": a.category, "agency": a.agency, "room": a.room,
                 "custodian": a.custodian, "acquired": a.acquired, "value_cny": a.value_cny,
-                "net_book_value_cny": crate::assets::net_book_value(a.value_cny, a.life_years, a.acquired, date),
+                "net_book_value_cny": meterflow_ledgers::assets::net_book_value(a.value_cny, a.life_years, a.acquired, date),
                 "disposed": a.disposed, "idle": idle.contains(&a.epc),
                 "last_seen_room": a.last_seen.as_ref().map(|s| s.0.clone()),
                 "last_seen": a.last_seen.as_ref().map(|s| iso(&app.site, s.1)),
@@ -484,24 +484,24 @@ pub(super) async fn reconciliation_h(
         return Err(bad("to", "`to` must be after `from`"));
     }
     let scope = match (q.get("room"), q.get("agency")) {
-        (Some(r), None) => crate::assets::Scope::Room(r.clone()),
-        (None, Some(a)) => crate::assets::Scope::Agency(a.clone()),
+        (Some(r), None) => meterflow_ledgers::assets::Scope::Room(r.clone()),
+        (None, Some(a)) => meterflow_ledgers::assets::Scope::Agency(a.clone()),
         _ => return Err(bad("room", "give exactly one of `room` and `agency`")),
     };
     if let Some(mine) = role.agency() {
         match &scope {
-            crate::assets::Scope::Agency(a) if a == mine => {}
-            crate::assets::Scope::Agency(_) => {
+            meterflow_ledgers::assets::Scope::Agency(a) if a == mine => {}
+            meterflow_ledgers::assets::Scope::Agency(_) => {
                 return Err(not_found("no such agency"));
             }
-            crate::assets::Scope::Room(_) => {
+            meterflow_ledgers::assets::Scope::Room(_) => {
                 return Err(forbidden(
                     "an agency token reconciles its own agency (agency=…), not rooms",
                 ));
             }
         }
     }
-    if let crate::assets::Scope::Agency(a) = &scope
+    if let meterflow_ledgers::assets::Scope::Agency(a) = &scope
         && !app.site.agencies.iter().any(|x| &x.id == a)
     {
         return Err(not_found(format!("no agency `{a}`")));
@@ -509,7 +509,7 @@ pub(super) async fn reconciliation_h(
     let events = ledger_db(&app)?
         .ledger_until("assets", i64::MAX)
         .map_err(internal)?;
-    let r = crate::assets::reconcile(&app.site, &events, &scope, from, to);
+    let r = meterflow_ledgers::assets::reconcile(&app.site, &events, &scope, from, to);
     Ok(Json(serde_json::to_value(&r).map_err(internal)?))
 }
 

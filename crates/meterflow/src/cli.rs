@@ -571,7 +571,7 @@ fn alerts(
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let now = match at.map(|a| crate::timearg::parse(a, site.tz)) {
+    let now = match at.map(|a| meterflow_core::timeparse::parse_time_arg(a, site.tz)) {
         None => meterflow_model::clock::now_ms(),
         Some(Ok(t)) => t,
         Some(Err(e)) => {

@@ -209,13 +209,13 @@ pub fn gather(
     }
     progress("ledgers");
     let ledger = meterflow_store::LedgerDb::open(&site.store_path())?;
-    let weigh_ins: Vec<crate::waste::WeighIn> = ledger
+    let weigh_ins: Vec<meterflow_ledgers::waste::WeighIn> = ledger
         .effective("waste", "weigh_in", from, to)?
         .iter()
         .filter_map(|e| serde_json::from_str(&e.body).ok())
         .collect();
     let wanted = |a: &str| req.agency.as_deref().is_none_or(|x| x == a);
-    let waste = crate::waste::summarize(site, &weigh_ins)
+    let waste = meterflow_ledgers::waste::summarize(site, &weigh_ins)
         .into_iter()
         .filter(|s| wanted(&s.agency))
         .map(|s| {
@@ -235,8 +235,12 @@ pub fn gather(
             }
         })
         .collect();
-    let fleet =
-        crate::vehicles::summarize(site, &ledger.ledger_until("vehicles", i64::MAX)?, from, to);
+    let fleet = meterflow_ledgers::vehicles::summarize(
+        site,
+        &ledger.ledger_until("vehicles", i64::MAX)?,
+        from,
+        to,
+    );
     let vehicles = site
         .agencies
         .iter()

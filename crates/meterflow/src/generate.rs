@@ -22,7 +22,7 @@ pub fn run(
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let from_ms = match crate::timearg::parse(from, site.tz) {
+    let from_ms = match meterflow_core::timeparse::parse_time_arg(from, site.tz) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: --from: {e}");

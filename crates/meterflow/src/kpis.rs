@@ -168,7 +168,7 @@ fn load_sums(site: &Site, reader: &Reader, scope: &Scope, period: Period) -> any
     };
     if let Some(who) = fleet {
         let events = reader.ledger_until("vehicles", to)?;
-        let (g, d) = crate::vehicles::fuel_litres(&events, who, from, to);
+        let (g, d) = meterflow_ledgers::vehicles::fuel_litres(&events, who, from, to);
         carriers.gasoline_l += g;
         carriers.diesel_l += d;
     }
@@ -282,7 +282,7 @@ pub(crate) fn merged_cached(
     {
         return std::sync::Arc::clone(merged);
     }
-    let merged = std::sync::Arc::new(crate::space::merged_site(site, space));
+    let merged = std::sync::Arc::new(meterflow_ledgers::space::merged_site(site, space));
     if let Ok(mut c) = CACHE.lock() {
         *c = Some((key, std::sync::Arc::clone(&merged)));
     }

@@ -10,7 +10,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod alerting;
 pub mod api;
-pub mod assets;
 pub mod check;
 pub mod cli;
 pub mod demo;
@@ -19,7 +18,6 @@ pub mod export;
 pub mod generate;
 pub mod import;
 pub mod kpis;
-pub mod ledgers;
 pub mod notify;
 pub mod page;
 pub mod pipeline;
@@ -29,10 +27,6 @@ pub mod report;
 pub mod rfid;
 pub mod shardkpi;
 pub mod sink;
-pub mod space;
-mod timearg;
-pub mod vehicles;
-pub mod waste;
 
 /// Exit code for an invalid configuration or invalid arguments.
 pub const EXIT_CONFIG: u8 = 2;

@@ -120,7 +120,7 @@ pub fn ledger_day_points(
     let ts = day_start(day, site.tz);
     let space = reader.ledger_until("space", i64::MAX)?;
     if !space.is_empty() {
-        for a in crate::space::summarize(site, &space, day).agencies {
+        for a in meterflow_ledgers::space::summarize(site, &space, day).agencies {
             let _ = enc.point(
                 &lineproto::OFFICE_SPACE,
                 &[("agency", &a.agency)],
@@ -153,7 +153,7 @@ pub fn ledger_day_points(
     }
     let assets = reader.ledger_until("assets", i64::MAX)?;
     if !assets.is_empty() {
-        for a in crate::assets::by_agency(site, &assets, day, 180) {
+        for a in meterflow_ledgers::assets::by_agency(site, &assets, day, 180) {
             let _ = enc.point(
                 &lineproto::ASSET_REGISTER,
                 &[("agency", &a.agency)],
@@ -181,7 +181,7 @@ pub fn vehicle_year_points(
         return;
     };
     let (from, to) = (day_start(p.from, site.tz), day_start(p.to, site.tz));
-    for v in crate::vehicles::summarize(site, events, from, to).vehicles {
+    for v in meterflow_ledgers::vehicles::summarize(site, events, from, to).vehicles {
         let c = |k: &str| v.cost_cny.get(k).copied().unwrap_or(0.0);
         let _ = enc.point(
             &lineproto::VEHICLE_YEAR,

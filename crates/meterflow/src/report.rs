@@ -64,8 +64,8 @@ pub fn run(config: &Path, meter: &str, from: &str, to: &str, by: By) -> anyhow::
         return Ok(ExitCode::from(crate::EXIT_CONFIG));
     };
     let (from_ms, to_ms) = match (
-        crate::timearg::parse(from, site.tz),
-        crate::timearg::parse(to, site.tz),
+        meterflow_core::timeparse::parse_time_arg(from, site.tz),
+        meterflow_core::timeparse::parse_time_arg(to, site.tz),
     ) {
         (Ok(a), Ok(b)) if a < b => (a, b),
         (Ok(_), Ok(_)) => {

@@ -98,14 +98,14 @@ enum NotRecorded {
 
 /// Check and record the scans of one message (all or none).
 fn record(site: &Site, db: &mut LedgerDb, scans: &[Value]) -> Result<usize, NotRecorded> {
-    let kind = crate::ledgers::find("assets", "scans")
+    let kind = meterflow_ledgers::find("assets", "scans")
         .ok_or_else(|| NotRecorded::Store("no scan kind".into()))?;
     let state = db
         .ledger_until("assets", i64::MAX)
         .map_err(|e| NotRecorded::Store(e.to_string()))?;
     let mut checked = Vec::with_capacity(scans.len());
     for s in scans {
-        let c = crate::ledgers::check(site, kind, &state, s)
+        let c = meterflow_ledgers::check(site, kind, &state, s)
             .map_err(|(f, m)| NotRecorded::Refused(format!("{f}: {m}")))?;
         checked.push((c.ts_ms, c.agency, c.body.to_string()));
     }

@@ -1,6 +1,8 @@
-//! Timestamps of import files.
+//! Timestamps as people and files write them: RFC 3339 or a local time in
+//! the site's zone (import files, ledger entries, API parameters), and the
+//! date-or-time arguments of commands and queries.
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone};
+use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 
 /// RFC 3339 (`2025-01-01T08:15:00+08:00`, `…Z`), or local time in `tz`
@@ -33,6 +35,16 @@ pub fn parse_timestamp(s: &str, tz: Tz) -> Result<i64, String> {
     Err(format!(
         "`{s}` is not RFC 3339 or a local time like 2025-01-01 08:15:00"
     ))
+}
+
+/// A `--from`/`--to` argument or a query parameter: a local date
+/// (`2025-03-09`, the start of that day in `tz`) or anything
+/// [`parse_timestamp`] takes; UTC ms.
+pub fn parse_time_arg(s: &str, tz: Tz) -> Result<i64, String> {
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(crate::time::day_start(d, tz));
+    }
+    parse_timestamp(s, tz)
 }
 
 #[cfg(test)]

@@ -6,6 +6,11 @@
 //! live in [`crate::space`], [`crate::vehicles`], [`crate::assets`] and
 //! [`crate::waste`].
 
+pub mod assets;
+pub mod space;
+pub mod vehicles;
+pub mod waste;
+
 use meterflow_model::Site;
 use meterflow_store::LedgerEvent;
 use serde::de::DeserializeOwned;
@@ -399,7 +404,8 @@ pub fn check(
         .get("time")
         .and_then(Value::as_str)
         .ok_or_else(|| reject("time", "`time` (RFC 3339 or local date/time) is required"))?;
-    let ts_ms = crate::timearg::parse(time, site.tz).map_err(|e| reject("time", e))?;
+    let ts_ms =
+        meterflow_core::timeparse::parse_time_arg(time, site.tz).map_err(|e| reject("time", e))?;
     let mut body = v.clone();
     if let Some(o) = body.as_object_mut() {
         o.remove("time");

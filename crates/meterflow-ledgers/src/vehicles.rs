@@ -3,7 +3,7 @@
 //! Derived per vehicle and year: km, litres, L/100 km, running cost by
 //! category, maintenance due, odometer anomalies; per agency the fuel litres
 //! that join its comprehensive energy (kgce through the site's densities and
-//! factors, in [`crate::kpis`]).
+//! factors, in the KPI service).
 //!
 //! Rules (documented in `docs/ledgers.md`):
 //! - a trip's distance is `end_km − start_km`; a trip whose end is below its
@@ -24,7 +24,7 @@ use meterflow_store::LedgerEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ledgers::{Reject, agency, norm, number, of_kind, text, typed};
+use crate::{Reject, agency, norm, number, of_kind, text, typed};
 
 /// Fuel types.
 pub const FUELS: [&str; 3] = ["gasoline", "diesel", "electric"];
