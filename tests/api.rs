@@ -280,8 +280,8 @@ fn authorization_matrix_and_figures() {
     // Figures equal the library's on the same store.
     let site = meterflow_model::Site::load(&srv.site).expect("site");
     let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
-    let period = meterflow::kpis::period_of(year.parse().expect("year"), None).expect("period");
-    let k = meterflow::kpis::agency_kpis(&site, &reader, "fin", period).expect("kpis");
+    let period = meterflow_kpi::period_of(year.parse().expect("year"), None).expect("period");
+    let k = meterflow_kpi::agency_kpis(&site, &reader, "fin", period).expect("kpis");
     let (code, v) = get(
         p,
         &format!("/api/v1/kpis?scope=agency&id=fin&year={year}"),

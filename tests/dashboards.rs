@@ -471,11 +471,10 @@ fn every_dashboard_query_returns_data_and_key_panels_match_the_store() {
         .map(|a| a.id.clone())
         .min()
         .expect("agencies");
-    let period =
-        meterflow::kpis::period_of(chrono::Utc::now().with_timezone(&site.tz).year(), None)
-            .expect("year");
+    let period = meterflow_kpi::period_of(chrono::Utc::now().with_timezone(&site.tz).year(), None)
+        .expect("year");
     let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
-    let k = meterflow::kpis::agency_kpis(&site, &reader, &first_agency, period).expect("kpis");
+    let k = meterflow_kpi::agency_kpis(&site, &reader, &first_agency, period).expect("kpis");
     let want = k.per_capita_energy.expect("per-capita energy");
     let panel = &results[&(
         "agency".to_string(),

@@ -420,8 +420,8 @@ fn the_sink_delivers_exactly_what_the_store_holds() {
     let reader = meterflow_store::Reader::open(&s.store_path()).expect("reader");
     let now = chrono::Utc::now().with_timezone(&s.tz).date_naive();
     use chrono::Datelike as _;
-    let period = meterflow::kpis::period_of(now.year(), Some(now.month())).expect("period");
-    let k = meterflow::kpis::site_kpis(&s, &reader, period).expect("kpis");
+    let period = meterflow_kpi::period_of(now.year(), Some(now.month())).expect("period");
+    let k = meterflow_kpi::site_kpis(&s, &reader, period).expect("kpis");
     let rows = influx.series("SELECT last(energy_kgce), last(electricity_kwh) FROM kpi WHERE scope = 'site' AND period = 'month'");
     let row = &rows[0].1[0];
     assert!(k.energy_kgce > 0.0);

@@ -102,9 +102,9 @@ fn agency_kpis_from_the_store_match_the_hand_computation() {
     .expect("write");
     drop(w);
     let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
-    let march = meterflow::kpis::period_of(2025, Some(3)).expect("period");
-    let a = meterflow::kpis::agency_kpis(&site, &reader, "A", march).expect("kpis");
-    let c = meterflow::kpis::agency_kpis(&site, &reader, "C", march).expect("kpis");
+    let march = meterflow_kpi::period_of(2025, Some(3)).expect("period");
+    let a = meterflow_kpi::agency_kpis(&site, &reader, "A", march).expect("kpis");
+    let c = meterflow_kpi::agency_kpis(&site, &reader, "C", march).expect("kpis");
     let close = |x: f64, y: f64| (x - y).abs() < 1e-9;
     // A: 24 + 24 + 0.75 × 100 = 123 kWh; C: 0.25 × 100 = 25 kWh.
     assert!(close(a.carriers.electricity_kwh, 123.0), "{a:?}");
@@ -126,7 +126,7 @@ fn agency_kpis_from_the_store_match_the_hand_computation() {
     assert!(a.grades.is_empty() && a.yoy_per_capita_energy_pct.is_none());
     // The site: both meters are roots: 100 + 48 = 148 kWh; persons 100 + 50;
     // area = B1's total 1 000 m² (no office area given).
-    let st = meterflow::kpis::site_kpis(&site, &reader, march).expect("site kpis");
+    let st = meterflow_kpi::site_kpis(&site, &reader, march).expect("site kpis");
     assert!(
         close(st.carriers.electricity_kwh, 148.0)
             && close(st.persons, 150.0)
@@ -137,8 +137,8 @@ fn agency_kpis_from_the_store_match_the_hand_computation() {
     // The year has data on 2 days only: no grade on a part of a year; instead the
     // tracking: 0.151167 kgce/person over 2 days → run-rate year end
     // 0.151167 / 2 × 365 = 27.588 kgce/person = 2.30 % of the 约束值 1 197.8.
-    let year = meterflow::kpis::period_of(2025, None).expect("period");
-    let y = meterflow::kpis::agency_kpis(&site, &reader, "A", year).expect("kpis");
+    let year = meterflow_kpi::period_of(2025, None).expect("period");
+    let y = meterflow_kpi::agency_kpis(&site, &reader, "A", year).expect("kpis");
     assert!(y.grades.is_empty(), "{:?}", y.grades);
     assert_eq!(y.days_with_data, 2);
     let t = y.tracking.expect("tracking while the year runs");
@@ -347,8 +347,8 @@ fn fixture_kpis_for_the_month_and_the_year_match_the_hand_computation() {
     drop(w);
     let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
     let close = |x: f64, y: f64| (x - y).abs() < 1e-6 * y.abs().max(1.0);
-    let year = meterflow::kpis::period_of(2025, None).expect("period");
-    let k = |a: &str| meterflow::kpis::agency_kpis(&site, &reader, a, year).expect("kpis");
+    let year = meterflow_kpi::period_of(2025, None).expect("period");
+    let k = |a: &str| meterflow_kpi::agency_kpis(&site, &reader, a, year).expect("kpis");
     let (a, c, d, e) = (k("A"), k("C"), k("D"), k("E"));
 
     // Year 2025: 181 days to 30 June, 184 from 1 July.
@@ -439,8 +439,8 @@ fn fixture_kpis_for_the_month_and_the_year_match_the_hand_computation() {
     // March 2025 (31 days): A persons (15 × 100 + 16 × 120) / 31 = 110.322581.
     // A = 31 × 240 × 0.6 + 31 × 100 = 4 464 + 3 100 = 7 564 kWh = 929.6156 kgce
     // → 8.426340 kgce/person, 1.549359 kgce/m².
-    let march = meterflow::kpis::period_of(2025, Some(3)).expect("period");
-    let am = meterflow::kpis::agency_kpis(&site, &reader, "A", march).expect("kpis");
+    let march = meterflow_kpi::period_of(2025, Some(3)).expect("period");
+    let am = meterflow_kpi::agency_kpis(&site, &reader, "A", march).expect("kpis");
     assert!(close(am.carriers.electricity_kwh, 7_564.0), "{am:?}");
     assert!(close(am.persons, 3_420.0 / 31.0));
     assert!(close(
@@ -461,7 +461,7 @@ fn fixture_kpis_for_the_month_and_the_year_match_the_hand_computation() {
     // A month is not graded; D and E share B2's water in March: 38.75 and 23.25 m³,
     // both 25 L/person·d (38 750 / (50 × 31) and 23 250 / (30 × 31)).
     assert!(am.grades.is_empty());
-    let dm = meterflow::kpis::agency_kpis(&site, &reader, "D", march).expect("kpis");
+    let dm = meterflow_kpi::agency_kpis(&site, &reader, "D", march).expect("kpis");
     assert!(
         close(dm.water_l_per_person_day.unwrap_or(0.0), 25.0),
         "{dm:?}"
@@ -470,7 +470,7 @@ fn fixture_kpis_for_the_month_and_the_year_match_the_hand_computation() {
     // Buildings, 2025. B1: SHARED 87 600 + A_OWN 36 500 (A is only ever in B1) = 124 100 kWh;
     // D_OWN is in no one building (D moved), so it counts for the site only.
     // B1 persons: A 115.945205 + C 40 + D 50 × 184/365 (its area is in B1 from July) = 181.150685.
-    let b1 = meterflow::kpis::building_kpis(&site, &reader, "B1", year).expect("kpis");
+    let b1 = meterflow_kpi::building_kpis(&site, &reader, "B1", year).expect("kpis");
     assert!(close(b1.carriers.electricity_kwh, 124_100.0), "{b1:?}");
     assert!(
         close(b1.persons, 42_320.0 / 365.0 + 40.0 + 50.0 * 184.0 / 365.0),
@@ -478,11 +478,11 @@ fn fixture_kpis_for_the_month_and_the_year_match_the_hand_computation() {
         b1.persons
     );
     assert!(close(b1.area_m2, 2_000.0));
-    let b2 = meterflow::kpis::building_kpis(&site, &reader, "B2", year).expect("kpis");
+    let b2 = meterflow_kpi::building_kpis(&site, &reader, "B2", year).expect("kpis");
     assert!(close(b2.carriers.water_m3, 730.0) && close(b2.carriers.electricity_kwh, 0.0));
     // Site: 87 600 + 36 500 + 18 250 = 142 350 kWh (= A + C + D: nothing lost in the split);
     // persons 115.945205 + 40 + 50 + 30; area 2 000 + 1 000 m².
-    let st = meterflow::kpis::site_kpis(&site, &reader, year).expect("kpis");
+    let st = meterflow_kpi::site_kpis(&site, &reader, year).expect("kpis");
     assert!(
         close(st.carriers.electricity_kwh, 142_350.0)
             && close(80_228.0 + 29_152.0 + 32_970.0, 142_350.0)
@@ -568,8 +568,8 @@ interval_s = 31536000
     w.write_batch(&batch, "test").expect("write");
     drop(w);
     let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
-    let year = meterflow::kpis::period_of(2025, None).expect("period");
-    let x = meterflow::kpis::agency_kpis(&site, &reader, "X", year).expect("kpis");
+    let year = meterflow_kpi::period_of(2025, None).expect("period");
+    let x = meterflow_kpi::agency_kpis(&site, &reader, "X", year).expect("kpis");
     let close = |a: f64, b: f64, tol: f64| (a - b).abs() < tol;
     // 147 480 + 60 715 + 102 360 = 310 555 kgce (E = 319 148 with the 8 593 of gasoline).
     assert!(close(x.energy_kgce, 310_555.0, 1e-6), "{x:?}");

@@ -122,9 +122,8 @@ fn main() -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     let reader = meterflow_store::Reader::open(&site.store_path())?;
-    let month =
-        meterflow::kpis::period_of(2025, Some(7)).ok_or_else(|| anyhow::anyhow!("period"))?;
-    let before = meterflow::kpis::agency_kpis(&site, &reader, "a7", month)?;
+    let month = meterflow_kpi::period_of(2025, Some(7)).ok_or_else(|| anyhow::anyhow!("period"))?;
+    let before = meterflow_kpi::agency_kpis(&site, &reader, "a7", month)?;
     let mut lat = Vec::new();
     for q in 96..106i64 {
         let batch: Vec<Reading> = (0..METERS)
@@ -133,7 +132,7 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         w.write_batch(&batch, "bench")?;
         let commit = t.elapsed();
-        let k = meterflow::kpis::agency_kpis(&site, &reader, "a7", month)?;
+        let k = meterflow_kpi::agency_kpis(&site, &reader, "a7", month)?;
         lat.push((commit.as_secs_f64() * 1e3, t.elapsed().as_secs_f64() * 1e3));
         anyhow::ensure!(
             k.carriers.electricity_kwh > before.carriers.electricity_kwh,

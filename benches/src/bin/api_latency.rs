@@ -278,13 +278,14 @@ fn serve_and_load(site: Site, meters: usize, secs: f64, port: u16) -> anyhow::Re
     // Service time of one KPI computation, sequential, without HTTP.
     {
         let reader = meterflow_store::Reader::open(&site.store_path())?;
-        let agg = meterflow_core::aggregate::Aggregator::new(&site);
-        let period = meterflow::kpis::period_of(2025, None).context("period")?;
+        let kpi = meterflow_kpi::KpiContext::new(&site);
+        let _ = kpi.aggregator(); // built once, as the API's state does
+        let period = meterflow_kpi::period_of(2025, None).context("period")?;
         let t = Instant::now();
         let n = 100;
         for i in 0..n {
-            let scope = meterflow::kpis::Scope::Agency(format!("a{}", i % AGENCIES));
-            meterflow::kpis::scope_kpis_with(&site, &reader, &agg, &scope, period)?;
+            let scope = meterflow_kpi::Scope::Agency(format!("a{}", i % AGENCIES));
+            kpi.scope_kpis(&reader, &scope, period)?;
         }
         println!(
             "one agency's year KPIs, computed in-process one at a time: {:.2} ms each",

@@ -16,7 +16,7 @@ use meterflow_model::factors::to_date;
 use meterflow_model::{EnergyClass, Site};
 use meterflow_store::{AlertDb, AlertEvent, AlertStateRow, Reader, Transition};
 
-use crate::kpis::{Scope, period_of, scope_kpis_with};
+use meterflow_kpi::{KpiContext, Scope, period_of};
 
 /// Live figures the store does not hold.
 #[derive(Debug, Clone, Default)]
@@ -158,9 +158,9 @@ pub fn observe(
             let Some(period) = period_of(year, None) else {
                 return Ok(out);
             };
-            let agg = meterflow_core::aggregate::Aggregator::new(site);
+            let kpi = KpiContext::new(site);
             for scope in scopes(site, rule, "agency") {
-                let k = scope_kpis_with(site, reader, &agg, &scope, period)?;
+                let k = kpi.scope_kpis(reader, &scope, period)?;
                 let Some(t) = k.tracking else { continue };
                 let (value, detail) = if rule.kind == AlertKind::QuotaOverrun {
                     (

@@ -21,6 +21,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{Datelike, TimeZone};
+use meterflow_kpi::ownership::{meter_agencies, meter_of_agency, occupied};
 use meterflow_model::Site;
 use meterflow_model::config::Meter;
 use meterflow_store::Reader;
@@ -28,7 +29,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 use tokio::sync::watch;
 
-use crate::kpis::{AgencyKpis, Scope, period_of};
+use meterflow_kpi::{Scope, ScopeKpis, period_of};
 
 #[path = "api_ledgers.rs"]
 mod http;
@@ -148,23 +149,15 @@ struct App {
     max_failures: u32,
     /// Ledger writes are checked and appended one at a time.
     ledger_write: Mutex<()>,
-    /// The site's hierarchy walk for KPIs (depends on the site file only), built once.
-    agg: std::sync::OnceLock<Arc<meterflow_core::aggregate::Aggregator>>,
+    /// The KPI service's context: the hierarchy walk and the merged
+    /// office-space site, shared by every request.
+    kpi: meterflow_kpi::KpiContext,
     /// Idle read connections.
     readers: Mutex<Vec<Reader>>,
     /// Heavy requests (KPIs) computing at once: twice the cores, so that 64
     /// clients queue for a warm connection instead of 64 threads each
     /// opening their own.
     heavy: tokio::sync::Semaphore,
-}
-
-impl App {
-    fn aggregator(&self) -> Arc<meterflow_core::aggregate::Aggregator> {
-        Arc::clone(
-            self.agg
-                .get_or_init(|| Arc::new(meterflow_core::aggregate::Aggregator::new(&self.site))),
-        )
-    }
 }
 
 /// An API error.
@@ -680,32 +673,6 @@ impl Drop for PooledReader<'_> {
     }
 }
 
-/// Agencies a meter serves (directly, by area share or by fixed shares).
-pub fn meter_agencies(m: &Meter) -> Vec<String> {
-    let mut a: Vec<String> = m
-        .serves
-        .agency
-        .iter()
-        .chain(m.serves.agencies.iter().flatten())
-        .cloned()
-        .chain(m.shares.keys().cloned())
-        .collect();
-    a.sort();
-    a.dedup();
-    a
-}
-
-/// A meter is an agency's when it serves the agency (directly, by shares) or
-/// a zone the agency occupies; building-wide meters, which also measure the
-/// other agencies, are not.
-pub(crate) fn meter_of_agency(site: &Site, m: &Meter, agency: &str) -> bool {
-    meter_agencies(m).iter().any(|x| x == agency)
-        || m.serves
-            .zone
-            .as_ref()
-            .is_some_and(|z| occupied(site, agency).1.contains(z))
-}
-
 fn can_see_meter(site: &Site, role: &Role, m: &Meter) -> bool {
     role.agency().is_none_or(|a| meter_of_agency(site, m, a))
 }
@@ -757,28 +724,6 @@ async fn site_h(State(app): State<Arc<App>>, ConnectInfo(peer): Peer, h: HeaderM
     ))
 }
 
-/// Buildings and zones an agency occupies (ever).
-fn occupied(site: &Site, agency: &str) -> (Vec<String>, Vec<String>) {
-    let mut b = Vec::new();
-    let mut z = Vec::new();
-    for s in site.spaces.iter().filter(|s| s.agency == agency) {
-        if let Some(zone) = &s.zone {
-            z.push(zone.clone());
-            if let Some(x) = site.zones.iter().find(|x| &x.id == zone) {
-                b.push(x.building.clone());
-            }
-        }
-        if let Some(x) = &s.building {
-            b.push(x.clone());
-        }
-    }
-    b.sort();
-    b.dedup();
-    z.sort();
-    z.dedup();
-    (b, z)
-}
-
 async fn buildings_h(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): Peer,
@@ -820,7 +765,7 @@ async fn agencies_h(
         .reader()?
         .ledger_until("space", i64::MAX)
         .map_err(internal)?;
-    let site = crate::kpis::merged_cached(&app.site, &space);
+    let site = app.kpi.merged_site(&space);
     let items: Vec<Value> = app
         .site
         .agencies
@@ -925,7 +870,7 @@ async fn consumption_h(
     Ok(Json(json!({"meter": id, "unit": m.unit, "items": items})))
 }
 
-fn kpis_json(site: &Site, k: &AgencyKpis) -> Value {
+fn kpis_json(site: &Site, k: &ScopeKpis) -> Value {
     let c = &k.carriers;
     json!({
         "period": {"from": k.period.from.to_string(), "to": k.period.to.to_string()},
@@ -993,8 +938,9 @@ async fn kpis_h(
     let scope2 = scope.clone();
     let k = tokio::task::spawn_blocking(move || {
         let reader = app2.reader()?;
-        let agg = app2.aggregator();
-        crate::kpis::scope_kpis_with(&app2.site, &reader, &agg, &scope2, period).map_err(internal)
+        app2.kpi
+            .scope_kpis(&reader, &scope2, period)
+            .map_err(internal)
     })
     .await
     .map_err(internal)??;
@@ -1191,8 +1137,8 @@ async fn overview_h(
             Err(e) => return e.into_response(),
         }
     }
-    let site = Arc::clone(&app.site);
-    match tokio::task::spawn_blocking(move || crate::page::overview(&site)).await {
+    let app2 = Arc::clone(&app);
+    match tokio::task::spawn_blocking(move || crate::page::overview(&app2.kpi)).await {
         Ok(Ok(html)) => Html(html).into_response(),
         Ok(Err(e)) => internal(e).into_response(),
         Err(e) => internal(e).into_response(),
@@ -1202,6 +1148,7 @@ async fn overview_h(
 /// The router of a site's API.
 pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Router {
     let max_failures = site.api.as_ref().map_or(20, |a| a.max_auth_failures);
+    let kpi = meterflow_kpi::KpiContext::from_arc(Arc::clone(&site));
     let app = Arc::new(App {
         site,
         tokens,
@@ -1209,7 +1156,7 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
         failures: Mutex::new(HashMap::new()),
         max_failures,
         ledger_write: Mutex::new(()),
-        agg: std::sync::OnceLock::new(),
+        kpi,
         readers: Mutex::new(Vec::new()),
         heavy: tokio::sync::Semaphore::new(
             2 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),

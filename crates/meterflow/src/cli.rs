@@ -297,7 +297,7 @@ pub fn main() -> ExitCode {
             year,
             month,
             agency,
-        } => crate::kpis::run(&config, year, month, agency.as_deref()),
+        } => crate::kpi::run(&config, year, month, agency.as_deref()),
         Command::Alerts {
             config,
             at,

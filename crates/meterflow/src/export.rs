@@ -7,14 +7,14 @@ use std::path::Path;
 
 use anyhow::Context;
 use chrono::Datelike;
-use meterflow_core::aggregate::{Aggregator, Grain, Level};
+use meterflow_core::aggregate::{Grain, Level};
 use meterflow_core::kpi::{Carriers, comprehensive_energy};
 use meterflow_core::time::day_start;
 use meterflow_export::{DayRow, Format, Input, Profile, ScopeRow, SourceRow, VehicleRow, WasteRow};
 use meterflow_model::{EnergyClass, Site};
 use meterflow_store::Reader;
 
-use crate::kpis::{AgencyKpis, Scope, period_of, scope_kpis_with};
+use meterflow_kpi::{KpiContext, Scope, ScopeKpis, period_of};
 
 /// What to export.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ fn scope_row(
     site: &Site,
     reader: &Reader,
     scope: &Scope,
-    k: &AgencyKpis,
+    k: &ScopeKpis,
     year: i32,
     from: i64,
     to: i64,
@@ -86,7 +86,7 @@ fn scope_row(
         .meters
         .iter()
         .filter(|m| match scope {
-            Scope::Agency(a) => crate::api::meter_of_agency(site, m, a),
+            Scope::Agency(a) => meterflow_kpi::ownership::meter_of_agency(site, m, a),
             Scope::Building(b) => meter_in_building(site, m, b),
             Scope::Site => true,
         })
@@ -138,7 +138,7 @@ fn meter_in_building(site: &Site, m: &meterflow_model::config::Meter, b: &str) -
     let zone_in_b = |z: &str| site.zones.iter().any(|x| x.id == z && x.building == b);
     m.serves.building.as_deref() == Some(b)
         || m.serves.zone.as_deref().is_some_and(zone_in_b)
-        || crate::api::meter_agencies(m).iter().any(|a| {
+        || meterflow_kpi::ownership::meter_agencies(m).iter().any(|a| {
             site.spaces.iter().any(|s| {
                 &s.agency == a
                     && (s.building.as_deref() == Some(b)
@@ -165,10 +165,10 @@ pub fn gather(
         day_start(prev_period.from, site.tz),
         day_start(prev_period.to, site.tz),
     );
-    let agg = Aggregator::new(site);
+    let kpi = KpiContext::new(site);
     let scopes: Vec<Scope> = match &req.agency {
         Some(a) => vec![Scope::Agency(a.clone())],
-        None => crate::points::scopes(site),
+        None => meterflow_kpi::scopes(site),
     };
     let mut rows = Vec::new();
     let mut previous = Vec::new();
@@ -177,11 +177,11 @@ pub fn gather(
     let mut last_day: Option<chrono::NaiveDate> = None;
     for (i, scope) in scopes.iter().enumerate() {
         progress(&format!("{} ({}/{})", scope.label(), i + 1, scopes.len()));
-        let k = scope_kpis_with(site, reader, &agg, scope, period)?;
+        let k = kpi.scope_kpis(reader, scope, period)?;
         unverified.extend(k.unverified.iter().cloned());
         last_day = last_day.max(k.last_day);
         rows.push(scope_row(site, reader, scope, &k, year, from, to)?);
-        let p = scope_kpis_with(site, reader, &agg, scope, prev_period)?;
+        let p = kpi.scope_kpis(reader, scope, prev_period)?;
         previous.push(scope_row(site, reader, scope, &p, year - 1, pfrom, pto)?);
         let (level, id) = match scope {
             Scope::Agency(a) => (Level::Agency, a.as_str()),

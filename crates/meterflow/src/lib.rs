@@ -17,7 +17,7 @@ pub mod demo;
 pub mod export;
 pub mod generate;
 pub mod import;
-pub mod kpis;
+pub mod kpi;
 pub mod notify;
 pub mod page;
 pub mod pipeline;

@@ -10,7 +10,7 @@ use meterflow_core::time::day_start;
 use meterflow_model::{EnergyClass, Site};
 use meterflow_store::Reader;
 
-use crate::kpis::{Scope, period_of};
+use meterflow_kpi::{KpiContext, Scope, period_of};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -26,8 +26,9 @@ fn num(x: Option<f64>, digits: usize) -> String {
     }
 }
 
-/// The page for `site` now.
-pub fn overview(site: &Site) -> anyhow::Result<String> {
+/// The page for the site of `kpi` now.
+pub fn overview(kpi: &KpiContext) -> anyhow::Result<String> {
+    let site: &Site = kpi.site();
     let reader = Reader::open(&site.store_path())?;
     let now = chrono::Utc::now().with_timezone(&site.tz);
     let today = now.date_naive();
@@ -51,9 +52,7 @@ pub fn overview(site: &Site) -> anyhow::Result<String> {
     let month_kwh = elec(Grain::Month, day_start(month_start, site.tz))?;
     let year_kwh = elec(Grain::Year, day_start(year_start, site.tz))?;
     let year = period_of(today.year(), None).ok_or_else(|| anyhow::anyhow!("period"))?;
-    // The hierarchy walk is built once for every scope of the page.
-    let agg = meterflow_core::aggregate::Aggregator::new(site);
-    let site_k = crate::kpis::scope_kpis_with(site, &reader, &agg, &Scope::Site, year)?;
+    let site_k = kpi.scope_kpis(&reader, &Scope::Site, year)?;
 
     // Daily site electricity, last 30 days.
     let from = day_start(today - Duration::days(29), site.tz);
@@ -126,8 +125,7 @@ th:first-child,td:first-child{{text-align:left}}.cards{{display:flex;gap:1rem}}.
     );
     html.push_str("<h2>Agencies, this year</h2><table id=\"agencies\"><tr><th>Agency</th><th>Persons</th><th>kgce / person</th><th>kgce / m²</th><th>Water m³ / person</th><th>Quota, year to date</th><th>Completeness</th></tr>");
     for a in &site.agencies {
-        let k =
-            crate::kpis::scope_kpis_with(site, &reader, &agg, &Scope::Agency(a.id.clone()), year)?;
+        let k = kpi.scope_kpis(&reader, &Scope::Agency(a.id.clone()), year)?;
         let _ = write!(
             html,
             "<tr><td>{name} <small>({id})</small></td><td>{p:.0}</td><td>{pc}</td><td>{pa}</td><td>{pw}</td><td>{q}</td><td>{c:.1} %</td></tr>",

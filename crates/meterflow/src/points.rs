@@ -7,27 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chrono::{Datelike, TimeZone};
-use meterflow_core::aggregate::Aggregator;
 use meterflow_core::lineproto::{self, Encoder, Value};
 use meterflow_core::time::day_start;
 use meterflow_modbus::BusHealth;
 use meterflow_model::Site;
 use meterflow_store::{AlertEvent, OutboxStats, Reader};
 
-use crate::kpis::{AgencyKpis, Scope, period_of, scope_kpis_with};
-
-/// Every scope of a site: agencies, buildings, then the site.
-pub fn scopes(site: &Site) -> Vec<Scope> {
-    site.agencies
-        .iter()
-        .map(|a| Scope::Agency(a.id.clone()))
-        .chain(site.buildings.iter().map(|b| Scope::Building(b.id.clone())))
-        .chain(std::iter::once(Scope::Site))
-        .collect()
-}
+use meterflow_kpi::{KpiContext, Scope, ScopeKpis, period_of, scopes};
 
 /// Encode one scope's KPIs for a period starting at `start_ms`.
-pub fn kpi_point(enc: &mut Encoder, scope: &Scope, period: &str, k: &AgencyKpis, start_ms: i64) {
+pub fn kpi_point(enc: &mut Encoder, scope: &Scope, period: &str, k: &ScopeKpis, start_ms: i64) {
     let kind = match scope {
         Scope::Agency(_) => "agency",
         Scope::Building(_) => "building",
@@ -94,14 +83,14 @@ pub fn kpi_points(
         }
         return Ok(());
     }
-    let agg = Aggregator::new(site);
+    let kpi = KpiContext::new(site);
     for (label, month) in [("month", Some(today.month())), ("year", None)] {
         let Some(period) = period_of(today.year(), month) else {
             continue;
         };
         let start = day_start(period.from, site.tz);
         for scope in scopes(site) {
-            let k = scope_kpis_with(site, reader, &agg, &scope, period)?;
+            let k = kpi.scope_kpis(reader, &scope, period)?;
             kpi_point(enc, &scope, label, &k, start);
         }
     }

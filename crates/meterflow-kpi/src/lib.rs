@@ -1,11 +1,15 @@
 //! Per-agency KPIs for a period, from the store's daily rollups: consumption
 //! by carrier (shared meters allocated per day), comprehensive energy, CO₂,
 //! time-weighted persons and area, per-capita and per-area figures,
-//! completeness, quota grades and year-on-year change. The library API the
-//! HTTP API and the annual export will call.
+//! completeness, quota grades and year-on-year change. The one KPI service
+//! that the API, the page, the alerting rules, the InfluxDB points and the
+//! annual export call, through a [`KpiContext`] each of them owns.
 
-use anyhow::Context;
-use chrono::{Datelike, Duration, NaiveDate};
+pub mod ownership;
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chrono::{Datelike, NaiveDate};
 use meterflow_core::aggregate::{Aggregator, Grain, Level};
 use meterflow_core::buckets::BUCKET_MS;
 use meterflow_core::denominators::{
@@ -18,7 +22,7 @@ use meterflow_store::Reader;
 
 /// KPIs of one agency over one period.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AgencyKpis {
+pub struct ScopeKpis {
     /// Agency id.
     pub agency: String,
     /// Period.
@@ -199,94 +203,134 @@ fn load_sums(site: &Site, reader: &Reader, scope: &Scope, period: Period) -> any
     })
 }
 
-/// KPIs of the whole site over `period`: the root meters' consumption (nothing
-/// counted twice, unallocated consumption included), all agencies' persons,
-/// the buildings' office area.
-pub fn site_kpis(site: &Site, reader: &Reader, period: Period) -> anyhow::Result<AgencyKpis> {
-    scope_kpis(site, reader, &Scope::Site, period)
+/// What the KPI computations of one site share, owned by whoever computes
+/// (the API's state, one alerting round, one export, one round of points):
+/// the site, its hierarchy walk (built on first use: it walks every meter's
+/// share timeline), and the site merged with the office-space ledger, kept
+/// while the ledger does not change (a merge clones the whole site: with
+/// 1 000 meters it dominated a KPI request). Nothing is global: two sites, or
+/// two versions of one site, never share a cache.
+pub struct KpiContext {
+    site: Arc<Site>,
+    agg: OnceLock<Arc<Aggregator>>,
+    merged: Mutex<Option<(LedgerState, Arc<Site>)>>,
 }
 
-/// KPIs of `agency` over `period`.
+/// The state of an append-only ledger: its length and the greatest and the
+/// sum of its event ids (an appended event changes all three).
+type LedgerState = (usize, i64, i64);
+
+impl KpiContext {
+    /// A context for `site` (cloned once into an `Arc`).
+    pub fn new(site: &Site) -> KpiContext {
+        KpiContext::from_arc(Arc::new(site.clone()))
+    }
+
+    /// A context for a site already shared.
+    pub fn from_arc(site: Arc<Site>) -> KpiContext {
+        KpiContext {
+            site,
+            agg: OnceLock::new(),
+            merged: Mutex::new(None),
+        }
+    }
+
+    /// The site as configured (without the ledger's rooms and headcounts).
+    pub fn site(&self) -> &Arc<Site> {
+        &self.site
+    }
+
+    /// The site's hierarchy walk, built on first use.
+    pub fn aggregator(&self) -> Arc<Aggregator> {
+        Arc::clone(
+            self.agg
+                .get_or_init(|| Arc::new(Aggregator::new(&self.site))),
+        )
+    }
+
+    /// The site merged with the office-space ledger `space`: from this
+    /// context's cache while the ledger is unchanged.
+    pub fn merged_site(&self, space: &[meterflow_store::LedgerEvent]) -> Arc<Site> {
+        if space.is_empty() {
+            return Arc::clone(&self.site);
+        }
+        let key: LedgerState = (
+            space.len(),
+            space.iter().map(|e| e.id).max().unwrap_or(0),
+            space.iter().map(|e| e.id).sum(),
+        );
+        if let Ok(c) = self.merged.lock()
+            && let Some((k, merged)) = c.as_ref()
+            && *k == key
+        {
+            return Arc::clone(merged);
+        }
+        let merged = Arc::new(meterflow_ledgers::space::merged_site(&self.site, space));
+        if let Ok(mut c) = self.merged.lock() {
+            *c = Some((key, Arc::clone(&merged)));
+        }
+        merged
+    }
+
+    /// KPIs of any scope over `period`, from the stored scope rollups, with
+    /// the office-space ledger's headcounts and rooms joining the site's
+    /// denominators.
+    pub fn scope_kpis(
+        &self,
+        reader: &Reader,
+        scope: &Scope,
+        period: Period,
+    ) -> anyhow::Result<ScopeKpis> {
+        let sums = load_sums(&self.site, reader, scope, period)?;
+        let space = reader.ledger_until("space", i64::MAX)?;
+        let merged = self.merged_site(&space);
+        compute(
+            &merged,
+            &self.aggregator(),
+            &sums,
+            scope,
+            period,
+            Some(reader),
+        )
+    }
+}
+
+/// KPIs of the whole site over `period`: the root meters' consumption (nothing
+/// counted twice, unallocated consumption included), all agencies' persons,
+/// the buildings' office area. A one-off context; callers computing many
+/// scopes keep a [`KpiContext`].
+pub fn site_kpis(site: &Site, reader: &Reader, period: Period) -> anyhow::Result<ScopeKpis> {
+    KpiContext::new(site).scope_kpis(reader, &Scope::Site, period)
+}
+
+/// KPIs of `agency` over `period` (a one-off context).
 pub fn agency_kpis(
     site: &Site,
     reader: &Reader,
     agency: &str,
     period: Period,
-) -> anyhow::Result<AgencyKpis> {
-    scope_kpis(site, reader, &Scope::Agency(agency.to_string()), period)
+) -> anyhow::Result<ScopeKpis> {
+    KpiContext::new(site).scope_kpis(reader, &Scope::Agency(agency.to_string()), period)
 }
 
-/// KPIs of `building` over `period`.
+/// KPIs of `building` over `period` (a one-off context).
 pub fn building_kpis(
     site: &Site,
     reader: &Reader,
     building: &str,
     period: Period,
-) -> anyhow::Result<AgencyKpis> {
-    scope_kpis(site, reader, &Scope::Building(building.to_string()), period)
+) -> anyhow::Result<ScopeKpis> {
+    KpiContext::new(site).scope_kpis(reader, &Scope::Building(building.to_string()), period)
 }
 
-/// KPIs of any scope over `period`, from the stored scope rollups.
-pub fn scope_kpis(
-    site: &Site,
-    reader: &Reader,
-    scope: &Scope,
-    period: Period,
-) -> anyhow::Result<AgencyKpis> {
-    scope_kpis_with(site, reader, &Aggregator::new(site), scope, period)
-}
-
-/// [`scope_kpis`] with the site's hierarchy built once by the caller (it
-/// costs a walk of every meter's share timeline; callers computing many
-/// scopes build it once).
-pub fn scope_kpis_with(
-    site: &Site,
-    reader: &Reader,
-    agg: &Aggregator,
-    scope: &Scope,
-    period: Period,
-) -> anyhow::Result<AgencyKpis> {
-    let sums = load_sums(site, reader, scope, period)?;
-    // Headcounts and allocated rooms of the office-space ledger join the
-    // config's denominators.
-    let space = reader.ledger_until("space", i64::MAX)?;
-    if space.is_empty() {
-        compute(site, agg, &sums, scope, period, Some(reader))
-    } else {
-        let merged = merged_cached(site, &space);
-        compute(&merged, agg, &sums, scope, period, Some(reader))
-    }
-}
-
-/// The site merged with the office-space ledger, cached while neither the
-/// site nor the ledger changes (a merge clones the whole site: with 1 000
-/// meters that dominated a KPI request).
-pub(crate) fn merged_cached(
-    site: &Site,
-    space: &[meterflow_store::LedgerEvent],
-) -> std::sync::Arc<Site> {
-    type Key = (usize, std::path::PathBuf, usize, i64, i64);
-    static CACHE: std::sync::Mutex<Option<(Key, std::sync::Arc<Site>)>> =
-        std::sync::Mutex::new(None);
-    // The ledger is append-only: its count and newest ids identify its state.
-    let key: Key = (
-        std::ptr::from_ref(site) as usize,
-        site.store_path(),
-        space.len(),
-        space.iter().map(|e| e.id).max().unwrap_or(0),
-        space.iter().map(|e| e.id).sum(),
-    );
-    if let Ok(c) = CACHE.lock()
-        && let Some((k, merged)) = c.as_ref()
-        && *k == key
-    {
-        return std::sync::Arc::clone(merged);
-    }
-    let merged = std::sync::Arc::new(meterflow_ledgers::space::merged_site(site, space));
-    if let Ok(mut c) = CACHE.lock() {
-        *c = Some((key, std::sync::Arc::clone(&merged)));
-    }
-    merged
+/// Every scope of a site: agencies, buildings, then the site.
+pub fn scopes(site: &Site) -> Vec<Scope> {
+    site.agencies
+        .iter()
+        .map(|a| Scope::Agency(a.id.clone()))
+        .chain(site.buildings.iter().map(|b| Scope::Building(b.id.clone())))
+        .chain(std::iter::once(Scope::Site))
+        .collect()
 }
 
 fn compute(
@@ -296,7 +340,7 @@ fn compute(
     scope: &Scope,
     period: Period,
     reader: Option<&Reader>,
-) -> anyhow::Result<AgencyKpis> {
+) -> anyhow::Result<ScopeKpis> {
     let carriers = sums.carriers;
     let year = period.from.year();
     let set = &site.site.factor_set;
@@ -391,7 +435,7 @@ fn compute(
         }
     }
     let per_area_co2 = per(co2_kg, area);
-    let indicator = |name: &str, k: &AgencyKpis| match name {
+    let indicator = |name: &str, k: &ScopeKpis| match name {
         "per_capita_energy" => k.per_capita_energy,
         "per_area_energy" => k.per_area_energy,
         "per_capita_water" => k.water_per_capita,
@@ -401,7 +445,7 @@ fn compute(
     // Cumulative reduction against the base year of every plan running this year.
     let mut reductions = Vec::new();
     if let (true, Some(r)) = (full_year, reader) {
-        let mut base_cache: std::collections::BTreeMap<i32, Option<AgencyKpis>> =
+        let mut base_cache: std::collections::BTreeMap<i32, Option<ScopeKpis>> =
             std::collections::BTreeMap::new();
         for t in site
             .factors
@@ -467,7 +511,7 @@ fn compute(
         }
         _ => None,
     };
-    Ok(AgencyKpis {
+    Ok(ScopeKpis {
         agency: scope.label().to_string(),
         period,
         carriers,
@@ -502,158 +546,71 @@ fn shift_year(p: Period, by: i32) -> Option<Period> {
     })
 }
 
-/// `meterflow kpi`: print the KPI table of every agency (or one).
-pub fn run(
-    config: &std::path::Path,
-    year: i32,
-    month: Option<u32>,
-    agency: Option<&str>,
-) -> anyhow::Result<std::process::ExitCode> {
-    let site = match crate::cli::load_site(config) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
-    let Some(period) = period_of(year, month) else {
-        eprintln!(
-            "error: no such period: {year}{}",
-            month.map(|m| format!("-{m}")).unwrap_or_default()
-        );
-        return Ok(std::process::ExitCode::from(crate::EXIT_CONFIG));
-    };
-    let path = site.store_path();
-    if !path.exists() {
-        eprintln!(
-            "error: no store at {} yet: import or run first",
-            path.display()
-        );
-        return Ok(std::process::ExitCode::FAILURE);
-    }
-    // Opening the writer brings the scope rollups up to date when the site
-    // file's hierarchy changed since they were written (an agency moved).
-    drop(
-        meterflow_store::Writer::open(&site)
-            .with_context(|| format!("opening {}", path.display()))?,
-    );
-    let reader = Reader::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let ids: Vec<String> = match agency {
-        Some(a) if site.agencies.iter().any(|x| x.id == a) => vec![a.to_string()],
-        Some(a) => {
-            eprintln!("error: no agency `{a}` in {}", config.display());
-            return Ok(std::process::ExitCode::from(crate::EXIT_CONFIG));
-        }
-        None => site.agencies.iter().map(|a| a.id.clone()).collect(),
-    };
-    println!(
-        "{} to {} (factor set {}, grid {}), electricity kWh, water m³, gas m³, heat GJ",
-        period.from,
-        period.to - Duration::days(1),
-        site.site.factor_set,
-        site.site.grid_region
-    );
-    println!(
-        "{:<8} {:>11} {:>9} {:>9} {:>8} {:>11} {:>8} {:>8} {:>12} {:>10} {:>9} {:>9} {:>7}",
-        "scope",
-        "electricity",
-        "water",
-        "gas",
-        "heat",
-        "kgce",
-        "CO2 t",
-        "persons",
-        "kgce/person",
-        "kgce/m2",
-        "m3/person",
-        "L/p·d",
-        "compl%"
-    );
-    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
-    let mut notes = Vec::new();
-    let agg = Aggregator::new(&site);
-    let mut rows = Vec::new();
-    for id in &ids {
-        rows.push(scope_kpis_with(
-            &site,
-            &reader,
-            &agg,
-            &Scope::Agency(id.clone()),
-            period,
-        )?);
-    }
-    if agency.is_none() {
-        for b in &site.buildings {
-            rows.push(scope_kpis_with(
-                &site,
-                &reader,
-                &agg,
-                &Scope::Building(b.id.clone()),
-                period,
-            )?);
-        }
-        rows.push(scope_kpis_with(&site, &reader, &agg, &Scope::Site, period)?);
-    }
-    for k in &rows {
-        let c = &k.carriers;
-        println!(
-            "{:<8} {:>11.1} {:>9.2} {:>9.2} {:>8.2} {:>11.1} {:>8.2} {:>8.1} {:>12} {:>10} {:>9} {:>9} {:>7.1}",
-            k.agency,
-            c.electricity_kwh,
-            c.water_m3,
-            c.gas_m3,
-            c.heat_gj,
-            k.energy_kgce,
-            k.co2_t,
-            k.persons,
-            f(k.per_capita_energy),
-            f(k.per_area_energy),
-            f(k.water_per_capita),
-            f(k.water_l_per_person_day),
-            k.completeness_pct
-        );
-        for (ind, v, g) in &k.grades {
-            notes.push(format!("{}: {ind} {v:.2} → {g}", k.agency));
-        }
-        if let Some(y) = k.yoy_per_capita_energy_pct {
-            notes.push(format!(
-                "{}: per-capita energy {y:+.1} % year on year",
-                k.agency
-            ));
-        }
-        if let Some(t) = &k.tracking {
-            notes.push(format!(
-                "{}: year to {} ({} days with data): {:.2} kgce/person, {:.0} % of the 约束值 pro-rated; projected year end {:.2} = {:.0} % of it ({})",
-                k.agency,
-                k.last_day.map(|d| d.to_string()).unwrap_or_default(),
-                k.days_with_data,
-                t.to_date,
-                t.ratio_to_date * 100.0,
-                t.projected,
-                t.projected_ratio * 100.0,
-                t.method.as_str()
-            ));
-        }
-        for r in &k.reductions {
-            notes.push(format!(
-                "{}: {} {:.3} vs {:.3} in {} ({}): {:.1} % reduction, plan requires {:.1} % → {}",
-                k.agency,
-                r.indicator,
-                r.value,
-                r.base,
-                r.base_year,
-                r.plan,
-                r.reduction_pct,
-                r.required_pct,
-                if r.met { "met" } else { "not met" }
-            ));
-        }
-        for u in &k.unverified {
-            notes.push(format!(
-                "{}: factor `{u}` is grade C (unverified)",
-                k.agency
-            ));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meterflow_store::LedgerEvent;
+
+    fn site() -> Site {
+        let src = r#"
+[site]
+name = "t"
+
+[[building]]
+id = "B1"
+total_area_m2 = 1000.0
+office_area_m2 = 800.0
+
+[[agency]]
+id = "fin"
+name = "财政局"
+"#;
+        match Site::parse(src, std::path::Path::new("site.toml")) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
         }
     }
-    for n in notes {
-        println!("  {n}");
+
+    fn headcount(id: i64, persons: f64) -> LedgerEvent {
+        LedgerEvent {
+            id,
+            ledger: "space".into(),
+            kind: "headcount".into(),
+            agency: Some("fin".into()),
+            // 2025-01-01T00:00+08:00.
+            ts_ms: 1_735_660_800_000,
+            body: format!(r#"{{"agency":"fin","persons":{persons}}}"#),
+            corrects: None,
+            void: false,
+            author: "clerk:space".into(),
+            created_ms: 1_735_660_800_000 + id,
+        }
     }
-    Ok(std::process::ExitCode::SUCCESS)
+
+    #[test]
+    fn the_merged_site_is_kept_until_the_ledger_changes_and_never_shared() {
+        let site = site();
+        let ctx = KpiContext::new(&site);
+        // No ledger: the configured site itself, no merge.
+        assert!(Arc::ptr_eq(&ctx.merged_site(&[]), ctx.site()));
+
+        let one = vec![headcount(1, 40.0)];
+        let a = ctx.merged_site(&one);
+        let b = ctx.merged_site(&one);
+        assert!(Arc::ptr_eq(&a, &b), "same ledger: the cached merge");
+        // The ledger's headcount joined the site's rows.
+        assert_eq!(a.headcounts.len(), site.headcounts.len() + 1);
+        assert_eq!(a.headcounts.last().map(|h| h.persons), Some(40.0));
+
+        // An appended entry is a new ledger state: merged again.
+        let two = vec![headcount(1, 40.0), headcount(2, 45.0)];
+        let c = ctx.merged_site(&two);
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(c.headcounts.len(), site.headcounts.len() + 2);
+
+        // Another context (another site, or the same one reloaded) has its
+        // own cache: the global cache keyed by a pointer is gone.
+        let other = KpiContext::new(&site);
+        assert!(!Arc::ptr_eq(&other.merged_site(&two), &c));
+    }
 }

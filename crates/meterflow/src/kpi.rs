@@ -1,0 +1,151 @@
+//! `meterflow kpi`: the KPI table of a period, printed per agency with a row
+//! per building and one for the site.
+
+use anyhow::Context;
+use chrono::Duration;
+use meterflow_kpi::{KpiContext, Scope, period_of};
+use meterflow_store::Reader;
+
+/// `meterflow kpi`: print the KPI table of every agency (or one).
+pub fn run(
+    config: &std::path::Path,
+    year: i32,
+    month: Option<u32>,
+    agency: Option<&str>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let site = match crate::cli::load_site(config) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let Some(period) = period_of(year, month) else {
+        eprintln!(
+            "error: no such period: {year}{}",
+            month.map(|m| format!("-{m}")).unwrap_or_default()
+        );
+        return Ok(std::process::ExitCode::from(crate::EXIT_CONFIG));
+    };
+    let path = site.store_path();
+    if !path.exists() {
+        eprintln!(
+            "error: no store at {} yet: import or run first",
+            path.display()
+        );
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    // Opening the writer brings the scope rollups up to date when the site
+    // file's hierarchy changed since they were written (an agency moved).
+    drop(
+        meterflow_store::Writer::open(&site)
+            .with_context(|| format!("opening {}", path.display()))?,
+    );
+    let reader = Reader::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let ids: Vec<String> = match agency {
+        Some(a) if site.agencies.iter().any(|x| x.id == a) => vec![a.to_string()],
+        Some(a) => {
+            eprintln!("error: no agency `{a}` in {}", config.display());
+            return Ok(std::process::ExitCode::from(crate::EXIT_CONFIG));
+        }
+        None => site.agencies.iter().map(|a| a.id.clone()).collect(),
+    };
+    println!(
+        "{} to {} (factor set {}, grid {}), electricity kWh, water m³, gas m³, heat GJ",
+        period.from,
+        period.to - Duration::days(1),
+        site.site.factor_set,
+        site.site.grid_region
+    );
+    println!(
+        "{:<8} {:>11} {:>9} {:>9} {:>8} {:>11} {:>8} {:>8} {:>12} {:>10} {:>9} {:>9} {:>7}",
+        "scope",
+        "electricity",
+        "water",
+        "gas",
+        "heat",
+        "kgce",
+        "CO2 t",
+        "persons",
+        "kgce/person",
+        "kgce/m2",
+        "m3/person",
+        "L/p·d",
+        "compl%"
+    );
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
+    let mut notes = Vec::new();
+    let kpi = KpiContext::new(&site);
+    let mut rows = Vec::new();
+    for id in &ids {
+        rows.push(kpi.scope_kpis(&reader, &Scope::Agency(id.clone()), period)?);
+    }
+    if agency.is_none() {
+        for b in &site.buildings {
+            rows.push(kpi.scope_kpis(&reader, &Scope::Building(b.id.clone()), period)?);
+        }
+        rows.push(kpi.scope_kpis(&reader, &Scope::Site, period)?);
+    }
+    for k in &rows {
+        let c = &k.carriers;
+        println!(
+            "{:<8} {:>11.1} {:>9.2} {:>9.2} {:>8.2} {:>11.1} {:>8.2} {:>8.1} {:>12} {:>10} {:>9} {:>9} {:>7.1}",
+            k.agency,
+            c.electricity_kwh,
+            c.water_m3,
+            c.gas_m3,
+            c.heat_gj,
+            k.energy_kgce,
+            k.co2_t,
+            k.persons,
+            f(k.per_capita_energy),
+            f(k.per_area_energy),
+            f(k.water_per_capita),
+            f(k.water_l_per_person_day),
+            k.completeness_pct
+        );
+        for (ind, v, g) in &k.grades {
+            notes.push(format!("{}: {ind} {v:.2} → {g}", k.agency));
+        }
+        if let Some(y) = k.yoy_per_capita_energy_pct {
+            notes.push(format!(
+                "{}: per-capita energy {y:+.1} % year on year",
+                k.agency
+            ));
+        }
+        if let Some(t) = &k.tracking {
+            notes.push(format!(
+                "{}: year to {} ({} days with data): {:.2} kgce/person, {:.0} % of the 约束值 pro-rated; projected year end {:.2} = {:.0} % of it ({})",
+                k.agency,
+                k.last_day.map(|d| d.to_string()).unwrap_or_default(),
+                k.days_with_data,
+                t.to_date,
+                t.ratio_to_date * 100.0,
+                t.projected,
+                t.projected_ratio * 100.0,
+                t.method.as_str()
+            ));
+        }
+        for r in &k.reductions {
+            notes.push(format!(
+                "{}: {} {:.3} vs {:.3} in {} ({}): {:.1} % reduction, plan requires {:.1} % → {}",
+                k.agency,
+                r.indicator,
+                r.value,
+                r.base,
+                r.base_year,
+                r.plan,
+                r.reduction_pct,
+                r.required_pct,
+                if r.met { "met" } else { "not met" }
+            ));
+        }
+        for u in &k.unverified {
+            notes.push(format!(
+                "{}: factor `{u}` is grade C (unverified)",
+                k.agency
+            ));
+        }
+    }
+    for n in notes {
+        println!("  {n}");
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
