@@ -18,8 +18,8 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use meterflow::alerting::{Evaluator, LiveMetrics};
 use meterflow_model::{Reading, Site, TimeSource};
+use meterflow_runtime::alerting::{Evaluator, LiveMetrics};
 
 const SITE: &str = r#"
 [site]
@@ -253,7 +253,8 @@ fn alerts_fire_resolve_and_reach_a_webhook_that_was_down() {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut worker = meterflow::notify::Worker::new(Arc::new(site.clone())).expect("worker");
+    let mut worker =
+        meterflow_runtime::notify::Worker::new(Arc::new(site.clone())).expect("worker");
     let meters = ["EL", "W", "EL2", "W2", "Q_EL"];
     let mut counters = [0.0f64; 5];
     let mut events = Vec::new();
@@ -350,7 +351,7 @@ fn alerts_fire_resolve_and_reach_a_webhook_that_was_down() {
         .collect();
     assert_eq!(seen, want);
     for r in got.iter() {
-        let mac = meterflow::notify::hmac_sha256(secret.as_bytes(), &r.raw);
+        let mac = meterflow_runtime::notify::hmac_sha256(secret.as_bytes(), &r.raw);
         let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(r.signature, format!("sha256={hex}"));
     }

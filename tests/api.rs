@@ -43,7 +43,7 @@ pub(crate) fn server_with(dir: &Path, public: bool, extra: &str) -> Server {
     ] {
         tokens.push_str(&format!(
             "{role} sha256:{}\n",
-            meterflow::api::hash_token(t)
+            meterflow_http::hash_token(t)
         ));
     }
     std::fs::write(dir.join("tokens"), tokens).expect("tokens");
@@ -377,7 +377,7 @@ fn authorization_matrix_and_figures() {
         .filter_map(|o| o.as_object())
         .map(|o| o.len())
         .sum();
-    assert_eq!(ops, meterflow::api::routes().len());
+    assert_eq!(ops, meterflow_http::routes().len());
     let (mut entries, mut imports) = (Vec::new(), Vec::new());
     for (path, ops) in paths {
         for (method, op) in ops.as_object().expect("ops") {

@@ -93,13 +93,14 @@ fn a_mixed_rs485_bus_reads_every_meter_and_isolates_a_bad_one() {
         .build()
         .expect("runtime");
     let summary = rt
-        .block_on(meterflow::pipeline::run(
+        .block_on(meterflow_runtime::pipeline::run(
             site.clone(),
-            meterflow::pipeline::RunOptions {
+            meterflow_runtime::pipeline::RunOptions {
                 live: false,
                 duration: Some(Duration::from_secs(9)),
                 stop: None,
                 committed: None,
+                api: None,
             },
         ))
         .expect("run");

@@ -182,8 +182,8 @@ fn fixture(dir: &Path) -> (Influx, std::path::PathBuf) {
         dir.join("api-tokens"),
         format!(
             "clerk:waste sha256:{}\nmanager sha256:{}\n",
-            meterflow::api::hash_token(CLERK),
-            meterflow::api::hash_token(MANAGER)
+            meterflow_http::hash_token(CLERK),
+            meterflow_http::hash_token(MANAGER)
         ),
     )
     .expect("tokens");

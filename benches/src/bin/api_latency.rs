@@ -81,7 +81,7 @@ fn site_file(
     }
     std::fs::write(
         dir.join("tokens"),
-        format!("manager sha256:{}\n", meterflow::api::hash_token(TOKEN)),
+        format!("manager sha256:{}\n", meterflow_http::hash_token(TOKEN)),
     )?;
     let path = dir.join("site.toml");
     std::fs::write(&path, s)?;
@@ -300,9 +300,9 @@ fn serve_and_load(site: Site, meters: usize, secs: f64, port: u16) -> anyhow::Re
         .build()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let site = Arc::new(site);
-    let server = rt.block_on(meterflow::api::serve(
+    let server = rt.block_on(meterflow_http::serve(
         Arc::clone(&site),
-        meterflow::api::Live::default(),
+        meterflow_http::Live::default(),
         stop_rx,
     ))?;
     std::thread::sleep(Duration::from_millis(300));

@@ -70,9 +70,9 @@ fn main() -> anyhow::Result<()> {
             out
         };
         let t = Instant::now();
-        let files = meterflow::export::export(
+        let files = meterflow_export::gather::export(
             &site,
-            &meterflow::export::Request {
+            &meterflow_export::gather::Request {
                 year,
                 agency: None,
                 profile: Profile::National,

@@ -62,13 +62,14 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let cpu0 = meterflow_benches::cpu_seconds().unwrap_or(0.0);
-    let summary = rt.block_on(meterflow::pipeline::run(
+    let summary = rt.block_on(meterflow_runtime::pipeline::run(
         site,
-        meterflow::pipeline::RunOptions {
+        meterflow_runtime::pipeline::RunOptions {
             live: false,
             duration: Some(Duration::from_secs(seconds)),
             stop: None,
             committed: None,
+            api: None,
         },
     ))?;
     let cpu = meterflow_benches::cpu_seconds().unwrap_or(0.0) - cpu0;

@@ -224,13 +224,14 @@ fn run_meterflow(
             limit.min(Duration::from_secs(2))
         },
     );
-    let opts = meterflow::pipeline::RunOptions {
+    let opts = meterflow_runtime::pipeline::RunOptions {
         live: false,
         duration: Some(duration),
         stop: Some(stop_rx),
         committed: Some(std::sync::Arc::clone(&committed)),
+        api: None,
     };
-    let handle = rt.spawn(meterflow::pipeline::run(site, opts));
+    let handle = rt.spawn(meterflow_runtime::pipeline::run(site, opts));
     let mut done_at = None;
     if let Some((_, want)) = until {
         while t.elapsed() < limit {

@@ -165,8 +165,8 @@ async fn bench(dir: &std::path::Path, port: u16, n: usize, gzip: bool) -> anyhow
     let before = direct("reference").await?;
 
     // The sink, from the outbox.
-    let sink_stats = Arc::new(meterflow::sink::SinkStats::default());
-    let sink = meterflow::sink::Sink::new(&site, Arc::clone(&sink_stats))?;
+    let sink_stats = Arc::new(meterflow_runtime::sink::SinkStats::default());
+    let sink = meterflow_runtime::sink::Sink::new(&site, Arc::clone(&sink_stats))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let t = Instant::now();
     let task = tokio::spawn(sink.run(stop_rx));

@@ -1,7 +1,7 @@
 //! The annual energy-assessment export (`domain.md` §4–§5, §10, §8): the
 //! only crate that compiles polars (ADR 0012).
 //!
-//! The caller (the `meterflow` crate) gathers plain rows from the store —
+//! [`gather`] collects plain rows from the store —
 //! each scope's carriers, denominators, quality and grades for the year and
 //! for the year before, daily consumption, the waste and vehicle ledgers'
 //! figures per agency, and the factors in use — and this crate does the table
@@ -11,6 +11,8 @@
 //! order; then writes CSV (UTF-8 with BOM), Parquet (typed columns) or one
 //! Excel workbook (Chinese headers with units, frozen header rows, number
 //! formats, a cover sheet).
+
+pub mod gather;
 
 use std::path::{Path, PathBuf};
 

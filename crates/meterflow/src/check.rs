@@ -37,7 +37,7 @@ pub fn run(path: &Path) -> ExitCode {
     println!("  store     {}", site.store_path().display());
     let mut warnings = Vec::new();
     if let Some(i) = &site.influx {
-        match crate::sink::write_url(i) {
+        match meterflow_runtime::sink::write_url(i) {
             Ok(url) => println!(
                 "  influx    {url} (outbox bound {} MiB, when full: {:?})",
                 i.outbox_max_mib, i.when_full

@@ -277,7 +277,7 @@ pub fn main() -> ExitCode {
                 },
         } => crate::export::run(
             &config,
-            crate::export::Request {
+            meterflow_export::gather::Request {
                 year,
                 agency,
                 profile: match profile {
@@ -339,13 +339,14 @@ pub fn main() -> ExitCode {
                         }
                     }
                 }
-                let opts = crate::pipeline::RunOptions {
+                let opts = meterflow_runtime::pipeline::RunOptions {
                     live,
                     duration: seconds.map(std::time::Duration::from_secs),
                     stop: None,
                     committed: None,
+                    api: Some(meterflow_http::starter()),
                 };
-                let s = crate::pipeline::run(site, opts).await?;
+                let s = meterflow_runtime::pipeline::run(site, opts).await?;
                 eprintln!(
                     "stopped: {} readings stored, {} refused",
                     s.stored, s.refused
@@ -386,7 +387,7 @@ pub fn main() -> ExitCode {
                 timeout_ms,
             ))
         }),
-        Command::Token { role } => match crate::api::new_token(&role) {
+        Command::Token { role } => match meterflow_http::new_token(&role) {
             Ok((token, line)) => {
                 println!("token (give it to its holder; it is not stored): {token}");
                 println!("tokens_file line: {line}");
@@ -581,7 +582,7 @@ fn alerts(
     };
     // Opening the writer migrates the store and brings rollups up to date.
     drop(meterflow_store::Writer::open(&site)?);
-    let mut ev = crate::alerting::Evaluator::open(&site)?;
+    let mut ev = meterflow_runtime::alerting::Evaluator::open(&site)?;
     if let Some(a) = ack {
         let Some((rule, target)) = a.split_once(':') else {
             eprintln!("error: --ack takes RULE:TARGET, got `{a}`");
@@ -599,7 +600,7 @@ fn alerts(
         &site,
         &reader,
         now,
-        &crate::alerting::LiveMetrics::default(),
+        &meterflow_runtime::alerting::LiveMetrics::default(),
     )? {
         println!("{} {}", e.event, e.message);
     }
@@ -607,7 +608,7 @@ fn alerts(
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let mut worker = crate::notify::Worker::new(std::sync::Arc::new(site.clone()))?;
+        let mut worker = meterflow_runtime::notify::Worker::new(std::sync::Arc::new(site.clone()))?;
         let (ok, bad) =
             rt.block_on(worker.deliver_due(ev.db(), meterflow_model::clock::now_ms()))?;
         if ok + bad > 0 {

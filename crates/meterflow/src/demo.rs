@@ -119,13 +119,14 @@ pub async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::ExitCode
             .unwrap_or_default()
     );
     let sim = tokio::spawn(serve(listener, bank));
-    let summary = crate::pipeline::run(
+    let summary = meterflow_runtime::pipeline::run(
         site.clone(),
-        crate::pipeline::RunOptions {
+        meterflow_runtime::pipeline::RunOptions {
             live: true,
             duration: seconds.map(Duration::from_secs),
             stop: None,
             committed: None,
+            api: Some(meterflow_http::starter()),
         },
     )
     .await?;

@@ -8,8 +8,6 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-pub mod alerting;
-pub mod api;
 pub mod check;
 pub mod cli;
 pub mod demo;
@@ -18,15 +16,8 @@ pub mod export;
 pub mod generate;
 pub mod import;
 pub mod kpi;
-pub mod notify;
-pub mod page;
-pub mod pipeline;
-pub mod points;
 pub mod probe;
 pub mod report;
-pub mod rfid;
-pub mod shardkpi;
-pub mod sink;
 
 /// Exit code for an invalid configuration or invalid arguments.
 pub const EXIT_CONFIG: u8 = 2;

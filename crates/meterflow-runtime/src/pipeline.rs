@@ -3,6 +3,8 @@
 //! is told once its batch is committed.
 
 use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +26,43 @@ pub struct RunOptions {
     pub stop: Option<watch::Receiver<bool>>,
     /// Readings committed so far, updated after every commit (benchmarks, tests).
     pub committed: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// Starts the read API of `[api]` on the run's live state (the binary
+    /// passes the HTTP crate's server). Without it a site's `[api]` is not
+    /// served, and the run says so.
+    pub api: Option<ApiStarter>,
+}
+
+/// What the read API sees of a running pipeline.
+#[derive(Clone, Default)]
+pub struct Live {
+    /// Readings committed.
+    pub stored: Arc<std::sync::atomic::AtomicU64>,
+    /// Readings refused.
+    pub refused: Arc<std::sync::atomic::AtomicU64>,
+    /// Modbus / serial buses.
+    pub buses: BTreeMap<String, Arc<BusHealth>>,
+    /// InfluxDB sink.
+    pub sink: Option<Arc<crate::sink::SinkStats>>,
+    /// RFID scans over MQTT.
+    pub rfid: Arc<crate::rfid::RfidStats>,
+}
+
+/// The future of a started server: its task, once it listens.
+pub type Started =
+    Pin<Box<dyn Future<Output = anyhow::Result<tokio::task::JoinHandle<()>>> + Send>>;
+
+/// How a server is started: on the site, the run's live state and its stop
+/// signal.
+pub type StartFn = dyn Fn(Arc<Site>, Live, watch::Receiver<bool>) -> Started + Send + Sync;
+
+/// A server the run starts (the read API).
+#[derive(Clone)]
+pub struct ApiStarter(pub Arc<StartFn>);
+
+impl std::fmt::Debug for ApiStarter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiStarter")
+    }
 }
 
 /// What a run did.
@@ -234,8 +273,14 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
         }
         None => None,
     };
-    if site.api.is_some() {
-        let live = crate::api::Live {
+    if site.api.is_some() && opts.api.is_none() {
+        tracing::warn!(
+            "{}: [api] is configured but this run serves no API (embedded without a server).",
+            site.path.display()
+        );
+    }
+    if let (Some(_), Some(start)) = (&site.api, &opts.api) {
+        let live = Live {
             stored: Arc::clone(&committed),
             refused: Arc::clone(&refused_count),
             buses: summary.buses.clone(),
@@ -243,7 +288,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
             rfid: Arc::clone(&rfid_stats),
         };
         tasks.push(
-            crate::api::serve(Arc::new(site.clone()), live, stop_rx.clone())
+            (start.0)(Arc::new(site.clone()), live, stop_rx.clone())
                 .await
                 .context("starting the API")?,
         );

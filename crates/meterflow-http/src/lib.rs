@@ -24,6 +24,7 @@ use chrono::{Datelike, TimeZone};
 use meterflow_kpi::ownership::{meter_agencies, meter_of_agency, occupied};
 use meterflow_model::Site;
 use meterflow_model::config::Meter;
+pub use meterflow_runtime::pipeline::Live;
 use meterflow_store::Reader;
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -31,8 +32,8 @@ use tokio::sync::watch;
 
 use meterflow_kpi::{Scope, ScopeKpis, period_of};
 
-#[path = "api_ledgers.rs"]
-mod http;
+mod ledger_routes;
+pub mod page;
 
 /// A role of a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,21 +125,6 @@ pub fn load_tokens(site: &Site) -> anyhow::Result<Vec<(String, Role)>> {
         }
     }
     Ok(out)
-}
-
-/// Live counters the API exports on `/metrics`.
-#[derive(Clone, Default)]
-pub struct Live {
-    /// Readings committed.
-    pub stored: Arc<std::sync::atomic::AtomicU64>,
-    /// Readings refused.
-    pub refused: Arc<std::sync::atomic::AtomicU64>,
-    /// Modbus / serial buses.
-    pub buses: std::collections::BTreeMap<String, Arc<meterflow_modbus::BusHealth>>,
-    /// InfluxDB sink.
-    pub sink: Option<Arc<crate::sink::SinkStats>>,
-    /// RFID scans over MQTT.
-    pub rfid: Arc<crate::rfid::RfidStats>,
 }
 
 struct App {
@@ -1018,7 +1004,7 @@ async fn ack_h(
         .get("target")
         .and_then(Value::as_str)
         .ok_or_else(|| bad("target", "`target` (string) is required"))?;
-    let mut ev = crate::alerting::Evaluator::open(&app.site).map_err(internal)?;
+    let mut ev = meterflow_runtime::alerting::Evaluator::open(&app.site).map_err(internal)?;
     if ev
         .acknowledge(rule, target, meterflow_model::clock::now_ms())
         .map_err(internal)?
@@ -1138,7 +1124,7 @@ async fn overview_h(
         }
     }
     let app2 = Arc::clone(&app);
-    match tokio::task::spawn_blocking(move || crate::page::overview(&app2.kpi)).await {
+    match tokio::task::spawn_blocking(move || page::overview(&app2.kpi)).await {
         Ok(Ok(html)) => Html(html).into_response(),
         Ok(Err(e)) => internal(e).into_response(),
         Err(e) => internal(e).into_response(),
@@ -1174,30 +1160,34 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
         .route("/api/v1/alerts", get(alerts_h))
         .route("/api/v1/alerts/ack", post(ack_h))
         .route("/api/v1/ledgers/waste/summary", get(waste_summary_h))
-        .route("/api/v1/ledgers/space/summary", get(http::space_summary_h))
+        .route(
+            "/api/v1/ledgers/space/summary",
+            get(ledger_routes::space_summary_h),
+        )
         .route(
             "/api/v1/ledgers/vehicles/summary",
-            get(http::vehicles_summary_h),
+            get(ledger_routes::vehicles_summary_h),
         )
         .route(
             "/api/v1/ledgers/assets/register",
-            get(http::assets_register_h),
+            get(ledger_routes::assets_register_h),
         )
         .route(
             "/api/v1/ledgers/assets/reconciliation",
-            get(http::reconciliation_h),
+            get(ledger_routes::reconciliation_h),
         )
         .route(
             "/api/v1/ledgers/{ledger}/{kind}",
-            post(http::create_h).get(http::list_h),
+            post(ledger_routes::create_h).get(ledger_routes::list_h),
         )
         .route(
             "/api/v1/ledgers/{ledger}/{kind}/{id}/correction",
-            post(http::correction_h),
+            post(ledger_routes::correction_h),
         )
         .route(
             "/api/v1/ledgers/{ledger}/{kind}/import",
-            post(http::import_h).layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024)),
+            post(ledger_routes::import_h)
+                .layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024)),
         )
         .route("/api/v1/exports/assessment", get(export_route))
         .route("/api/v1/openapi.json", get(|| async { Json(openapi()) }))
@@ -1216,12 +1206,19 @@ async fn export_route(
     h: HeaderMap,
     q: Q,
 ) -> Result<Response, ApiError> {
-    http::export_h(s, p, h, q).await
+    ledger_routes::export_h(s, p, h, q).await
 }
 
 #[cfg(not(feature = "export"))]
 async fn export_route() -> ApiError {
     not_found("this build has no export (built without the `export` feature)")
+}
+
+/// The server as the pipeline starts it (`RunOptions::api`).
+pub fn starter() -> meterflow_runtime::pipeline::ApiStarter {
+    meterflow_runtime::pipeline::ApiStarter(Arc::new(|site, live, stop| {
+        Box::pin(serve(site, live, stop))
+    }))
 }
 
 /// Serve the API of `site` until `shutdown`.

@@ -67,7 +67,7 @@ fn after_write(app: &App, kind: &Kind, changes: &[Change]) {
             emit_waste(app, if i == 0 { &points } else { &[] }, *y);
         }
     } else {
-        crate::points::emit_ledger(&app.site, kind.ledger, &years);
+        meterflow_runtime::points::emit_ledger(&app.site, kind.ledger, &years);
     }
 }
 
@@ -563,7 +563,7 @@ pub(super) async fn export_h(
     };
     let _permit = app.heavy.acquire().await.map_err(internal)?;
     let app2 = Arc::clone(&app);
-    let req = crate::export::Request {
+    let req = meterflow_export::gather::Request {
         year,
         agency: agency.clone(),
         profile,
@@ -576,7 +576,7 @@ pub(super) async fn export_h(
     };
     let out2 = out.clone();
     tokio::task::spawn_blocking(move || {
-        crate::export::export(&app2.site, &req, format, &out2, &|_| {})
+        meterflow_export::gather::export(&app2.site, &req, format, &out2, &|_| {})
     })
     .await
     .map_err(internal)?

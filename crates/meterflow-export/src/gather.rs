@@ -1,0 +1,376 @@
+//! Gathers the year's figures from the store and the ledgers (through the
+//! same KPI service the API and the dashboards use) into plain rows, and
+//! hands them to this crate's table work and writers (ADR 0012).
+
+use std::path::Path;
+
+use crate::{DayRow, Format, Input, Profile, ScopeRow, SourceRow, VehicleRow, WasteRow};
+use anyhow::Context;
+use chrono::Datelike;
+use meterflow_core::aggregate::{Grain, Level};
+use meterflow_core::kpi::{Carriers, comprehensive_energy};
+use meterflow_core::time::day_start;
+use meterflow_model::{EnergyClass, Site};
+use meterflow_store::Reader;
+
+use meterflow_kpi::{KpiContext, Scope, ScopeKpis, period_of};
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Calendar year.
+    pub year: i32,
+    /// One agency only (its row and its months); `None` = every scope.
+    pub agency: Option<String>,
+    /// Profile.
+    pub profile: Profile,
+}
+
+fn scope_row(
+    site: &Site,
+    reader: &Reader,
+    scope: &Scope,
+    k: &ScopeKpis,
+    year: i32,
+    from: i64,
+    to: i64,
+) -> anyhow::Result<ScopeRow> {
+    let c = &k.carriers;
+    let vehicle = comprehensive_energy(
+        &Carriers {
+            gasoline_l: c.gasoline_l,
+            diesel_l: c.diesel_l,
+            ..Carriers::default()
+        },
+        &site.factors,
+        &site.site.factor_set,
+        year,
+    )
+    .map_or(0.0, |e| e.total);
+    let (level, id, name) = match scope {
+        Scope::Agency(a) => (
+            Level::Agency,
+            a.clone(),
+            site.agencies
+                .iter()
+                .find(|x| &x.id == a)
+                .map_or_else(|| a.clone(), |x| x.name.clone()),
+        ),
+        Scope::Building(b) => (
+            Level::Building,
+            b.clone(),
+            site.buildings
+                .iter()
+                .find(|x| &x.id == b)
+                .and_then(|x| x.name.clone())
+                .unwrap_or_else(|| b.clone()),
+        ),
+        Scope::Site => (Level::Site, "site".to_string(), site.site.name.clone()),
+    };
+    // Estimated share from the day rollups' quality counts.
+    let (mut measured, mut estimated) = (0i64, 0i64);
+    for class in [
+        EnergyClass::Electricity,
+        EnergyClass::Water,
+        EnergyClass::Gas,
+        EnergyClass::Heat,
+    ] {
+        for r in reader.agg(level, &id, class, "", Grain::Day, from, to)? {
+            measured += r.measured;
+            estimated += r.estimated;
+        }
+    }
+    // Anomalies of the meters whose data reaches the scope.
+    let meters: Vec<&str> = site
+        .meters
+        .iter()
+        .filter(|m| match scope {
+            Scope::Agency(a) => meterflow_kpi::ownership::meter_of_agency(site, m, a),
+            Scope::Building(b) => meter_in_building(site, m, b),
+            Scope::Site => true,
+        })
+        .map(|m| m.id.as_str())
+        .collect();
+    let anomalies = reader
+        .anomalies(None, from, to)?
+        .iter()
+        // A configured meter replacement is logged with the anomalies but is
+        // planned work, not a data-quality finding.
+        .filter(|a| a.kind != "replacement" && meters.contains(&a.meter.as_str()))
+        .count() as i64;
+    Ok(ScopeRow {
+        level: level.as_str().to_string(),
+        id,
+        name,
+        electricity_kwh: c.electricity_kwh,
+        gas_m3: c.gas_m3,
+        heat_gj: c.heat_gj,
+        gasoline_l: c.gasoline_l,
+        diesel_l: c.diesel_l,
+        water_m3: c.water_m3,
+        energy_kgce: k.energy_kgce,
+        vehicle_kgce: vehicle,
+        co2_t: k.co2_t,
+        persons: k.persons,
+        area_m2: k.area_m2,
+        completeness_pct: k.completeness_pct,
+        estimated_pct: (measured + estimated > 0)
+            .then(|| estimated as f64 * 100.0 / (measured + estimated) as f64),
+        anomalies,
+        grades: k
+            .grades
+            .iter()
+            .map(|(i, _, g)| (i.clone(), (*g).to_string()))
+            .collect(),
+        reductions: k
+            .reductions
+            .iter()
+            .map(|r| (r.indicator.clone(), r.reduction_pct, r.required_pct, r.met))
+            .collect(),
+    })
+}
+
+/// A meter reaches a building when it serves the building or one of its
+/// zones, or serves an agency (directly or by shares) that occupies space
+/// there at some time.
+fn meter_in_building(site: &Site, m: &meterflow_model::config::Meter, b: &str) -> bool {
+    let zone_in_b = |z: &str| site.zones.iter().any(|x| x.id == z && x.building == b);
+    m.serves.building.as_deref() == Some(b)
+        || m.serves.zone.as_deref().is_some_and(zone_in_b)
+        || meterflow_kpi::ownership::meter_agencies(m).iter().any(|a| {
+            site.spaces.iter().any(|s| {
+                &s.agency == a
+                    && (s.building.as_deref() == Some(b)
+                        || s.zone.as_deref().is_some_and(zone_in_b))
+            })
+        })
+}
+
+/// Gather the export's input from the store. `progress` is told each step.
+pub fn gather(
+    site: &Site,
+    reader: &Reader,
+    req: &Request,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<Input> {
+    let year = req.year;
+    let period = period_of(year, None).context("no such year")?;
+    let prev_period = period_of(year - 1, None).context("no such year")?;
+    let (from, to) = (
+        day_start(period.from, site.tz),
+        day_start(period.to, site.tz),
+    );
+    let (pfrom, pto) = (
+        day_start(prev_period.from, site.tz),
+        day_start(prev_period.to, site.tz),
+    );
+    let kpi = KpiContext::new(site);
+    let scopes: Vec<Scope> = match &req.agency {
+        Some(a) => vec![Scope::Agency(a.clone())],
+        None => meterflow_kpi::scopes(site),
+    };
+    let mut rows = Vec::new();
+    let mut previous = Vec::new();
+    let mut unverified = std::collections::BTreeSet::new();
+    let mut days = Vec::new();
+    let mut last_day: Option<chrono::NaiveDate> = None;
+    for (i, scope) in scopes.iter().enumerate() {
+        progress(&format!("{} ({}/{})", scope.label(), i + 1, scopes.len()));
+        let k = kpi.scope_kpis(reader, scope, period)?;
+        unverified.extend(k.unverified.iter().cloned());
+        last_day = last_day.max(k.last_day);
+        rows.push(scope_row(site, reader, scope, &k, year, from, to)?);
+        let p = kpi.scope_kpis(reader, scope, prev_period)?;
+        previous.push(scope_row(site, reader, scope, &p, year - 1, pfrom, pto)?);
+        let (level, id) = match scope {
+            Scope::Agency(a) => (Level::Agency, a.as_str()),
+            Scope::Building(b) => (Level::Building, b.as_str()),
+            Scope::Site => (Level::Site, "site"),
+        };
+        for (class, carrier, unit) in [
+            (EnergyClass::Electricity, "electricity", "kWh"),
+            (EnergyClass::Water, "water", "m³"),
+            (EnergyClass::Gas, "gas", "m³"),
+            (EnergyClass::Heat, "heat", "GJ"),
+        ] {
+            for r in reader.agg(level, id, class, "", Grain::Day, from, to)? {
+                let day = meterflow_core::time::local_date(r.start_ms, site.tz);
+                days.push(DayRow {
+                    level: level.as_str().to_string(),
+                    id: id.to_string(),
+                    month: day.month() as i32,
+                    carrier: carrier.to_string(),
+                    unit: unit.to_string(),
+                    quantity: r.value,
+                });
+            }
+        }
+    }
+    progress("ledgers");
+    let ledger = meterflow_store::LedgerDb::open(&site.store_path())?;
+    let weigh_ins: Vec<meterflow_ledgers::waste::WeighIn> = ledger
+        .effective("waste", "weigh_in", from, to)?
+        .iter()
+        .filter_map(|e| serde_json::from_str(&e.body).ok())
+        .collect();
+    let wanted = |a: &str| req.agency.as_deref().is_none_or(|x| x == a);
+    let waste = meterflow_ledgers::waste::summarize(site, &weigh_ins)
+        .into_iter()
+        .filter(|s| wanted(&s.agency))
+        .map(|s| {
+            let kg = |c: &str| s.kg_by_category.get(c).copied().unwrap_or(0.0);
+            WasteRow {
+                agency: s.agency.clone(),
+                kg: [
+                    kg("recyclable"),
+                    kg("kitchen"),
+                    kg("hazardous"),
+                    kg("residual"),
+                ],
+                total_kg: s.total_kg,
+                recovery_rate_pct: s.recovery_rate_pct,
+                points: s.points,
+                veto: s.veto,
+            }
+        })
+        .collect();
+    let fleet = meterflow_ledgers::vehicles::summarize(
+        site,
+        &ledger.ledger_until("vehicles", i64::MAX)?,
+        from,
+        to,
+    );
+    let vehicles = site
+        .agencies
+        .iter()
+        .filter(|a| wanted(&a.id))
+        .map(|a| {
+            let mine: Vec<_> = fleet.vehicles.iter().filter(|v| v.agency == a.id).collect();
+            VehicleRow {
+                agency: a.id.clone(),
+                vehicles: mine.len() as i64,
+                // `+ 0.0`: an empty f64 sum is −0.0, which a CSV would show.
+                km: mine.iter().map(|v| v.km).sum::<f64>() + 0.0,
+                litres: mine.iter().map(|v| v.litres).sum::<f64>() + 0.0,
+                cost_cny: mine.iter().map(|v| v.total_cny).sum::<f64>() + 0.0,
+            }
+        })
+        .collect();
+
+    // Factors in force for the year, the quota set and the plan targets.
+    let set = &site.site.factor_set;
+    let mut sources = Vec::new();
+    let grid = format!("co2.grid.{}", site.site.grid_region);
+    let mut grid_year = None;
+    for ind in [
+        "kgce.electricity",
+        "kgce.natural_gas",
+        "kgce.gasoline",
+        "kgce.diesel",
+        "kgce.heat",
+        "density.gasoline",
+        "density.diesel",
+        grid.as_str(),
+        "co2.natural_gas",
+    ] {
+        if let Some(f) = site.factors.factor_for_year(set, ind, year) {
+            if ind == grid {
+                grid_year = f
+                    .effective_from
+                    .as_ref()
+                    .and_then(meterflow_model::factors::to_date)
+                    .map(|d| d.year());
+            }
+            sources.push(SourceRow {
+                kind: "factor".into(),
+                name: f.indicator.clone(),
+                value: f.value,
+                unit: format!("{}/{}", f.unit_out, f.unit_in),
+                source: f.source.clone(),
+                grade: format!("{:?}", f.confidence),
+            });
+        }
+    }
+    if let Some(qs) = site.site.quota_set.as_deref() {
+        for q in site.factors.quotas_of(qs) {
+            sources.push(SourceRow {
+                kind: "quota".into(),
+                name: format!("{} ({})", q.indicator, q.quota_set),
+                value: q.constraint,
+                unit: q.unit.clone(),
+                source: q.source.clone(),
+                grade: format!("{:?}", q.confidence),
+            });
+        }
+    }
+    for t in site
+        .factors
+        .targets
+        .iter()
+        .filter(|t| t.base_year < year && year <= t.target_year)
+    {
+        sources.push(SourceRow {
+            kind: "target".into(),
+            name: format!("{} {} (base {})", t.plan, t.indicator, t.base_year),
+            value: t.reduction_pct,
+            unit: "%".into(),
+            source: t.source.clone(),
+            grade: format!("{:?}", t.confidence),
+        });
+    }
+    let mut warnings: Vec<String> = unverified
+        .iter()
+        .map(|f| format!("factor {f} is grade C (unverified): check it before filing"))
+        .collect();
+    for r in &rows {
+        if r.completeness_pct < 95.0 && r.level == "agency" {
+            warnings.push(format!(
+                "{} {}: data completeness {:.2} % (estimated or missing buckets)",
+                r.level, r.id, r.completeness_pct
+            ));
+        }
+    }
+    let data_through = last_day.map(|d| d.to_string());
+    let days_in_year = f64::from(period.days() as u32);
+    Ok(Input {
+        site: site.site.name.clone(),
+        year,
+        profile: req.profile,
+        factor_set: set.clone(),
+        grid_factor_year: grid_year,
+        water_days: match req.profile {
+            Profile::National => days_in_year,
+            Profile::QuotaStandard => 250.0,
+        },
+        data_through,
+        scopes: rows,
+        previous,
+        days,
+        waste,
+        vehicles,
+        sources,
+        warnings,
+    })
+}
+
+/// Export to `out` in `format`; the files written.
+pub fn export(
+    site: &Site,
+    req: &Request,
+    format: Format,
+    out: &Path,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let path = site.store_path();
+    anyhow::ensure!(
+        path.exists(),
+        "no store at {} yet: import or run first",
+        path.display()
+    );
+    let reader = Reader::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let input = gather(site, &reader, req, progress)?;
+    progress("tables");
+    let tables = crate::build(&input)?;
+    progress("writing");
+    crate::write(&tables, format, out)
+}
