@@ -185,7 +185,7 @@ fn http_ok(port: u16, path: &str) -> Option<u16> {
 /// The demo site (simulated Modbus meters) in `dir`, polled every second from
 /// a simulator on `sim_port`, with an `[influx]` section appended.
 pub(crate) fn demo_site(dir: &Path, sim_port: u16, influx: &str) -> PathBuf {
-    let src = meterflow::demo::DEMO_SITE
+    let src = meterflow_sim::site::DEMO_SITE
         .replace("path = \"demo.db\"", "path = \"store.db\"")
         .replace(
             "address = \"127.0.0.1:5020\"",

@@ -479,7 +479,7 @@ fn demo_runs_and_fills_intervals_for_every_meter() {
         .expect("query")
         .map(|r| r.expect("row"))
         .collect();
-    let site = meterflow_model::Site::parse(meterflow::demo::DEMO_SITE, Path::new("demo.toml"))
+    let site = meterflow_model::Site::parse(meterflow_sim::site::DEMO_SITE, Path::new("demo.toml"))
         .expect("demo site");
     for m in &site.meters {
         assert!(
@@ -506,7 +506,7 @@ fn a_counter_reset_on_the_wire_adds_no_consumption() {
         let src = std::fs::read_to_string(&path).expect("site").replace("profile = \"p\"", "profile = \"sdm630\"").replace("unit = \"kWh\"", "unit = \"kWh\"\nrollover = 100000000\nmax_rate = 100000");
         std::fs::write(&path, src).expect("site");
         let site = meterflow_model::Site::load(&path).expect("valid site");
-        let bank = meterflow::demo::bank_for(&site, "bus1");
+        let bank = meterflow_sim::site::bank_for(&site, "bus1");
         let device = bank.devices.get(&1).cloned().expect("unit 1");
         let sim = tokio::spawn(meterflow_sim::server::serve(listener, bank));
         let resetter = tokio::spawn(async move {
@@ -692,7 +692,7 @@ fn polls_with_concurrency(concurrency: usize, seconds: u64) -> Vec<usize> {
         let src = std::fs::read_to_string(&path).expect("site").replace("profile = \"p\"", "profile = \"sdm630\"");
         std::fs::write(&path, src).expect("site");
         let site = meterflow_model::Site::load(&path).expect("valid site");
-        let bank = meterflow::demo::bank_for(&site, "bus1");
+        let bank = meterflow_sim::site::bank_for(&site, "bus1");
         for d in bank.devices.values() {
             d.set_fault(meterflow_sim::server::Fault::Late(Duration::from_millis(300)));
         }

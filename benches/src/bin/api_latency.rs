@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use meterflow::import::{Options, import_files};
 use meterflow_import::Precision;
 use meterflow_model::Site;
+use meterflow_runtime::import::{Options, import_files};
 
 const TOKEN: &str = "bench-manager-token-0123456789";
 const AGENCIES: usize = 20;
@@ -221,7 +221,7 @@ fn build_fixture(
         chrono::NaiveDate::from_ymd_opt(2025, 1, 1).context("date")?,
         site.tz,
     );
-    let rows = meterflow::generate::write_csv(
+    let rows = meterflow_sim::site::write_csv(
         site,
         from,
         days,

@@ -8,9 +8,9 @@ use std::io::BufWriter;
 use std::time::Instant;
 
 use anyhow::Context;
-use meterflow::import::{Options, import_files};
 use meterflow_import::{CsvReader, Precision};
 use meterflow_model::Site;
+use meterflow_runtime::import::{Options, import_files};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
         chrono::NaiveDate::from_ymd_opt(2025, 1, 1).context("date")?,
         site.tz,
     );
-    let rows = meterflow::generate::write_csv(
+    let rows = meterflow_sim::site::write_csv(
         &site,
         from,
         days,

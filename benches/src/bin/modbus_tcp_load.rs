@@ -120,7 +120,7 @@ fn serve(config: &str) -> anyhow::Result<()> {
         for bus in &site.buses {
             let listener =
                 tokio::net::TcpListener::bind(bus.address.clone().unwrap_or_default()).await?;
-            let bank = meterflow::demo::bank_for(&site, &bus.id);
+            let bank = meterflow_sim::site::bank_for(&site, &bus.id);
             tasks.push(tokio::spawn(meterflow_sim::server::serve(listener, bank)));
         }
         for t in tasks {

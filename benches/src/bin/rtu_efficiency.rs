@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
     }
     let site = meterflow_model::Site::parse(&text, std::path::Path::new("rtu.toml"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let bank = meterflow::demo::bank_for(&site, "line");
+    let bank = meterflow_sim::site::bank_for(&site, "line");
     std::thread::spawn(move || meterflow_sim::rtu::serve_rtu(&b, baud, true, &bank));
     let bus = site
         .bus("line")

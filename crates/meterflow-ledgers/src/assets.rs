@@ -28,7 +28,7 @@ use meterflow_store::LedgerEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Reject, agency, norm, number, of_kind, text, typed};
+use crate::rules::{Reject, agency, norm, number, of_kind, text, typed};
 
 /// Lifecycle actions.
 pub const ACTIONS: [&str; 5] = ["assign", "transfer", "repair", "return", "dispose"];

@@ -30,7 +30,7 @@ use meterflow_store::LedgerEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Reject, agency, date_field, norm, number, of_kind, text, typed};
+use crate::rules::{Reject, agency, date_field, norm, number, of_kind, text, typed};
 
 /// Use types: 办公室, 服务用房, 设备用房, 附属用房.
 pub const USE_TYPES: [&str; 4] = ["office", "service", "equipment", "ancillary"];

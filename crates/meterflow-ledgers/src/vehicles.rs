@@ -24,7 +24,7 @@ use meterflow_store::LedgerEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Reject, agency, norm, number, of_kind, text, typed};
+use crate::rules::{Reject, agency, norm, number, of_kind, text, typed};
 
 /// Fuel types.
 pub const FUELS: [&str; 3] = ["gasoline", "diesel", "electric"];

@@ -7,6 +7,7 @@ pub mod cn;
 pub mod mqtt;
 pub mod rtu;
 pub mod server;
+pub mod site;
 
 use chrono::{Datelike, TimeZone, Timelike, Weekday};
 use chrono_tz::Tz;

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::conn::open_conn;
 use crate::error::{Ctx, StoreError};
 use crate::schema;
-use crate::write::open_conn;
 
 /// Stored state of one (rule, target).
 #[derive(Debug, Clone, PartialEq)]

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::conn::open_conn;
 use crate::error::{Ctx, StoreError};
 use crate::schema;
-use crate::write::open_conn;
 
 /// A stored ledger event.
 #[derive(Debug, Clone, PartialEq)]

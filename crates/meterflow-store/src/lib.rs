@@ -13,6 +13,7 @@
 
 mod agg;
 mod alerts;
+mod conn;
 mod counters;
 mod error;
 mod ledger;

@@ -379,7 +379,7 @@ impl Outbox {
                 source,
             })?;
         }
-        let mut conn = crate::write::open_conn(path, 8, false)?;
+        let mut conn = crate::conn::open_conn(path, 8, false)?;
         crate::schema::migrate(&mut conn, path)?;
         // Losing this connection's last commits at a power cut is harmless:
         // an ack lost replays points that overwrite themselves, and KPI and

@@ -7,8 +7,8 @@ use meterflow_core::from_micro;
 use meterflow_model::EnergyClass;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::conn::open_conn;
 use crate::error::{Ctx, StoreError};
-use crate::write::open_conn;
 
 /// One 15-minute bucket.
 #[derive(Debug, Clone, PartialEq)]

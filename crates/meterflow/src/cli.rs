@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::commands;
+
 /// meterflow: the metering pipeline for public institutions.
 #[derive(Debug, Parser)]
 #[command(name = "meterflow", version, about)]
@@ -88,7 +90,7 @@ enum Command {
         to: String,
         /// Row size.
         #[arg(long, value_enum, default_value = "day")]
-        by: crate::report::By,
+        by: commands::report::By,
     },
     /// Poll the site's meters (Modbus TCP/RTU) into the store until SIGINT/SIGTERM, then drain and stop.
     Run {
@@ -251,7 +253,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Check { config } => return crate::check::run(&config),
+        Command::Check { config } => return commands::check::run(&config),
         Command::Import {
             config,
             format,
@@ -262,7 +264,7 @@ pub fn main() -> ExitCode {
                 FormatArg::Csv => meterflow_import::Format::Csv,
                 FormatArg::Lp => meterflow_import::Format::LineProtocol,
             });
-            crate::import::run(&config, &data, format, &precision)
+            commands::import::run(&config, &data, format, &precision)
         }
         #[cfg(feature = "export")]
         Command::Export {
@@ -275,7 +277,7 @@ pub fn main() -> ExitCode {
                     profile,
                     out,
                 },
-        } => crate::export::run(
+        } => commands::export::run(
             &config,
             meterflow_export::gather::Request {
                 year,
@@ -297,20 +299,20 @@ pub fn main() -> ExitCode {
             year,
             month,
             agency,
-        } => crate::kpi::run(&config, year, month, agency.as_deref()),
+        } => commands::kpi::run(&config, year, month, agency.as_deref()),
         Command::Alerts {
             config,
             at,
             ack,
             history,
-        } => alerts(&config, at.as_deref(), ack.as_deref(), history),
+        } => commands::alerts::run(&config, at.as_deref(), ack.as_deref(), history),
         Command::Report {
             config,
             meter,
             from,
             to,
             by,
-        } => crate::report::run(&config, &meter, &from, &to, by),
+        } => commands::report::run(&config, &meter, &from, &to, by),
         Command::Generate {
             config,
             from,
@@ -318,42 +320,13 @@ pub fn main() -> ExitCode {
             step_min,
             faults,
             out,
-        } => crate::generate::run(&config, &from, days, step_min, faults, &out),
+        } => commands::generate::run(&config, &from, days, step_min, faults, &out),
         Command::Run {
             config,
             live,
             seconds,
             shard,
-        } => runtime().and_then(|rt| {
-            rt.block_on(async {
-                let mut site = match load_site(&config) {
-                    Ok(s) => s,
-                    Err(code) => return Ok(code),
-                };
-                if let Some(s) = shard {
-                    match s.parse() {
-                        Ok(s) => site.shard = s,
-                        Err(e) => {
-                            eprintln!("error: --shard {e}");
-                            return Ok(ExitCode::from(2));
-                        }
-                    }
-                }
-                let opts = meterflow_runtime::pipeline::RunOptions {
-                    live,
-                    duration: seconds.map(std::time::Duration::from_secs),
-                    stop: None,
-                    committed: None,
-                    api: Some(meterflow_http::starter()),
-                };
-                let s = meterflow_runtime::pipeline::run(site, opts).await?;
-                eprintln!(
-                    "stopped: {} readings stored, {} refused",
-                    s.stored, s.refused
-                );
-                Ok(ExitCode::SUCCESS)
-            })
-        }),
+        } => commands::run::run(&config, live, seconds, shard.as_deref()),
         Command::Probe {
             endpoint,
             unit,
@@ -363,9 +336,9 @@ pub fn main() -> ExitCode {
             meter_type,
             config,
             timeout_ms,
-        } => runtime().and_then(|rt| {
+        } => commands::runtime().and_then(|rt| {
             if dlt645.is_some() || cjt188.is_some() {
-                return rt.block_on(probe_serial_cmd(
+                return rt.block_on(commands::probe::probe_serial_cmd(
                     &endpoint,
                     dlt645.as_deref(),
                     cjt188.as_deref(),
@@ -379,7 +352,7 @@ pub fn main() -> ExitCode {
                 );
                 return Ok(ExitCode::from(crate::EXIT_CONFIG));
             };
-            rt.block_on(probe_cmd(
+            rt.block_on(commands::probe::probe_cmd(
                 &endpoint,
                 unit,
                 &profile,
@@ -387,19 +360,9 @@ pub fn main() -> ExitCode {
                 timeout_ms,
             ))
         }),
-        Command::Token { role } => match meterflow_http::new_token(&role) {
-            Ok((token, line)) => {
-                println!("token (give it to its holder; it is not stored): {token}");
-                println!("tokens_file line: {line}");
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                Ok(ExitCode::from(crate::EXIT_CONFIG))
-            }
-        },
+        Command::Token { role } => Ok(commands::token::run(&role)),
         Command::Demo { seconds } => {
-            runtime().and_then(|rt| rt.block_on(crate::demo::demo(seconds)))
+            commands::runtime().and_then(|rt| rt.block_on(commands::demo::demo(seconds)))
         }
         Command::Simulate {
             config,
@@ -411,7 +374,7 @@ pub fn main() -> ExitCode {
             fault,
             leak,
         } => {
-            let opts = crate::demo::SimulateOptions {
+            let opts = commands::simulate::SimulateOptions {
                 listen,
                 rtu,
                 baud,
@@ -420,7 +383,8 @@ pub fn main() -> ExitCode {
                 faults: fault,
                 leaks: leak,
             };
-            runtime().and_then(|rt| rt.block_on(crate::demo::simulate(&config, opts)))
+            commands::runtime()
+                .and_then(|rt| rt.block_on(commands::simulate::simulate(&config, opts)))
         }
     };
     match result {
@@ -432,13 +396,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
-}
-
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("METERFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -446,200 +403,4 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-}
-
-/// Load a site or print its errors; `Err(code)` is the exit code to return.
-pub(crate) fn load_site(path: &std::path::Path) -> Result<meterflow_model::Site, ExitCode> {
-    meterflow_model::Site::load(path).map_err(|errors| {
-        for e in &errors.0 {
-            eprintln!("{e}");
-        }
-        eprintln!(
-            "{} error{} in {}",
-            errors.0.len(),
-            if errors.0.len() == 1 { "" } else { "s" },
-            path.display()
-        );
-        ExitCode::from(crate::EXIT_CONFIG)
-    })
-}
-
-async fn probe_serial_cmd(
-    endpoint: &str,
-    dlt645: Option<&str>,
-    cjt188: Option<&str>,
-    meter_type: &str,
-    timeout_ms: u64,
-) -> anyhow::Result<ExitCode> {
-    use crate::probe::SerialTarget;
-    let usage = |msg: String| {
-        eprintln!("error: {msg}");
-        Ok(ExitCode::from(crate::EXIT_CONFIG))
-    };
-    let mut bus = match crate::probe::endpoint_bus(endpoint, timeout_ms) {
-        Ok(b) => b,
-        Err(e) => return usage(format!("--endpoint {e}")),
-    };
-    if bus.transport == meterflow_model::config::Transport::Tcp {
-        bus.transport = meterflow_model::config::Transport::RtuOverTcp;
-    }
-    let target = match (dlt645, cjt188) {
-        (Some("discover"), None) => SerialTarget::Discover,
-        (Some(a), None) => match meterflow_cnproto::bcd::address_lsb_first(a, 6)
-            .and_then(|v| <[u8; 6]>::try_from(v).ok())
-        {
-            Some(a) if a.len() == 6 => SerialTarget::Dlt645(a),
-            _ => return usage(format!("--dlt645 `{a}` is not a 12-digit address")),
-        },
-        (None, Some(a)) => {
-            let Some(address) = meterflow_cnproto::cjt188::address(a) else {
-                return usage(format!("--cjt188 `{a}` is not 14 hex digits"));
-            };
-            let t = match meter_type {
-                "cold_water" => 0x10,
-                "hot_water" => 0x11,
-                "heat" => 0x20,
-                "cooling" => 0x21,
-                "gas" => 0x30,
-                other => {
-                    return usage(format!(
-                        "--meter-type `{other}`: cold_water, hot_water, heat, cooling or gas"
-                    ));
-                }
-            };
-            SerialTarget::Cjt188 {
-                meter_type: t,
-                address,
-            }
-        }
-        _ => return usage("give one of --dlt645 or --cjt188".into()),
-    };
-    let (lines, bad) = crate::probe::probe_serial(&bus, &target).await;
-    for l in &lines {
-        println!("{l}");
-    }
-    if bad > 0 {
-        println!("{bad} item(s) need a look");
-        return Ok(ExitCode::FAILURE);
-    }
-    println!("all items plausible");
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn probe_cmd(
-    endpoint: &str,
-    unit: u8,
-    profile: &str,
-    config: Option<&std::path::Path>,
-    timeout_ms: u64,
-) -> anyhow::Result<ExitCode> {
-    let profiles = match config {
-        Some(c) => match load_site(c) {
-            Ok(site) => site.profiles,
-            Err(code) => return Ok(code),
-        },
-        None => meterflow_model::config::shipped_profiles(),
-    };
-    let Some(p) = profiles.iter().find(|p| p.name == profile) else {
-        let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
-        eprintln!("error: no profile `{profile}`; known: {}", names.join(", "));
-        return Ok(ExitCode::from(crate::EXIT_CONFIG));
-    };
-    let bus = match crate::probe::endpoint_bus(endpoint, timeout_ms) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("error: --endpoint {e}");
-            return Ok(ExitCode::from(crate::EXIT_CONFIG));
-        }
-    };
-    let rows = crate::probe::probe(&bus, unit, p, std::time::Duration::from_secs(2)).await;
-    let bad = crate::probe::print(unit, p, &rows);
-    if bad > 0 {
-        println!("{bad} field(s) need a look");
-        return Ok(ExitCode::FAILURE);
-    }
-    println!("all fields plausible");
-    Ok(ExitCode::SUCCESS)
-}
-
-fn alerts(
-    config: &std::path::Path,
-    at: Option<&str>,
-    ack: Option<&str>,
-    history: usize,
-) -> anyhow::Result<ExitCode> {
-    let site = match load_site(config) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
-    let now = match at.map(|a| meterflow_core::timeparse::parse_time_arg(a, site.tz)) {
-        None => meterflow_model::clock::now_ms(),
-        Some(Ok(t)) => t,
-        Some(Err(e)) => {
-            eprintln!("error: --at: {e}");
-            return Ok(ExitCode::from(crate::EXIT_CONFIG));
-        }
-    };
-    // Opening the writer migrates the store and brings rollups up to date.
-    drop(meterflow_store::Writer::open(&site)?);
-    let mut ev = meterflow_runtime::alerting::Evaluator::open(&site)?;
-    if let Some(a) = ack {
-        let Some((rule, target)) = a.split_once(':') else {
-            eprintln!("error: --ack takes RULE:TARGET, got `{a}`");
-            return Ok(ExitCode::from(crate::EXIT_CONFIG));
-        };
-        if ev.acknowledge(rule, target, now)? {
-            println!("acknowledged {rule} on {target}");
-        } else {
-            eprintln!("error: {rule} on {target} is not firing");
-            return Ok(ExitCode::FAILURE);
-        }
-    }
-    let reader = meterflow_store::Reader::open(&site.store_path())?;
-    for e in ev.evaluate(
-        &site,
-        &reader,
-        now,
-        &meterflow_runtime::alerting::LiveMetrics::default(),
-    )? {
-        println!("{} {}", e.event, e.message);
-    }
-    if !site.notifiers.is_empty() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let mut worker = meterflow_runtime::notify::Worker::new(std::sync::Arc::new(site.clone()))?;
-        let (ok, bad) =
-            rt.block_on(worker.deliver_due(ev.db(), meterflow_model::clock::now_ms()))?;
-        if ok + bad > 0 {
-            println!("notifications: {ok} delivered, {bad} failed (retried later)");
-        }
-    }
-    let firing = ev.db().firing()?;
-    println!("{} alert(s) firing", firing.len());
-    for (rule, target, since, acked, value) in firing {
-        println!(
-            "  {rule} on {target} since {}{}{}",
-            chrono::DateTime::from_timestamp_millis(since)
-                .map(|t| t.with_timezone(&site.tz).to_rfc3339())
-                .unwrap_or_default(),
-            value.map(|v| format!(", value {v:.3}")).unwrap_or_default(),
-            if acked { ", acknowledged" } else { "" }
-        );
-    }
-    if history > 0 {
-        println!("history:");
-        for e in ev.db().events(history)? {
-            println!(
-                "  #{} {} {}: {}",
-                e.id,
-                chrono::DateTime::from_timestamp_millis(e.ts_ms)
-                    .map(|t| t.with_timezone(&site.tz).to_rfc3339())
-                    .unwrap_or_default(),
-                e.event,
-                e.message
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -8,13 +8,13 @@ use meterflow_export::Format;
 use meterflow_export::gather::{Request, export};
 
 /// `meterflow export assessment`.
-pub fn run(
+pub(crate) fn run(
     config: &Path,
     req: Request,
     format: Format,
     out: &Path,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let site = match crate::cli::load_site(config) {
+    let site = match super::load_site(config) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };

@@ -1,180 +1,29 @@
-//! `meterflow demo` and `meterflow simulate`: the simulator and the pipeline on loopback.
+//! `meterflow simulate`: serve a bus of the site's meters from the simulator.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use meterflow_model::Site;
-use meterflow_sim::server::{Bank, Device, serve};
-use meterflow_sim::{SimMeter, align_to_replacements};
-
-/// The bundled demo site.
-pub const DEMO_SITE: &str = include_str!("../../../examples/demo/site.toml");
-
-/// A simulator bank for every meter of `site` with a Modbus source on `bus`.
-pub fn bank_for(site: &Site, bus: &str) -> Bank {
-    bank_with_leaks(site, bus, &HashMap::new())
-}
-
-/// As [`bank_for`], with night-time leaks (m³/h) on the named water meters.
-pub fn bank_with_leaks(site: &Site, bus: &str, leaks: &HashMap<String, f64>) -> Bank {
-    let now = meterflow_model::clock::now_ms();
-    let mut meters: Vec<SimMeter> = site.meters.iter().map(SimMeter::from_meter).collect();
-    for m in &mut meters {
-        if let Some(l) = leaks.get(&m.id) {
-            m.leak_per_h = *l;
-        }
-    }
-    align_to_replacements(&mut meters, site, now);
-    let mut devices = HashMap::new();
-    for (m, sim) in site.meters.iter().zip(meters) {
-        let Some(src) = m.modbus.as_ref().filter(|s| s.bus == bus) else {
-            continue;
-        };
-        let Some(profile) = site.profile(&src.profile) else {
-            continue;
-        };
-        devices.insert(
-            src.unit,
-            Arc::new(Device::new(sim, Arc::new(profile.clone()), now)),
-        );
-    }
-    Bank {
-        devices: Arc::new(devices),
-        tz: site.tz,
-    }
-}
-
-/// `meterflow demo`: simulator + pipeline on loopback, store in `data/demo/`.
-pub async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::ExitCode> {
-    let dir = std::path::Path::new("data/demo");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let config = dir.join("site.toml");
-    std::fs::write(&config, DEMO_SITE).with_context(|| format!("writing {}", config.display()))?;
-    let mut site = match crate::cli::load_site(&config) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("binding the simulator")?;
-    let addr = listener.local_addr()?;
-    for bus in &mut site.buses {
-        bus.address = Some(addr.to_string());
-    }
-    // The embedded broker on a free port, and the subscription pointed at it.
-    let mqtt_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .context("finding a free port")?
-        .port();
-    if let Some(b) = site.broker.as_mut() {
-        b.listen = format!("127.0.0.1:{mqtt_port}");
-    }
-    for m in &mut site.mqtt {
-        m.port = mqtt_port;
-    }
-    // The overview page on 127.0.0.1:8080 when free, else on any free port.
-    let api_port = std::net::TcpListener::bind("127.0.0.1:8080")
-        .or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .and_then(|l| l.local_addr())
-        .context("finding a port for the overview page")?
-        .port();
-    if let Some(a) = site.api.as_mut() {
-        a.listen = format!("127.0.0.1:{api_port}");
-        if let Some(f) = &a.tokens_file {
-            let path = site.path.parent().map_or_else(|| f.clone(), |d| d.join(f));
-            if !path.exists() {
-                std::fs::write(
-                    &path,
-                    "# ROLE sha256:HEX, one per line (meterflow token --role ROLE)\n",
-                )
-                .with_context(|| format!("writing {}", path.display()))?;
-            }
-        }
-    }
-    let bank = bank_for(&site, "sim");
-    let pushed = pushed_meters(&site);
-    println!(
-        "meterflow demo: {} simulated meters on Modbus TCP {addr}, {} on MQTT (embedded broker 127.0.0.1:{mqtt_port}); store {}",
-        bank.devices.len(),
-        pushed.len(),
-        site.store_path().display()
-    );
-    let publisher = tokio::spawn(meterflow_sim::mqtt::publish_loop(
-        "127.0.0.1",
-        mqtt_port,
-        "meterflow-demo-sim",
-        pushed,
-        Duration::from_secs(5),
-        site.tz,
-    ));
-    if site.api.is_some() {
-        println!("overview page: http://127.0.0.1:{api_port}/");
-    }
-    println!(
-        "polling every few seconds; Ctrl-C to stop{}",
-        seconds
-            .map(|s| format!(" (stopping after {s} s)"))
-            .unwrap_or_default()
-    );
-    let sim = tokio::spawn(serve(listener, bank));
-    let summary = meterflow_runtime::pipeline::run(
-        site.clone(),
-        meterflow_runtime::pipeline::RunOptions {
-            live: true,
-            duration: seconds.map(Duration::from_secs),
-            stop: None,
-            committed: None,
-            api: Some(meterflow_http::starter()),
-        },
-    )
-    .await?;
-    sim.abort();
-    publisher.abort();
-    for (id, m) in &summary.mqtt {
-        use std::sync::atomic::Ordering::Relaxed;
-        println!(
-            "mqtt {id}: {} messages received, {} acknowledged after commit",
-            m.received.load(Relaxed),
-            m.acked.load(Relaxed)
-        );
-    }
-    println!(
-        "stored {} readings ({} refused)",
-        summary.stored, summary.refused
-    );
-    for (bus, h) in &summary.buses {
-        use std::sync::atomic::Ordering::Relaxed;
-        println!(
-            "bus {bus}: {} requests, {} ok, {} timeouts, {} exceptions, {} transport errors",
-            h.requests.load(Relaxed),
-            h.ok.load(Relaxed),
-            h.timeouts.load(Relaxed),
-            h.exceptions.load(Relaxed),
-            h.transport_errors.load(Relaxed)
-        );
-    }
-    Ok(std::process::ExitCode::SUCCESS)
-}
+use meterflow_sim::server::{Bank, serve};
+use meterflow_sim::site::bank_with_leaks;
 
 /// Options of `meterflow simulate`.
 #[derive(Debug, Clone, Default)]
-pub struct SimulateOptions {
+pub(crate) struct SimulateOptions {
     /// TCP address to listen on (default 127.0.0.1:5020) unless `rtu` is given.
-    pub listen: Option<String>,
+    pub(crate) listen: Option<String>,
     /// Serve Modbus RTU on this serial device or pty instead.
-    pub rtu: Option<std::path::PathBuf>,
+    pub(crate) rtu: Option<std::path::PathBuf>,
     /// Line speed for `rtu`, Bd.
-    pub baud: u32,
+    pub(crate) baud: u32,
     /// Emulate the line speed (a byte costs 11 bits of time).
-    pub emulate_line: bool,
+    pub(crate) emulate_line: bool,
     /// Bus whose meters to serve (default: the first).
-    pub bus: Option<String>,
+    pub(crate) bus: Option<String>,
     /// Faults: `UNIT=KIND[@SECONDS]`, KIND = silent | late:MS | exception:CODE | sentinel | reset | rollover.
-    pub faults: Vec<String>,
+    pub(crate) faults: Vec<String>,
     /// Night-time leaks: `METER=M3_PER_H`.
-    pub leaks: Vec<String>,
+    pub(crate) leaks: Vec<String>,
 }
 
 /// A parsed fault: unit, what, when (s after start).
@@ -243,11 +92,11 @@ fn apply_fault(bank: &Bank, site: &Site, bus: &str, (unit, kind, _): &FaultPlan)
 }
 
 /// `meterflow simulate`: serve a bus's meters until Ctrl-C.
-pub async fn simulate(
+pub(crate) async fn simulate(
     config: &std::path::Path,
     opts: SimulateOptions,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let site = match crate::cli::load_site(config) {
+    let site = match super::load_site(config) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
@@ -347,32 +196,6 @@ pub async fn simulate(
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(std::process::ExitCode::SUCCESS)
-}
-
-/// Meters of the demo that push over MQTT: those without a Modbus source.
-fn pushed_meters(site: &Site) -> Vec<meterflow_sim::mqtt::Pushed> {
-    site.meters
-        .iter()
-        .filter(|m| m.modbus.is_none())
-        .map(|m| {
-            let building = m
-                .serves
-                .building
-                .clone()
-                .or_else(|| {
-                    m.serves
-                        .zone
-                        .as_ref()
-                        .and_then(|z| site.zones.iter().find(|x| &x.id == z))
-                        .map(|z| z.building.clone())
-                })
-                .unwrap_or_else(|| "site".to_string());
-            meterflow_sim::mqtt::Pushed {
-                topic: format!("meters/{building}/{}/reading", m.id),
-                meter: SimMeter::from_meter(m),
-            }
-        })
-        .collect()
 }
 
 /// `simulate` for a bus of DL/T 645 and CJ/T 188 meters: faults are

@@ -12,7 +12,7 @@ use meterflow_store::Reader;
 
 /// Row size of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum By {
+pub(crate) enum By {
     /// One row per local day.
     Day,
     /// One row per local hour.
@@ -23,22 +23,22 @@ pub enum By {
 
 /// One report row.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
+pub(crate) struct Row {
     /// Label (local date, hour or bucket start).
-    pub label: String,
+    pub(crate) label: String,
     /// Consumption in the meter's unit.
-    pub consumption: f64,
+    pub(crate) consumption: f64,
     /// Buckets measured.
-    pub measured: i64,
+    pub(crate) measured: i64,
     /// Buckets estimated.
-    pub estimated: i64,
+    pub(crate) estimated: i64,
     /// Buckets missing.
-    pub missing: i64,
+    pub(crate) missing: i64,
 }
 
 impl Row {
     /// Quality of the row as a word.
-    pub fn quality(&self) -> &'static str {
+    pub(crate) fn quality(&self) -> &'static str {
         match (self.measured, self.estimated, self.missing) {
             (_, 0, 0) => "measured",
             (0, 0, _) => "missing",
@@ -49,8 +49,14 @@ impl Row {
 }
 
 /// `meterflow report` entry point.
-pub fn run(config: &Path, meter: &str, from: &str, to: &str, by: By) -> anyhow::Result<ExitCode> {
-    let site = match crate::cli::load_site(config) {
+pub(crate) fn run(
+    config: &Path,
+    meter: &str,
+    from: &str,
+    to: &str,
+    by: By,
+) -> anyhow::Result<ExitCode> {
+    let site = match super::load_site(config) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
@@ -160,7 +166,7 @@ pub fn run(config: &Path, meter: &str, from: &str, to: &str, by: By) -> anyhow::
 }
 
 /// Report rows of a meter between two instants (missing buckets filled in).
-pub fn rows(
+pub(crate) fn rows(
     reader: &Reader,
     meter: &str,
     quantity: &str,

@@ -7,13 +7,13 @@ use meterflow_kpi::{KpiContext, Scope, period_of};
 use meterflow_store::Reader;
 
 /// `meterflow kpi`: print the KPI table of every agency (or one).
-pub fn run(
+pub(crate) fn run(
     config: &std::path::Path,
     year: i32,
     month: Option<u32>,
     agency: Option<&str>,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let site = match crate::cli::load_site(config) {
+    let site = match super::load_site(config) {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };

@@ -1,49 +1,52 @@
-//! `meterflow generate`: simulated readings of a site as CSV.
+//! A site's meters as simulated devices: the bundled demo site, the
+//! simulator bank serving a site's Modbus bus, and simulated readings of a
+//! site written as an import CSV (with optional deliberate faults).
 
-use std::io::{BufWriter, Write};
-use std::path::Path;
-use std::process::ExitCode;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
 
-use anyhow::Context;
 use chrono::TimeZone;
 use meterflow_model::Site;
-use meterflow_sim::{SimMeter, align_to_replacements, generate};
 
-/// `meterflow generate` entry point.
-pub fn run(
-    config: &Path,
-    from: &str,
-    days: u32,
-    step_min: u32,
-    faults: bool,
-    out: &Path,
-) -> anyhow::Result<ExitCode> {
-    let site = match crate::cli::load_site(config) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
-    let from_ms = match meterflow_core::timeparse::parse_time_arg(from, site.tz) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: --from: {e}");
-            return Ok(ExitCode::from(crate::EXIT_CONFIG));
+use crate::server::{Bank, Device};
+use crate::{SimMeter, align_to_replacements, generate};
+
+/// The bundled demo site.
+pub const DEMO_SITE: &str = include_str!("../../../examples/demo/site.toml");
+
+/// A simulator bank for every meter of `site` with a Modbus source on `bus`.
+pub fn bank_for(site: &Site, bus: &str) -> Bank {
+    bank_with_leaks(site, bus, &HashMap::new())
+}
+
+/// As [`bank_for`], with night-time leaks (m³/h) on the named water meters.
+pub fn bank_with_leaks(site: &Site, bus: &str, leaks: &HashMap<String, f64>) -> Bank {
+    let now = meterflow_model::clock::now_ms();
+    let mut meters: Vec<SimMeter> = site.meters.iter().map(SimMeter::from_meter).collect();
+    for m in &mut meters {
+        if let Some(l) = leaks.get(&m.id) {
+            m.leak_per_h = *l;
         }
-    };
-    if step_min == 0 || days == 0 {
-        eprintln!("error: --days and --step-min must be at least 1");
-        return Ok(ExitCode::from(crate::EXIT_CONFIG));
     }
-    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let rows = write_csv(
-        &site,
-        from_ms,
-        days,
-        step_min,
-        faults,
-        &mut BufWriter::new(file),
-    )?;
-    eprintln!("wrote {rows} rows to {}", out.display());
-    Ok(ExitCode::SUCCESS)
+    align_to_replacements(&mut meters, site, now);
+    let mut devices = HashMap::new();
+    for (m, sim) in site.meters.iter().zip(meters) {
+        let Some(src) = m.modbus.as_ref().filter(|s| s.bus == bus) else {
+            continue;
+        };
+        let Some(profile) = site.profile(&src.profile) else {
+            continue;
+        };
+        devices.insert(
+            src.unit,
+            Arc::new(Device::new(sim, Arc::new(profile.clone()), now)),
+        );
+    }
+    Bank {
+        devices: Arc::new(devices),
+        tz: site.tz,
+    }
 }
 
 /// Write the CSV; returns the number of data rows.

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 /// Validate and summarise a site file.
-pub fn run(path: &Path) -> ExitCode {
-    let site = match crate::cli::load_site(path) {
+pub(crate) fn run(path: &Path) -> ExitCode {
+    let site = match super::load_site(path) {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -2,6 +2,7 @@
 //! values next to plausibility checks, so a wrong word order or an off-by-one
 //! address is obvious at commissioning.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,21 +13,21 @@ use meterflow_model::profile::{Field, Profile};
 
 /// One probed field.
 #[derive(Debug, Clone)]
-pub struct Probed {
+pub(crate) struct Probed {
     /// The field.
-    pub field: Field,
+    pub(crate) field: Field,
     /// Raw words (empty if not read).
-    pub words: Vec<u16>,
+    pub(crate) words: Vec<u16>,
     /// Decoded value, or why not.
-    pub value: Result<f64, String>,
+    pub(crate) value: Result<f64, String>,
     /// Value of the second read (counters only).
-    pub again: Option<f64>,
+    pub(crate) again: Option<f64>,
     /// `None` = plausible; otherwise what looks wrong.
-    pub check: Option<String>,
+    pub(crate) check: Option<String>,
 }
 
 /// Parse `tcp://host:port`, `rtu-over-tcp://host:port`, `rtu:///dev/ttyUSB0?baud=9600&parity=even`.
-pub fn endpoint_bus(endpoint: &str, timeout_ms: u64) -> Result<Bus, String> {
+pub(crate) fn endpoint_bus(endpoint: &str, timeout_ms: u64) -> Result<Bus, String> {
     let (scheme, rest) = endpoint.split_once("://").ok_or_else(|| {
         format!(
             "`{endpoint}`: expected tcp://host:port, rtu-over-tcp://host:port or rtu:///dev/tty…"
@@ -88,7 +89,7 @@ pub fn endpoint_bus(endpoint: &str, timeout_ms: u64) -> Result<Bus, String> {
 }
 
 /// Plausibility of a value by quantity (220/230 V ± 10 %, 50 Hz ± 1, |PF| ≤ 1, counters ≥ 0 and not going back).
-pub fn plausibility(field: &Field, value: f64, again: Option<f64>) -> Option<String> {
+pub(crate) fn plausibility(field: &Field, value: f64, again: Option<f64>) -> Option<String> {
     let q = field.quantity.as_str();
     let hint = "wrong word order, scale or address?";
     if q.starts_with("voltage") && !(198.0..=253.0).contains(&value) {
@@ -119,7 +120,7 @@ pub fn plausibility(field: &Field, value: f64, again: Option<f64>) -> Option<Str
 }
 
 /// Read every field of `profile` on `unit` twice (2 s apart for counters).
-pub async fn probe(bus: &Bus, unit: u8, profile: &Profile, pause: Duration) -> Vec<Probed> {
+pub(crate) async fn probe(bus: &Bus, unit: u8, profile: &Profile, pause: Duration) -> Vec<Probed> {
     let health = Arc::new(BusHealth::default());
     let mut link = Link::new(bus, health);
     let all: Vec<usize> = (0..profile.field.len()).collect();
@@ -183,7 +184,7 @@ pub async fn probe(bus: &Bus, unit: u8, profile: &Profile, pause: Duration) -> V
 }
 
 /// Print the probe table; returns the number of fields that need a look.
-pub fn print(unit: u8, profile: &Profile, rows: &[Probed]) -> usize {
+pub(crate) fn print(unit: u8, profile: &Profile, rows: &[Probed]) -> usize {
     println!(
         "unit {unit}, profile {} v{} ({})",
         profile.name, profile.version, profile.description
@@ -221,7 +222,7 @@ pub fn print(unit: u8, profile: &Profile, rows: &[Probed]) -> usize {
 
 /// What to probe on a DL/T 645 / CJ/T 188 line.
 #[derive(Debug, Clone)]
-pub enum SerialTarget {
+pub(crate) enum SerialTarget {
     /// Find the address of the only DL/T 645 meter on the line (broadcast 0x13).
     Discover,
     /// Read every shipped identifier of a DL/T 645 meter.
@@ -250,7 +251,7 @@ fn plausible(quantity: &str, v: f64) -> Option<String> {
 
 /// Probe a DL/T 645 or CJ/T 188 meter: one line per item, and the number of
 /// items that need a look.
-pub async fn probe_serial(bus: &Bus, target: &SerialTarget) -> (Vec<String>, usize) {
+pub(crate) async fn probe_serial(bus: &Bus, target: &SerialTarget) -> (Vec<String>, usize) {
     use meterflow_cnproto::frame::Kind;
     use meterflow_cnproto::{bcd, cjt188, dlt645};
     let mut link = meterflow_modbus::cnbus::RawLink::new(bus, Arc::new(BusHealth::default()));
@@ -350,4 +351,102 @@ pub async fn probe_serial(bus: &Bus, target: &SerialTarget) -> (Vec<String>, usi
         }
     }
     (lines, bad)
+}
+
+pub(crate) async fn probe_serial_cmd(
+    endpoint: &str,
+    dlt645: Option<&str>,
+    cjt188: Option<&str>,
+    meter_type: &str,
+    timeout_ms: u64,
+) -> anyhow::Result<ExitCode> {
+    use super::probe::SerialTarget;
+    let usage = |msg: String| {
+        eprintln!("error: {msg}");
+        Ok(ExitCode::from(crate::EXIT_CONFIG))
+    };
+    let mut bus = match super::probe::endpoint_bus(endpoint, timeout_ms) {
+        Ok(b) => b,
+        Err(e) => return usage(format!("--endpoint {e}")),
+    };
+    if bus.transport == meterflow_model::config::Transport::Tcp {
+        bus.transport = meterflow_model::config::Transport::RtuOverTcp;
+    }
+    let target = match (dlt645, cjt188) {
+        (Some("discover"), None) => SerialTarget::Discover,
+        (Some(a), None) => match meterflow_cnproto::bcd::address_lsb_first(a, 6)
+            .and_then(|v| <[u8; 6]>::try_from(v).ok())
+        {
+            Some(a) if a.len() == 6 => SerialTarget::Dlt645(a),
+            _ => return usage(format!("--dlt645 `{a}` is not a 12-digit address")),
+        },
+        (None, Some(a)) => {
+            let Some(address) = meterflow_cnproto::cjt188::address(a) else {
+                return usage(format!("--cjt188 `{a}` is not 14 hex digits"));
+            };
+            let t = match meter_type {
+                "cold_water" => 0x10,
+                "hot_water" => 0x11,
+                "heat" => 0x20,
+                "cooling" => 0x21,
+                "gas" => 0x30,
+                other => {
+                    return usage(format!(
+                        "--meter-type `{other}`: cold_water, hot_water, heat, cooling or gas"
+                    ));
+                }
+            };
+            SerialTarget::Cjt188 {
+                meter_type: t,
+                address,
+            }
+        }
+        _ => return usage("give one of --dlt645 or --cjt188".into()),
+    };
+    let (lines, bad) = super::probe::probe_serial(&bus, &target).await;
+    for l in &lines {
+        println!("{l}");
+    }
+    if bad > 0 {
+        println!("{bad} item(s) need a look");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("all items plausible");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn probe_cmd(
+    endpoint: &str,
+    unit: u8,
+    profile: &str,
+    config: Option<&std::path::Path>,
+    timeout_ms: u64,
+) -> anyhow::Result<ExitCode> {
+    let profiles = match config {
+        Some(c) => match super::load_site(c) {
+            Ok(site) => site.profiles,
+            Err(code) => return Ok(code),
+        },
+        None => meterflow_model::config::shipped_profiles(),
+    };
+    let Some(p) = profiles.iter().find(|p| p.name == profile) else {
+        let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+        eprintln!("error: no profile `{profile}`; known: {}", names.join(", "));
+        return Ok(ExitCode::from(crate::EXIT_CONFIG));
+    };
+    let bus = match super::probe::endpoint_bus(endpoint, timeout_ms) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: --endpoint {e}");
+            return Ok(ExitCode::from(crate::EXIT_CONFIG));
+        }
+    };
+    let rows = super::probe::probe(&bus, unit, p, std::time::Duration::from_secs(2)).await;
+    let bad = super::probe::print(unit, p, &rows);
+    if bad > 0 {
+        println!("{bad} field(s) need a look");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("all fields plausible");
+    Ok(ExitCode::SUCCESS)
 }

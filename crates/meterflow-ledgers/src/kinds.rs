@@ -1,0 +1,434 @@
+//! The table of entry kinds of the four ledgers: each kind's fields (for the
+//! OpenAPI document and the CSV import), the dispatch of an entry to its
+//! ledger's checks, and the event it becomes.
+
+use meterflow_model::Site;
+use meterflow_store::LedgerEvent;
+use serde_json::{Map, Value, json};
+
+use crate::rules::{Reject, date_field, reject, typed};
+
+/// The type of a field.
+#[derive(Debug, Clone, Copy)]
+pub enum Ty {
+    /// Free text.
+    Str,
+    /// A number.
+    Num,
+    /// A local date `YYYY-MM-DD`.
+    Date,
+    /// One of the listed values.
+    Enum(&'static [&'static str]),
+}
+
+/// One field of an entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// Name (JSON key and CSV column).
+    pub name: &'static str,
+    /// Type.
+    pub ty: Ty,
+    /// Must be present.
+    pub required: bool,
+}
+
+const fn req(name: &'static str, ty: Ty) -> Field {
+    Field {
+        name,
+        ty,
+        required: true,
+    }
+}
+
+const fn opt(name: &'static str, ty: Ty) -> Field {
+    Field {
+        name,
+        ty,
+        required: false,
+    }
+}
+
+/// One kind of ledger entry.
+#[derive(Debug)]
+pub struct Kind {
+    /// Ledger: `space`, `vehicles`, `waste`, `assets`.
+    pub ledger: &'static str,
+    /// The kind as stored.
+    pub kind: &'static str,
+    /// Its URL segment: `/api/v1/ledgers/{ledger}/{path}`.
+    pub path: &'static str,
+    /// What one entry is called in messages.
+    pub noun: &'static str,
+    /// What `time` means for this kind.
+    pub time: &'static str,
+    /// Fields besides `time`.
+    pub fields: &'static [Field],
+}
+
+/// Every kind, in the OpenAPI document's order.
+pub const KINDS: &[Kind] = &[
+    Kind {
+        ledger: "space",
+        kind: "room",
+        path: "rooms",
+        noun: "room",
+        time: "registered (a later entry for the same room replaces its description from then on)",
+        fields: &[
+            req("room", Ty::Str),
+            req("building", Ty::Str),
+            opt("zone", Ty::Str),
+            opt("floor", Ty::Str),
+            req("use_type", Ty::Enum(&crate::space::USE_TYPES)),
+            req("usable_m2", Ty::Num),
+            opt("area_m2", Ty::Num),
+        ],
+    },
+    Kind {
+        ledger: "space",
+        kind: "allocation",
+        path: "allocations",
+        noun: "allocation",
+        time: "valid from (until `until`, or the room's next allocation)",
+        fields: &[
+            req("room", Ty::Str),
+            req("agency", Ty::Str),
+            req("agreement", Ty::Str),
+            opt("until", Ty::Date),
+        ],
+    },
+    Kind {
+        ledger: "space",
+        kind: "occupant",
+        path: "occupants",
+        noun: "occupant",
+        time: "from (a later entry for the same person moves them; no room = left)",
+        fields: &[
+            req("person", Ty::Str),
+            req("agency", Ty::Str),
+            req("rank", Ty::Str),
+            opt("room", Ty::Str),
+        ],
+    },
+    Kind {
+        ledger: "space",
+        kind: "headcount",
+        path: "headcounts",
+        noun: "headcount",
+        time: "effective from (the per-capita denominators use it from that day on)",
+        fields: &[
+            req("agency", Ty::Str),
+            req("persons", Ty::Num),
+            opt("establishment", Ty::Num),
+            opt("off_establishment", Ty::Num),
+            opt("source", Ty::Str),
+        ],
+    },
+    Kind {
+        ledger: "vehicles",
+        kind: "vehicle",
+        path: "vehicles",
+        noun: "vehicle",
+        time: "registered",
+        fields: &[
+            req("plate", Ty::Str),
+            req("agency", Ty::Str),
+            req("fuel", Ty::Enum(&crate::vehicles::FUELS)),
+            req("purpose", Ty::Enum(&crate::vehicles::PURPOSES)),
+            opt("vehicle_type", Ty::Str),
+            opt("odometer_km", Ty::Num),
+        ],
+    },
+    Kind {
+        ledger: "vehicles",
+        kind: "trip",
+        path: "trips",
+        noun: "trip",
+        time: "departure",
+        fields: &[
+            req("plate", Ty::Str),
+            req("start_km", Ty::Num),
+            req("end_km", Ty::Num),
+            opt("driver", Ty::Str),
+            opt("order", Ty::Str),
+            opt("purpose", Ty::Str),
+        ],
+    },
+    Kind {
+        ledger: "vehicles",
+        kind: "fuel",
+        path: "fuel-fills",
+        noun: "fuel fill",
+        time: "filled",
+        fields: &[
+            req("plate", Ty::Str),
+            req("litres", Ty::Num),
+            req("amount_cny", Ty::Num),
+            opt("card", Ty::Str),
+            opt("odometer_km", Ty::Num),
+        ],
+    },
+    Kind {
+        ledger: "vehicles",
+        kind: "maintenance",
+        path: "maintenance",
+        noun: "maintenance",
+        time: "done",
+        fields: &[
+            req("plate", Ty::Str),
+            req("work", Ty::Enum(&crate::vehicles::WORKS)),
+            req("amount_cny", Ty::Num),
+            req("odometer_km", Ty::Num),
+            opt("garage", Ty::Str),
+        ],
+    },
+    Kind {
+        ledger: "vehicles",
+        kind: "insurance",
+        path: "insurance",
+        noun: "insurance",
+        time: "paid",
+        fields: &[
+            req("plate", Ty::Str),
+            req("amount_cny", Ty::Num),
+            opt("policy", Ty::Str),
+            opt("until", Ty::Date),
+        ],
+    },
+    Kind {
+        ledger: "vehicles",
+        kind: "toll",
+        path: "tolls",
+        noun: "toll",
+        time: "paid",
+        fields: &[req("plate", Ty::Str), req("amount_cny", Ty::Num)],
+    },
+    Kind {
+        ledger: "vehicles",
+        kind: "disposal",
+        path: "disposals",
+        noun: "disposal",
+        time: "disposed (no entries for the vehicle after it)",
+        fields: &[req("plate", Ty::Str), opt("reason", Ty::Str)],
+    },
+    Kind {
+        ledger: "waste",
+        kind: "weigh_in",
+        path: "weigh-ins",
+        noun: "weigh-in",
+        time: "weighed",
+        fields: &[
+            req("agency", Ty::Str),
+            req("point", Ty::Str),
+            req("category", Ty::Enum(&crate::waste::CATEGORIES)),
+            req("kg", Ty::Num),
+            req("destination", Ty::Enum(&crate::waste::DESTINATIONS)),
+            opt("company", Ty::Str),
+            opt("receipt", Ty::Str),
+        ],
+    },
+    Kind {
+        ledger: "assets",
+        kind: "card",
+        path: "cards",
+        noun: "asset card",
+        time: "acquired (depreciation starts that month)",
+        fields: &[
+            req("epc", Ty::Str),
+            req("category", Ty::Str),
+            req("value_cny", Ty::Num),
+            req("life_years", Ty::Num),
+            req("agency", Ty::Str),
+            opt("room", Ty::Str),
+            opt("custodian", Ty::Str),
+            opt("model", Ty::Str),
+        ],
+    },
+    Kind {
+        ledger: "assets",
+        kind: "event",
+        path: "events",
+        noun: "asset event",
+        time: "happened",
+        fields: &[
+            req("epc", Ty::Str),
+            req("action", Ty::Enum(&crate::assets::ACTIONS)),
+            opt("agency", Ty::Str),
+            opt("room", Ty::Str),
+            opt("custodian", Ty::Str),
+            opt("note", Ty::Str),
+        ],
+    },
+    Kind {
+        ledger: "assets",
+        kind: "scan",
+        path: "scans",
+        noun: "scan",
+        time: "read by the RFID reader",
+        fields: &[
+            req("epc", Ty::Str),
+            req("room", Ty::Str),
+            opt("reader", Ty::Str),
+        ],
+    },
+];
+
+/// The kind at `/api/v1/ledgers/{ledger}/{path}`.
+pub fn find(ledger: &str, path: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.ledger == ledger && k.path == path)
+}
+
+/// The ledgers' names.
+pub const LEDGERS: [&str; 4] = ["space", "vehicles", "waste", "assets"];
+
+/// A checked entry, ready to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// When (UTC ms).
+    pub ts_ms: i64,
+    /// Agency it belongs to.
+    pub agency: Option<String>,
+    /// Its fields (without `time`), normalised.
+    pub body: Value,
+}
+
+/// The JSON schema of an entry of `kind` (with `time`).
+pub fn schema(kind: &Kind) -> Value {
+    let mut props = Map::new();
+    props.insert(
+        "time".into(),
+        json!({"type": "string", "description": kind.time}),
+    );
+    let mut required = vec![json!("time")];
+    for f in kind.fields {
+        let s = match f.ty {
+            Ty::Str => json!({"type": "string", "minLength": 1}),
+            Ty::Num => json!({"type": "number"}),
+            Ty::Date => json!({"type": "string", "format": "date"}),
+            Ty::Enum(vals) => json!({"type": "string", "enum": vals}),
+        };
+        props.insert(f.name.into(), s);
+        if f.required {
+            required.push(json!(f.name));
+        }
+    }
+    json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
+}
+
+/// Check an entry of `kind` (a JSON object with `time`) against the site and
+/// the ledger's events in effect so far (`state`, in time order).
+pub fn check(
+    site: &Site,
+    kind: &Kind,
+    state: &[LedgerEvent],
+    v: &Value,
+) -> Result<Checked, Reject> {
+    let Some(obj) = v.as_object() else {
+        return Err(reject("body", "an entry is a JSON object"));
+    };
+    let time = obj
+        .get("time")
+        .and_then(Value::as_str)
+        .ok_or_else(|| reject("time", "`time` (RFC 3339 or local date/time) is required"))?;
+    let ts_ms =
+        meterflow_core::timeparse::parse_time_arg(time, site.tz).map_err(|e| reject("time", e))?;
+    let mut body = v.clone();
+    if let Some(o) = body.as_object_mut() {
+        o.remove("time");
+        // Absent and null are the same for optional fields.
+        o.retain(|_, x| !x.is_null());
+    }
+    for f in kind.fields {
+        if let (Ty::Date, Some(s)) = (f.ty, body.get(f.name).and_then(Value::as_str)) {
+            date_field(f.name, s)?;
+        }
+    }
+    let (agency, body) = match kind.ledger {
+        "space" => crate::space::check(site, kind.kind, state, ts_ms, body)?,
+        "vehicles" => crate::vehicles::check(site, kind.kind, state, ts_ms, body)?,
+        "assets" => crate::assets::check(site, kind.kind, state, ts_ms, body)?,
+        "waste" => {
+            let w: crate::waste::WeighIn = typed(&body)?;
+            w.check(site).map_err(|(f, m)| reject(f, m))?;
+            (
+                Some(w.agency.clone()),
+                serde_json::to_value(&w).map_err(|e| reject("body", e.to_string()))?,
+            )
+        }
+        other => return Err(reject("ledger", format!("no ledger `{other}`"))),
+    };
+    Ok(Checked {
+        ts_ms,
+        agency,
+        body,
+    })
+}
+
+/// One row of a CSV file as an entry: the header names the fields (`time`
+/// and the kind's fields); empty cells are absent; numbers are parsed.
+pub fn csv_row(kind: &Kind, headers: &[String], row: &[String]) -> Result<Value, Reject> {
+    let mut o = Map::new();
+    for (h, cell) in headers.iter().zip(row) {
+        let cell = cell.trim();
+        if cell.is_empty() {
+            continue;
+        }
+        if h == "time" {
+            o.insert("time".into(), json!(cell));
+            continue;
+        }
+        let Some(f) = kind.fields.iter().find(|f| f.name == h) else {
+            return Err(reject(h, format!("unknown column `{h}`")));
+        };
+        let v = match f.ty {
+            Ty::Num => {
+                let n: f64 = cell
+                    .parse()
+                    .map_err(|_| reject(h, format!("`{cell}` is not a number")))?;
+                json!(n)
+            }
+            _ => json!(cell),
+        };
+        o.insert(h.clone(), v);
+    }
+    Ok(Value::Object(o))
+}
+
+/// Check that a CSV header names only known columns and every required one.
+pub fn csv_header(kind: &Kind, headers: &[String]) -> Result<(), Reject> {
+    for h in headers {
+        if h != "time" && !kind.fields.iter().any(|f| f.name == h) {
+            let known: Vec<&str> = std::iter::once("time")
+                .chain(kind.fields.iter().map(|f| f.name))
+                .collect();
+            return Err(reject(
+                h,
+                format!("unknown column `{h}`; the columns are {}", known.join(", ")),
+            ));
+        }
+    }
+    for f in
+        std::iter::once("time").chain(kind.fields.iter().filter(|f| f.required).map(|f| f.name))
+    {
+        if !headers.iter().any(|h| h == f) {
+            return Err(reject(f, format!("the column `{f}` is required")));
+        }
+    }
+    Ok(())
+}
+
+/// An event appended in this process, as the store will return it (for
+/// checking later rows of the same import against earlier ones).
+pub fn as_event(kind: &Kind, c: &Checked, id: i64, author: &str) -> LedgerEvent {
+    LedgerEvent {
+        id,
+        ledger: kind.ledger.to_string(),
+        kind: kind.kind.to_string(),
+        agency: c.agency.clone(),
+        ts_ms: c.ts_ms,
+        body: c.body.to_string(),
+        corrects: None,
+        void: false,
+        author: author.to_string(),
+        created_ms: 0,
+    }
+}

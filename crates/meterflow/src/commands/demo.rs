@@ -1,0 +1,149 @@
+//! `meterflow demo`: the simulator and the pipeline together on loopback,
+//! with the bundled demo site.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use meterflow_model::Site;
+use meterflow_sim::SimMeter;
+use meterflow_sim::server::serve;
+use meterflow_sim::site::bank_for;
+
+/// `meterflow demo`: simulator + pipeline on loopback, store in `data/demo/`.
+pub(crate) async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::ExitCode> {
+    let dir = std::path::Path::new("data/demo");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let config = dir.join("site.toml");
+    std::fs::write(&config, meterflow_sim::site::DEMO_SITE)
+        .with_context(|| format!("writing {}", config.display()))?;
+    let mut site = match super::load_site(&config) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the simulator")?;
+    let addr = listener.local_addr()?;
+    for bus in &mut site.buses {
+        bus.address = Some(addr.to_string());
+    }
+    // The embedded broker on a free port, and the subscription pointed at it.
+    let mqtt_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("finding a free port")?
+        .port();
+    if let Some(b) = site.broker.as_mut() {
+        b.listen = format!("127.0.0.1:{mqtt_port}");
+    }
+    for m in &mut site.mqtt {
+        m.port = mqtt_port;
+    }
+    // The overview page on 127.0.0.1:8080 when free, else on any free port.
+    let api_port = std::net::TcpListener::bind("127.0.0.1:8080")
+        .or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .and_then(|l| l.local_addr())
+        .context("finding a port for the overview page")?
+        .port();
+    if let Some(a) = site.api.as_mut() {
+        a.listen = format!("127.0.0.1:{api_port}");
+        if let Some(f) = &a.tokens_file {
+            let path = site.path.parent().map_or_else(|| f.clone(), |d| d.join(f));
+            if !path.exists() {
+                std::fs::write(
+                    &path,
+                    "# ROLE sha256:HEX, one per line (meterflow token --role ROLE)\n",
+                )
+                .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    let bank = bank_for(&site, "sim");
+    let pushed = pushed_meters(&site);
+    println!(
+        "meterflow demo: {} simulated meters on Modbus TCP {addr}, {} on MQTT (embedded broker 127.0.0.1:{mqtt_port}); store {}",
+        bank.devices.len(),
+        pushed.len(),
+        site.store_path().display()
+    );
+    let publisher = tokio::spawn(meterflow_sim::mqtt::publish_loop(
+        "127.0.0.1",
+        mqtt_port,
+        "meterflow-demo-sim",
+        pushed,
+        Duration::from_secs(5),
+        site.tz,
+    ));
+    if site.api.is_some() {
+        println!("overview page: http://127.0.0.1:{api_port}/");
+    }
+    println!(
+        "polling every few seconds; Ctrl-C to stop{}",
+        seconds
+            .map(|s| format!(" (stopping after {s} s)"))
+            .unwrap_or_default()
+    );
+    let sim = tokio::spawn(serve(listener, bank));
+    let summary = meterflow_runtime::pipeline::run(
+        site.clone(),
+        meterflow_runtime::pipeline::RunOptions {
+            live: true,
+            duration: seconds.map(Duration::from_secs),
+            stop: None,
+            committed: None,
+            api: Some(meterflow_http::starter()),
+        },
+    )
+    .await?;
+    sim.abort();
+    publisher.abort();
+    for (id, m) in &summary.mqtt {
+        use std::sync::atomic::Ordering::Relaxed;
+        println!(
+            "mqtt {id}: {} messages received, {} acknowledged after commit",
+            m.received.load(Relaxed),
+            m.acked.load(Relaxed)
+        );
+    }
+    println!(
+        "stored {} readings ({} refused)",
+        summary.stored, summary.refused
+    );
+    for (bus, h) in &summary.buses {
+        use std::sync::atomic::Ordering::Relaxed;
+        println!(
+            "bus {bus}: {} requests, {} ok, {} timeouts, {} exceptions, {} transport errors",
+            h.requests.load(Relaxed),
+            h.ok.load(Relaxed),
+            h.timeouts.load(Relaxed),
+            h.exceptions.load(Relaxed),
+            h.transport_errors.load(Relaxed)
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Meters of the demo that push over MQTT: those without a Modbus source.
+fn pushed_meters(site: &Site) -> Vec<meterflow_sim::mqtt::Pushed> {
+    site.meters
+        .iter()
+        .filter(|m| m.modbus.is_none())
+        .map(|m| {
+            let building = m
+                .serves
+                .building
+                .clone()
+                .or_else(|| {
+                    m.serves
+                        .zone
+                        .as_ref()
+                        .and_then(|z| site.zones.iter().find(|x| &x.id == z))
+                        .map(|z| z.building.clone())
+                })
+                .unwrap_or_else(|| "site".to_string());
+            meterflow_sim::mqtt::Pushed {
+                topic: format!("meters/{building}/{}/reading", m.id),
+                meter: SimMeter::from_meter(m),
+            }
+        })
+        .collect()
+}

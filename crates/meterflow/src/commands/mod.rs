@@ -1,0 +1,42 @@
+//! One module per subcommand of `meterflow`, and what they share: loading a
+//! site file with its errors printed, and the tokio runtime of the commands
+//! that need one.
+
+use std::process::ExitCode;
+
+pub(crate) mod alerts;
+pub(crate) mod check;
+pub(crate) mod demo;
+#[cfg(feature = "export")]
+pub(crate) mod export;
+pub(crate) mod generate;
+pub(crate) mod import;
+pub(crate) mod kpi;
+pub(crate) mod probe;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod simulate;
+pub(crate) mod token;
+
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Load a site or print its errors; `Err(code)` is the exit code to return.
+pub(crate) fn load_site(path: &std::path::Path) -> Result<meterflow_model::Site, ExitCode> {
+    meterflow_model::Site::load(path).map_err(|errors| {
+        for e in &errors.0 {
+            eprintln!("{e}");
+        }
+        eprintln!(
+            "{} error{} in {}",
+            errors.0.len(),
+            if errors.0.len() == 1 { "" } else { "s" },
+            path.display()
+        );
+        ExitCode::from(crate::EXIT_CONFIG)
+    })
+}
