@@ -572,7 +572,7 @@ fn schemathesis_finds_no_contract_violation() {
     assert!(out.contains("passed"), "{out}");
 }
 
-/// The waste ledger (domain.md §10) through the API: weigh-ins entered by a
+/// The waste ledger (docs/methodology.md §10) through the API: weigh-ins entered by a
 /// clerk, one voided, one corrected (nothing changes in place), and the
 /// year's summary against numbers computed by hand.
 #[test]

@@ -1,5 +1,5 @@
 //! The annual assessment export (`meterflow export assessment`) through the
-//! real binary: the `domain.md` §5 worked example as a one-agency site, in
+//! real binary: the `docs/methodology.md` §5 worked example as a one-agency site, in
 //! both profiles and all three formats; the workbook read back by openpyxl
 //! (PyPI) and compared with the CSV; the same inputs give the same bytes.
 
@@ -11,7 +11,7 @@ use meterflow_model::{Reading, Site, TimeSource};
 use crate::support::bin;
 
 /// One building, one agency with 400 persons on 20 000 m², four meters and
-/// an official car: the worked example of domain.md §5 for 2025.
+/// an official car: the worked example of docs/methodology.md §5 for 2025.
 const SITE: &str = r#"
 [site]
 name = "worked example"
@@ -207,7 +207,7 @@ fn worked_example_export_matches_the_hand_computation() {
     assert_eq!(levels, vec!["agency", "building", "site"]);
     let a = &rows[0];
     let close = |x: f64, y: f64, tol: f64| (x - y).abs() <= tol;
-    // domain.md §5: electricity 1 200 000 × 0.1229 = 147 480; gas 50 000 × 1.2143 = 60 715;
+    // docs/methodology.md §5: electricity 1 200 000 × 0.1229 = 147 480; gas 50 000 × 1.2143 = 60 715;
     // gasoline 8 000 × 0.73 × 1.4714 = 8 592.976; heat 3 000 × 34.12 = 102 360;
     // E = 319 147.976 kgce = 319.148 tce.
     assert!(close(num(a, "电力 (kWh)"), 1_200_000.0, 1e-6), "{a:?}");

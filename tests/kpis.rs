@@ -490,7 +490,7 @@ fn fixture_kpis_for_the_month_and_the_year_match_the_hand_computation() {
     assert!(close(st.persons, 42_320.0 / 365.0 + 120.0) && close(st.area_m2, 3_000.0));
 }
 
-/// `domain.md` §5 through the store and the KPI API, without the vehicle fuel
+/// `docs/methodology.md` §5 through the store and the KPI API, without the vehicle fuel
 /// (the vehicle ledger supplies it): 1 200 000 kWh, 50 000 m³ gas, 3 000 GJ
 /// heat, 9 000 m³ water over 2025; 400 persons, 20 000 m².
 #[test]

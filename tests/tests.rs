@@ -14,6 +14,7 @@ mod fuzz;
 mod import;
 mod influx;
 mod kpis;
+mod layout;
 mod ledgers;
 mod modbus;
 mod mqtt;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A second, independent DL/T 645-2007 and CJ/T 188 codec, written from the
-standards' description (domain.md section 12), for cross-checking meterflow's.
+standards' description (docs/methodology.md section 12), for cross-checking meterflow's.
 
 Reads JSON commands on stdin (one per line), answers one JSON line each:
   {"op": "dlt_request", "address": "000000001234", "di": "00010000"} -> {"hex": "..."}

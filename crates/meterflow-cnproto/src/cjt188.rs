@@ -4,7 +4,7 @@
 //! `1F 90`) followed by the sequence number SER.
 //!
 //! Addresses are written as the 7 bytes appear on the wire (A0 first), as in
-//! `domain.md` §12: meter `12000000000000` is `12 00 00 00 00 00 00`.
+//! `docs/methodology.md` §12: meter `12000000000000` is `12 00 00 00 00 00 00`.
 
 use std::fmt;
 

@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn the_domain_test_vectors() {
-        // domain.md §12: read 00010000 from meter 000000001234.
+        // docs/methodology.md §12: read 00010000 from meter 000000001234.
         assert_eq!(
             read_request(&A, 0x0001_0000, false),
             vec![

@@ -1,7 +1,7 @@
 //! Chinese meter protocols as pure codecs (no I/O): DL/T 645-2007 for
 //! electricity meters and CJ/T 188 for water, heat and gas meters, both
 //! `68 … CS 16` frames on RS-485 (2400 8E1 by default) or behind serial-to-TCP
-//! gateways. `domain.md` §12 is the reference; its test vectors are unit tests.
+//! gateways. `docs/methodology.md` §12 is the reference; its test vectors are unit tests.
 //!
 //! Architecture invariants:
 //! - Decoders take arbitrary bytes: they never panic, skip garbage and wake-up

@@ -1,4 +1,4 @@
-//! The streaming aggregator (`domain.md` §2): 15-minute bucket changes of
+//! The streaming aggregator (`docs/methodology.md` §2): 15-minute bucket changes of
 //! every meter rolled up to zone → building → agency → site, by energy class
 //! and electricity sub-item, for 15 min, hour, local day, month and year.
 //!

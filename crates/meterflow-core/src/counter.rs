@@ -1,4 +1,4 @@
-//! The counter rules of `domain.md` §1 as a deterministic fold over a meter's
+//! The counter rules of `docs/methodology.md` §1 as a deterministic fold over a meter's
 //! time-ordered items (readings and operator replacement events).
 
 use meterflow_model::AnomalyKind;
@@ -226,7 +226,7 @@ pub struct Point {
 /// The fold's state: the baseline and a quarantined candidate level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct State {
-    /// Last good reading ("p" in domain.md §1).
+    /// Last good reading ("p" in docs/methodology.md §1).
     pub base: Option<Point>,
     /// Most recent quarantined reading since the baseline.
     pub pending: Option<Point>,
@@ -254,7 +254,7 @@ pub struct Step {
     pub anomalies: Vec<Anomaly>,
 }
 
-/// Apply one item to the state (the rules of `domain.md` §1).
+/// Apply one item to the state (the rules of `docs/methodology.md` §1).
 pub fn step(spec: &CounterSpec, state: &mut State, item: &Item) -> Step {
     let mut out = Step {
         status: Status::Invalid,

@@ -1,4 +1,4 @@
-//! Every row of the `domain.md` §1 table, with hand-computed figures.
+//! Every row of the `docs/methodology.md` §1 table, with hand-computed figures.
 //!
 //! Common spec: multiplier 80 (CT 400/5), rollover 100 000 000, max rate
 //! 2 000 kW, interval 900 s, silent after 3 intervals. 15 minutes at 2 000 kW

@@ -1,5 +1,5 @@
-//! Denominators over time (`domain.md` §3) and allocation of shared meters
-//! (`domain.md` §2): headcount and occupied area per agency as step functions
+//! Denominators over time (`docs/methodology.md` §3) and allocation of shared meters
+//! (`docs/methodology.md` §2): headcount and occupied area per agency as step functions
 //! of the local date, time-weighted over a period; a meter's shares by agency
 //! on a date.
 
@@ -224,7 +224,7 @@ pub fn site_persons_on(site: &Site, day: NaiveDate) -> f64 {
         .sum()
 }
 
-/// Balance of a parent meter on a day (`domain.md` §2): `(parent, Σ children,
+/// Balance of a parent meter on a day (`docs/methodology.md` §2): `(parent, Σ children,
 /// remainder)` where remainder = parent − Σ children = unmetered loads +
 /// losses; a persistent positive remainder on water is a leak signal.
 /// `None` if the meter has no children of its class.

@@ -129,7 +129,7 @@ fn headcount_is_time_weighted_over_the_year() {
     assert_eq!(persons_on(&s, "A", d(2025, 6, 30)), 100.0);
     assert_eq!(persons_on(&s, "A", d(2025, 7, 1)), 120.0);
     // Jan 1 – Jun 30: 181 days × 100; Jul 1 – Dec 31: 184 days × 120.
-    // (18 100 + 22 080) / 365 = 40 180 / 365 = 110.0822 (domain.md §3: "110 for the year").
+    // (18 100 + 22 080) / 365 = 40 180 / 365 = 110.0822 (docs/methodology.md §3: "110 for the year").
     let p = time_weighted(year(), |day| persons_on(&s, "A", day)).unwrap_or(0.0);
     assert!(close(p, 40_180.0 / 365.0), "{p}");
     // July alone: 120 every day.

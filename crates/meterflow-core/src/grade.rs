@@ -1,4 +1,4 @@
-//! Quota grades (`domain.md` §7).
+//! Quota grades (`docs/methodology.md` §7).
 
 use meterflow_model::factors::QuotaRow;
 
@@ -47,7 +47,7 @@ mod tests {
         let pc = q("per_capita_energy");
         assert_eq!(grade(400.0, &pc), "先进");
         assert_eq!(grade(781.0, &pc), "合理");
-        assert_eq!(grade(797.87, &pc), "合格"); // the domain.md §5 worked example
+        assert_eq!(grade(797.87, &pc), "合格"); // the docs/methodology.md §5 worked example
         assert_eq!(grade(1200.0, &pc), "超定额");
         // water: 先进 10, 通用 25 m³/person·a; 22.5 (worked example) → 达标.
         let w = q("per_capita_water");

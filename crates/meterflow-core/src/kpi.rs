@@ -1,4 +1,4 @@
-//! KPI maths of `domain.md` §4–§5 (the annual indicators). Factors come from
+//! KPI maths of `docs/methodology.md` §4–§5 (the annual indicators). Factors come from
 //! the registry; nothing here hard-codes a coefficient.
 
 use meterflow_model::factors::{FactorRegistry, FactorRow, Grade};
@@ -66,7 +66,7 @@ pub struct MissingFactor {
     pub year: i32,
 }
 
-/// Comprehensive energy of `year` in kgce (`domain.md` §4–§5): E = Σ qᵢ × kᵢ;
+/// Comprehensive energy of `year` in kgce (`docs/methodology.md` §4–§5): E = Σ qᵢ × kᵢ;
 /// fuel litres become kg through the registry's densities.
 pub fn comprehensive_energy(
     q: &Carriers,
@@ -160,7 +160,7 @@ mod tests {
         (a - b).abs() <= tol
     }
 
-    /// The worked example of domain.md §5.
+    /// The worked example of docs/methodology.md §5.
     #[test]
     fn worked_example() {
         let reg = FactorRegistry::shipped();

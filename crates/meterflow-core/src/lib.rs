@@ -1,4 +1,4 @@
-//! The pure core of meterflow: counter normalisation (`domain.md` §1),
+//! The pure core of meterflow: counter normalisation (`docs/methodology.md` §1),
 //! 15-minute interval attribution, local-time rollup keys and KPI maths.
 //!
 //! No tokio, no sockets, no files: everything here is a function of its

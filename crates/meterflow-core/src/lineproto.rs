@@ -375,7 +375,7 @@ pub static CONSUMPTION: Measurement = Measurement {
 /// Scope rollups of the streaming aggregator.
 pub static ROLLUP: Measurement = Measurement {
     name: "rollup",
-    doc: "Consumption of a zone, building, agency or the site for one class (and electricity sub-item) over one local period (timestamp = period start in the site's zone). Shared meters are allocated per domain.md §2.",
+    doc: "Consumption of a zone, building, agency or the site for one class (and electricity sub-item) over one local period (timestamp = period start in the site's zone). Shared meters are allocated per docs/methodology.md §2.",
     tags: &[
         ("level", "zone, building, agency or site"),
         (

@@ -22,7 +22,7 @@ pub struct BucketTotals {
 }
 
 impl BucketTotals {
-    /// Quality of the bucket (`domain.md` §1).
+    /// Quality of the bucket (`docs/methodology.md` §1).
     pub fn quality(&self) -> Quality {
         if self.measured_ms > 0 {
             Quality::Measured

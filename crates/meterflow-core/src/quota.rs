@@ -1,4 +1,4 @@
-//! Quota tracking while a period runs (`domain.md` §7): period-to-date
+//! Quota tracking while a period runs (`docs/methodology.md` §7): period-to-date
 //! consumption against the quota pro-rated to elapsed time, and a projection
 //! of the period end, so an overrun is seen before it happens.
 

@@ -1,4 +1,4 @@
-//! The annual energy-assessment export (`domain.md` §4–§5, §10, §8): the
+//! The annual energy-assessment export (`docs/methodology.md` §4–§5, §10, §8): the
 //! only crate that compiles polars (ADR 0012).
 //!
 //! [`gather`] collects plain rows from the store —

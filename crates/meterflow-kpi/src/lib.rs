@@ -65,7 +65,7 @@ pub struct ScopeKpis {
     pub reductions: Vec<Reduction>,
 }
 
-/// Cumulative reduction of one indicator against a plan's base year (`domain.md` §5).
+/// Cumulative reduction of one indicator against a plan's base year (`docs/methodology.md` §5).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reduction {
     /// Plan, e.g. `cn-2021-2025`.

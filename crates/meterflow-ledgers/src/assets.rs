@@ -1,4 +1,4 @@
-//! The fixed-asset ledger (`domain.md` §11): asset cards with their RFID tag
+//! The fixed-asset ledger (`docs/methodology.md` §11): asset cards with their RFID tag
 //! (EPC), lifecycle events and RFID scans (through the API, the CSV import
 //! or MQTT). Derived: where each asset is and who holds it, straight-line
 //! net book value at a date, inventory reconciliation of a room or an agency

@@ -1,4 +1,4 @@
-//! The office-space ledger (`domain.md` §9): rooms, their allocation to
+//! The office-space ledger (`docs/methodology.md` §9): rooms, their allocation to
 //! agencies over time, occupants with rank, and headcount per agency over
 //! time. Derived: area per person against the 2014 standard, 超标 rooms,
 //! idle rooms and 闲置率; and the denominators — the headcount entries and

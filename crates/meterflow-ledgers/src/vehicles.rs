@@ -1,4 +1,4 @@
-//! The official-vehicle ledger (`domain.md` §8): vehicles, trips with
+//! The official-vehicle ledger (`docs/methodology.md` §8): vehicles, trips with
 //! odometer readings, fuel fills, maintenance, insurance, tolls, disposal.
 //! Derived per vehicle and year: km, litres, L/100 km, running cost by
 //! category, maintenance due, odometer anomalies; per agency the fuel litres

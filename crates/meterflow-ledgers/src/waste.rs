@@ -1,4 +1,4 @@
-//! The waste-sorting ledger (`domain.md` §10): weigh-ins as append-only
+//! The waste-sorting ledger (`docs/methodology.md` §10): weigh-ins as append-only
 //! events, and per agency and year the totals by category, 回收利用率, the
 //! incentive points and the one-vote veto.
 

@@ -1,4 +1,4 @@
-//! The versioned factor registry (`domain.md` "data, not code"): conversion
+//! The versioned factor registry (`docs/methodology.md` "data, not code"): conversion
 //! coefficients, CO₂ factors, reduction targets and quotas, each row with its
 //! source and confidence grade. Shipped defaults live in `factors/default.toml`;
 //! a site file overrides rows with `[[factor]]`, `[[target]]`, `[[quota]]`.
@@ -122,19 +122,6 @@ pub struct FactorRegistry {
 pub const SHIPPED_TOML: &str = include_str!("../factors/default.toml");
 
 impl FactorRegistry {
-    /// The shipped defaults. Their validity is a unit test of this crate
-    /// (`shipped_registry_is_valid`), so a failure here is a build defect.
-    pub fn shipped() -> FactorRegistry {
-        match crate::config::parse_registry(
-            SHIPPED_TOML,
-            std::path::Path::new("<shipped factors/default.toml>"),
-        ) {
-            Ok(r) => r,
-            // The shipped file is compiled in and tested; it cannot be invalid at run time.
-            Err(e) => panic!("shipped factor registry is invalid: {e}"),
-        }
-    }
-
     /// The row of `indicator` in `factor_set` in force on `date`.
     pub fn factor(&self, factor_set: &str, indicator: &str, date: NaiveDate) -> Option<&FactorRow> {
         self.factors
@@ -250,7 +237,7 @@ mod tests {
     fn grid_factor_is_pinned_by_data_year() {
         let r = FactorRegistry::shipped();
         let set = "cn-public-institution";
-        // domain.md §6: 2022 national 0.5366 (A), 2023 national 0.5306 (B).
+        // docs/methodology.md §6: 2022 national 0.5366 (A), 2023 national 0.5306 (B).
         assert_eq!(
             r.factor_for_year(set, "co2.grid.national", 2022)
                 .map(|f| f.value),

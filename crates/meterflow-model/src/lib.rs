@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod config;
 pub mod factors;
+pub mod metering_groups;
 pub mod profile;
 pub mod reading;
 pub mod shard;

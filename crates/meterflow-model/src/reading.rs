@@ -45,7 +45,7 @@ pub struct Reading {
     pub time_source: TimeSource,
 }
 
-/// Quality of a 15-minute bucket (`domain.md` §1).
+/// Quality of a 15-minute bucket (`docs/methodology.md` §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Quality {
@@ -68,7 +68,7 @@ impl Quality {
     }
 }
 
-/// Anomalies the normaliser and ingest report (`domain.md` §1).
+/// Anomalies the normaliser and ingest report (`docs/methodology.md` §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyKind {
@@ -121,7 +121,7 @@ impl AnomalyKind {
     }
 }
 
-/// Energy class of a meter (`domain.md` §2).
+/// Energy class of a meter (`docs/methodology.md` §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EnergyClass {

@@ -1,0 +1,113 @@
+//! The validated site: what `Site::load` and `Site::parse` return, and
+//! the lookups every consumer uses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::factors::FactorRegistry;
+
+use super::*;
+
+/// A validated site.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// The file this site was loaded from.
+    pub path: PathBuf,
+    /// `[site]`.
+    pub site: SiteSection,
+    /// The parsed IANA time zone of `site.timezone`.
+    pub tz: chrono_tz::Tz,
+    /// This instance's shard (`[site] shard` or `--shard`); 0/1 = the whole site.
+    pub shard: crate::shard::Shard,
+    /// `[store]`.
+    pub store: StoreSection,
+    /// `[[building]]`.
+    pub buildings: Vec<Building>,
+    /// `[[zone]]`.
+    pub zones: Vec<Zone>,
+    /// `[[agency]]`.
+    pub agencies: Vec<Agency>,
+    /// `[[headcount]]`, sorted by agency then date.
+    pub headcounts: Vec<Headcount>,
+    /// `[[space]]`.
+    pub spaces: Vec<Space>,
+    /// `[[meter]]`.
+    pub meters: Vec<Meter>,
+    /// `[[replacement]]`, resolved to UTC, sorted by meter then time.
+    pub replacements: Vec<ReplacementEvent>,
+    /// Shipped factor registry with the site's overrides applied.
+    pub factors: FactorRegistry,
+    /// `[[bus]]`.
+    pub buses: Vec<Bus>,
+    /// `[[mqtt]]` brokers to subscribe to.
+    pub mqtt: Vec<MqttBroker>,
+    /// `[broker]`: the embedded MQTT broker, if configured.
+    pub broker: Option<EmbeddedBroker>,
+    /// `[http]`: push ingest, if configured.
+    pub http: Option<HttpIngest>,
+    /// `[alerting]` settings.
+    pub alerting: Alerting,
+    /// `[[alert]]` rules; the shipped default set when the file has none.
+    pub alert_rules: Vec<AlertRule>,
+    /// `[[notifier]]`s.
+    pub notifiers: Vec<NotifierConfig>,
+    /// `[influx]`: the InfluxDB sink, if configured.
+    pub influx: Option<InfluxSink>,
+    /// `[[dlt645_item]]`: site DL/T 645 identifiers (added to, or replacing, the shipped ones).
+    pub dlt645_items: Vec<Dlt645Item>,
+    /// `[api]`: the read API and overview page, if configured.
+    pub api: Option<ApiConfig>,
+    /// `[waste]`: waste-ledger settings (defaults when absent).
+    pub waste: WasteSettings,
+    /// `[office]`: office-space ledger settings (defaults when absent).
+    pub office: OfficeSettings,
+    /// `[fleet]`: vehicle-ledger settings (defaults when absent).
+    pub fleet: FleetSettings,
+    /// Shipped Modbus profiles and the site's `[[profile]]`s (a site profile replaces a shipped one of the same name).
+    pub profiles: Vec<crate::profile::Profile>,
+    pub(crate) meter_index: BTreeMap<String, usize>,
+}
+
+impl Site {
+    /// A Modbus profile by name.
+    pub fn profile(&self, name: &str) -> Option<&crate::profile::Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    /// A bus by id.
+    pub fn bus(&self, id: &str) -> Option<&Bus> {
+        self.buses.iter().find(|b| b.id == id)
+    }
+
+    /// A meter by id.
+    pub fn meter(&self, id: &str) -> Option<&Meter> {
+        self.meter_index.get(id).map(|&i| &self.meters[i])
+    }
+
+    /// A path of the site file (secret files, CA files) resolved against its directory.
+    pub fn relative(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or_else(|| Path::new(".")).join(p)
+        }
+    }
+
+    /// Where the embedded store lives (relative paths are relative to the config file).
+    pub fn store_path(&self) -> PathBuf {
+        if self.store.path.is_absolute() {
+            self.store.path.clone()
+        } else {
+            let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
+            dir.join(&self.store.path)
+        }
+    }
+
+    /// Replacement events of one meter, in time order.
+    pub fn replacements_of<'a>(
+        &'a self,
+        meter: &'a str,
+    ) -> impl Iterator<Item = &'a ReplacementEvent> + 'a {
+        self.replacements.iter().filter(move |r| r.meter == meter)
+    }
+}
