@@ -43,6 +43,11 @@ pub(crate) fn mosquitto_with_conf(dir: &Path, port: u16, conf: &str) -> Proc {
     Proc(child)
 }
 
+/// Publish one message at QoS 1.
+pub(crate) fn publish_qos1(port: u16, topic: &str, payload: &[u8]) {
+    publish(port, topic, payload);
+}
+
 /// One message with `payload` as its body (mosquitto_pub -s).
 fn publish(port: u16, topic: &str, payload: &[u8]) {
     mosquitto_pub(port, topic, "-s", payload);
@@ -82,6 +87,11 @@ fn mosquitto_pub_qos(port: u16, qos: &str, topic: &str, mode: &str, input: &[u8]
 const SITE_HEAD: &str = "[site]\nname = \"mqtt test\"\n\n[store]\npath = \"store.db\"\n\n[[building]]\nid = \"b\"\ntotal_area_m2 = 100\n\n\
 [[meter]]\nid = \"w1\"\nkind = \"water\"\nunit = \"m3\"\nserves = { building = \"b\" }\n\n\
 [[meter]]\nid = \"e1\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = { building = \"b\" }\n\n";
+
+/// The MQTT test site (for other test modules).
+pub(crate) fn test_site(dir: &Path, port: u16, client_id: &str, extra: &str) -> PathBuf {
+    site(dir, port, client_id, extra)
+}
 
 fn site(dir: &Path, port: u16, client_id: &str, extra: &str) -> PathBuf {
     let s = format!(
@@ -553,7 +563,12 @@ pub(crate) fn http_post(
     (status, body)
 }
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// The example site with `[http]` push on `port` (for other test modules).
+pub(crate) fn http_test_site(dir: &Path, port: u16) -> PathBuf {
+    http_site(dir, port)
+}
 
 fn http_site(dir: &Path, port: u16) -> PathBuf {
     let path = crate::support::example_site(dir, 50_000);

@@ -11,6 +11,7 @@ mod cnmeters;
 mod dashboards;
 mod export;
 mod fuzz;
+mod hostile;
 mod import;
 mod influx;
 mod kpis;

@@ -49,6 +49,8 @@ pub enum RejectReason {
     Conflict,
     /// Older than the raw-retention horizon (decided by the caller).
     TooOld,
+    /// The time is outside the plausible window (decided by the store).
+    ImplausibleTime,
 }
 
 impl RejectReason {
@@ -62,6 +64,7 @@ impl RejectReason {
             RejectReason::BadQuantity => "bad_quantity",
             RejectReason::Conflict => "conflicting_duplicate",
             RejectReason::TooOld => "older_than_retention",
+            RejectReason::ImplausibleTime => "implausible_time",
         }
     }
 }

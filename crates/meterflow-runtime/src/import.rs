@@ -48,6 +48,15 @@ impl FileSummary {
         self.rejected.values().sum()
     }
 
+    /// Count and list a rejected line the store has already kept as a dead
+    /// letter.
+    fn note(&mut self, e: RowError) {
+        *self.rejected.entry(e.reason).or_default() += 1;
+        if self.rejected_lines.len() < KEEP_REJECTED {
+            self.rejected_lines.push(e);
+        }
+    }
+
     fn reject(&mut self, e: RowError, writer: &mut Writer, now_ms: i64) {
         *self.rejected.entry(e.reason).or_default() += 1;
         let source = format!("import:{}", self.path.display());
@@ -238,6 +247,13 @@ fn flush(
                 line,
                 reason: RejectReason::TooOld,
                 detail: "older than the raw-retention horizon".to_string(),
+                raw,
+            }),
+            // The store kept it as a dead letter already: count and list it.
+            Verdict::ImplausibleTime { reason } => summary.note(RowError {
+                line,
+                reason: RejectReason::ImplausibleTime,
+                detail: reason.clone(),
                 raw,
             }),
             Verdict::UnknownMeter => refused.push(RowError {

@@ -614,6 +614,7 @@ fn verdict_reason(v: &Verdict) -> String {
         ),
         Verdict::UnknownMeter => "unknown meter".into(),
         Verdict::TooOld => "older than the raw-retention horizon".into(),
+        Verdict::ImplausibleTime { reason } => format!("implausible time: {reason}"),
         Verdict::Stored(_) | Verdict::Duplicate => String::new(),
     }
 }

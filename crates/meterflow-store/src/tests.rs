@@ -390,3 +390,122 @@ fn stored_readings(site: &Site) -> usize {
     c.query_row("SELECT count(*) FROM readings", [], |r| r.get::<_, i64>(0))
         .expect("count") as usize
 }
+
+/// Readings dated 2100, at i64::MAX or i64::MIN, or before the meter went
+/// into service, become dead letters with their reason: no raw row, no
+/// bucket, and the meter's next reading is unaffected (issue 24).
+#[test]
+fn implausible_times_are_dead_letters_and_cost_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = format!(
+        r#"
+[site]
+name = "t"
+[store]
+path = "{}/t.db"
+max_future_s = 3600
+[[building]]
+id = "b"
+total_area_m2 = 1
+[[meter]]
+id = "m"
+kind = "electricity"
+unit = "kWh"
+serves = {{ building = "b" }}
+in_service = 2024-07-01
+"#,
+        dir.path().display()
+    );
+    let site = Site::parse(&src, Path::new("t.toml")).expect("site");
+    // 2024-07-01T00:00+08:00 = 2024-06-30T16:00Z = 1 719 763 200 000 ms.
+    let in_service = 1_719_763_200_000;
+    let m = site.meter("m").expect("meter");
+    assert_eq!(site.earliest_ms(m), in_service);
+    let mut w = Writer::open(&site).expect("open");
+    let now = T0 + 86_400_000;
+    let at = |ts_ms: i64, value: f64| Reading {
+        recv_ms: now,
+        ..reading(ts_ms, value)
+    };
+    // 2100-01-01T00:00Z = 4 102 444 800 000 ms.
+    let batch = [
+        at(T0, 100.0),
+        at(4_102_444_800_000, 200.0),
+        at(i64::MAX, 300.0),
+        at(i64::MIN, 400.0),
+        at(in_service - 1, 50.0),
+        at(in_service, 60.0),
+        // One hour past the receive time is the bound (max_future_s = 3600).
+        at(now + 3_600_000, 150.0),
+        at(now + 3_600_001, 151.0),
+    ];
+    let (v, report) = w.write_batch(&batch, "t").expect("write");
+    let implausible: Vec<usize> = v
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| matches!(v, Verdict::ImplausibleTime { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(implausible, vec![1, 2, 3, 4, 7]);
+    assert_eq!(report.stored, 3);
+    match &v[1] {
+        Verdict::ImplausibleTime { reason } => assert!(
+            reason.contains("2100-01-01T00:00:00Z") && reason.contains("3600 s"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    match &v[4] {
+        Verdict::ImplausibleTime { reason } => {
+            assert!(reason.contains("2024-06-30T16:00:00Z"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Five dead letters, each with the reason and the reading.
+    let conn = rusqlite::Connection::open(w.path()).expect("open");
+    let dead: Vec<(String, String)> = conn
+        .prepare("SELECT reason, payload FROM dead_letters ORDER BY id")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(dead.len(), 5);
+    assert!(
+        dead.iter()
+            .all(|(r, _)| r.starts_with("implausible_time: "))
+    );
+    assert_eq!(dead[1].1, format!("m energy_import {} 300", i64::MAX));
+    // Three raw rows; the buckets run from the in-service reading to one
+    // hour past `now`, nothing towards 2100: (now + 1 h − in_service) / 15 min
+    // buckets at most.
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM readings", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(rows, 3);
+    let buckets = stored_buckets(w.path());
+    let last = buckets.keys().next_back().copied().unwrap_or(0);
+    assert!(last <= now + 3_600_000, "a bucket at {last}");
+    assert!(buckets.len() as i64 <= (now + 3_600_000 - in_service) / 900_000 + 1);
+    // The next reading of the meter, an hour later, is an ordinary one:
+    // 160 − 150 = 10 register units counted (× multiplier 1).
+    let next = Reading {
+        recv_ms: now + 7_200_000,
+        ..reading(now + 7_200_000, 160.0)
+    };
+    let (v, report) = w.write_batch(&[next], "t").expect("write");
+    assert!(matches!(v[0], Verdict::Stored(_)), "{v:?}");
+    // No reset and no spike: only the hour's silence is noted.
+    assert_eq!(
+        report
+            .anomalies
+            .keys()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>(),
+        vec!["meter_silent"]
+    );
+    let after = stored_buckets(w.path());
+    let added: i64 =
+        after.values().map(|b| b.0).sum::<i64>() - buckets.values().map(|b| b.0).sum::<i64>();
+    assert_eq!(added, 10_000_000);
+}

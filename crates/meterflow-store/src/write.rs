@@ -43,6 +43,13 @@ pub enum Verdict {
     UnknownMeter,
     /// Older than the raw-retention horizon: it can no longer be re-derived.
     TooOld,
+    /// Its time is outside the plausible window (before the meter's
+    /// earliest date, or too far past its receive time): kept as a dead
+    /// letter with the reason, never spread into buckets.
+    ImplausibleTime {
+        /// Why, with the bound it broke.
+        reason: String,
+    },
 }
 
 /// Totals of one batch.
@@ -61,6 +68,8 @@ pub struct BatchReport {
 struct MeterEntry {
     spec: CounterSpec,
     counter_quantity: String,
+    /// No reading before this (ms): `Site::earliest_ms`.
+    earliest_ms: i64,
 }
 
 #[derive(Clone, Copy)]
@@ -79,6 +88,8 @@ pub struct Writer {
     /// meter → quantity → cache (looked up by `&str`, no allocation per reading).
     series: FastMap<String, FastMap<String, SeriesCache>>,
     retention_floor_ms: i64,
+    /// How far past its receive time a reading may be (ms).
+    max_future_ms: i64,
     dead_letters: Vec<(i64, String, String, String, String)>,
     rollups: Rollups,
     emit: Option<Emit>,
@@ -109,6 +120,7 @@ impl Writer {
                     MeterEntry {
                         spec: CounterSpec::from_meter(m),
                         counter_quantity: m.counter_quantity().to_string(),
+                        earliest_ms: site.earliest_ms(m),
                     },
                 )
             })
@@ -134,6 +146,9 @@ impl Writer {
             meters,
             series: FastMap::default(),
             retention_floor_ms,
+            max_future_ms: i64::try_from(site.store.max_future_s)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
             dead_letters: Vec::new(),
         })
     }
@@ -269,6 +284,7 @@ impl Writer {
         // One statement for every row of the transaction: looking it up in
         // rusqlite's cache per row (hashing the SQL) cost ~10 % of the writer.
         let mut insert = tx.prepare_cached(INSERT_READING).at(&self.path)?;
+        let mut implausible = Vec::new();
         for (readings, source) in batches {
             let mut verdicts = Vec::with_capacity(readings.len());
             for r in *readings {
@@ -279,10 +295,14 @@ impl Writer {
                     &self.meters,
                     &mut self.series,
                     self.retention_floor_ms,
+                    self.max_future_ms,
                     r,
                     source,
                     &mut acc,
                 )?;
+                if let Verdict::ImplausibleTime { reason } = &v {
+                    implausible.push((r.recv_ms, (*source).to_string(), r, reason.clone()));
+                }
                 now_ms = now_ms.max(r.recv_ms);
                 match v {
                     Verdict::Stored(status) => {
@@ -307,6 +327,17 @@ impl Writer {
             all.push(verdicts);
         }
         drop(insert);
+        for (recv_ms, src, r, reason) in implausible {
+            let payload = format!("{} {} {} {}", r.meter, r.quantity, r.ts_ms, r.value);
+            // Short by construction: no truncation needed.
+            self.dead_letters.push((
+                recv_ms,
+                src,
+                format!("meter {}", r.meter),
+                format!("implausible_time: {reason}"),
+                payload,
+            ));
+        }
         for (received_ms, src, location, reason, payload) in self.dead_letters.drain(..) {
             tx.prepare_cached("INSERT INTO dead_letters (received_ms, source, location, reason, payload) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .and_then(|mut s| s.execute(params![received_ms, src, location, reason, payload]))
@@ -367,6 +398,44 @@ impl Writer {
     }
 }
 
+/// Why a reading's time is outside its plausible window, if it is: before
+/// `earliest_ms`, or more than `max_future_ms` past its receive time. A
+/// reading there would make one row per 15-minute bucket of the gap to its
+/// neighbours (a year dated 2100 is 2.6 M rows), so it never reaches the
+/// counter.
+pub(crate) fn implausible_time(
+    r: &Reading,
+    earliest_ms: i64,
+    max_future_ms: i64,
+) -> Option<String> {
+    if r.ts_ms < earliest_ms {
+        return Some(format!(
+            "{} is before the meter's earliest plausible time {}",
+            iso_utc(r.ts_ms),
+            iso_utc(earliest_ms)
+        ));
+    }
+    let latest = r.recv_ms.saturating_add(max_future_ms);
+    if r.ts_ms > latest {
+        return Some(format!(
+            "{} is more than {} s after it was received ({})",
+            iso_utc(r.ts_ms),
+            max_future_ms / 1000,
+            iso_utc(r.recv_ms)
+        ));
+    }
+    None
+}
+
+/// A time for messages: RFC 3339 in UTC, or the raw ms when out of
+/// chrono's range.
+fn iso_utc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || format!("{ms} ms"),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
+}
+
 /// The counter item of a replacement declared at T: stored at T − 1 ms, so a
 /// reading taken at exactly T belongs to the new meter (items are unique by time).
 pub fn replacement_item(r: &meterflow_model::config::ReplacementEvent) -> Item {
@@ -385,6 +454,7 @@ fn write_one(
     meters: &FastMap<String, MeterEntry>,
     series: &mut FastMap<String, FastMap<String, SeriesCache>>,
     retention_floor_ms: i64,
+    max_future_ms: i64,
     r: &Reading,
     source: &str,
     acc: &mut Accumulator,
@@ -392,6 +462,9 @@ fn write_one(
     let Some(meter) = meters.get(&r.meter) else {
         return Ok(Verdict::UnknownMeter);
     };
+    if let Some(reason) = implausible_time(r, meter.earliest_ms, max_future_ms) {
+        return Ok(Verdict::ImplausibleTime { reason });
+    }
     if r.ts_ms < retention_floor_ms {
         return Ok(Verdict::TooOld);
     }

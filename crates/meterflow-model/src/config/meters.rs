@@ -65,6 +65,10 @@ pub struct Meter {
     pub subitem: Option<String>,
     /// What the meter serves.
     pub serves: Serves,
+    /// The local date the meter went into service: earlier readings are
+    /// dead letters (`implausible_time`). Absent = `[store] earliest`.
+    #[serde(default)]
+    pub in_service: Option<Datetime>,
     /// Allocation between agencies; default: direct for one agency, area_share otherwise.
     #[serde(default)]
     pub allocation: Option<Allocation>,
@@ -193,6 +197,9 @@ pub(crate) fn check_meters(
         (&ids.buildings, &ids.zones, &ids.agencies, &ids.meters);
     for m in meters_rows {
         check_meter(ctx, m, buildings, zones, agencies, meters);
+        if let Some(d) = &m.value.in_service {
+            date(ctx, m, "in_service", d);
+        }
     }
     check_parent_cycles(ctx, meters_rows);
 }

@@ -93,6 +93,28 @@ impl Site {
         }
     }
 
+    /// The earliest plausible time of a reading of `meter`, ms: the start
+    /// (local midnight) of the later of `[store] earliest` (default
+    /// 2000-01-01) and the meter's `in_service` date.
+    pub fn earliest_ms(&self, meter: &Meter) -> i64 {
+        use chrono::TimeZone as _;
+        let (y, m, d) = DEFAULT_EARLIEST;
+        let site = self
+            .store
+            .earliest
+            .as_ref()
+            .and_then(crate::factors::to_date)
+            .or_else(|| chrono::NaiveDate::from_ymd_opt(y, m, d));
+        let own = meter.in_service.as_ref().and_then(crate::factors::to_date);
+        let date = match (site, own) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        date.and_then(|d| d.and_hms_opt(0, 0, 0))
+            .and_then(|t| self.tz.from_local_datetime(&t).earliest())
+            .map_or(946_684_800_000, |t| t.timestamp_millis())
+    }
+
     /// Where the embedded store lives (relative paths are relative to the config file).
     pub fn store_path(&self) -> PathBuf {
         if self.store.path.is_absolute() {

@@ -3,6 +3,8 @@
 //! denominators, with their checks.
 
 use std::collections::BTreeSet;
+
+use chrono::Datelike as _;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -63,6 +65,17 @@ pub struct StoreSection {
     /// SQLite page cache of the writer (MiB).
     #[serde(default = "default_cache_mib")]
     pub cache_mib: u32,
+    /// No reading is older than this local date (a meter's `in_service`
+    /// date, when later, applies to it); an earlier one is a dead letter
+    /// (`implausible_time`). Absent = 2000-01-01.
+    #[serde(default)]
+    pub earliest: Option<Datetime>,
+    /// How far past its receive time a reading's source time may be (s): a
+    /// reading further ahead is a dead letter (`implausible_time`); one more
+    /// than 5 minutes ahead but within this is stored and flagged
+    /// `clock_skew`. Default 86 400 (one day).
+    #[serde(default = "default_max_future_s")]
+    pub max_future_s: u64,
 }
 
 impl Default for StoreSection {
@@ -72,9 +85,19 @@ impl Default for StoreSection {
             raw_retention_days: None,
             batch_rows: default_batch_rows(),
             cache_mib: default_cache_mib(),
+            earliest: None,
+            max_future_s: default_max_future_s(),
         }
     }
 }
+
+const fn default_max_future_s() -> u64 {
+    86_400
+}
+
+/// The site-wide earliest plausible reading date when `[store] earliest` is
+/// absent.
+pub const DEFAULT_EARLIEST: (i32, u32, u32) = (2000, 1, 1);
 
 fn default_store_path() -> PathBuf {
     PathBuf::from("data/meterflow.db")
@@ -248,6 +271,23 @@ pub(crate) fn check_site<'d>(
                 store.span_of(&["raw_retention_days"]),
                 store.key("raw_retention_days"),
                 "must be at least 1 day (omit it to keep raw readings forever)",
+            );
+        }
+        if let Some(e) = &store.value.earliest
+            && let Some(d) = date(ctx, store, "earliest", e)
+            && d.year() < 1970
+        {
+            ctx.error(
+                store.span_of(&["earliest"]),
+                store.key("earliest"),
+                format!("{d} is before 1970: give the date the oldest data can have"),
+            );
+        }
+        if store.value.max_future_s > 366 * 86_400 {
+            ctx.error(
+                store.span_of(&["max_future_s"]),
+                store.key("max_future_s"),
+                "must be at most a year (31 622 400 s)",
             );
         }
     }

@@ -1,0 +1,175 @@
+//! Hostile and absurd input (issue 24), through the real binary: readings
+//! with absurd times over MQTT, HTTP push and file import are dead letters
+//! with their reason, cost nothing, and leave later readings alone; a
+//! poison MQTT message is acknowledged once and not redelivered.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::mqtt::{http_post, mosquitto, publish_qos1, stop};
+use crate::support::{Proc, bin, count, free_port, run, text, wait_port};
+
+/// 2100-01-01T00:00:00Z in seconds.
+const Y2100_S: i64 = 4_102_444_800;
+
+fn dead_reasons(db: &std::path::Path) -> Vec<String> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("store");
+    let mut s = c
+        .prepare("SELECT reason FROM dead_letters ORDER BY id")
+        .expect("prepare");
+    s.query_map([], |r| r.get(0))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
+}
+
+/// Raw readings of one meter.
+fn readings_of(db: &std::path::Path, meter: &str) -> i64 {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("store");
+    c.query_row(
+        "SELECT count(*) FROM readings r JOIN series s ON s.id = r.series WHERE s.meter = ?1",
+        [meter],
+        |r| r.get(0),
+    )
+    .expect("count")
+}
+
+fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(secs) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn absurd_times_over_mqtt_are_dead_lettered_once_and_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _broker = mosquitto(dir.path(), port);
+    let site = crate::mqtt::test_site(dir.path(), port, "mf-hostile", "");
+    let db = dir.path().join("store.db");
+    let start = || {
+        Proc(
+            bin()
+                .args(["run", "--config", site.to_str().expect("path")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("run"),
+        )
+    };
+    let mf = start();
+    std::thread::sleep(Duration::from_millis(1500));
+    // 2025-01-01T00:00Z, then 2100, then 1e300 s (saturates to i64::MAX ms),
+    // then an ordinary reading two minutes after the first.
+    publish_qos1(port, "json/e1", br#"{"v": 10, "ts": 1735689600}"#);
+    publish_qos1(
+        port,
+        "json/e1",
+        format!(r#"{{"v": 11, "ts": {Y2100_S}}}"#).as_bytes(),
+    );
+    publish_qos1(port, "json/e1", br#"{"v": 12, "ts": 1e300}"#);
+    publish_qos1(port, "json/e1", br#"{"v": 13, "ts": 1735689720}"#);
+    let t = Instant::now();
+    assert!(
+        wait_until(20, || count(&db, "readings") >= 2
+            && count(&db, "dead_letters") >= 2),
+        "readings {} dead letters {}",
+        count(&db, "readings"),
+        count(&db, "dead_letters")
+    );
+    // Handled like any message: not minutes of bucket rows.
+    assert!(t.elapsed() < Duration::from_secs(20));
+    stop(mf);
+    let reasons = dead_reasons(&db);
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons.iter().all(|r| r.starts_with("implausible_time")),
+        "{reasons:?}"
+    );
+    assert!(reasons[0].contains("2100-01-01T00:00:00Z"), "{reasons:?}");
+    // The readings of 2025 were spread over their own two minutes only.
+    assert!(count(&db, "intervals") <= 2, "{}", count(&db, "intervals"));
+
+    // A restart with the same persistent session: the poison messages were
+    // acknowledged, so nothing is redelivered and nothing is added.
+    let mf = start();
+    std::thread::sleep(Duration::from_millis(2500));
+    publish_qos1(port, "json/e1", br#"{"v": 14, "ts": 1735689780}"#);
+    assert!(wait_until(20, || count(&db, "readings") >= 3));
+    stop(mf);
+    assert_eq!(dead_reasons(&db).len(), 2);
+    assert_eq!(count(&db, "readings"), 3);
+}
+
+#[test]
+fn absurd_times_over_http_push_and_import_are_refused_with_their_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let site = crate::mqtt::http_test_site(dir.path(), port);
+    let child = bin()
+        .args(["run", "--config", site.to_str().expect("path")])
+        .env("MF_TEST_WRITE_TOKEN", crate::mqtt::TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    wait_port(port);
+    let mf = Proc(child);
+    let auth = format!("Token {}", crate::mqtt::TOKEN);
+    // Nanosecond precision (the default): line 2 is 2100, line 3 i64::MAX ns.
+    let body = format!(
+        "m,meter=water-main volume=100.5 1735689600000000000\n\
+         m,meter=water-main volume=101.0 {}000000000\n\
+         m,meter=water-main volume=102.0 9223372036854775807\n\
+         m,meter=water-main volume=100.7 1735690500000000000\n",
+        Y2100_S
+    );
+    let t = Instant::now();
+    let (status, resp) = http_post(port, "/write", &[("Authorization", &auth)], body.as_bytes());
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(status, 400, "{resp}");
+    let v: serde_json::Value = serde_json::from_str(&resp).expect("json");
+    let lines: Vec<i64> = v["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| l["line"].as_i64().unwrap_or(0))
+        .collect();
+    assert_eq!(lines, vec![2, 3], "{resp}");
+    assert!(resp.contains("implausible time"), "{resp}");
+    stop(mf);
+    let db = dir.path().join("store.db");
+    // Lines 1 and 4 stored.
+    assert_eq!(readings_of(&db, "water-main"), 2);
+    assert_eq!(dead_reasons(&db).len(), 2);
+
+    // The same through a file: the summary names the reason and the line.
+    let csv = dir.path().join("absurd.csv");
+    std::fs::write(
+        &csv,
+        "meter_id,timestamp,value\n\
+         water-main,2025-01-01 09:00,101\n\
+         water-main,2100-01-01 00:00,102\n\
+         water-main,1999-12-31 23:59,99\n\
+         water-main,2025-01-01 09:15,101.5\n",
+    )
+    .expect("csv");
+    let o = run(&[
+        "import",
+        "--config",
+        site.to_str().expect("path"),
+        csv.to_str().expect("path"),
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("implausible_time"), "{out}");
+    assert!(out.contains("line 3, 4"), "{out}");
+    assert_eq!(readings_of(&db, "water-main"), 4);
+}
