@@ -173,3 +173,56 @@ fn absurd_times_over_http_push_and_import_are_refused_with_their_reason() {
     assert!(out.contains("line 3, 4"), "{out}");
     assert_eq!(readings_of(&db, "water-main"), 4);
 }
+
+/// The ledger entries and query parameters that made every KPI request
+/// fail (a panic in the space ledger) are refused with 400 naming the
+/// field, and the API keeps answering.
+#[test]
+fn absurd_ledger_dates_and_query_numbers_get_400_and_kpis_keep_working() {
+    use crate::api::{ADMIN, MANAGER, get, request, server_with};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = server_with(dir.path(), false, "");
+    let p = s.port;
+    for body in [
+        r#"{"time": "-262143-01-01", "room": "R101", "agency": "fin", "agreement": "A-1"}"#,
+        r#"{"time": "+262142-12-31", "room": "R101", "agency": "tax", "agreement": "A-2"}"#,
+        r#"{"time": "2100-01-01", "room": "R101", "agency": "tax", "agreement": "A-2"}"#,
+        r#"{"time": "2025-01-01", "room": "R101", "agency": "tax", "agreement": "A-2", "until": "-262143-01-01"}"#,
+    ] {
+        let (code, v) = request(
+            p,
+            "POST",
+            "/api/v1/ledgers/space/allocations",
+            Some(ADMIN),
+            body,
+        );
+        assert_eq!(code, 400, "{body}: {v}");
+        let v: serde_json::Value = serde_json::from_str(&v).expect("json");
+        assert!(v["field"] == "time" || v["field"] == "until", "{body}: {v}");
+    }
+    for path in [
+        "/api/v1/ledgers/space/summary?date=%2B262142-12-31",
+        "/api/v1/ledgers/space/summary?date=-262143-01-01",
+        "/api/v1/ledgers/assets/register?date=%2B262142-12-31",
+    ] {
+        let (code, v) = get(p, path, Some(MANAGER));
+        assert_eq!(code, 400, "{path}: {v}");
+        assert_eq!(v["field"], "date", "{path}: {v}");
+    }
+    // The largest offset is an empty page, not an overflow.
+    let (code, v) = get(
+        p,
+        "/api/v1/alerts?offset=18446744073709551615",
+        Some(MANAGER),
+    );
+    assert_eq!(code, 200, "{v}");
+    // Everything that computes KPIs still answers.
+    for path in [
+        "/api/v1/agencies",
+        "/api/v1/kpis?scope=site&year=2025",
+        "/healthz",
+    ] {
+        let (code, v) = get(p, path, Some(MANAGER));
+        assert_eq!(code, 200, "{path}: {v}");
+    }
+}

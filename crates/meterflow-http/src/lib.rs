@@ -969,7 +969,7 @@ async fn alerts_h(
         .map(|(rule, target, since, ack, value)| json!({"rule": rule, "target": target, "since": iso(&app.site, since), "acknowledged": ack, "value": value}))
         .collect();
     let events: Vec<Value> = db
-        .events(offset + limit + 10_000)
+        .events(offset.saturating_add(limit).saturating_add(10_000))
         .map_err(internal)?
         .into_iter()
         .filter(|e| alert_visible(&app.site, &role, &e.target))

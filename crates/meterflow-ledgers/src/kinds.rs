@@ -331,6 +331,11 @@ pub fn check(
         .ok_or_else(|| reject("time", "`time` (RFC 3339 or local date/time) is required"))?;
     let ts_ms =
         meterflow_core::timeparse::parse_time_arg(time, site.tz).map_err(|e| reject("time", e))?;
+    crate::rules::entry_time(
+        ts_ms,
+        site_earliest_ms(site),
+        meterflow_model::clock::now_ms(),
+    )?;
     let mut body = v.clone();
     if let Some(o) = body.as_object_mut() {
         o.remove("time");
@@ -431,4 +436,21 @@ pub fn as_event(kind: &Kind, c: &Checked, id: i64, author: &str) -> LedgerEvent 
         author: author.to_string(),
         created_ms: 0,
     }
+}
+
+/// The site's earliest plausible date as ms (local midnight of
+/// `[store] earliest`, default 2000-01-01).
+fn site_earliest_ms(site: &Site) -> i64 {
+    let d = site
+        .store
+        .earliest
+        .as_ref()
+        .and_then(meterflow_model::factors::to_date)
+        .or_else(|| {
+            let (y, m, d) = meterflow_model::config::DEFAULT_EARLIEST;
+            chrono::NaiveDate::from_ymd_opt(y, m, d)
+        });
+    d.map_or(946_684_800_000, |d| {
+        meterflow_core::time::day_start(d, site.tz)
+    })
 }

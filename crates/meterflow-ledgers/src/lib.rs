@@ -16,3 +16,6 @@ pub use kinds::{
     Checked, Field, KINDS, Kind, LEDGERS, Ty, as_event, check, csv_header, csv_row, find, schema,
 };
 pub use rules::{Reject, agency, date_field, norm, number, of_kind, text, typed};
+
+#[cfg(test)]
+mod tests;

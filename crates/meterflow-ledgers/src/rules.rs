@@ -17,8 +17,52 @@ pub(crate) fn reject(field: &str, message: impl Into<String>) -> Reject {
 
 /// Parse a local date field.
 pub fn date_field(field: &str, s: &str) -> Result<chrono::NaiveDate, Reject> {
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| reject(field, format!("`{s}` is not a date (YYYY-MM-DD)")))
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| reject(field, format!("`{s}` is not a date (YYYY-MM-DD)")))?;
+    if !(FIRST_YEAR..=LAST_YEAR).contains(&chrono::Datelike::year(&d)) {
+        return Err(reject(
+            field,
+            format!("`{s}` is outside the years {FIRST_YEAR}–{LAST_YEAR}"),
+        ));
+    }
+    Ok(d)
+}
+
+/// The years a date field of an entry may have (an asset bought in 1985, an
+/// insurance valid until 2031: yes; year −262143: no).
+pub const FIRST_YEAR: i32 = 1900;
+/// See [`FIRST_YEAR`].
+pub const LAST_YEAR: i32 = 2200;
+
+/// How far ahead of now an entry's `time` may be: a year (a booking, an
+/// allocation agreed in advance).
+pub const MAX_AHEAD_MS: i64 = 366 * 86_400_000;
+
+/// Whether an entry's `time` is plausible: not before the site's earliest
+/// date (`[store] earliest`, default 2000-01-01) and not more than
+/// [`MAX_AHEAD_MS`] after `now_ms`.
+pub fn entry_time(ts_ms: i64, earliest_ms: i64, now_ms: i64) -> Result<(), Reject> {
+    let show = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map_or_else(|| format!("{ms} ms"), |t| t.format("%Y-%m-%d").to_string())
+    };
+    if ts_ms < earliest_ms {
+        return Err(reject(
+            "time",
+            format!(
+                "{} is before the site's earliest date {} ([store] earliest)",
+                show(ts_ms),
+                show(earliest_ms)
+            ),
+        ));
+    }
+    if ts_ms > now_ms.saturating_add(MAX_AHEAD_MS) {
+        return Err(reject(
+            "time",
+            format!("{} is more than a year ahead of today", show(ts_ms)),
+        ));
+    }
+    Ok(())
 }
 
 /// Deserialise an entry's fields into its typed form; unknown keys, missing

@@ -334,7 +334,7 @@ pub fn allocation_periods(site: &Site, events: &[LedgerEvent]) -> Vec<Allocation
             let next = allocs[i + 1..]
                 .iter()
                 .find(|(_, b)| b.room == a.room)
-                .map(|(d, _)| *d - Duration::days(1));
+                .and_then(|(d, _)| d.checked_sub_signed(Duration::days(1)));
             let to = match (until, next) {
                 (Some(u), Some(n)) => Some(u.min(n)),
                 (u, n) => u.or(n),
