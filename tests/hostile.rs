@@ -226,3 +226,77 @@ fn absurd_ledger_dates_and_query_numbers_get_400_and_kpis_keep_working() {
         assert_eq!(code, 200, "{path}: {v}");
     }
 }
+
+/// Rejected lines cost time in proportion to their number: 80 000 bad
+/// lines take about four times as long as 20 000 (they took 35 s for
+/// 40 000 when each dead letter looked its line up again), and `/ping`
+/// answers while they are being refused.
+#[test]
+fn rejected_push_lines_cost_linear_time_and_ping_keeps_answering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let site = crate::mqtt::http_test_site(dir.path(), port);
+    let child = bin()
+        .args(["run", "--config", site.to_str().expect("path")])
+        .env("MF_TEST_WRITE_TOKEN", crate::mqtt::TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    wait_port(port);
+    let mf = Proc(child);
+    let auth = format!("Token {}", crate::mqtt::TOKEN);
+    let post = |lines: usize| {
+        let body = "x\n".repeat(lines);
+        let t = Instant::now();
+        let (status, resp) =
+            http_post(port, "/write", &[("Authorization", &auth)], body.as_bytes());
+        assert_eq!(status, 400, "{}", &resp[..resp.len().min(300)]);
+        t.elapsed()
+    };
+    // Warm up, then time both sizes twice and keep the faster of each.
+    post(1_000);
+    let small = post(20_000).min(post(20_000));
+    let pinger = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        let t = Instant::now();
+        let (status, _) = http_get(port, "/ping");
+        (status, t.elapsed())
+    });
+    let large = post(80_000).min(post(80_000));
+    let (ping_status, ping_time) = pinger.join().expect("ping");
+    stop(mf);
+    assert_eq!(ping_status, 204);
+    assert!(
+        ping_time < Duration::from_secs(2),
+        "/ping took {ping_time:?}"
+    );
+    let ratio = large.as_secs_f64() / small.as_secs_f64().max(1e-3);
+    assert!(
+        ratio < 8.0,
+        "4× the lines took {ratio:.1}× the time ({small:?} → {large:?}): not linear"
+    );
+    assert!(large < Duration::from_secs(20), "{large:?}");
+    // Every rejected line is kept as a dead letter.
+    let db = dir.path().join("store.db");
+    assert_eq!(count(&db, "dead_letters"), 1_000 + 2 * 20_000 + 2 * 80_000);
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}

@@ -230,10 +230,23 @@ async fn write(
     let mut line_of = Vec::new();
     let mut rejected: Vec<(u64, String)> = Vec::new();
     let mut dead = Vec::new();
+    // Each rejected line becomes a dead letter with its own text, taken
+    // while the line is at hand (looking lines up again by number made
+    // 40 000 bad lines take 35 s).
+    let mut reject = |n: u64, reason: String, line: &[u8]| {
+        dead.push(DeadLetter {
+            received_ms: now,
+            source: "http".into(),
+            location: format!("line {n}"),
+            reason: reason.clone(),
+            payload: String::from_utf8_lossy(line).into_owned(),
+        });
+        rejected.push((n, reason));
+    };
     for (i, line) in raw.split(|b| *b == b'\n').enumerate() {
         let n = i as u64 + 1;
         let Ok(text) = std::str::from_utf8(line) else {
-            rejected.push((n, "malformed: not UTF-8".into()));
+            reject(n, "malformed: not UTF-8".into(), line);
             continue;
         };
         let text = text.trim_end_matches('\r');
@@ -242,9 +255,9 @@ async fn write(
         }
         for r in parse_line(text, n, precision) {
             match r {
-                Err(e) => rejected.push((n, format!("{}: {}", e.reason.as_str(), e.detail))),
+                Err(e) => reject(n, format!("{}: {}", e.reason.as_str(), e.detail), line),
                 Ok(row) => match app.meters.own.get(&row.meter) {
-                    None => rejected.push((
+                    None => reject(
                         n,
                         match app.meters.elsewhere.get(&row.meter) {
                             Some(s) => format!(
@@ -253,7 +266,8 @@ async fn write(
                             ),
                             None => format!("unknown_meter: no meter `{}`", row.meter),
                         },
-                    )),
+                        line,
+                    ),
                     Some(counter) => {
                         line_of.push(n);
                         readings.push(Reading {
@@ -268,20 +282,6 @@ async fn write(
                 },
             }
         }
-    }
-    for (n, reason) in &rejected {
-        let text = raw
-            .split(|b| *b == b'\n')
-            .nth((*n - 1) as usize)
-            .map(|l| String::from_utf8_lossy(l).into_owned())
-            .unwrap_or_default();
-        dead.push(DeadLetter {
-            received_ms: now,
-            source: "http".into(),
-            location: format!("line {n}"),
-            reason: reason.clone(),
-            payload: text,
-        });
     }
     let (done_tx, done_rx) = oneshot::channel();
     let count = readings.len() as u64;
