@@ -300,3 +300,56 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, text)
 }
+
+/// A large ledger CSV import runs on the blocking pool: `/healthz` keeps
+/// answering while two imports of 20 000 weigh-ins each are checked, and
+/// both record every row (they stalled `/healthz` for 21 s, and a later
+/// row's check sorted the whole ledger again).
+#[test]
+fn big_ledger_imports_do_not_stall_the_api() {
+    use crate::api::{CLERK, request, server_with};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = server_with(dir.path(), false, "");
+    let p = s.port;
+    let mut csv = String::from("time,agency,point,category,kg,destination\n");
+    for i in 0..20_000 {
+        csv.push_str(&format!(
+            "2025-03-{:02} 08:00,fin,P{},residual,{}.5,incineration\n",
+            i % 28 + 1,
+            i % 7,
+            i % 50 + 1
+        ));
+    }
+    let path = "/api/v1/ledgers/waste/weigh-ins/import";
+    let imports: Vec<_> = (0..2)
+        .map(|_| {
+            let csv = csv.clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let (code, body) = request(p, "POST", path, Some(CLERK), &csv);
+                (code, body, t.elapsed())
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    let t = Instant::now();
+    while !imports.iter().all(std::thread::JoinHandle::is_finished)
+        && t.elapsed() < Duration::from_secs(120)
+    {
+        let t0 = Instant::now();
+        let (code, _) = request(p, "GET", "/healthz", None, "");
+        assert_eq!(code, 200);
+        slowest = slowest.max(t0.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for h in imports {
+        let (code, body, took) = h.join().expect("import");
+        assert_eq!(code, 200, "{}", &body[..body.len().min(300)]);
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["accepted"], 20_000, "after {took:?}");
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "/healthz took {slowest:?}"
+    );
+}

@@ -83,7 +83,9 @@ pub(super) async fn create_h(
     let v = json_body(&body)?;
     let author = role_name(&role);
     let (id, c) = {
-        let _one = app.ledger_write.lock().map_err(internal)?;
+        // An async lock: a request waiting behind a running import waits
+        // without holding a worker.
+        let _one = app.ledger_write.lock().await;
         let mut db = ledger_db(&app)?;
         let state = db.ledger_until(kind.ledger, i64::MAX).map_err(internal)?;
         let c = ledgers::check(&app.site, kind, &state, &v).map_err(rejected)?;
@@ -146,7 +148,7 @@ pub(super) async fn correction_h(
     let now = meterflow_model::clock::now_ms();
     let mut changes: Vec<Change> = Vec::new();
     let new = {
-        let _one = app.ledger_write.lock().map_err(internal)?;
+        let _one = app.ledger_write.lock().await;
         let mut db = ledger_db(&app)?;
         let Some(old) = db
             .get(id)
@@ -264,84 +266,94 @@ pub(super) async fn import_h(
         Some(_) => return Err(bad("partial", "`partial` is true or false")),
     };
     let text = std::str::from_utf8(&body).map_err(|e| bad("body", format!("not UTF-8: {e}")))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let headers: Vec<String> = rdr
-        .headers()
-        .map_err(|e| bad("body", format!("no CSV header row: {e}")))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
-    ledgers::csv_header(kind, &headers).map_err(rejected)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text).to_string();
     let author = role_name(&role);
-    let _one = app.ledger_write.lock().map_err(internal)?;
-    let mut db = ledger_db(&app)?;
-    let mut state = db.ledger_until(kind.ledger, i64::MAX).map_err(internal)?;
-    let mut good: Vec<(usize, Checked)> = Vec::new();
-    let mut errors: Vec<Value> = Vec::new();
-    let mut rows = 0;
-    for (i, rec) in rdr.records().enumerate() {
-        let line = i + 2;
-        rows += 1;
-        if rows > 100_000 {
-            return Err(bad("body", "at most 100 000 rows per import"));
-        }
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                errors
-                    .push(json!({"row": line, "field": null, "message": format!("not CSV: {e}")}));
+    // The rows are checked one by one against the ledger so far: blocking
+    // work, done on the blocking pool under the heavy-request bound, so an
+    // import never holds an async worker (nor the ledger's lock on one).
+    let _permit = app.heavy.acquire().await.map_err(internal)?;
+    let app2 = Arc::clone(&app);
+    tokio::task::spawn_blocking(move || -> Result<Response, ApiError> {
+        let app = app2;
+        let mut rdr = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        let headers: Vec<String> = rdr
+            .headers()
+            .map_err(|e| bad("body", format!("no CSV header row: {e}")))?
+            .iter()
+            .map(|h| h.trim().to_string())
+            .collect();
+        ledgers::csv_header(kind, &headers).map_err(rejected)?;
+        let _one = app.ledger_write.blocking_lock();
+        let mut db = ledger_db(&app)?;
+        let mut state = db.ledger_until(kind.ledger, i64::MAX).map_err(internal)?;
+        let mut good: Vec<(usize, Checked)> = Vec::new();
+        let mut errors: Vec<Value> = Vec::new();
+        let mut rows = 0;
+        for (i, rec) in rdr.records().enumerate() {
+            let line = i + 2;
+            rows += 1;
+            if rows > 100_000 {
+                return Err(bad("body", "at most 100 000 rows per import"));
+            }
+            let rec = match rec {
+                Ok(r) => r,
+                Err(e) => {
+                    errors
+                        .push(json!({"row": line, "field": null, "message": format!("not CSV: {e}")}));
+                    continue;
+                }
+            };
+            let cells: Vec<String> = rec.iter().map(str::to_string).collect();
+            if cells.len() != headers.len() {
+                errors.push(json!({"row": line, "field": null, "message": format!("{} cells, the header has {}", cells.len(), headers.len())}));
                 continue;
             }
-        };
-        let cells: Vec<String> = rec.iter().map(str::to_string).collect();
-        if cells.len() != headers.len() {
-            errors.push(json!({"row": line, "field": null, "message": format!("{} cells, the header has {}", cells.len(), headers.len())}));
-            continue;
-        }
-        let checked = ledgers::csv_row(kind, &headers, &cells)
-            .and_then(|v| ledgers::check(&app.site, kind, &state, &v));
-        match checked {
-            Ok(c) => {
-                // Later rows are checked against the earlier ones.
-                state.push(ledgers::as_event(kind, &c, -(line as i64), &author));
-                state.sort_by_key(|e| e.ts_ms);
-                good.push((line, c));
-            }
-            Err((field, message)) => {
-                errors.push(json!({"row": line, "field": field, "message": message}));
+            let checked = ledgers::csv_row(kind, &headers, &cells)
+                .and_then(|v| ledgers::check(&app.site, kind, &state, &v));
+            match checked {
+                Ok(c) => {
+                    // Later rows are checked against the earlier ones.
+                    state.push(ledgers::as_event(kind, &c, -(line as i64), &author));
+                    state.sort_by_key(|e| e.ts_ms);
+                    good.push((line, c));
+                }
+                Err((field, message)) => {
+                    errors.push(json!({"row": line, "field": field, "message": message}));
+                }
             }
         }
-    }
-    if !errors.is_empty() && !partial {
-        return Ok((
-            StatusCode::BAD_REQUEST,
-            Json(json!({
-                "error": "rejected_rows",
-                "message": format!("{} of {rows} rows rejected; nothing was recorded (fix them, or send partial=true to record the others)", errors.len()),
-                "field": null,
-                "rows": rows, "accepted": 0, "errors": errors,
-            })),
+        if !errors.is_empty() && !partial {
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                Json(json!({
+                    "error": "rejected_rows",
+                    "message": format!("{} of {rows} rows rejected; nothing was recorded (fix them, or send partial=true to record the others)", errors.len()),
+                    "field": null,
+                    "rows": rows, "accepted": 0, "errors": errors,
+                })),
+            )
+                .into_response());
+        }
+        let mut ids = Vec::new();
+        let mut changes: Vec<Change> = Vec::new();
+        for (_, c) in &good {
+            let id = append(&mut db, kind, c, None, &author)?;
+            ids.push(id);
+            changes.push((c.ts_ms, c.body.clone(), id, false));
+        }
+        drop(db);
+        drop(_one);
+        after_write(&app, kind, &changes);
+        Ok((
+            StatusCode::OK,
+            Json(json!({"rows": rows, "accepted": ids.len(), "ids": ids, "errors": errors})),
         )
-            .into_response());
-    }
-    let mut ids = Vec::new();
-    let mut changes: Vec<Change> = Vec::new();
-    for (_, c) in &good {
-        let id = append(&mut db, kind, c, None, &author)?;
-        ids.push(id);
-        changes.push((c.ts_ms, c.body.clone(), id, false));
-    }
-    drop(db);
-    drop(_one);
-    after_write(&app, kind, &changes);
-    Ok((
-        StatusCode::OK,
-        Json(json!({"rows": rows, "accepted": ids.len(), "ids": ids, "errors": errors})),
-    )
-        .into_response())
+            .into_response())
+    })
+    .await
+    .map_err(internal)?
 }
 
 fn date_param(app: &App, q: &HashMap<String, String>) -> Result<chrono::NaiveDate, ApiError> {

@@ -134,7 +134,7 @@ struct App {
     failures: Mutex<HashMap<std::net::IpAddr, (u32, Instant)>>,
     max_failures: u32,
     /// Ledger writes are checked and appended one at a time.
-    ledger_write: Mutex<()>,
+    ledger_write: tokio::sync::Mutex<()>,
     /// The KPI service's context: the hierarchy walk and the merged
     /// office-space site, shared by every request.
     kpi: meterflow_kpi::KpiContext,
@@ -1141,7 +1141,7 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
         live,
         failures: Mutex::new(HashMap::new()),
         max_failures,
-        ledger_write: Mutex::new(()),
+        ledger_write: tokio::sync::Mutex::new(()),
         kpi,
         readers: Mutex::new(Vec::new()),
         heavy: tokio::sync::Semaphore::new(
