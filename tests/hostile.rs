@@ -353,3 +353,63 @@ fn big_ledger_imports_do_not_stall_the_api() {
         "/healthz took {slowest:?}"
     );
 }
+
+/// Guessing tokens cannot lock valid users out: after 21 bad tokens from
+/// one address the next bad one gets 429, but a valid token from the same
+/// address is still served, on the API and on push ingest alike (the
+/// limiter was checked before the token, and push had none).
+#[test]
+fn failed_tokens_are_limited_but_a_valid_token_is_always_accepted() {
+    use crate::api::{MANAGER, get, server_with};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = server_with(dir.path(), false, "");
+    let p = s.port;
+    for i in 0..21 {
+        let (code, _) = get(p, "/api/v1/site", Some(&format!("guess-{i:04}-0123456789")));
+        assert!(code == 401 || code == 429, "guess {i}: {code}");
+    }
+    let (code, v) = get(p, "/api/v1/site", Some("one-more-guess-0123456789"));
+    assert_eq!(code, 429, "{v}");
+    let (code, v) = get(p, "/api/v1/site", Some(MANAGER));
+    assert_eq!(code, 200, "a valid token after the guesses: {v}");
+    drop(s);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let site = crate::mqtt::http_test_site(dir.path(), port);
+    let child = bin()
+        .args(["run", "--config", site.to_str().expect("path")])
+        .env("MF_TEST_WRITE_TOKEN", crate::mqtt::TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    wait_port(port);
+    let mf = Proc(child);
+    let line = b"m,meter=water-main volume=100.5 1735689600\n";
+    let mut codes = Vec::new();
+    for i in 0..25 {
+        let auth = format!("Token wrong-{i:04}-0123456789");
+        codes.push(
+            http_post(
+                port,
+                "/write?precision=s",
+                &[("Authorization", &auth)],
+                line,
+            )
+            .0,
+        );
+    }
+    // 20 failures a minute, then 429 (3 122 guesses in 5 s went through before).
+    assert_eq!(codes[..20], [401; 20]);
+    assert_eq!(codes[20..], [429; 5]);
+    let auth = format!("Token {}", crate::mqtt::TOKEN);
+    let (code, body) = http_post(
+        port,
+        "/write?precision=s",
+        &[("Authorization", &auth)],
+        line,
+    );
+    assert_eq!(code, 204, "{body}");
+    stop(mf);
+}

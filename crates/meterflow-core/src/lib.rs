@@ -16,6 +16,7 @@ pub mod denominators;
 pub mod engine;
 pub mod grade;
 pub mod kpi;
+pub mod limiter;
 pub mod lineproto;
 pub mod memlog;
 pub mod quota;

@@ -21,6 +21,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{Datelike, TimeZone};
+use meterflow_core::limiter::FailureLimiter;
 use meterflow_kpi::ownership::{meter_agencies, meter_of_agency, occupied};
 use meterflow_model::Site;
 use meterflow_model::config::Meter;
@@ -127,12 +128,19 @@ pub fn load_tokens(site: &Site) -> anyhow::Result<Vec<(String, Role)>> {
     Ok(out)
 }
 
+/// The failure counts of the API's authentication.
+struct Failures {
+    by_address: FailureLimiter<std::net::IpAddr>,
+    by_token: FailureLimiter<String>,
+}
+
 struct App {
     site: Arc<Site>,
     tokens: Vec<(String, Role)>,
     live: Live,
-    failures: Mutex<HashMap<std::net::IpAddr, (u32, Instant)>>,
-    max_failures: u32,
+    /// Failed authentications per client address and per presented token
+    /// (its hash), counted only after a token failed.
+    failures: Mutex<Failures>,
     /// Ledger writes are checked and appended one at a time.
     ledger_write: tokio::sync::Mutex<()>,
     /// The KPI service's context: the hierarchy walk and the merged
@@ -572,21 +580,8 @@ impl App {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("Token "))
             });
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = failures.entry(peer.ip()).or_insert((0, Instant::now()));
-        if entry.1.elapsed() > Duration::from_secs(60) {
-            *entry = (0, Instant::now());
-        }
-        if entry.0 >= self.max_failures {
-            return Err(ApiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                code: "too_many_failures",
-                message: "too many failed authentications from this address; wait a minute".into(),
-                field: None,
-            });
-        }
-        let found = token.and_then(|t| {
-            let h = hash_token(t);
+        let hashed = token.map(hash_token);
+        let found = hashed.as_ref().and_then(|h| {
             // Compare with every entry, in time independent of where it matches.
             let mut role = None;
             for (stored, r) in &self.tokens {
@@ -602,18 +597,36 @@ impl App {
             }
             role
         });
-        match found {
-            Some(r) => Ok(r),
-            None => {
-                entry.0 += 1;
-                Err(ApiError {
-                    status: StatusCode::UNAUTHORIZED,
-                    code: "unauthorized",
-                    message: "a valid bearer token is needed (Authorization: Bearer …)".into(),
-                    field: None,
-                })
-            }
+        // A valid token is never refused: the failure count is consulted
+        // only once the token has failed, so guesses from a shared address
+        // (a reverse proxy) cannot lock the valid users behind it out.
+        if let Some(r) = found {
+            return Ok(r);
         }
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let blocked = failures.by_address.blocked(&peer.ip(), now)
+            || hashed
+                .as_ref()
+                .is_some_and(|h| failures.by_token.blocked(h, now));
+        if blocked {
+            return Err(ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "too_many_failures",
+                message: "too many failed authentications from this address; wait a minute".into(),
+                field: None,
+            });
+        }
+        failures.by_address.fail(peer.ip(), now);
+        if let Some(h) = hashed {
+            failures.by_token.fail(h, now);
+        }
+        Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: "a valid bearer token is needed (Authorization: Bearer …)".into(),
+            field: None,
+        })
     }
 
     /// A read connection from the pool (opened if none is idle); it goes
@@ -1139,8 +1152,10 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
         site,
         tokens,
         live,
-        failures: Mutex::new(HashMap::new()),
-        max_failures,
+        failures: Mutex::new(Failures {
+            by_address: FailureLimiter::new(max_failures, Duration::from_secs(60), 10_000),
+            by_token: FailureLimiter::new(max_failures, Duration::from_secs(60), 10_000),
+        }),
         ledger_write: tokio::sync::Mutex::new(()),
         kpi,
         readers: Mutex::new(Vec::new()),

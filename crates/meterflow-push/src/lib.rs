@@ -8,13 +8,15 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use meterflow_core::limiter::FailureLimiter;
 use meterflow_import::{Precision, parse_line};
 use meterflow_model::config::HttpIngest;
 use meterflow_model::{Batch, DeadLetter, Reading, TimeSource};
@@ -33,8 +35,15 @@ pub struct HttpStats {
     pub auth_failures: AtomicU64,
 }
 
+/// Failed authentications one client address may make in a minute before
+/// it gets 429 until the minute ends (a valid token is still accepted).
+const MAX_AUTH_FAILURES: u32 = 20;
+
 struct App {
     token: String,
+    /// Failed authentications per client address (ADR 0010's rule, as on
+    /// the API: a valid token is never refused).
+    failures: std::sync::Mutex<FailureLimiter<std::net::IpAddr>>,
     meters: Arc<meterflow_model::shard::IngestMeters>,
     out: mpsc::Sender<Batch>,
     max_body: usize,
@@ -70,6 +79,11 @@ pub async fn serve(
     let max_body = cfg.max_body_kib * 1024;
     let app = Arc::new(App {
         token,
+        failures: std::sync::Mutex::new(FailureLimiter::new(
+            MAX_AUTH_FAILURES,
+            Duration::from_secs(60),
+            10_000,
+        )),
         meters,
         out,
         max_body,
@@ -88,9 +102,12 @@ pub async fn serve(
         let stop = async move {
             let _ = shutdown.changed().await;
         };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(stop)
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await
         {
             tracing::error!(error = %e, "HTTP server stopped.");
         }
@@ -99,6 +116,7 @@ pub async fn serve(
 
 async fn write_v1(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
@@ -106,6 +124,7 @@ async fn write_v1(
     let query_token = q.get("p").cloned();
     write(
         app,
+        peer,
         q.get("precision").map(String::as_str),
         headers,
         query_token,
@@ -116,12 +135,14 @@ async fn write_v1(
 
 async fn write_v2(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     write(
         app,
+        peer,
         q.get("precision").map(String::as_str),
         headers,
         None,
@@ -175,6 +196,7 @@ fn authorized(app: &App, headers: &HeaderMap, query_token: Option<String>) -> bo
 
 async fn write(
     app: Arc<App>,
+    peer: std::net::SocketAddr,
     precision: Option<&str>,
     headers: HeaderMap,
     query_token: Option<String>,
@@ -182,6 +204,17 @@ async fn write(
 ) -> Response {
     if !authorized(&app, &headers, query_token) {
         app.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut failures = app.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.blocked(&peer.ip(), now) {
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failures",
+                "too many failed authentications from this address; wait a minute".into(),
+                Vec::new(),
+            );
+        }
+        failures.fail(peer.ip(), now);
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
