@@ -87,6 +87,11 @@ pub fn load_tokens(site: &Site) -> anyhow::Result<Vec<(String, Role)>> {
         let path = site.relative(f);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| anyhow::anyhow!("[api] tokens_file {}: {e}", path.display()))?;
+        // Hashes, not tokens, but a readable list still tells an attacker
+        // which roles exist and lets them be replaced.
+        if let Some(w) = meterflow_model::secret_file::loose(&path) {
+            tracing::warn!("[api] tokens_file: {w}");
+        }
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {

@@ -216,6 +216,22 @@ serves = { building = "b1" }
 "#;
 
     #[test]
+    fn broker_files_are_relative_to_the_site_file_not_the_working_directory() {
+        let src = "[site]\nname = \"s\"\n\n[[mqtt]]\nid = \"b\"\nhost = \"127.0.0.1\"\nclient_id = \"c\"\nusername = \"u\"\npassword_file = \"secrets/mqtt.pw\"\ntls = true\nca_file = \"/etc/ssl/ca.pem\"\n\n[[mqtt.topic]]\npattern = \"m/{meter_id}\"\nformat = \"number\"\n";
+        let site = match Site::parse(src, Path::new("/etc/meterflow/site.toml")) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let b = &site.mqtt[0];
+        assert_eq!(
+            b.password_file.as_deref(),
+            Some(Path::new("/etc/meterflow/secrets/mqtt.pw"))
+        );
+        // An absolute path stays as written.
+        assert_eq!(b.ca_file.as_deref(), Some(Path::new("/etc/ssl/ca.pem")));
+    }
+
+    #[test]
     fn minimal_site_is_valid() {
         assert_eq!(errors(GOOD), vec![]);
     }

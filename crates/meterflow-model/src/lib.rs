@@ -11,6 +11,7 @@ pub mod factors;
 pub mod metering_groups;
 pub mod profile;
 pub mod reading;
+pub mod secret_file;
 pub mod shard;
 pub mod span;
 

@@ -56,7 +56,11 @@ fn password(b: &MqttBroker) -> std::io::Result<Option<String>> {
         });
     }
     if let Some(f) = &b.password_file {
-        return std::fs::read_to_string(f).map(|s| Some(s.trim_end().to_string()));
+        let (text, warning) = meterflow_model::secret_file::read(f)?;
+        if let Some(w) = warning {
+            tracing::warn!(broker = %b.id, "password_file: {w}");
+        }
+        return Ok(Some(text));
     }
     Ok(None)
 }

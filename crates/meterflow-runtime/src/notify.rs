@@ -98,9 +98,12 @@ pub fn build_request(
         (Some(s), _) => Some(s),
         (None, Some(f)) => {
             let path = site.path.parent().map_or_else(|| f.clone(), |d| d.join(f));
-            let text = std::fs::read_to_string(&path)
+            let (text, warning) = meterflow_model::secret_file::read(&path)
                 .map_err(|e| format!("cannot read the secret file {}: {e}", path.display()))?;
-            Some(text.trim_end_matches(['\r', '\n']).to_string())
+            if let Some(w) = warning {
+                tracing::warn!(notifier = %n.id, "secret_file: {w}");
+            }
+            Some(text)
         }
         (None, None) => None,
     };
@@ -167,6 +170,30 @@ pub fn build_request(
         NotifierKind::Mqtt | NotifierKind::Log => return Err("not an HTTP notifier".into()),
     };
     Ok(Request { url, body, headers })
+}
+
+/// `text` with every secret part of `url` replaced by `***`: each query
+/// value, and path segments of 16 characters or more (Feishu's hook
+/// token). Short values (`v=2`) are left, so messages stay readable.
+pub fn redact(url: &str, text: &str) -> String {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut secrets: Vec<&str> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').map(|(_, v)| v))
+        .filter(|v| v.len() >= 4)
+        .collect();
+    secrets.extend(
+        path.split('/')
+            .skip(3) // scheme, empty, host
+            .filter(|seg| seg.len() >= 16),
+    );
+    // Longest first, so a secret containing another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_string();
+    for s in secrets {
+        out = out.replace(s, "***");
+    }
+    out
 }
 
 fn url_encode(s: &str) -> String {
@@ -279,6 +306,11 @@ impl Worker {
             }
             _ => {
                 let req = build_request(&self.site, n, e, now_ms)?;
+                // Robot URLs carry their key (WeCom `key=`, DingTalk
+                // `access_token=` and `sign=`, Feishu the last path
+                // segment): no error text that is logged or stored may
+                // repeat it.
+                let url = req.url.clone();
                 let mut r = self
                     .client
                     .post(&req.url)
@@ -288,14 +320,17 @@ impl Worker {
                 for (k, v) in &req.headers {
                     r = r.header(k, v);
                 }
-                let resp = r.send().await.map_err(|x| format!("request failed: {x}"))?;
+                let resp = r
+                    .send()
+                    .await
+                    .map_err(|x| redact(&url, &format!("request failed: {}", x.without_url())))?;
                 let status = resp.status();
                 let body = resp.bytes().await.unwrap_or_default();
                 if !status.is_success() {
                     return Err(format!("HTTP {status}"));
                 }
                 match robot_error(n.kind, &body) {
-                    Some(err) => Err(err),
+                    Some(err) => Err(redact(&url, &err)),
                     None => Ok(()),
                 }
             }
@@ -467,5 +502,67 @@ mod tests {
         let d = std::env::temp_dir().join(format!("meterflow-notify-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn robot_keys_are_redacted_from_error_text() {
+        // WeCom key, DingTalk token and signature, Feishu hook token.
+        let u = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa";
+        let t = format!("request failed: error sending request for url ({u})");
+        let r = redact(u, &t);
+        assert!(!r.contains("693a91f6"), "{r}");
+        assert!(
+            r.contains("qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***"),
+            "{r}"
+        );
+        let d = "https://oapi.dingtalk.com/robot/send?access_token=abcdef0123456789&timestamp=1741752000000&sign=Zm9vYmFy%2B";
+        let r = redact(d, &format!("{d} answered 310000"));
+        assert!(
+            !r.contains("abcdef0123456789") && !r.contains("Zm9vYmFy"),
+            "{r}"
+        );
+        let f = "https://open.feishu.cn/open-apis/bot/v2/hook/8d1a2b3c-4d5e-6f70-8192-a3b4c5d6e7f8";
+        let r = redact(f, &format!("POST {f}: 19021"));
+        assert_eq!(
+            r,
+            "POST https://open.feishu.cn/open-apis/bot/v2/hook/***: 19021"
+        );
+        // Short values and text without the URL are left alone.
+        assert_eq!(redact("http://h/x?v=2", "v=2 failed"), "v=2 failed");
+    }
+
+    #[test]
+    fn a_failed_delivery_never_repeats_the_robot_key() {
+        // A WeCom robot on a closed local port: the connection is refused,
+        // and the error (logged at WARN, stored as last_error) is reqwest's.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(9);
+        let key = "SECRET-robot-key-0123456789abcdef";
+        let site = Arc::new(site(&format!(
+            "id = \"w\"\nkind = \"wecom\"\nurl = \"http://127.0.0.1:{port}/cgi-bin/webhook/send?key={key}\"\ntimeout_s = 2"
+        )));
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => panic!("{e}"),
+        };
+        let err = rt.block_on(async {
+            let mut w = match Worker::new(Arc::clone(&site)) {
+                Ok(w) => w,
+                Err(e) => panic!("{e}"),
+            };
+            let n = site.notifiers[0].clone();
+            w.send(&n, &event(), 1_741_752_000_000).await
+        });
+        let err = match err {
+            Err(e) => e,
+            Ok(()) => panic!("delivered to a closed port"),
+        };
+        assert!(err.starts_with("request failed"), "{err}");
+        assert!(!err.contains(key), "{err}");
     }
 }

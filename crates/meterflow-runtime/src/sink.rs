@@ -114,9 +114,12 @@ fn secret(
     }
     if let Some(f) = file {
         let path = site.relative(f);
-        let text = std::fs::read_to_string(&path)
+        let (text, warning) = meterflow_model::secret_file::read(&path)
             .with_context(|| format!("[influx] {what}: cannot read {}", path.display()))?;
-        return Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()));
+        if let Some(w) = warning {
+            tracing::warn!("[influx] {what}_file: {w}");
+        }
+        return Ok(Some(text));
     }
     Ok(None)
 }

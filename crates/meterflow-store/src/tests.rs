@@ -509,3 +509,21 @@ in_service = 2024-07-01
         after.values().map(|b| b.0).sum::<i64>() - buckets.values().map(|b| b.0).sum::<i64>();
     assert_eq!(added, 10_000_000);
 }
+
+/// A new store is its owner's only (0600), and so are its WAL files.
+#[cfg(unix)]
+#[test]
+fn a_new_store_is_created_0600() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = site(dir.path());
+    let mut w = Writer::open(&site).expect("open");
+    w.write_batch(&[reading(T0, 100.0)], "t").expect("write");
+    for f in ["t.db", "t.db-wal"] {
+        let mode = std::fs::metadata(dir.path().join(f))
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}: {:o}", mode & 0o777);
+    }
+}

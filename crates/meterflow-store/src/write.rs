@@ -109,7 +109,17 @@ impl Writer {
                 source,
             })?;
         }
+        let new = !path.exists();
         let mut conn = open_conn(path, site.store.cache_mib, false)?;
+        if new {
+            // The store holds the ledgers, alert history and every reading:
+            // its owner's only (SQLite gives the -wal and -shm files the
+            // same mode).
+            meterflow_model::secret_file::restrict(path).map_err(|source| StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
         schema::migrate(&mut conn, path)?;
         let meters = site
             .meters

@@ -59,7 +59,30 @@ pub(crate) fn validate(
         &referable,
         &ids,
     );
-    let mqtt = mqtt::validate_mqtt(ctx, &doc.meters, &doc.failed_ids, &doc.mqtt);
+    let mut mqtt = mqtt::validate_mqtt(ctx, &doc.meters, &doc.failed_ids, &doc.mqtt);
+    // Like every other file the site names (secrets, certificates, the
+    // store), the brokers' files are relative to the site file, not to the
+    // directory meterflow was started in.
+    let base = ctx
+        .file
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    for b in &mut mqtt {
+        for f in [
+            &mut b.password_file,
+            &mut b.ca_file,
+            &mut b.client_cert_file,
+            &mut b.client_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if f.is_relative() {
+                *f = base.join(&*f);
+            }
+        }
+    }
     http::validate_http(ctx, doc.broker.as_ref(), doc.http.as_ref());
     influx::validate_influx(ctx, doc.influx.as_ref());
     ledgers::check_ledgers(
