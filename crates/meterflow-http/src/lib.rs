@@ -1055,6 +1055,16 @@ async fn metrics_h(State(app): State<Arc<App>>) -> Response {
         app.live.rfid.scans.load(Relaxed),
         app.live.rfid.rejected.load(Relaxed)
     );
+    let _ = writeln!(
+        s,
+        "# HELP meterflow_component_panics_total Panics of a background thread (it restarts).\n# TYPE meterflow_component_panics_total counter"
+    );
+    for (name, panics, _) in app.live.supervision.snapshot() {
+        let _ = writeln!(
+            s,
+            "meterflow_component_panics_total{{component=\"{name}\"}} {panics}"
+        );
+    }
     let _ = writeln!(s, "# TYPE meterflow_bus_requests_total counter");
     for (id, b) in &app.live.buses {
         let _ = writeln!(
@@ -1106,6 +1116,14 @@ async fn metrics_h(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn readyz_h(State(app): State<Arc<App>>) -> Response {
+    let down = app.live.supervision.down();
+    if !down.is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("down, restarting: {}", down.join(", ")),
+        )
+            .into_response();
+    }
     match Reader::open(&app.site.store_path()) {
         Ok(_) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {

@@ -28,3 +28,4 @@ pub mod points;
 pub mod rfid;
 pub mod shardkpi;
 pub mod sink;
+pub mod supervise;

@@ -15,6 +15,9 @@ use meterflow_mqtt::MqttStats;
 use meterflow_store::{Reader, Verdict, Writer};
 use tokio::sync::{mpsc, watch};
 
+/// The longest wait before a panicked background thread restarts.
+const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(60);
+
 /// How to run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -45,6 +48,9 @@ pub struct Live {
     pub sink: Option<Arc<crate::sink::SinkStats>>,
     /// RFID scans over MQTT.
     pub rfid: Arc<crate::rfid::RfidStats>,
+    /// The supervised background threads (alerting, notifications,
+    /// points): their panics, and which are down now.
+    pub supervision: Arc<crate::supervise::Supervision>,
 }
 
 /// The future of a started server: its task, once it listens.
@@ -263,6 +269,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     }
     drop(tx);
     let sink_stats = Arc::new(crate::sink::SinkStats::default());
+    let supervision = Arc::new(crate::supervise::Supervision::default());
     let (sink_stop_tx, sink_stop_rx) = watch::channel(false);
     let sink_task = match &site.influx {
         Some(cfg) => {
@@ -286,6 +293,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
             buses: summary.buses.clone(),
             sink: site.influx.as_ref().map(|_| Arc::clone(&sink_stats)),
             rfid: Arc::clone(&rfid_stats),
+            supervision: Arc::clone(&supervision),
         };
         tasks.push(
             (start.0)(Arc::new(site.clone()), live, stop_rx.clone())
@@ -293,7 +301,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
                 .context("starting the API")?,
         );
     }
-    let mut alert_threads = start_alerting(&site, &summary, &stop_rx)?;
+    let mut alert_threads = start_alerting(&site, &summary, &stop_rx, &supervision)?;
     if site.influx.is_some() {
         alert_threads.push(start_points(
             &site,
@@ -302,6 +310,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
             Arc::clone(&committed),
             Arc::clone(&refused_count),
             Arc::clone(&sink_stats),
+            Arc::clone(&supervision),
         )?);
     }
     if tasks.is_empty() {
@@ -389,55 +398,60 @@ fn start_points(
     stored: Arc<std::sync::atomic::AtomicU64>,
     refused: Arc<std::sync::atomic::AtomicU64>,
     sink: Arc<crate::sink::SinkStats>,
+    sup: Arc<crate::supervise::Supervision>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let site = site.clone();
     let buses = summary.buses.clone();
     let mut st = stop.clone();
     let every = Duration::from_secs(site.influx.as_ref().map_or(60, |c| c.kpi_interval_s.max(1)));
     let instance = instance_name(&site);
+    let stop_sup = stop.clone();
     std::thread::Builder::new()
         .name("meterflow-points".into())
         .spawn(move || {
-            let mut outbox = match meterflow_store::Outbox::open(&site.store_path()) {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::error!("KPI and health points disabled: {e}");
-                    return;
-                }
-            };
-            let mut last = BTreeMap::new();
-            loop {
-                let now = meterflow_model::clock::now_ms();
-                let mut enc = meterflow_core::lineproto::Encoder::new();
-                match crate::shardkpi::kpi_reader(&site, now) {
-                    Ok(reader) => {
-                        if let Err(e) = crate::points::kpi_points(&site, &reader, now, &mut enc) {
-                            tracing::warn!("KPI points: {e:#}");
-                        }
-                    }
-                    Err(e) => tracing::warn!("KPI points: {e}"),
-                }
-                let stats = outbox.stats().unwrap_or_default();
-                let h = crate::points::Health {
-                    instance: &instance,
-                    stored: stored.load(std::sync::atomic::Ordering::Relaxed),
-                    refused: refused.load(std::sync::atomic::Ordering::Relaxed),
-                    buses: &buses,
-                    outbox: stats,
-                    sink: &sink,
-                };
-                crate::points::health_points(&h, now, &mut last, &mut enc);
-                if let Err(e) = outbox.append(&mut enc, now) {
-                    tracing::warn!("KPI and health points: {e}");
-                }
-                let until = std::time::Instant::now() + every;
-                while std::time::Instant::now() < until {
-                    if *st.borrow_and_update() {
+            crate::supervise::supervise("points", &sup, &stop_sup, MAX_RESTART_BACKOFF, || {
+                let mut outbox = match meterflow_store::Outbox::open(&site.store_path()) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::error!("KPI and health points disabled: {e}");
                         return;
                     }
-                    std::thread::sleep(Duration::from_millis(200));
+                };
+                let mut last = BTreeMap::new();
+                loop {
+                    let now = meterflow_model::clock::now_ms();
+                    let mut enc = meterflow_core::lineproto::Encoder::new();
+                    match crate::shardkpi::kpi_reader(&site, now) {
+                        Ok(reader) => {
+                            if let Err(e) = crate::points::kpi_points(&site, &reader, now, &mut enc)
+                            {
+                                tracing::warn!("KPI points: {e:#}");
+                            }
+                        }
+                        Err(e) => tracing::warn!("KPI points: {e}"),
+                    }
+                    let stats = outbox.stats().unwrap_or_default();
+                    let h = crate::points::Health {
+                        instance: &instance,
+                        stored: stored.load(std::sync::atomic::Ordering::Relaxed),
+                        refused: refused.load(std::sync::atomic::Ordering::Relaxed),
+                        buses: &buses,
+                        outbox: stats,
+                        sink: &sink,
+                    };
+                    crate::points::health_points(&h, now, &mut last, &mut enc);
+                    if let Err(e) = outbox.append(&mut enc, now) {
+                        tracing::warn!("KPI and health points: {e}");
+                    }
+                    let until = std::time::Instant::now() + every;
+                    while std::time::Instant::now() < until {
+                        if *st.borrow_and_update() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
                 }
-            }
+            });
         })
         .context("starting the KPI points thread")
 }
@@ -638,15 +652,18 @@ fn start_alerting(
     site: &Site,
     summary: &RunSummary,
     stop: &watch::Receiver<bool>,
+    sup: &Arc<crate::supervise::Supervision>,
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
     let site = Arc::new(site.clone());
     let mut threads = Vec::new();
     let buses = summary.buses.clone();
     let (s, mut st) = (Arc::clone(&site), stop.clone());
+    let (sup1, stop1) = (Arc::clone(sup), stop.clone());
     threads.push(
         std::thread::Builder::new()
             .name("meterflow-alerts".into())
             .spawn(move || {
+                crate::supervise::supervise("alerting", &sup1, &stop1, MAX_RESTART_BACKOFF, || {
                 let mut evaluator = match crate::alerting::Evaluator::open(&s) {
                     Ok(e) => e,
                     Err(e) => {
@@ -703,29 +720,47 @@ fn start_alerting(
                         std::thread::sleep(Duration::from_millis(200));
                     }
                 }
+                });
             })
             .context("starting the alert thread")?,
     );
     if !site.notifiers.is_empty() {
-        let worker = crate::notify::Worker::new(Arc::clone(&site))?;
+        // Fails at start (a bad client setup) rather than in the thread.
+        drop(crate::notify::Worker::new(Arc::clone(&site))?);
         let st = stop.clone();
+        let (sup2, site2) = (Arc::clone(sup), Arc::clone(&site));
         threads.push(
             std::thread::Builder::new()
                 .name("meterflow-notify".into())
                 .spawn(move || {
-                    let rt = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt,
-                        Err(e) => {
-                            tracing::error!("notifications disabled: {e}");
-                            return;
-                        }
-                    };
-                    if let Err(e) = rt.block_on(worker.run(st)) {
-                        tracing::error!("notification worker stopped: {e:#}");
-                    }
+                    crate::supervise::supervise(
+                        "notifications",
+                        &sup2,
+                        &st,
+                        MAX_RESTART_BACKOFF,
+                        || {
+                            let worker = match crate::notify::Worker::new(Arc::clone(&site2)) {
+                                Ok(w) => w,
+                                Err(e) => {
+                                    tracing::error!("notifications disabled: {e:#}");
+                                    return;
+                                }
+                            };
+                            let rt = match tokio::runtime::Builder::new_current_thread()
+                                .enable_all()
+                                .build()
+                            {
+                                Ok(rt) => rt,
+                                Err(e) => {
+                                    tracing::error!("notifications disabled: {e}");
+                                    return;
+                                }
+                            };
+                            if let Err(e) = rt.block_on(worker.run(st.clone())) {
+                                tracing::error!("notification worker stopped: {e:#}");
+                            }
+                        },
+                    );
                 })
                 .context("starting the notification thread")?,
         );
