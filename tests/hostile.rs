@@ -413,3 +413,85 @@ fn failed_tokens_are_limited_but_a_valid_token_is_always_accepted() {
     assert_eq!(code, 204, "{body}");
     stop(mf);
 }
+
+/// Slow and idle clients cannot take the API down: 500 connections that
+/// never finish their headers and a burst of 600 idle ones leave /healthz
+/// answering, and the header timeout (10 s) closes them all.
+#[test]
+fn slow_and_idle_connections_leave_the_api_answering() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = crate::api::server_with(dir.path(), false, "max_connections = 2048\n");
+    let p = s.port;
+    // Stay within this process's descriptor limit (the server has its own).
+    let limit = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
+        .unwrap_or(1024);
+    let (slow_n, burst_n) = if limit >= 4096 {
+        (500, 600)
+    } else {
+        (200, 200)
+    };
+    let healthz = || {
+        let t = Instant::now();
+        let (code, _) = crate::api::request(p, "GET", "/healthz", None, "");
+        (code, t.elapsed())
+    };
+    let mut held = Vec::new();
+    for _ in 0..slow_n {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", p)).expect("connect");
+        let _ = c.write_all(b"GET /api/v1/site HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+        held.push(c);
+    }
+    let (code, took) = healthz();
+    assert_eq!(code, 200);
+    assert!(
+        took < Duration::from_secs(1),
+        "/healthz with {slow_n} slow clients: {took:?}"
+    );
+    for _ in 0..burst_n {
+        held.push(std::net::TcpStream::connect(("127.0.0.1", p)).expect("connect"));
+    }
+    let (code, took) = healthz();
+    assert_eq!(code, 200);
+    assert!(
+        took < Duration::from_secs(1),
+        "/healthz after a burst: {took:?}"
+    );
+    // The header timeout closes every one of them (read gives 0 or an error).
+    std::thread::sleep(Duration::from_secs(11));
+    let mut still_open = 0;
+    for c in &mut held {
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut buf = [0u8; 256];
+        match c.read(&mut buf) {
+            Ok(0) => {}
+            Ok(_) => {
+                // hyper may answer 408 before closing; the next read ends.
+                if !matches!(c.read(&mut buf), Ok(0) | Err(_)) {
+                    still_open += 1;
+                }
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                still_open += 1
+            }
+            Err(_) => {}
+        }
+    }
+    assert_eq!(still_open, 0, "of {}", held.len());
+    let (_, m) = crate::api::get(p, "/metrics", Some(crate::api::MANAGER));
+    let m = m.as_str().unwrap_or_default().to_string();
+    assert!(m.contains("meterflow_api_connections_open"), "{m}");
+}

@@ -573,6 +573,9 @@ pub(super) async fn export_h(
             ));
         }
     };
+    let Ok(_slot) = app.export_slots.try_acquire() else {
+        return Ok(busy("an assessment export", 10));
+    };
     let _permit = app.heavy.acquire().await.map_err(internal)?;
     let app2 = Arc::clone(&app);
     let req = meterflow_export::gather::Request {

@@ -157,6 +157,11 @@ struct App {
     /// clients queue for a warm connection instead of 64 threads each
     /// opening their own.
     heavy: tokio::sync::Semaphore,
+    /// Overview pages rendering at once (each computes every agency's KPIs).
+    page_slots: tokio::sync::Semaphore,
+    /// Assessment exports running at once.
+    #[cfg(feature = "export")]
+    export_slots: tokio::sync::Semaphore,
 }
 
 /// An API error.
@@ -202,6 +207,18 @@ fn forbidden(message: impl Into<String>) -> ApiError {
         message: message.into(),
         field: None,
     }
+}
+
+/// 503 with `Retry-After`: a bounded route is at its limit. The client
+/// retries; nothing queues without bound (500 concurrent page requests
+/// once took 1.1 GB and 488 threads).
+fn busy(what: &str, retry_after_s: u32) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, retry_after_s.to_string())],
+        Json(json!({"error": "busy", "message": format!("{what} is being computed for other clients; retry in {retry_after_s} s"), "field": null})),
+    )
+        .into_response()
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -1057,6 +1074,12 @@ async fn metrics_h(State(app): State<Arc<App>>) -> Response {
     );
     let _ = writeln!(
         s,
+        "# HELP meterflow_api_connections_refused_total Connections closed at once because [api] max_connections were open.\n# TYPE meterflow_api_connections_refused_total counter\nmeterflow_api_connections_refused_total {}\n# TYPE meterflow_api_connections_open gauge\nmeterflow_api_connections_open {}",
+        app.live.listen.refused.load(Relaxed),
+        app.live.listen.open.load(Relaxed)
+    );
+    let _ = writeln!(
+        s,
         "# HELP meterflow_component_panics_total Panics of a background thread (it restarts).\n# TYPE meterflow_component_panics_total counter"
     );
     for (name, panics, _) in app.live.supervision.snapshot() {
@@ -1159,6 +1182,9 @@ async fn overview_h(
             Err(e) => return e.into_response(),
         }
     }
+    let Ok(_slot) = app.page_slots.try_acquire() else {
+        return busy("the overview page", 2);
+    };
     let app2 = Arc::clone(&app);
     match tokio::task::spawn_blocking(move || page::overview(&app2.kpi)).await {
         Ok(Ok(html)) => Html(html).into_response(),
@@ -1182,6 +1208,9 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
         ledger_write: tokio::sync::Mutex::new(()),
         kpi,
         readers: Mutex::new(Vec::new()),
+        page_slots: tokio::sync::Semaphore::new(2),
+        #[cfg(feature = "export")]
+        export_slots: tokio::sync::Semaphore::new(1),
         heavy: tokio::sync::Semaphore::new(
             2 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
         ),
@@ -1263,7 +1292,7 @@ pub fn starter() -> meterflow_runtime::pipeline::ApiStarter {
 pub async fn serve(
     site: Arc<Site>,
     live: Live,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let Some(cfg) = site.api.clone() else {
         anyhow::bail!("the site file has no [api] section");
@@ -1273,21 +1302,15 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("[api] listen {}: {e}", cfg.listen))?;
     tracing::info!(listen = %cfg.listen, tokens = tokens.len(), "API and overview page listening.");
+    let limits = meterflow_listen::Limits {
+        max_connections: cfg.max_connections,
+        ..meterflow_listen::Limits::default()
+    };
+    let listen = Arc::clone(&live.listen);
     let app = router(site, tokens, live);
-    Ok(tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.changed().await;
-        };
-        if let Err(e) = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await
-        {
-            tracing::error!(error = %e, "API server stopped.");
-        }
-    }))
+    Ok(tokio::spawn(meterflow_listen::serve(
+        listener, app, limits, listen, shutdown,
+    )))
 }
 
 /// A new random token and its tokens-file line for `role`.

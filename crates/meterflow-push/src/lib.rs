@@ -33,6 +33,8 @@ pub struct HttpStats {
     pub rejected_lines: AtomicU64,
     /// Authentication failures.
     pub auth_failures: AtomicU64,
+    /// Connections: accepted, refused at the limit, open.
+    pub listen: Arc<meterflow_listen::ListenStats>,
 }
 
 /// Failed authentications one client address may make in a minute before
@@ -56,7 +58,7 @@ pub async fn serve(
     meters: Arc<meterflow_model::shard::IngestMeters>,
     out: mpsc::Sender<Batch>,
     stats: Arc<HttpStats>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let token = std::env::var(&cfg.token_env).map_err(|_| {
         std::io::Error::new(
@@ -77,6 +79,7 @@ pub async fn serve(
         ));
     }
     let max_body = cfg.max_body_kib * 1024;
+    let app_listen = Arc::clone(&stats.listen);
     let app = Arc::new(App {
         token,
         failures: std::sync::Mutex::new(FailureLimiter::new(
@@ -98,20 +101,18 @@ pub async fn serve(
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
     tracing::info!(listen = %cfg.listen, "HTTP push ingest listening.");
-    Ok(tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.changed().await;
-        };
-        if let Err(e) = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await
-        {
-            tracing::error!(error = %e, "HTTP server stopped.");
-        }
-    }))
+    let limits = meterflow_listen::Limits {
+        max_connections: cfg.max_connections,
+        ..meterflow_listen::Limits::default()
+    };
+    let listen_stats = Arc::clone(&app_listen);
+    Ok(tokio::spawn(meterflow_listen::serve(
+        listener,
+        router,
+        limits,
+        listen_stats,
+        shutdown,
+    )))
 }
 
 async fn write_v1(

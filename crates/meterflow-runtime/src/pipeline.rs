@@ -51,6 +51,8 @@ pub struct Live {
     /// The supervised background threads (alerting, notifications,
     /// points): their panics, and which are down now.
     pub supervision: Arc<crate::supervise::Supervision>,
+    /// The API listener's connections (filled by the server).
+    pub listen: Arc<meterflow_listen::ListenStats>,
 }
 
 /// The future of a started server: its task, once it listens.
@@ -294,6 +296,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
             sink: site.influx.as_ref().map(|_| Arc::clone(&sink_stats)),
             rfid: Arc::clone(&rfid_stats),
             supervision: Arc::clone(&supervision),
+            listen: Arc::default(),
         };
         tasks.push(
             (start.0)(Arc::new(site.clone()), live, stop_rx.clone())

@@ -25,6 +25,14 @@ pub struct ApiConfig {
     /// Failed authentications per minute from one address before it gets 429.
     #[serde(default = "default_auth_failures")]
     pub max_auth_failures: u32,
+    /// Connections open at once; more are closed at once. Each keeps a file
+    /// descriptor, so keep it well under the process's limit.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+pub(crate) const fn default_max_connections() -> usize {
+    1024
 }
 
 const fn default_auth_failures() -> u32 {

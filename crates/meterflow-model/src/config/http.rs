@@ -15,6 +15,9 @@ pub struct HttpIngest {
     /// Largest request body after decompression, KiB.
     #[serde(default = "default_max_body_kib")]
     pub max_body_kib: usize,
+    /// Connections open at once; more are closed at once.
+    #[serde(default = "super::api::default_max_connections")]
+    pub max_connections: usize,
 }
 
 const fn default_max_body_kib() -> usize {
