@@ -232,6 +232,19 @@ serves = { building = "b1" }
     }
 
     #[test]
+    fn the_embedded_broker_listens_on_loopback_only() {
+        let site = |listen: &str| format!("[site]\nname = \"s\"\n\n[broker]\nlisten = \"{listen}\"\n");
+        assert!(errors(&site("127.0.0.1:1883")).is_empty());
+        assert!(errors(&site("[::1]:1883")).is_empty());
+        for open in ["0.0.0.0:1883", "192.168.1.10:1883"] {
+            let e = errors(&site(open));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert_eq!((e[0].line, e[0].key.as_str()), (5, "broker.listen"));
+            assert!(e[0].message.contains("loopback"), "{}", e[0].message);
+        }
+    }
+
+    #[test]
     fn minimal_site_is_valid() {
         assert_eq!(errors(GOOD), vec![]);
     }

@@ -30,14 +30,25 @@ pub(crate) fn validate_http(
     broker: Option<&Located<'_, EmbeddedBroker>>,
     http: Option<&Located<'_, HttpIngest>>,
 ) {
-    if let Some(br) = broker
-        && br.value.listen.parse::<std::net::SocketAddr>().is_err()
-    {
-        ctx.error(
-            br.span_of(&["listen"]),
-            br.key("listen"),
-            format!("`{}` is not ip:port", br.value.listen),
-        );
+    if let Some(br) = broker {
+        match br.value.listen.parse::<std::net::SocketAddr>() {
+            Err(_) => ctx.error(
+                br.span_of(&["listen"]),
+                br.key("listen"),
+                format!("`{}` is not ip:port", br.value.listen),
+            ),
+            // The embedded broker has no authentication and no TLS: anyone
+            // who reaches it could publish readings for any meter.
+            Ok(a) if !a.ip().is_loopback() => ctx.error(
+                br.span_of(&["listen"]),
+                br.key("listen"),
+                format!(
+                    "`{}`: the embedded broker has no passwords and no TLS, so it only listens on loopback (127.0.0.1); for meters on the network run Mosquitto with a password file and point [[mqtt]] at it",
+                    br.value.listen
+                ),
+            ),
+            Ok(_) => {}
+        }
     }
     if let Some(h) = http {
         if h.value.listen.parse::<std::net::SocketAddr>().is_err() {
