@@ -10,6 +10,7 @@
 
 pub mod aggregate;
 pub mod alerts;
+pub mod backoff;
 pub mod buckets;
 pub mod counter;
 pub mod denominators;

@@ -607,12 +607,8 @@ impl App {
             // Compare with every entry, in time independent of where it matches.
             let mut role = None;
             for (stored, r) in &self.tokens {
-                let same = stored.len() == h.len()
-                    && stored
-                        .bytes()
-                        .zip(h.bytes())
-                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                        == 0;
+                use subtle::ConstantTimeEq as _;
+                let same: bool = stored.as_bytes().ct_eq(h.as_bytes()).into();
                 if same && role.is_none() {
                     role = Some(r.clone());
                 }
@@ -1052,90 +1048,159 @@ async fn ack_h(
     }
 }
 
+/// Prometheus text exposition: every family with its HELP and TYPE, label
+/// values escaped (`\\`, `"` and newlines), so a bus id from the site file
+/// cannot break the format.
+#[derive(Default)]
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        use std::fmt::Write as _;
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        use std::fmt::Write as _;
+        let _ = write!(self.0, "{name}");
+        if !labels.is_empty() {
+            let body: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
+            let _ = write!(self.0, "{{{}}}", body.join(","));
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn one(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// A label value as the exposition format writes it.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 async fn metrics_h(State(app): State<Arc<App>>) -> Response {
-    use std::fmt::Write as _;
     use std::sync::atomic::Ordering::Relaxed;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# TYPE meterflow_readings_stored_total counter\nmeterflow_readings_stored_total {}",
-        app.live.stored.load(Relaxed)
+    let mut e = Exposition::default();
+    let n = |v: u64| v as f64;
+    e.one(
+        "meterflow_readings_stored_total",
+        "counter",
+        "Readings committed to the store.",
+        n(app.live.stored.load(Relaxed)),
     );
-    let _ = writeln!(
-        s,
-        "# TYPE meterflow_readings_refused_total counter\nmeterflow_readings_refused_total {}",
-        app.live.refused.load(Relaxed)
+    e.one(
+        "meterflow_readings_refused_total",
+        "counter",
+        "Readings the store refused (duplicates, conflicts, implausible times).",
+        n(app.live.refused.load(Relaxed)),
     );
-    let _ = writeln!(
-        s,
-        "# TYPE meterflow_rfid_scans_total counter\nmeterflow_rfid_scans_total {}\n# TYPE meterflow_rfid_rejected_total counter\nmeterflow_rfid_rejected_total {}",
-        app.live.rfid.scans.load(Relaxed),
-        app.live.rfid.rejected.load(Relaxed)
+    e.one(
+        "meterflow_rfid_scans_total",
+        "counter",
+        "RFID scans recorded.",
+        n(app.live.rfid.scans.load(Relaxed)),
     );
-    let _ = writeln!(
-        s,
-        "# HELP meterflow_api_connections_refused_total Connections closed at once because [api] max_connections were open.\n# TYPE meterflow_api_connections_refused_total counter\nmeterflow_api_connections_refused_total {}\n# TYPE meterflow_api_connections_open gauge\nmeterflow_api_connections_open {}",
-        app.live.listen.refused.load(Relaxed),
-        app.live.listen.open.load(Relaxed)
+    e.one(
+        "meterflow_rfid_rejected_total",
+        "counter",
+        "RFID scan messages rejected.",
+        n(app.live.rfid.rejected.load(Relaxed)),
     );
-    let _ = writeln!(
-        s,
-        "# HELP meterflow_component_panics_total Panics of a background thread (it restarts).\n# TYPE meterflow_component_panics_total counter"
+    e.one(
+        "meterflow_api_connections_refused_total",
+        "counter",
+        "Connections closed at once because [api] max_connections were open.",
+        n(app.live.listen.refused.load(Relaxed)),
+    );
+    e.one(
+        "meterflow_api_connections_open",
+        "gauge",
+        "Connections to the API open now.",
+        n(app.live.listen.open.load(Relaxed)),
+    );
+    e.family(
+        "meterflow_component_panics_total",
+        "counter",
+        "Panics of a background thread (it restarts).",
     );
     for (name, panics, _) in app.live.supervision.snapshot() {
-        let _ = writeln!(
-            s,
-            "meterflow_component_panics_total{{component=\"{name}\"}} {panics}"
+        e.sample(
+            "meterflow_component_panics_total",
+            &[("component", name)],
+            n(panics),
         );
     }
-    let _ = writeln!(s, "# TYPE meterflow_bus_requests_total counter");
+    e.family(
+        "meterflow_bus_requests_total",
+        "counter",
+        "Requests sent on a Modbus or serial bus.",
+    );
     for (id, b) in &app.live.buses {
-        let _ = writeln!(
-            s,
-            "meterflow_bus_requests_total{{bus=\"{id}\"}} {}",
-            b.requests.load(Relaxed)
+        e.sample(
+            "meterflow_bus_requests_total",
+            &[("bus", id)],
+            n(b.requests.load(Relaxed)),
         );
     }
-    let _ = writeln!(s, "# TYPE meterflow_bus_errors_total counter");
+    e.family(
+        "meterflow_bus_errors_total",
+        "counter",
+        "Requests on a bus that got no valid answer.",
+    );
     for (id, b) in &app.live.buses {
         let errors = b.requests.load(Relaxed).saturating_sub(b.ok.load(Relaxed));
-        let _ = writeln!(s, "meterflow_bus_errors_total{{bus=\"{id}\"}} {errors}");
+        e.sample("meterflow_bus_errors_total", &[("bus", id)], n(errors));
     }
     if let Some(sink) = &app.live.sink {
-        let _ = writeln!(
-            s,
-            "# TYPE meterflow_sink_delivered_total counter\nmeterflow_sink_delivered_total {}",
-            sink.delivered.load(Relaxed)
+        e.one(
+            "meterflow_sink_delivered_total",
+            "counter",
+            "Points InfluxDB accepted.",
+            n(sink.delivered.load(Relaxed)),
         );
-        let _ = writeln!(
-            s,
-            "# TYPE meterflow_sink_dead_total counter\nmeterflow_sink_dead_total {}",
-            sink.dead.load(Relaxed)
+        e.one(
+            "meterflow_sink_dead_total",
+            "counter",
+            "Points InfluxDB refused for good (kept as dead letters).",
+            n(sink.dead.load(Relaxed)),
         );
         if let Ok(o) = meterflow_store::Outbox::open(&app.site.store_path()).and_then(|o| o.stats())
         {
-            let _ = writeln!(
-                s,
-                "# TYPE meterflow_outbox_points gauge\nmeterflow_outbox_points {}",
-                o.points
+            e.one(
+                "meterflow_outbox_points",
+                "gauge",
+                "Points waiting in the outbox for InfluxDB.",
+                o.points as f64,
             );
             let age = o.oldest_ms.map_or(0.0, |t| {
                 (meterflow_model::clock::now_ms() - t).max(0) as f64 / 1000.0
             });
-            let _ = writeln!(
-                s,
-                "# TYPE meterflow_outbox_age_seconds gauge\nmeterflow_outbox_age_seconds {age}"
+            e.one(
+                "meterflow_outbox_age_seconds",
+                "gauge",
+                "Age of the oldest point in the outbox.",
+                age,
             );
         }
     }
     if let Ok(db) = meterflow_store::AlertDb::open(&app.site.store_path()) {
-        let n = db.firing().map(|f| f.len()).unwrap_or(0);
-        let _ = writeln!(
-            s,
-            "# TYPE meterflow_alerts_firing gauge\nmeterflow_alerts_firing {n}"
+        let firing = db.firing().map(|f| f.len()).unwrap_or(0);
+        e.one(
+            "meterflow_alerts_firing",
+            "gauge",
+            "Alerts firing now.",
+            firing as f64,
         );
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], e.0).into_response()
 }
 
 async fn readyz_h(State(app): State<Arc<App>>) -> Response {
@@ -1319,9 +1384,8 @@ pub fn new_token(role: &str) -> anyhow::Result<(String, String)> {
         anyhow::anyhow!("unknown role `{role}` (admin, manager, clerk:LEDGER, agency:ID)")
     })?;
     let mut bytes = [0u8; 24];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .map_err(|e| anyhow::anyhow!("cannot read /dev/urandom: {e}"))?;
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no random bytes from the system: {e}"))?;
     use base64::Engine as _;
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let _ = r;
@@ -1494,4 +1558,20 @@ fn year_weigh_ins(
         .iter()
         .filter_map(|e| serde_json::from_str(&e.body).ok())
         .collect())
+}
+
+#[cfg(test)]
+mod exposition_tests {
+    use super::*;
+
+    #[test]
+    fn families_have_help_and_labels_are_escaped() {
+        let mut e = Exposition::default();
+        e.family("m_total", "counter", "Things.");
+        e.sample("m_total", &[("bus", "line \"A\"\\2\nx")], 3.0);
+        assert_eq!(
+            e.0,
+            "# HELP m_total Things.\n# TYPE m_total counter\nm_total{bus=\"line \\\"A\\\"\\\\2\\nx\"} 3\n"
+        );
+    }
 }

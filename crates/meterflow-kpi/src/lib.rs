@@ -333,6 +333,10 @@ pub fn scopes(site: &Site) -> Vec<Scope> {
         .collect()
 }
 
+/// One scope's KPIs over `period`, in four steps: carriers (energy in kgce
+/// and CO₂), denominators (time-weighted persons and area), indicators
+/// (per-capita, per-area, per-day, completeness), and grades (quota grades or
+/// tracking, reductions against the plans' base years, year-on-year).
 fn compute(
     site: &Site,
     agg: &Aggregator,
@@ -342,174 +346,33 @@ fn compute(
     reader: Option<&Reader>,
 ) -> anyhow::Result<ScopeKpis> {
     let carriers = sums.carriers;
-    let year = period.from.year();
-    let set = &site.site.factor_set;
-    let energy = comprehensive_energy(&carriers, &site.factors, set, year)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let grid = format!("co2.grid.{}", site.site.grid_region);
-    let ef = |ind: &str| {
-        site.factors
-            .factor_for_year(set, ind, year)
-            .map(|f| f.value)
-    };
-    let co2_kg = carriers.electricity_kwh * ef(&grid).unwrap_or(0.0)
-        + carriers.gas_m3 * ef("co2.natural_gas").unwrap_or(0.0);
-    let persons = time_weighted(period, |d| match scope {
-        Scope::Agency(a) => persons_on(site, a, d),
-        Scope::Building(b) => building_persons_on(site, b, d),
-        Scope::Site => site_persons_on(site, d),
-    })
-    .unwrap_or(0.0);
-    let area = match scope {
-        Scope::Agency(a) => time_weighted(period, |d| area_on(site, a, d, None)).unwrap_or(0.0),
-        Scope::Building(b) => site
-            .buildings
-            .iter()
-            .find(|x| &x.id == b)
-            .map_or(0.0, |x| x.office_area_m2.unwrap_or(x.total_area_m2)),
-        Scope::Site => site_area(site),
-    };
+    let (energy, co2_kg) = energy_and_carbon(site, &carriers, period.from.year())?;
+    let (persons, area) = denominators(site, scope, period);
     let days = period.days() as f64;
-
-    // Completeness: measured meter-buckets / (meters reaching the scope × buckets).
-    let (level, id) = scope.level_id();
-    let ids: Vec<u32> = agg
-        .scopes()
-        .iter()
-        .enumerate()
-        .filter(|(_, k)| k.level == level && k.id == id && k.subitem.is_empty())
-        .map(|(i, _)| i as u32)
-        .collect();
-    let expected = agg.expected_buckets(&ids, period.from, period.to);
-    let completeness_pct = if expected > 0 {
-        sums.measured as f64 * 100.0 / expected as f64
-    } else {
-        0.0
-    };
+    let completeness_pct = completeness(agg, sums, scope, period);
     let last_day = sums
         .days
         .last()
         .map(|ms| meterflow_core::time::local_date(*ms, site.tz));
-
     let per_capita_energy = per(energy.total, persons);
     let water_per_capita = per(carriers.water_m3, persons);
-    let full_year = period.from.ordinal() == 1
-        && period.to == NaiveDate::from_ymd_opt(year + 1, 1, 1).unwrap_or(period.to);
-    let mut grades = Vec::new();
-    // While the year runs (its data ends before the year does), a grade on part
-    // of a year would mislead: track per-capita energy to date against the
-    // constraint pro-rated, and project the year end instead.
-    let mut tracking = None;
-    // The rate is taken over the days that have data, so missing weeks
-    // neither dilute nor inflate it (completeness is reported next to it).
-    let days_with_data = sums.days.len();
-    if let (true, Some(qs), Some(_)) = (full_year, site.site.quota_set.as_deref(), last_day) {
-        // Days with data, the last one counted up to where its data ends.
-        let part = match (sums.days.last(), sums.last_ms) {
-            (Some(&d), Some(end)) => ((end - d) as f64 / 86_400_000.0).clamp(0.0, 1.0),
-            _ => 1.0,
-        };
-        let elapsed = (days_with_data as f64 - 1.0 + part).max(1.0 / 96.0);
-        let quota = site
-            .factors
-            .quotas_of(qs)
-            .find(|q| q.indicator == "per_capita_energy");
-        if let (true, Some(q), Some(pc)) = (elapsed < days, quota, per_capita_energy) {
-            tracking = meterflow_core::quota::track(pc, elapsed, days, q.constraint, None);
-        }
-    }
-    if let (true, Some(qs), true) = (
-        full_year,
-        site.site.quota_set.as_deref(),
-        tracking.is_none(),
-    ) {
-        for q in site.factors.quotas_of(qs) {
-            let value = match q.indicator.as_str() {
-                "per_capita_energy" => per_capita_energy,
-                "per_capita_water" => water_per_capita,
-                _ => None,
-            };
-            if let Some(v) = value {
-                grades.push((q.indicator.clone(), v, meterflow_core::grade::grade(v, q)));
-            }
-        }
-    }
     let per_area_co2 = per(co2_kg, area);
-    let indicator = |name: &str, k: &ScopeKpis| match name {
-        "per_capita_energy" => k.per_capita_energy,
-        "per_area_energy" => k.per_area_energy,
-        "per_capita_water" => k.water_per_capita,
-        "per_area_co2" => k.per_area_co2,
+    let (grades, tracking) =
+        grades_or_tracking(site, sums, period, per_capita_energy, water_per_capita);
+    let this = |name: &str| match name {
+        "per_capita_energy" => per_capita_energy,
+        "per_area_energy" => per(energy.total, area),
+        "per_capita_water" => water_per_capita,
+        "per_area_co2" => per_area_co2,
         _ => None,
     };
-    // Cumulative reduction against the base year of every plan running this year.
-    let mut reductions = Vec::new();
-    if let (true, Some(r)) = (full_year, reader) {
-        let mut base_cache: std::collections::BTreeMap<i32, Option<ScopeKpis>> =
-            std::collections::BTreeMap::new();
-        for t in site
-            .factors
-            .targets
-            .iter()
-            .filter(|t| t.base_year < year && year <= t.target_year)
-        {
-            if let std::collections::btree_map::Entry::Vacant(slot) = base_cache.entry(t.base_year)
-            {
-                let base = match period_of(t.base_year, None) {
-                    Some(p) => {
-                        let sums = load_sums(site, r, scope, p)?;
-                        if sums.days.is_empty() {
-                            None
-                        } else {
-                            Some(compute(site, agg, &sums, scope, p, None)?)
-                        }
-                    }
-                    None => None,
-                };
-                slot.insert(base);
-            }
-            let this = match t.indicator.as_str() {
-                "per_capita_energy" => per_capita_energy,
-                "per_area_energy" => per(energy.total, area),
-                "per_capita_water" => water_per_capita,
-                "per_area_co2" => per_area_co2,
-                _ => None,
-            };
-            let base = base_cache
-                .get(&t.base_year)
-                .and_then(|b| b.as_ref())
-                .and_then(|b| indicator(&t.indicator, b));
-            if let (Some(value), Some(base)) = (this, base)
-                && let Some(pct) = meterflow_core::kpi::cumulative_reduction_pct(base, value)
-            {
-                reductions.push(Reduction {
-                    plan: t.plan.clone(),
-                    indicator: t.indicator.clone(),
-                    base_year: t.base_year,
-                    base,
-                    value,
-                    reduction_pct: pct,
-                    required_pct: t.reduction_pct,
-                    met: pct >= t.reduction_pct,
-                });
-            }
-        }
-    }
-    // Year-on-year: the same calendar window one year earlier, if it has data.
-    let yoy_per_capita_energy_pct = match (reader, shift_year(period, -1)) {
-        (Some(r), Some(prev)) => {
-            let before = load_sums(site, r, scope, prev)?;
-            let last = if before.days.is_empty() {
-                None
-            } else {
-                compute(site, agg, &before, scope, prev, None)?.per_capita_energy
-            };
-            match (per_capita_energy, last) {
-                (Some(now), Some(before)) if before > 0.0 => yoy_pct(now, before),
-                _ => None,
-            }
-        }
-        _ => None,
+    let reductions = match reader {
+        Some(r) if is_full_year(period) => reductions(site, agg, r, scope, period, &this)?,
+        _ => Vec::new(),
+    };
+    let yoy_per_capita_energy_pct = match reader {
+        Some(r) => yoy_per_capita_energy(site, agg, r, scope, period, per_capita_energy)?,
+        None => None,
     };
     Ok(ScopeKpis {
         agency: scope.label().to_string(),
@@ -532,10 +395,217 @@ fn compute(
             .map(str::to_string)
             .collect(),
         last_day,
-        days_with_data,
+        days_with_data: sums.days.len(),
         tracking,
         per_area_co2,
         reductions,
+    })
+}
+
+/// Step 1, carriers: comprehensive energy (kgce) with the factor set in
+/// force in `year`, and CO₂ (kg) of grid electricity and natural gas.
+fn energy_and_carbon(
+    site: &Site,
+    carriers: &Carriers,
+    year: i32,
+) -> anyhow::Result<(meterflow_core::kpi::Energy, f64)> {
+    let set = &site.site.factor_set;
+    let energy = comprehensive_energy(carriers, &site.factors, set, year)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let grid = format!("co2.grid.{}", site.site.grid_region);
+    let ef = |ind: &str| {
+        site.factors
+            .factor_for_year(set, ind, year)
+            .map(|f| f.value)
+    };
+    let co2_kg = carriers.electricity_kwh * ef(&grid).unwrap_or(0.0)
+        + carriers.gas_m3 * ef("co2.natural_gas").unwrap_or(0.0);
+    Ok((energy, co2_kg))
+}
+
+/// Step 2, denominators: time-weighted persons and area of the scope.
+fn denominators(site: &Site, scope: &Scope, period: Period) -> (f64, f64) {
+    let persons = time_weighted(period, |d| match scope {
+        Scope::Agency(a) => persons_on(site, a, d),
+        Scope::Building(b) => building_persons_on(site, b, d),
+        Scope::Site => site_persons_on(site, d),
+    })
+    .unwrap_or(0.0);
+    let area = match scope {
+        Scope::Agency(a) => time_weighted(period, |d| area_on(site, a, d, None)).unwrap_or(0.0),
+        Scope::Building(b) => site
+            .buildings
+            .iter()
+            .find(|x| &x.id == b)
+            .map_or(0.0, |x| x.office_area_m2.unwrap_or(x.total_area_m2)),
+        Scope::Site => site_area(site),
+    };
+    (persons, area)
+}
+
+/// Step 3, completeness: measured meter-buckets / (meters reaching the
+/// scope × buckets of the period), in %.
+fn completeness(agg: &Aggregator, sums: &Sums, scope: &Scope, period: Period) -> f64 {
+    let (level, id) = scope.level_id();
+    let ids: Vec<u32> = agg
+        .scopes()
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| k.level == level && k.id == id && k.subitem.is_empty())
+        .map(|(i, _)| i as u32)
+        .collect();
+    let expected = agg.expected_buckets(&ids, period.from, period.to);
+    if expected > 0 {
+        sums.measured as f64 * 100.0 / expected as f64
+    } else {
+        0.0
+    }
+}
+
+/// Whether `period` is a whole calendar year.
+fn is_full_year(period: Period) -> bool {
+    let year = period.from.year();
+    period.from.ordinal() == 1
+        && period.to == NaiveDate::from_ymd_opt(year + 1, 1, 1).unwrap_or(period.to)
+}
+
+/// Step 4a: quota grades of a full year, or, while the year runs (its data
+/// ends before the year does), tracking of per-capita energy to date
+/// against the constraint pro-rated, with a projected year end: a grade on
+/// part of a year would mislead. The rate is taken over the days that have
+/// data, so missing weeks neither dilute nor inflate it.
+fn grades_or_tracking(
+    site: &Site,
+    sums: &Sums,
+    period: Period,
+    per_capita_energy: Option<f64>,
+    water_per_capita: Option<f64>,
+) -> (
+    Vec<(String, f64, &'static str)>,
+    Option<meterflow_core::quota::Tracking>,
+) {
+    let mut grades = Vec::new();
+    let mut tracking = None;
+    let full_year = is_full_year(period);
+    let days = period.days() as f64;
+    let Some(qs) = site.site.quota_set.as_deref() else {
+        return (grades, tracking);
+    };
+    if full_year && !sums.days.is_empty() {
+        // Days with data, the last one counted up to where its data ends.
+        let part = match (sums.days.last(), sums.last_ms) {
+            (Some(&d), Some(end)) => ((end - d) as f64 / 86_400_000.0).clamp(0.0, 1.0),
+            _ => 1.0,
+        };
+        let elapsed = (sums.days.len() as f64 - 1.0 + part).max(1.0 / 96.0);
+        let quota = site
+            .factors
+            .quotas_of(qs)
+            .find(|q| q.indicator == "per_capita_energy");
+        if let (true, Some(q), Some(pc)) = (elapsed < days, quota, per_capita_energy) {
+            tracking = meterflow_core::quota::track(pc, elapsed, days, q.constraint, None);
+        }
+    }
+    if full_year && tracking.is_none() {
+        for q in site.factors.quotas_of(qs) {
+            let value = match q.indicator.as_str() {
+                "per_capita_energy" => per_capita_energy,
+                "per_capita_water" => water_per_capita,
+                _ => None,
+            };
+            if let Some(v) = value {
+                grades.push((q.indicator.clone(), v, meterflow_core::grade::grade(v, q)));
+            }
+        }
+    }
+    (grades, tracking)
+}
+
+/// Step 4b: cumulative reduction against the base year of every plan
+/// running in `period`'s year (a full year).
+fn reductions(
+    site: &Site,
+    agg: &Aggregator,
+    r: &Reader,
+    scope: &Scope,
+    period: Period,
+    this: &dyn Fn(&str) -> Option<f64>,
+) -> anyhow::Result<Vec<Reduction>> {
+    let year = period.from.year();
+    let indicator = |name: &str, k: &ScopeKpis| match name {
+        "per_capita_energy" => k.per_capita_energy,
+        "per_area_energy" => k.per_area_energy,
+        "per_capita_water" => k.water_per_capita,
+        "per_area_co2" => k.per_area_co2,
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let mut base_cache: std::collections::BTreeMap<i32, Option<ScopeKpis>> =
+        std::collections::BTreeMap::new();
+    for t in site
+        .factors
+        .targets
+        .iter()
+        .filter(|t| t.base_year < year && year <= t.target_year)
+    {
+        if let std::collections::btree_map::Entry::Vacant(slot) = base_cache.entry(t.base_year) {
+            let base = match period_of(t.base_year, None) {
+                Some(p) => {
+                    let sums = load_sums(site, r, scope, p)?;
+                    if sums.days.is_empty() {
+                        None
+                    } else {
+                        Some(compute(site, agg, &sums, scope, p, None)?)
+                    }
+                }
+                None => None,
+            };
+            slot.insert(base);
+        }
+        let base = base_cache
+            .get(&t.base_year)
+            .and_then(|b| b.as_ref())
+            .and_then(|b| indicator(&t.indicator, b));
+        if let (Some(value), Some(base)) = (this(&t.indicator), base)
+            && let Some(pct) = meterflow_core::kpi::cumulative_reduction_pct(base, value)
+        {
+            out.push(Reduction {
+                plan: t.plan.clone(),
+                indicator: t.indicator.clone(),
+                base_year: t.base_year,
+                base,
+                value,
+                reduction_pct: pct,
+                required_pct: t.reduction_pct,
+                met: pct >= t.reduction_pct,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Step 4c: year-on-year change of per-capita energy: the same calendar
+/// window one year earlier, if it has data.
+fn yoy_per_capita_energy(
+    site: &Site,
+    agg: &Aggregator,
+    r: &Reader,
+    scope: &Scope,
+    period: Period,
+    per_capita_energy: Option<f64>,
+) -> anyhow::Result<Option<f64>> {
+    let Some(prev) = shift_year(period, -1) else {
+        return Ok(None);
+    };
+    let before = load_sums(site, r, scope, prev)?;
+    let last = if before.days.is_empty() {
+        None
+    } else {
+        compute(site, agg, &before, scope, prev, None)?.per_capita_energy
+    };
+    Ok(match (per_capita_energy, last) {
+        (Some(now), Some(before)) if before > 0.0 => yoy_pct(now, before),
+        _ => None,
     })
 }
 

@@ -233,7 +233,8 @@ serves = { building = "b1" }
 
     #[test]
     fn the_embedded_broker_listens_on_loopback_only() {
-        let site = |listen: &str| format!("[site]\nname = \"s\"\n\n[broker]\nlisten = \"{listen}\"\n");
+        let site =
+            |listen: &str| format!("[site]\nname = \"s\"\n\n[broker]\nlisten = \"{listen}\"\n");
         assert!(errors(&site("127.0.0.1:1883")).is_empty());
         assert!(errors(&site("[::1]:1883")).is_empty());
         for open in ["0.0.0.0:1883", "192.168.1.10:1883"] {

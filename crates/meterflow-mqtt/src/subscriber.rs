@@ -1,5 +1,6 @@
 //! The MQTT subscriber: persistent session, QoS 1, acknowledged after commit.
 
+use meterflow_core::backoff::Backoff;
 use meterflow_model::clock::now_ms;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -201,7 +202,7 @@ pub async fn run(
         })
     };
     let max_payload = broker.max_packet_kib * 1024;
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     let mut last_log: HashMap<&'static str, Instant> = HashMap::new();
     // One shutdown future for the whole loop, not one per message.
     let mut stop = std::pin::pin!(shutdown.changed());
@@ -222,7 +223,7 @@ pub async fn run(
         let mut lost = false;
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff = Duration::from_millis(200);
+                backoff.reset();
                 tracing::info!(broker = %broker.id, "MQTT connected.");
                 for f in &filters {
                     if let Err(e) = client.try_subscribe(f.clone(), qos) {
@@ -314,7 +315,7 @@ pub async fn run(
             Ok(_) => {}
             Err(e) => {
                 stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(broker = %broker.id, error = %e, retry_ms = backoff.as_millis() as u64, "MQTT connection lost; reconnecting.");
+                tracing::warn!(broker = %broker.id, error = %e, retry_ms = backoff.peek().as_millis() as u64, "MQTT connection lost; reconnecting.");
                 lost = true;
             }
         }
@@ -330,10 +331,9 @@ pub async fn run(
         }
         if lost {
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
                 _ = &mut stop => break,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
         }
     }
     // What was read before a shutdown: stored (and acknowledged) like the rest.

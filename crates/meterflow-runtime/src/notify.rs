@@ -369,8 +369,12 @@ impl Worker {
                     ok += 1;
                 }
                 Err(err) => {
-                    let delay = (cfg.retry_initial_s * 2f64.powi(p.attempts.min(30) as i32))
-                        .min(cfg.retry_max_s);
+                    let delay = meterflow_core::backoff::Backoff::nth(
+                        Duration::from_secs_f64(cfg.retry_initial_s.max(0.0)),
+                        Duration::from_secs_f64(cfg.retry_max_s.max(0.0)),
+                        p.attempts,
+                    )
+                    .as_secs_f64();
                     let next = now_ms + (delay * 1000.0) as i64;
                     tracing::warn!(notifier = %n.id, event = p.event.id, attempt = p.attempts + 1, "notification not delivered: {err}; retry in {delay:.0} s");
                     db.failed(p.event.id, &p.notifier, next, &err)?;

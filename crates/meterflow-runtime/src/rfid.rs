@@ -156,7 +156,8 @@ pub async fn run(
             return;
         }
     };
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff =
+        meterflow_core::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     loop {
         let ev = tokio::select! {
             ev = eventloop.poll() => ev,
@@ -164,7 +165,7 @@ pub async fn run(
         };
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff = Duration::from_millis(200);
+                backoff.reset();
                 for (_, p) in &rules {
                     let f = match &broker.shared_group {
                         Some(g) => format!("$share/{g}/{}", p.filter()),
@@ -189,10 +190,9 @@ pub async fn run(
             Err(e) => {
                 tracing::warn!(broker = %b.id, error = %e, "RFID MQTT connection lost; reconnecting.");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                     _ = shutdown.changed() => break,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     }

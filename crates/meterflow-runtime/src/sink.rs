@@ -291,7 +291,10 @@ impl Sink {
     /// Deliver until `stop` turns true, then deliver what is left for up to
     /// `timeout_s` more and return.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let mut backoff = self.cfg.retry_initial_s;
+        let mut backoff = meterflow_core::backoff::Backoff::new(
+            Duration::from_secs_f64(self.cfg.retry_initial_s.max(0.0)),
+            Duration::from_secs_f64(self.cfg.retry_max_s.max(0.0)),
+        );
         let mut first_waiting: Option<Instant> = None;
         let mut logged_at: Option<Instant> = None;
         let mut prefetched: Option<Vec<meterflow_store::OutboxRow>> = None;
@@ -356,7 +359,7 @@ impl Sink {
                     self.stats
                         .dead
                         .fetch_add(dead.len() as u64, Ordering::Relaxed);
-                    backoff = self.cfg.retry_initial_s;
+                    backoff.reset();
                     first_waiting = None;
                     if logged_at.take().is_some() {
                         tracing::info!("InfluxDB reachable again; delivering the outbox.");
@@ -370,13 +373,13 @@ impl Sink {
                         );
                         logged_at = Some(Instant::now());
                     }
+                    let step = backoff.next_delay();
                     let delay = after.unwrap_or_else(|| {
                         // Full jitter between half and the whole back-off.
                         let jitter =
                             0.5 + 0.5 * (meterflow_model::clock::now_ms() % 1000) as f64 / 1000.0;
-                        Duration::from_secs_f64(backoff * jitter)
+                        step.mul_f64(jitter)
                     });
-                    backoff = (backoff * 2.0).min(self.cfg.retry_max_s);
                     if stopping {
                         // Shutting down with InfluxDB away: the outbox keeps the rest.
                         return Ok(());

@@ -67,7 +67,7 @@ pub fn supervise(
     mut body: impl FnMut(),
 ) {
     let c = sup.component(name);
-    let mut backoff = Duration::from_secs(1).min(max_backoff);
+    let mut backoff = meterflow_core::backoff::Backoff::new(Duration::from_secs(1), max_backoff);
     loop {
         match catch_unwind(AssertUnwindSafe(&mut body)) {
             Ok(()) => return,
@@ -83,16 +83,15 @@ pub fn supervise(
                     component = name,
                     panics = n,
                     "{name} stopped: {what}; restarting in {} s",
-                    backoff.as_secs_f64()
+                    backoff.peek().as_secs_f64()
                 );
-                let until = std::time::Instant::now() + backoff;
+                let until = std::time::Instant::now() + backoff.next_delay();
                 while std::time::Instant::now() < until {
                     if *stop.borrow() {
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                backoff = (backoff * 2).min(max_backoff);
                 c.down.store(false, Ordering::Relaxed);
             }
         }
