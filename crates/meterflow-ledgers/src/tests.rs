@@ -267,3 +267,246 @@ fn straight_line_net_book_value_by_hand() {
         0.0
     );
 }
+
+#[test]
+fn vehicle_entries_are_checked_against_the_registry() {
+    let s = site("");
+    let kind = |path: &str| crate::find("vehicles", path).expect("kind");
+    let reg = json!({"time": "2025-01-01", "plate": "鲁A-001", "agency": "fin", "fuel": "gasoline", "purpose": "general", "odometer_km": 10000});
+    let c = crate::check(&s, kind("vehicles"), &[], &reg).expect("registered");
+    let state = vec![crate::as_event(kind("vehicles"), &c, 1, "clerk")];
+    let field = |path: &str, body: serde_json::Value, state: &[LedgerEvent]| {
+        crate::check(&s, kind(path), state, &body)
+            .expect_err("refused")
+            .0
+    };
+    // The same plate twice, an unknown fuel or purpose, a trip or fill of a
+    // vehicle nobody registered, a negative odometer: each names its field.
+    assert_eq!(field("vehicles", reg.clone(), &state), "plate");
+    assert_eq!(
+        field(
+            "vehicles",
+            json!({"time": "2025-01-01", "plate": "鲁A-002", "agency": "fin", "fuel": "coal", "purpose": "general"}),
+            &state
+        ),
+        "fuel"
+    );
+    assert_eq!(
+        field(
+            "vehicles",
+            json!({"time": "2025-01-01", "plate": "鲁A-002", "agency": "fin", "fuel": "diesel", "purpose": "shopping"}),
+            &state
+        ),
+        "purpose"
+    );
+    assert_eq!(
+        field(
+            "trips",
+            json!({"time": "2025-02-01", "plate": "鲁X-404", "start_km": 0, "end_km": 5}),
+            &state
+        ),
+        "plate"
+    );
+    assert_eq!(
+        field(
+            "trips",
+            json!({"time": "2025-02-01", "plate": "鲁A-001", "start_km": -1, "end_km": 5}),
+            &state
+        ),
+        "start_km"
+    );
+    assert_eq!(
+        field(
+            "fuel-fills",
+            json!({"time": "2025-02-01", "plate": "鲁A-001", "litres": 0, "amount_cny": 0}),
+            &state
+        ),
+        "litres"
+    );
+    assert_eq!(
+        field(
+            "maintenance",
+            json!({"time": "2025-02-01", "plate": "鲁A-001", "work": "polish", "amount_cny": 1, "odometer_km": 10100}),
+            &state
+        ),
+        "work"
+    );
+}
+
+#[test]
+fn a_vehicle_year_by_hand() {
+    let s = site("");
+    let d = |day: i64| JAN1_2025 + day * DAY;
+    let v = |id, kind, day, body: serde_json::Value| event(id, "vehicles", kind, d(day), body);
+    let events = vec![
+        v(
+            1,
+            "vehicle",
+            0,
+            json!({"plate": "鲁A-001", "agency": "fin", "fuel": "gasoline", "purpose": "general", "odometer_km": 10000.0}),
+        ),
+        // 300 km; then an end below its start (no km, anomaly); then a start
+        // below the 10 300 already read (anomaly, its 400 km still count).
+        v(
+            2,
+            "trip",
+            10,
+            json!({"plate": "鲁A-001", "start_km": 10000.0, "end_km": 10300.0}),
+        ),
+        v(
+            3,
+            "trip",
+            11,
+            json!({"plate": "鲁A-001", "start_km": 10300.0, "end_km": 10200.0}),
+        ),
+        v(
+            4,
+            "trip",
+            12,
+            json!({"plate": "鲁A-001", "start_km": 10250.0, "end_km": 10650.0}),
+        ),
+        v(
+            5,
+            "fuel",
+            13,
+            json!({"plate": "鲁A-001", "litres": 30.0, "amount_cny": 240.0}),
+        ),
+        v(
+            6,
+            "fuel",
+            20,
+            json!({"plate": "鲁A-001", "litres": 27.0, "amount_cny": 216.0}),
+        ),
+        v(
+            7,
+            "maintenance",
+            21,
+            json!({"plate": "鲁A-001", "work": "routine", "amount_cny": 500.0, "odometer_km": 10650.0}),
+        ),
+        v(
+            8,
+            "insurance",
+            22,
+            json!({"plate": "鲁A-001", "amount_cny": 3000.0}),
+        ),
+        v(
+            9,
+            "toll",
+            23,
+            json!({"plate": "鲁A-001", "amount_cny": 50.0}),
+        ),
+    ];
+    let y = crate::vehicles::summarize(&s, &events, JAN1_2025, JAN1_2025 + 365 * DAY);
+    let car = &y.vehicles[0];
+    // km = 300 + 400 = 700; litres 30 + 27 = 57; 57 / 700 × 100 = 8.142857 L/100 km.
+    assert_eq!((car.trips, car.km, car.litres), (3, 700.0, 57.0));
+    let l100 = car.l_per_100km.expect("L/100 km");
+    assert!((l100 - 57.0 / 7.0).abs() < 1e-9, "{l100}");
+    // Cost: fuel 240 + 216 = 456, maintenance 500, insurance 3 000, toll 50.
+    assert_eq!(car.cost_cny["fuel"], 456.0);
+    assert_eq!(car.total_cny, 456.0 + 500.0 + 3000.0 + 50.0);
+    let kinds: Vec<&str> = car.anomalies.iter().map(|a| a.kind).collect();
+    assert_eq!(kinds, vec!["end_below_start", "went_back"]);
+    // Routine every 2 500 km from the last one (10 650): next at 13 150,
+    // 2 500 km left at the 10 650 km the odometer reached. Service every
+    // 7 000 km from registration (10 000): 17 000.
+    let due = |w: &str| car.maintenance.iter().find(|m| m.work == w).expect(w);
+    assert_eq!(
+        (due("routine").next_km, due("routine").km_left),
+        (13_150.0, 2_500.0)
+    );
+    assert_eq!(due("service").next_km, 17_000.0);
+    assert!(car.maintenance.iter().all(|m| !m.due));
+    // The agency's fuel for its comprehensive energy: 57 L of gasoline.
+    assert_eq!(y.litres_by_agency["fin"]["gasoline"], 57.0);
+}
+
+#[test]
+fn office_space_per_person_over_standard_and_idle_by_hand() {
+    let s = site("[office]\nlevel = \"city\"\n");
+    let sp = |id, kind, body: serde_json::Value| event(id, "space", kind, JAN1_2025, body);
+    let events = vec![
+        sp(
+            1,
+            "room",
+            json!({"room": "R1", "building": "B1", "use_type": "office", "usable_m2": 30.0}),
+        ),
+        sp(
+            2,
+            "room",
+            json!({"room": "R2", "building": "B1", "use_type": "office", "usable_m2": 20.0}),
+        ),
+        sp(
+            3,
+            "room",
+            json!({"room": "R3", "building": "B1", "use_type": "office", "usable_m2": 16.0}),
+        ),
+        sp(
+            4,
+            "room",
+            json!({"room": "M1", "building": "B1", "use_type": "service", "usable_m2": 40.0}),
+        ),
+        sp(
+            5,
+            "allocation",
+            json!({"room": "R1", "agency": "fin", "agreement": "A-1"}),
+        ),
+        sp(
+            6,
+            "allocation",
+            json!({"room": "R2", "agency": "fin", "agreement": "A-1"}),
+        ),
+        sp(
+            7,
+            "allocation",
+            json!({"room": "R3", "agency": "fin", "agreement": "A-1"}),
+        ),
+        sp(
+            8,
+            "allocation",
+            json!({"room": "M1", "agency": "fin", "agreement": "A-1"}),
+        ),
+        // R1: one 正局处 (24 m²) in 30 m² → over the standard by 6 m².
+        sp(
+            9,
+            "occupant",
+            json!({"person": "张", "agency": "fin", "rank": "正局处", "room": "R1"}),
+        ),
+        // R2: two 以下 (9 + 9 = 18 m²) in 20 m² → over by 2 m².
+        sp(
+            10,
+            "occupant",
+            json!({"person": "李", "agency": "fin", "rank": "以下", "room": "R2"}),
+        ),
+        sp(
+            11,
+            "occupant",
+            json!({"person": "王", "agency": "fin", "rank": "以下", "room": "R2"}),
+        ),
+        // R3 is allocated but nobody sits there: idle.
+    ];
+    let sum = crate::space::summarize(&s, &events, day(2025, 6, 30));
+    let fin = sum
+        .agencies
+        .iter()
+        .find(|a| a.agency == "fin")
+        .expect("fin");
+    // Usable 30 + 20 + 16 + 40 = 106 m², of which offices 66; 3 occupants:
+    // 66 / 3 = 22 m² per person against a standard of 24 + 9 + 9 = 42 m²
+    // for the occupied rooms.
+    assert_eq!((fin.rooms, fin.usable_m2, fin.office_m2), (4, 106.0, 66.0));
+    assert_eq!(fin.occupants, 3);
+    assert_eq!(fin.m2_per_person, Some(22.0));
+    assert_eq!(fin.standard_m2, 42.0);
+    // Offices 66 m² > 42 m²: over; rooms over their occupants' standard: R1, R2.
+    assert!(fin.over_standard);
+    assert_eq!(
+        fin.over_standard_rooms,
+        vec!["R1".to_string(), "R2".to_string()]
+    );
+    // Idle: R3 (16 m²) of 106 m² usable = 15.094 %; the service room is never idle.
+    assert_eq!(fin.idle_rooms, vec!["R3".to_string()]);
+    assert_eq!(fin.idle_m2, 16.0);
+    let rate = fin.idle_rate_pct.expect("rate");
+    assert!((rate - 16.0 / 106.0 * 100.0).abs() < 1e-9, "{rate}");
+}
