@@ -510,3 +510,87 @@ fn office_space_per_person_over_standard_and_idle_by_hand() {
     let rate = fin.idle_rate_pct.expect("rate");
     assert!((rate - 16.0 / 106.0 * 100.0).abs() < 1e-9, "{rate}");
 }
+
+#[test]
+fn an_inventory_round_finds_the_missing_the_misplaced_and_the_unexpected() {
+    use crate::assets::{Scope, locate, reconcile};
+    let s = site("");
+    let card = |id, epc: &str, agency: &str, room: &str| {
+        event(
+            id,
+            "assets",
+            "card",
+            JAN1_2025,
+            json!({"epc": epc, "category": "desk", "value_cny": 1200.0, "life_years": 5.0, "agency": agency, "room": room}),
+        )
+    };
+    let scan = |id, day: i64, epc: &str, room: &str| {
+        event(
+            id,
+            "assets",
+            "scan",
+            JAN1_2025 + day * DAY,
+            json!({"epc": epc, "room": room}),
+        )
+    };
+    let events = vec![
+        card(1, "E1", "fin", "R1"),
+        card(2, "E2", "fin", "R1"),
+        card(3, "E3", "fin", "R2"),
+        card(4, "E4", "tax", "R9"),
+        card(5, "E5", "fin", "R1"),
+        card(11, "E6", "fin", "R1"),
+        // E3 moves to R1 by a transfer; E5 is disposed of.
+        event(
+            6,
+            "assets",
+            "event",
+            JAN1_2025 + 5 * DAY,
+            json!({"epc": "E3", "action": "transfer", "room": "R1"}),
+        ),
+        event(
+            7,
+            "assets",
+            "event",
+            JAN1_2025 + 6 * DAY,
+            json!({"epc": "E5", "action": "dispose"}),
+        ),
+        // The round on days 10–11: E1 at home in R1, E2 seen only in R2,
+        // E3 seen in R1 (home since the transfer), tax's E4 seen in R1, E6
+        // not seen at all.
+        scan(8, 10, "E1", "R1"),
+        scan(9, 10, "E3", "R1"),
+        scan(10, 10, "E4", "R1"),
+        scan(12, 11, "E2", "R2"),
+    ];
+    let at = locate(&events, JAN1_2025 + 20 * DAY, s.tz);
+    assert_eq!(at["E3"].room.as_deref(), Some("R1"));
+    assert!(at["E5"].disposed);
+    let r = reconcile(
+        &s,
+        &events,
+        &Scope::Room("R1".into()),
+        JAN1_2025 + 9 * DAY,
+        JAN1_2025 + 12 * DAY,
+    );
+    // Expected in R1: E1, E2, E3, E6 (E5 is disposed of) → 4; found E1 and
+    // E3; E2 misplaced (seen in R2), E6 missing; tax's E4 unexpected in R1.
+    assert_eq!((r.expected, r.found), (4, 2));
+    let epcs = |v: &[crate::assets::Finding]| v.iter().map(|f| f.epc.clone()).collect::<Vec<_>>();
+    assert_eq!(epcs(&r.missing), vec!["E6"]);
+    assert_eq!(epcs(&r.misplaced), vec!["E2"]);
+    assert_eq!(r.misplaced[0].seen_in, vec!["R2".to_string()]);
+    assert_eq!(epcs(&r.unexpected), vec!["E4"]);
+    assert_eq!(r.unexpected[0].expected_room.as_deref(), Some("R9"));
+    // For the agency fin: the same four expected (all in R1), and tax's E4
+    // seen in fin's room R1 is unexpected.
+    let f = reconcile(
+        &s,
+        &events,
+        &Scope::Agency("fin".into()),
+        JAN1_2025 + 9 * DAY,
+        JAN1_2025 + 12 * DAY,
+    );
+    assert_eq!((f.expected, f.found), (4, 2));
+    assert_eq!(epcs(&f.unexpected), vec!["E4"]);
+}
