@@ -594,3 +594,249 @@ fn an_inventory_round_finds_the_missing_the_misplaced_and_the_unexpected() {
     assert_eq!((f.expected, f.found), (4, 2));
     assert_eq!(epcs(&f.unexpected), vec!["E4"]);
 }
+
+/// Every other kind of entry names the field it fails on.
+#[test]
+fn space_asset_and_remaining_vehicle_entries_name_their_field() {
+    let s = site("[office]\nlevel = \"city\"\n");
+    let kind = |ledger: &str, path: &str| crate::find(ledger, path).expect("kind");
+    let ok = |ledger: &str, path: &str, state: &[LedgerEvent], body: serde_json::Value, id: i64| {
+        let k = kind(ledger, path);
+        let c = crate::check(&s, k, state, &body).unwrap_or_else(|e| panic!("{path}: {e:?}"));
+        crate::as_event(k, &c, id, "clerk")
+    };
+    let field = |ledger: &str, path: &str, state: &[LedgerEvent], body: serde_json::Value| {
+        crate::check(&s, kind(ledger, path), state, &body)
+            .expect_err("refused")
+            .0
+    };
+    let t = "2025-03-01";
+    // Space: rooms, occupants, headcounts.
+    let mut space = vec![ok(
+        "space",
+        "rooms",
+        &[],
+        json!({"time": t, "room": "R1", "building": "B1", "use_type": "office", "usable_m2": 18.0}),
+        1,
+    )];
+    assert_eq!(
+        field(
+            "space",
+            "rooms",
+            &space,
+            json!({"time": t, "room": "R2", "building": "B9", "use_type": "office", "usable_m2": 18.0})
+        ),
+        "building"
+    );
+    assert_eq!(
+        field(
+            "space",
+            "rooms",
+            &space,
+            json!({"time": t, "room": "R2", "building": "B1", "use_type": "gym", "usable_m2": 18.0})
+        ),
+        "use_type"
+    );
+    assert_eq!(
+        field(
+            "space",
+            "rooms",
+            &space,
+            json!({"time": t, "room": "R2", "building": "B1", "use_type": "office", "usable_m2": 0.0})
+        ),
+        "usable_m2"
+    );
+    // A building area below the usable area is impossible.
+    assert_eq!(
+        field(
+            "space",
+            "rooms",
+            &space,
+            json!({"time": t, "room": "R2", "building": "B1", "use_type": "office", "usable_m2": 18.0, "area_m2": 10.0})
+        ),
+        "area_m2"
+    );
+    assert_eq!(
+        field(
+            "space",
+            "allocations",
+            &space,
+            json!({"time": t, "room": "R9", "agency": "fin", "agreement": "A"})
+        ),
+        "room"
+    );
+    assert_eq!(
+        field(
+            "space",
+            "allocations",
+            &space,
+            json!({"time": t, "room": "R1", "agency": "fin", "agreement": "A", "until": "2025-02-01"})
+        ),
+        "until"
+    );
+    space.push(ok(
+        "space",
+        "occupants",
+        &space,
+        json!({"time": t, "person": "张", "agency": "fin", "rank": "以下", "room": "R1"}),
+        2,
+    ));
+    assert_eq!(
+        field(
+            "space",
+            "occupants",
+            &space,
+            json!({"time": t, "person": "李", "agency": "fin", "rank": "部长", "room": "R1"})
+        ),
+        "rank"
+    );
+    assert_eq!(
+        field(
+            "space",
+            "occupants",
+            &space,
+            json!({"time": t, "person": "李", "agency": "nope", "rank": "以下"})
+        ),
+        "agency"
+    );
+    assert_eq!(
+        field(
+            "space",
+            "headcounts",
+            &space,
+            json!({"time": t, "agency": "fin", "persons": -1})
+        ),
+        "persons"
+    );
+    // Assets: cards, events, scans.
+    let card = json!({"time": t, "epc": "E1", "category": "desk", "value_cny": 1200.0, "life_years": 5.0, "agency": "fin", "room": "R1"});
+    let mut assets = vec![ok("assets", "cards", &[], card.clone(), 10)];
+    assert_eq!(field("assets", "cards", &assets, card), "epc");
+    assert_eq!(
+        field(
+            "assets",
+            "cards",
+            &assets,
+            json!({"time": t, "epc": "E2", "category": "desk", "value_cny": 1.0, "life_years": 0.0, "agency": "fin"})
+        ),
+        "life_years"
+    );
+    assert_eq!(
+        field(
+            "assets",
+            "events",
+            &assets,
+            json!({"time": t, "epc": "E9", "action": "repair"})
+        ),
+        "epc"
+    );
+    assert_eq!(
+        field(
+            "assets",
+            "events",
+            &assets,
+            json!({"time": t, "epc": "E1", "action": "steal"})
+        ),
+        "action"
+    );
+    assets.push(ok(
+        "assets",
+        "events",
+        &assets,
+        json!({"time": t, "epc": "E1", "action": "dispose"}),
+        11,
+    ));
+    assert_eq!(
+        field(
+            "assets",
+            "events",
+            &assets,
+            json!({"time": t, "epc": "E1", "action": "repair"})
+        ),
+        "epc"
+    );
+    assert_eq!(
+        field(
+            "assets",
+            "scans",
+            &assets,
+            json!({"time": t, "epc": "E1", "room": ""})
+        ),
+        "room"
+    );
+    // Vehicles: insurance, tolls, disposal of an unknown plate; a negative toll.
+    let v = vec![ok(
+        "vehicles",
+        "vehicles",
+        &[],
+        json!({"time": "2025-01-01", "plate": "鲁A-001", "agency": "fin", "fuel": "diesel", "purpose": "enforcement"}),
+        20,
+    )];
+    assert_eq!(
+        field(
+            "vehicles",
+            "insurance",
+            &v,
+            json!({"time": t, "plate": "鲁A-009", "amount_cny": 1.0})
+        ),
+        "plate"
+    );
+    assert_eq!(
+        field(
+            "vehicles",
+            "tolls",
+            &v,
+            json!({"time": t, "plate": "鲁A-001", "amount_cny": -5.0})
+        ),
+        "amount_cny"
+    );
+    assert_eq!(
+        field(
+            "vehicles",
+            "disposals",
+            &v,
+            json!({"time": t, "plate": "鲁A-009"})
+        ),
+        "plate"
+    );
+}
+
+#[test]
+fn assets_by_agency_and_idle_by_hand() {
+    let s = site("");
+    let card = |id, epc: &str, value: f64| {
+        event(
+            id,
+            "assets",
+            "card",
+            JAN1_2025,
+            json!({"epc": epc, "category": "pc", "value_cny": value, "life_years": 5.0, "agency": "fin", "room": "R1"}),
+        )
+    };
+    let events = vec![
+        card(1, "P1", 6000.0),
+        card(2, "P2", 3000.0),
+        // P2 scanned on day 100; P1 not since its card.
+        event(
+            3,
+            "assets",
+            "scan",
+            JAN1_2025 + 100 * DAY,
+            json!({"epc": "P2", "room": "R1"}),
+        ),
+    ];
+    // On day 120 (2025-05-01) with a 90-day threshold: P1 idle (120 days), P2 not (20).
+    let idle = crate::assets::idle(&s, &events, JAN1_2025 + 120 * DAY, 90);
+    assert_eq!(
+        idle.iter().map(|a| a.epc.as_str()).collect::<Vec<_>>(),
+        vec!["P1"]
+    );
+    let fin = crate::assets::by_agency(&s, &events, day(2025, 5, 1), 90)
+        .into_iter()
+        .find(|a| a.agency == "fin")
+        .expect("fin");
+    // 9 000 CNY over 60 months, January to May counted: 5 months,
+    // 9 000 × 5 / 60 = 750 depreciated, 8 250 left.
+    assert_eq!((fin.count, fin.value_cny, fin.idle), (2, 9000.0, 1));
+    assert_eq!(fin.net_book_value_cny, 8250.0);
+}
