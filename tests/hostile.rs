@@ -577,3 +577,59 @@ fn every_route_and_parameter_survives_extreme_values() {
     let (code, _) = request(p, "GET", "/healthz", None, "");
     assert_eq!(code, 200);
 }
+
+/// Behind a trusted reverse proxy the limit applies per forwarded client:
+/// one client's guesses do not lock out another behind the same proxy, and
+/// from an untrusted peer the header changes nothing.
+#[test]
+fn behind_a_trusted_proxy_failures_count_per_forwarded_client() {
+    use crate::api::server_with;
+    use std::io::{Read as _, Write as _};
+    let with_xff = |p: u16, token: &str, xff: &str| -> u16 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p)).expect("connect");
+        write!(
+            s,
+            "GET /api/v1/site HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nX-Forwarded-For: {xff}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    };
+    // Documentation addresses (RFC 5737) as header values only.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = server_with(dir.path(), false, "trusted_proxies = [\"127.0.0.1\"]\n");
+    for i in 0..21 {
+        with_xff(s.port, &format!("guess-{i:04}-0123456789"), "192.0.2.7");
+    }
+    assert_eq!(
+        with_xff(
+            s.port,
+            "one-more-guess-0123456789",
+            "198.51.100.1, 192.0.2.7"
+        ),
+        429
+    );
+    assert_eq!(
+        with_xff(s.port, "other-client-guess-0123456", "192.0.2.8"),
+        401
+    );
+    drop(s);
+    // Not trusted: the header is ignored, every request is 127.0.0.1's.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = server_with(dir.path(), false, "");
+    for i in 0..21 {
+        with_xff(
+            s.port,
+            &format!("guess-{i:04}-0123456789"),
+            &format!("192.0.2.{i}"),
+        );
+    }
+    assert_eq!(
+        with_xff(s.port, "another-guess-0123456789", "192.0.2.99"),
+        429
+    );
+}

@@ -174,11 +174,27 @@ struct ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": self.code, "message": self.message, "field": self.field})),
-        )
-            .into_response()
+        let body = Json(json!({"error": self.code, "message": self.message, "field": self.field}));
+        if self.code == "busy" {
+            return (self.status, [(header::RETRY_AFTER, "5")], body).into_response();
+        }
+        (self.status, body).into_response()
+    }
+}
+
+/// A permit for heavy work (KPIs): waits in line, but not for longer than
+/// 10 s; beyond that the answer is 503 with `Retry-After` instead of an
+/// ever longer queue.
+async fn heavy_permit(app: &App) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    match tokio::time::timeout(Duration::from_secs(10), app.heavy.acquire()).await {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(e)) => Err(internal(e)),
+        Err(_) => Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "busy",
+            message: "every KPI worker has been busy for 10 s; retry in 5 s".into(),
+            field: None,
+        }),
     }
 }
 
@@ -594,6 +610,27 @@ pub fn openapi() -> Value {
 
 impl App {
     /// The role of the request's token, or 401 (429 after many failures from one address).
+    /// The client's address: the peer, or, when the peer is a trusted
+    /// proxy, the last address its `X-Forwarded-For` names.
+    fn client_ip(&self, headers: &HeaderMap, peer: SocketAddr) -> std::net::IpAddr {
+        let trusted = self
+            .site
+            .api
+            .as_ref()
+            .is_some_and(|a| a.trusted_proxies.contains(&peer.ip()));
+        if !trusted {
+            return peer.ip();
+        }
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .next_back()
+            .unwrap_or(peer.ip())
+    }
+
     fn auth(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<Role, ApiError> {
         let token = headers
             .get(header::AUTHORIZATION)
@@ -623,7 +660,8 @@ impl App {
         }
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let blocked = failures.by_address.blocked(&peer.ip(), now)
+        let client = self.client_ip(headers, peer);
+        let blocked = failures.by_address.blocked(&client, now)
             || hashed
                 .as_ref()
                 .is_some_and(|h| failures.by_token.blocked(h, now));
@@ -635,7 +673,7 @@ impl App {
                 field: None,
             });
         }
-        failures.by_address.fail(peer.ip(), now);
+        failures.by_address.fail(client, now);
         if let Some(h) = hashed {
             failures.by_token.fail(h, now);
         }
@@ -950,7 +988,7 @@ async fn kpis_h(
     };
     let period = period_of(year, month).ok_or_else(|| bad("year", "no such period"))?;
     // SQLite and the arithmetic off the async workers, a few at a time.
-    let _permit = app.heavy.acquire().await.map_err(internal)?;
+    let _permit = heavy_permit(&app).await?;
     let app2 = Arc::clone(&app);
     let scope2 = scope.clone();
     let k = tokio::task::spawn_blocking(move || {

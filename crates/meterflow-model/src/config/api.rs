@@ -29,6 +29,12 @@ pub struct ApiConfig {
     /// descriptor, so keep it well under the process's limit.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Reverse proxies in front of the API (IP addresses): for a request
+    /// from one of them, the client is the last address of its
+    /// `X-Forwarded-For` header (for the auth-failure limit); from anyone
+    /// else that header is ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 pub(crate) const fn default_max_connections() -> usize {
