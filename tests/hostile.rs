@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::mqtt::{http_post, mosquitto, publish_qos1, stop};
-use crate::support::{Proc, bin, count, free_port, run, text, wait_port};
+use crate::support::{Proc, bin, count, free_port, run, text};
 
 /// 2100-01-01T00:00:00Z in seconds.
 const Y2100_S: i64 = 4_102_444_800;
@@ -113,15 +113,7 @@ fn absurd_times_over_http_push_and_import_are_refused_with_their_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let site = crate::mqtt::http_test_site(dir.path(), port);
-    let child = bin()
-        .args(["run", "--config", site.to_str().expect("path")])
-        .env("MF_TEST_WRITE_TOKEN", crate::mqtt::TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run");
-    wait_port(port);
-    let mf = Proc(child);
+    let mf = crate::mqtt::start_http(&site, port);
     let auth = format!("Token {}", crate::mqtt::TOKEN);
     // Nanosecond precision (the default): line 2 is 2100, line 3 i64::MAX ns.
     let body = format!(
@@ -236,15 +228,7 @@ fn rejected_push_lines_cost_linear_time_and_ping_keeps_answering() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let site = crate::mqtt::http_test_site(dir.path(), port);
-    let child = bin()
-        .args(["run", "--config", site.to_str().expect("path")])
-        .env("MF_TEST_WRITE_TOKEN", crate::mqtt::TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run");
-    wait_port(port);
-    let mf = Proc(child);
+    let mf = crate::mqtt::start_http(&site, port);
     let auth = format!("Token {}", crate::mqtt::TOKEN);
     let post = |lines: usize| {
         let body = "x\n".repeat(lines);
@@ -260,7 +244,7 @@ fn rejected_push_lines_cost_linear_time_and_ping_keeps_answering() {
     let pinger = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(20));
         let t = Instant::now();
-        let (status, _) = http_get(port, "/ping");
+        let (status, _) = crate::api::request(port, "GET", "/ping", None, "");
         (status, t.elapsed())
     });
     let large = post(80_000).min(post(80_000));
@@ -280,25 +264,6 @@ fn rejected_push_lines_cost_linear_time_and_ping_keeps_answering() {
     // Every rejected line is kept as a dead letter.
     let db = dir.path().join("store.db");
     assert_eq!(count(&db, "dead_letters"), 1_000 + 2 * 20_000 + 2 * 80_000);
-}
-
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
 }
 
 /// A large ledger CSV import runs on the blocking pool: `/healthz` keeps
@@ -377,15 +342,7 @@ fn failed_tokens_are_limited_but_a_valid_token_is_always_accepted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let site = crate::mqtt::http_test_site(dir.path(), port);
-    let child = bin()
-        .args(["run", "--config", site.to_str().expect("path")])
-        .env("MF_TEST_WRITE_TOKEN", crate::mqtt::TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run");
-    wait_port(port);
-    let mf = Proc(child);
+    let mf = crate::mqtt::start_http(&site, port);
     let line = b"m,meter=water-main volume=100.5 1735689600\n";
     let mut codes = Vec::new();
     for i in 0..25 {

@@ -580,7 +580,8 @@ fn http_site(dir: &Path, port: u16) -> PathBuf {
     path
 }
 
-fn start_http(site: &Path, port: u16) -> Proc {
+/// `meterflow run` on an `[http]` site, once its push port answers.
+pub(crate) fn start_http(site: &Path, port: u16) -> Proc {
     let child = bin()
         .args(["run", "--config", site.to_str().expect("path")])
         .env("MF_TEST_WRITE_TOKEN", TOKEN)
