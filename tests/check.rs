@@ -107,7 +107,14 @@ fn five_mistakes_are_all_reported_with_their_lines() {
 #[test]
 fn the_production_site_file_is_valid() {
     let path = repo().join("deploy/site.production.toml");
-    let o = run(&["check", "--config", path.to_str().expect("path")]);
+    // With the secrets it names in the environment, as the deployment sets them.
+    let o = crate::support::bin()
+        .args(["check", "--config", path.to_str().expect("path")])
+        .env("INFLUX_TOKEN", "t")
+        .env("MQTT_PASSWORD", "p")
+        .env("PUSH_TOKEN", "0123456789abcdef")
+        .output()
+        .expect("check");
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     let site = meterflow_model::Site::load(&path).expect("valid");
@@ -115,4 +122,42 @@ fn the_production_site_file_is_valid() {
     assert_eq!(influx.api, meterflow_model::config::InfluxApi::V2);
     assert_eq!(influx.token_env.as_deref(), Some("INFLUX_TOKEN"));
     assert_eq!(influx.when_full, meterflow_model::config::OutboxFull::Block);
+}
+
+/// A secret the site names but the environment lacks fails the check with
+/// exit 2, the variable's name and the line that needs it (a systemd
+/// pre-start check then stops the start that would fail).
+#[test]
+fn check_fails_on_every_unset_secret_with_its_line() {
+    let path = repo().join("deploy/site.production.toml");
+    let text_of = std::fs::read_to_string(&path).expect("site");
+    let line_of = |needle: &str| {
+        text_of
+            .lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .expect(needle)
+    };
+    let o = crate::support::bin()
+        .args(["check", "--config", path.to_str().expect("path")])
+        .env_remove("INFLUX_TOKEN")
+        .env_remove("MQTT_PASSWORD")
+        .env("PUSH_TOKEN", "0123456789abcdef")
+        .output()
+        .expect("check");
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    let shown = path.display().to_string();
+    for (var, key) in [
+        ("INFLUX_TOKEN", "influx.token_env"),
+        ("MQTT_PASSWORD", "mqtt[0].password_env"),
+    ] {
+        let want = format!(
+            "{shown}:{}: {key}: environment variable {var} is not set",
+            line_of(&format!("\"{var}\""))
+        );
+        assert!(err.contains(&want), "{want}\n---\n{err}");
+    }
+    assert!(!err.contains("PUSH_TOKEN"), "{err}");
+    assert!(err.contains("2 secrets missing"), "{err}");
 }

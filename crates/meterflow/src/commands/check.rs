@@ -35,6 +35,27 @@ pub(crate) fn run(path: &Path) -> ExitCode {
         site.replacements.len()
     );
     println!("  store     {}", site.store_path().display());
+    // Every secret the site names must be there for `run`: an unset
+    // variable or an unreadable file is an error here (exit 2), so a
+    // systemd pre-start check stops a start that would fail.
+    let missing = missing_secrets(&site);
+    if !missing.is_empty() {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        for (key, what, needle) in &missing {
+            let line = text
+                .lines()
+                .position(|l| l.contains(needle.as_str()))
+                .map_or(String::new(), |i| format!("{}: ", i + 1));
+            eprintln!("{}:{line}{key}: {what}", path.display());
+        }
+        eprintln!(
+            "{} secret{} missing for `run` in {}",
+            missing.len(),
+            if missing.len() == 1 { "" } else { "s" },
+            path.display()
+        );
+        return ExitCode::from(crate::EXIT_CONFIG);
+    }
     let mut warnings = Vec::new();
     if let Some(i) = &site.influx {
         match meterflow_runtime::sink::write_url(i) {
@@ -43,16 +64,6 @@ pub(crate) fn run(path: &Path) -> ExitCode {
                 i.outbox_max_mib, i.when_full
             ),
             Err(e) => warnings.push(format!("[influx]: {e:#}")),
-        }
-        let missing =
-            |v: &Option<String>| v.as_ref().filter(|k| std::env::var(k).is_err()).cloned();
-        for var in [missing(&i.token_env), missing(&i.password_env)]
-            .into_iter()
-            .flatten()
-        {
-            warnings.push(format!(
-                "[influx]: environment variable {var} is not set here (`run` needs it)"
-            ));
         }
     }
     let no_rate: Vec<&str> = site
@@ -91,4 +102,86 @@ pub(crate) fn run(path: &Path) -> ExitCode {
         println!("  warning   {w}");
     }
     ExitCode::SUCCESS
+}
+
+/// `(key, what is wrong, text to find its line by)` for every secret the
+/// site names that `run` could not read here: an unset environment
+/// variable, or a secret file that cannot be read.
+fn missing_secrets(site: &meterflow_model::Site) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut env = |key: String, var: &str| {
+        if std::env::var_os(var).is_none() {
+            out.push((
+                key,
+                format!("environment variable {var} is not set (`run` needs it)"),
+                format!("\"{var}\""),
+            ));
+        }
+    };
+    if let Some(i) = &site.influx {
+        for v in [&i.token_env, &i.password_env].into_iter().flatten() {
+            let key = if Some(v) == i.token_env.as_ref() {
+                "token_env"
+            } else {
+                "password_env"
+            };
+            env(format!("influx.{key}"), v);
+        }
+    }
+    for (n, b) in site.mqtt.iter().enumerate() {
+        if let Some(v) = &b.password_env {
+            env(format!("mqtt[{n}].password_env"), v);
+        }
+    }
+    if let Some(h) = &site.http {
+        env("http.token_env".into(), &h.token_env);
+    }
+    if let Some(a) = &site.api
+        && let Some(v) = &a.tokens_env
+    {
+        env("api.tokens_env".into(), v);
+    }
+    for (n, x) in site.notifiers.iter().enumerate() {
+        for (key, v) in [("url_env", &x.url_env), ("secret_env", &x.secret_env)] {
+            if let Some(v) = v {
+                env(format!("notifier[{n}].{key}"), v);
+            }
+        }
+    }
+    let mut file = |key: String, f: &std::path::Path| {
+        let p = site.relative(f);
+        if let Err(e) = std::fs::File::open(&p) {
+            out.push((
+                key,
+                format!("cannot read {}: {e} (`run` needs it)", p.display()),
+                f.display().to_string(),
+            ));
+        }
+    };
+    if let Some(i) = &site.influx {
+        for (key, f) in [
+            ("token_file", &i.token_file),
+            ("password_file", &i.password_file),
+        ] {
+            if let Some(f) = f {
+                file(format!("influx.{key}"), f);
+            }
+        }
+    }
+    for (n, b) in site.mqtt.iter().enumerate() {
+        if let Some(f) = &b.password_file {
+            file(format!("mqtt[{n}].password_file"), f);
+        }
+    }
+    if let Some(a) = &site.api
+        && let Some(f) = &a.tokens_file
+    {
+        file("api.tokens_file".into(), f);
+    }
+    for (n, x) in site.notifiers.iter().enumerate() {
+        if let Some(f) = &x.secret_file {
+            file(format!("notifier[{n}].secret_file"), f);
+        }
+    }
+    out
 }
