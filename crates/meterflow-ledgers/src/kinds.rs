@@ -333,7 +333,7 @@ pub fn check(
         meterflow_core::timeparse::parse_time_arg(time, site.tz).map_err(|e| reject("time", e))?;
     crate::rules::entry_time(
         ts_ms,
-        site_earliest_ms(site),
+        site.site_earliest_ms(),
         meterflow_model::clock::now_ms(),
     )?;
     let mut body = v.clone();
@@ -436,21 +436,4 @@ pub fn as_event(kind: &Kind, c: &Checked, id: i64, author: &str) -> LedgerEvent 
         author: author.to_string(),
         created_ms: 0,
     }
-}
-
-/// The site's earliest plausible date as ms (local midnight of
-/// `[store] earliest`, default 2000-01-01).
-fn site_earliest_ms(site: &Site) -> i64 {
-    let d = site
-        .store
-        .earliest
-        .as_ref()
-        .and_then(meterflow_model::factors::to_date)
-        .or_else(|| {
-            let (y, m, d) = meterflow_model::config::DEFAULT_EARLIEST;
-            chrono::NaiveDate::from_ymd_opt(y, m, d)
-        });
-    d.map_or(946_684_800_000, |d| {
-        meterflow_core::time::day_start(d, site.tz)
-    })
 }

@@ -97,20 +97,35 @@ impl Site {
     /// (local midnight) of the later of `[store] earliest` (default
     /// 2000-01-01) and the meter's `in_service` date.
     pub fn earliest_ms(&self, meter: &Meter) -> i64 {
-        use chrono::TimeZone as _;
+        let own = meter.in_service.as_ref().and_then(crate::factors::to_date);
+        let date = match own {
+            Some(d) => d.max(self.earliest_date()),
+            None => self.earliest_date(),
+        };
+        self.midnight_ms(date)
+    }
+
+    /// The site's earliest plausible time, ms: local midnight of
+    /// `[store] earliest` (default 2000-01-01). Ledger entries are checked
+    /// against it.
+    pub fn site_earliest_ms(&self) -> i64 {
+        self.midnight_ms(self.earliest_date())
+    }
+
+    fn earliest_date(&self) -> chrono::NaiveDate {
         let (y, m, d) = DEFAULT_EARLIEST;
-        let site = self
-            .store
+        self.store
             .earliest
             .as_ref()
             .and_then(crate::factors::to_date)
-            .or_else(|| chrono::NaiveDate::from_ymd_opt(y, m, d));
-        let own = meter.in_service.as_ref().and_then(crate::factors::to_date);
-        let date = match (site, own) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        date.and_then(|d| d.and_hms_opt(0, 0, 0))
+            .or_else(|| chrono::NaiveDate::from_ymd_opt(y, m, d))
+            .unwrap_or_default()
+    }
+
+    /// The first instant of `date` in the site's zone, ms.
+    fn midnight_ms(&self, date: chrono::NaiveDate) -> i64 {
+        use chrono::TimeZone as _;
+        date.and_hms_opt(0, 0, 0)
             .and_then(|t| self.tz.from_local_datetime(&t).earliest())
             .map_or(946_684_800_000, |t| t.timestamp_millis())
     }
