@@ -25,6 +25,9 @@ const SITE: &str = r#"
 [site]
 name = "alert scenario"
 quota_set = "shandong-db37"
+# Project from the first hour (the default waits for 30 days with data):
+# the scenario is a few days long.
+projection_min_days = 0
 
 [store]
 path = "store.db"

@@ -116,6 +116,15 @@ fn fixture(dir: &Path) -> (Influx, std::path::PathBuf) {
         sim_port,
         &format!("{}\n[alerting]\ninterval_s = 2\n", v1_section(influx.port)),
     );
+    // The provisioned projection alert queries `projected_ratio`, which is
+    // given from 30 days with data by default: project at once here.
+    let src = std::fs::read_to_string(&site).expect("site");
+    assert!(src.contains("[site]\n"), "the demo site has a [site] table");
+    std::fs::write(
+        &site,
+        src.replacen("[site]\n", "[site]\nprojection_min_days = 0\n", 1),
+    )
+    .expect("site");
     // History: the 7 local days before today (with faults), and the same
     // window a year earlier, so year-on-year figures exist.
     let tz = meterflow_model::Site::load(&site).expect("site").tz;

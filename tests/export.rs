@@ -559,12 +559,15 @@ fn two_year_export_matches_the_hand_computation_cell_by_cell() {
     // Persons: 100 for 181 days (1 Jan - 30 Jun), 120 for 184 days: 40 180 / 365 = 110.0822.
     let pa = (100.0 * 181.0 + 120.0 * 184.0) / 365.0;
     assert!(close(num(&a, "用能人数 (人, 时间加权)"), pa));
-    assert!(close(num(&a, "建筑面积 (m², 时间加权)"), 400.0));
+    // Area: B (1 000 m², no meter of its own) splits its common area by
+    // occupied area, like the energy. To 31 March A 400 + C 100 occupied, 500
+    // common: A 400 + 400 = 800, C 200; from 1 April A 400 + C 200, 400
+    // common: A 666.667, C 333.333. A: (90 × 800 + 275 × 666.667) / 365 =
+    // 699.543379 m²; C: (90 × 200 + 275 × 333.333) / 365 = 300.456621 m².
+    let aa = (90.0 * 800.0 + 275.0 * 2_000.0 / 3.0) / 365.0;
+    assert!(close(num(&a, "建筑面积 (m², 时间加权)"), aa));
     assert!(close(num(&a, "人均综合能耗 (kgce/人)"), 4_485.85 / pa));
-    assert!(close(
-        num(&a, "单位建筑面积能耗 (kgce/m²)"),
-        4_485.85 / 400.0
-    ));
+    assert!(close(num(&a, "单位建筑面积能耗 (kgce/m²)"), 4_485.85 / aa));
     // Water: 3 650 m³; per person 3 650 / 110.08; per person-day over 365 days.
     assert!(close(num(&a, "用水量 (m³)"), 3_650.0));
     assert!(close(num(&a, "人均用水量 (m³/人)"), 3_650.0 / pa));
@@ -572,30 +575,29 @@ fn two_year_export_matches_the_hand_computation_cell_by_cell() {
         num(&a, "人均日用水量 (L/人·d)"),
         3_650_000.0 / (pa * 365.0)
     ));
-    // CO₂: 36 500 kWh x 0.5306 kg/kWh = 19.3669 t; per m²: 19 366.9 / 400 = 48.417 kg.
+    // CO₂: 36 500 kWh x 0.5306 kg/kWh (2023, the nearest published year) =
+    // 19.3669 t; per m²: 19 366.9 / 699.543379 kg.
     assert!(close(num(&a, "二氧化碳排放 (tCO₂)"), 19.3669));
-    assert!(close(
-        num(&a, "单位面积碳排放 (kgCO₂/m²)"),
-        19_366.9 / 400.0
-    ));
-    // YoY against 2024 (366 days x 100 kWh = 36 600 kWh, 100 persons, 400 m²):
-    // per capita 4 498.14 -> 4 485.85 / 110.08; per m² 11.24535 -> 11.214625.
-    let pc24 = 36_600.0 * 0.1229 / 100.0;
+    assert!(close(num(&a, "单位面积碳排放 (kgCO₂/m²)"), 19_366.9 / aa));
+    // YoY on the same calendar days: every day of 2025 has data, so 2024
+    // without 29 February: 365 x 100 = 36 500 kWh, 100 persons, 800 m².
+    // per capita 448.585 / 100 -> 4 485.85 / 110.08; per m² 5.6073 -> 6.4125.
+    let pc24 = 36_500.0 * 0.1229 / 100.0;
     let pc25 = 4_485.85 / pa;
     assert!(close(
         num(&a, "人均综合能耗同比 (%)"),
         (pc25 - pc24) / pc24 * 100.0
     ));
-    let pa24 = 36_600.0 * 0.1229 / 400.0;
-    let pa25 = 4_485.85 / 400.0;
+    let pa24 = 36_500.0 * 0.1229 / 800.0;
+    let pa25 = 4_485.85 / aa;
     assert!(close(
         num(&a, "单位面积能耗同比 (%)"),
         (pa25 - pa24) / pa24 * 100.0
     ));
-    // Water per person: 3 660 / 100 = 36.6 in 2024.
+    // Water per person on the same days: 3 650 / 100 = 36.5 in 2024.
     assert!(close(
         num(&a, "人均用水量同比 (%)"),
-        (3_650.0 / pa - 36.6) / 36.6 * 100.0
+        (3_650.0 / pa - 36.5) / 36.5 * 100.0
     ));
     // Waste: 10 kg recycled + 30 kg landfilled = 40 kg, 回收利用率 10 / 40 = 25 %; no veto.
     assert!(close(num(&a, "垃圾合计 (kg)"), 40.0));
@@ -624,9 +626,10 @@ fn two_year_export_matches_the_hand_computation_cell_by_cell() {
         "{a:?}"
     );
 
-    // C: 365 x 50 = 18 250 kWh = 2 242.925 kgce; 50 persons; area 100 m² for 90 days
-    // (1 Jan - 31 Mar) then 200 m² for 275 days: 64 000 / 365 = 175.342 m².
-    let ac = (100.0 * 90.0 + 200.0 * 275.0) / 365.0;
+    // C: 365 x 50 = 18 250 kWh = 2 242.925 kgce; 50 persons; area (above)
+    // 300.456621 m².
+    let ac = (200.0 * 90.0 + 275.0 * 1_000.0 / 3.0) / 365.0;
+    assert!(close(aa + ac, 1_000.0), "the agencies' areas add up to B's");
     assert!(close(num(&c, "电力 (kWh)"), 18_250.0));
     assert!(close(num(&c, "用能人数 (人, 时间加权)"), 50.0));
     assert!(close(num(&c, "建筑面积 (m², 时间加权)"), ac));
@@ -639,8 +642,8 @@ fn two_year_export_matches_the_hand_computation_cell_by_cell() {
     assert_eq!(c["回收利用率 (%)"], "");
     assert!(close(num(&c, "数据完整率 (%)"), 100.0));
     assert!(close(num(&c, "估算数据占比 (%)"), 0.0));
-    // YoY of C per m²: 2024 = 18 300 x 0.1229 / 100 m² = 22.4907.
-    let c24 = 18_300.0 * 0.1229 / 100.0;
+    // YoY of C per m²: 2024 on the same days = 18 250 x 0.1229 / 200 m² = 11.214625.
+    let c24 = 18_250.0 * 0.1229 / 200.0;
     assert!(close(
         num(&c, "单位面积能耗同比 (%)"),
         (2_242.925 / ac - c24) / c24 * 100.0
@@ -661,7 +664,9 @@ fn two_year_export_matches_the_hand_computation_cell_by_cell() {
 
     // The building: A and C together. 54 750 kWh, 3 650 m³; 6 728.775 kgce;
     // its own 1 000 m²; persons 110.08 + 50; per m² 6.728775 against 2024's
-    // 54 900 kWh x 0.1229 / 1 000 = 6.74721; CO₂ 54 750 x 0.5306 = 29.05035 t;
+    // same days (29 February left out): 54 750 kWh x 0.1229 / 1 000 = 6.728775,
+    // so 0 % (the old whole-year comparison said −0.27 %, the leap day);
+    // CO₂ 54 750 x 0.5306 = 29.05035 t;
     // 384 estimated of 3 meters x 35 040 buckets; both findings above.
     let b = row("building", "B");
     assert_eq!(b["名称"], "B");
@@ -675,10 +680,7 @@ fn two_year_export_matches_the_hand_computation_cell_by_cell() {
         6_728.775 / (pa + 50.0)
     ));
     assert!(close(num(&b, "单位建筑面积能耗 (kgce/m²)"), 6.728775));
-    assert!(close(
-        num(&b, "单位面积能耗同比 (%)"),
-        (6.728775 - 6.74721) / 6.74721 * 100.0
-    ));
+    assert!(close(num(&b, "单位面积能耗同比 (%)"), 0.0));
     assert!(close(num(&b, "二氧化碳排放 (tCO₂)"), 29.05035));
     assert!(close(
         num(&b, "估算数据占比 (%)"),

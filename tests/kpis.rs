@@ -112,9 +112,15 @@ fn agency_kpis_from_the_store_match_the_hand_computation() {
     // 123 × 0.1229 = 15.1167 kgce; 100 persons → 0.151167 kgce/person; 300 m² → 0.050389 kgce/m².
     assert!(close(a.energy_kgce, 15.1167), "{}", a.energy_kgce);
     assert!(close(a.per_capita_energy.unwrap_or(0.0), 0.151167));
-    assert!(close(a.per_area_energy.unwrap_or(0.0), 15.1167 / 300.0));
+    // A's area: 300 occupied + 0.75 of B1's 600 m² common = 750 m² (the key
+    // that splits M2's energy splits the common area): 15.1167 / 750.
+    assert!(close(a.per_area_energy.unwrap_or(0.0), 15.1167 / 750.0));
     // CO₂: 123 kWh × 0.5306 kg/kWh (national grid, latest published data year) = 65.2638 kg.
-    assert!(close(a.co2_t, 0.0652638), "{}", a.co2_t);
+    assert!(
+        close(a.co2_t.unwrap_or(f64::NAN), 0.0652638),
+        "{:?}",
+        a.co2_t
+    );
     // Completeness: A is served by M2 and M4: 2 × 31 days × 96 buckets = 5 952 expected;
     // measured: M4 192 (two days) + M2 96 (one day) = 288 → 4.8387 %.
     assert!(
@@ -134,18 +140,48 @@ fn agency_kpis_from_the_store_match_the_hand_computation() {
         "{st:?}"
     );
     assert_eq!(st.agency, "site");
-    // The year has data on 2 days only: no grade on a part of a year; instead the
-    // tracking: 0.151167 kgce/person over 2 days → run-rate year end
-    // 0.151167 / 2 × 365 = 27.588 kgce/person = 2.30 % of the 约束值 1 197.8.
+    // The year has data on 2 days only and runs (as of 3 March): no grade on
+    // a part of a year; instead the tracking, pro-rated: 0.151167 kgce/person
+    // over 2 days against 1 197.8 × 2 / 365 = 6.5633 → 2.303 %. Two days are
+    // below the 30-day minimum window: no projection, with the reason.
     let year = meterflow_kpi::period_of(2025, None).expect("period");
-    let y = meterflow_kpi::agency_kpis(&site, &reader, "A", year).expect("kpis");
+    let mar3 = chrono::NaiveDate::from_ymd_opt(2025, 3, 3).expect("date");
+    let ctx = meterflow_kpi::KpiContext::new(&site).with_today(mar3);
+    let y = ctx
+        .scope_kpis(&reader, &meterflow_kpi::Scope::Agency("A".into()), year)
+        .expect("kpis");
     assert!(y.grades.is_empty(), "{:?}", y.grades);
     assert_eq!(y.days_with_data, 2);
-    let t = y.tracking.expect("tracking while the year runs");
-    assert!(close(t.projected, 0.151167 / 2.0 * 365.0), "{t:?}");
+    let t = y.tracking.clone().expect("tracking while the year runs");
     assert!(
-        close(t.projected_ratio, 0.151167 / 2.0 * 365.0 / 1197.8),
+        close(t.ratio_to_date, 0.151167 / (1197.8 * 2.0 / 365.0)),
         "{t:?}"
+    );
+    assert_eq!(
+        (t.projected, t.projected_ratio, t.method),
+        (None, None, None)
+    );
+    assert!(
+        y.withheld
+            .iter()
+            .any(|(f, r)| f == "projection" && r.contains("2 days") && r.contains("30")),
+        "{:?}",
+        y.withheld
+    );
+    // The same year seen after it ended: not complete (2 of 365 days), so
+    // neither graded nor tracked, and the reason says why.
+    let after = meterflow_kpi::KpiContext::new(&site)
+        .with_today(chrono::NaiveDate::from_ymd_opt(2026, 2, 1).expect("date"))
+        .scope_kpis(&reader, &meterflow_kpi::Scope::Agency("A".into()), year)
+        .expect("kpis");
+    assert!(after.grades.is_empty() && after.tracking.is_none() && !after.complete);
+    assert!(
+        after
+            .withheld
+            .iter()
+            .any(|(f, r)| f == "grades" && r.contains("below 95")),
+        "{:?}",
+        after.withheld
     );
 }
 
@@ -366,27 +402,64 @@ fn fixture_kpis_for_the_month_and_the_year_match_the_hand_computation() {
     assert!(close(d.carriers.water_m3, 226.25) && close(e.carriers.water_m3, 503.75));
     // Persons: A = (74 days × 100 + 291 × 120) / 365 = 42 320 / 365 = 115.945205.
     assert!(close(a.persons, 42_320.0 / 365.0), "{}", a.persons);
-    // A: 80 228 × 0.1229 = 9 860.0212 kgce → 85.040353 kgce/person, 16.433369 kgce/m² (600 m²).
+    // Areas follow the key that splits the energy (area share): each agency
+    // gets its occupied area plus the same share of the building's common area.
+    // B1 office 2 000 m². To June A 600 + C 400 occupied → 1 000 common:
+    // A 600 + 1 000 × 0.6 = 1 200, C 400 + 400 = 800. From July A 600, C 400,
+    // D 500 → 500 common: A 600 + 200 = 800, C 400 + 133.333 = 533.333,
+    // D 500 + 166.667 = 666.667. B2 (1 000 m²) to June D 500 + E 300 → 200
+    // common: D 625, E 375; from July E alone: 1 000.
+    // Time-weighted: A (181 × 1 200 + 184 × 800) / 365 = 998.356164;
+    // C (181 × 800 + 184 × 533.333) / 365 = 665.570776;
+    // D (181 × 625 + 184 × 666.667) / 365 = 646.004566;
+    // E (181 × 375 + 184 × 1 000) / 365 = 690.068493. Σ = 3 000 = B1 + B2.
+    let a_area = (181.0 * 1_200.0 + 184.0 * 800.0) / 365.0;
+    assert!(close(a.area_m2, a_area), "{}", a.area_m2);
+    assert!(close(
+        c.area_m2,
+        (181.0 * 800.0 + 184.0 * 1_600.0 / 3.0) / 365.0
+    ));
+    assert!(close(
+        d.area_m2,
+        (181.0 * 625.0 + 184.0 * 2_000.0 / 3.0) / 365.0
+    ));
+    assert!(close(e.area_m2, (181.0 * 375.0 + 184.0 * 1_000.0) / 365.0));
+    assert!(close(
+        a.area_m2 + c.area_m2 + d.area_m2 + e.area_m2,
+        3_000.0
+    ));
+    // A: 80 228 × 0.1229 = 9 860.0212 kgce → 85.040353 kgce/person, 9.876256 kgce/m².
     assert!(close(a.energy_kgce, 9_860.021_2));
     assert!(close(
         a.per_capita_energy.unwrap_or(0.0),
         9_860.021_2 * 365.0 / 42_320.0
     ));
-    assert!(close(a.per_area_energy.unwrap_or(0.0), 9_860.021_2 / 600.0));
-    // CO₂: 80 228 × 0.5306 = 42 568.9768 kg = 42.569 t; per m²: 70.948295 kg.
+    assert!(close(
+        a.per_area_energy.unwrap_or(0.0),
+        9_860.021_2 / a_area
+    ));
+    // CO₂: 80 228 × 0.5306 (2025 has no published factor: the nearest, 2023) =
+    // 42 568.9768 kg = 42.569 t.
     assert!(
-        close(a.co2_t, 42.5689768) && close(a.per_area_co2.unwrap_or(0.0), 42_568.976_8 / 600.0)
+        close(a.co2_t.unwrap_or(f64::NAN), 42.5689768)
+            && close(a.per_area_co2.unwrap_or(0.0), 42_568.976_8 / a_area)
     );
-    // C: 29 152 × 0.1229 = 3 582.7808 kgce / 40 = 89.56952 kgce/person; / 400 m² = 8.956952.
+    assert_eq!(a.carbon.grid_factor_year, Some(2023));
+    // C: 29 152 × 0.1229 = 3 582.7808 kgce / 40 = 89.56952 kgce/person.
     assert!(close(c.per_capita_energy.unwrap_or(0.0), 89.56952));
-    assert!(close(c.per_area_energy.unwrap_or(0.0), 8.956952));
-    // D: area 500 m² all year (in two buildings); 4 052.013 kgce / 50 = 81.04026; water
-    // 226.25 / 50 = 4.525 m³/person = 226 250 L / (50 × 365) = 12.397260 L/person·d.
-    assert!(close(d.area_m2, 500.0) && close(d.per_capita_energy.unwrap_or(0.0), 81.04026));
+    assert!(close(
+        c.per_area_energy.unwrap_or(0.0),
+        3_582.780_8 / c.area_m2
+    ));
+    // D: 4 052.013 kgce / 50 = 81.04026; water
+    // 226.25 / 50 = 4.525 m³/person; per day over D's 181 days with water
+    // (B2's water reaches D until June): 226 250 L / (50 × 181) = 25.0 L/person·d.
+    assert!(close(d.per_capita_energy.unwrap_or(0.0), 81.04026));
     assert!(close(d.water_per_capita.unwrap_or(0.0), 4.525));
+    assert_eq!(d.water_days, 181);
     assert!(close(
         d.water_l_per_person_day.unwrap_or(0.0),
-        226_250.0 / (50.0 * 365.0)
+        226_250.0 / (50.0 * 181.0)
     ));
     // E: 503.75 / 30 = 16.791667 m³/person; 46.004566 L/person·d.
     assert!(close(e.water_per_capita.unwrap_or(0.0), 503.75 / 30.0));
@@ -402,14 +475,16 @@ fn fixture_kpis_for_the_month_and_the_year_match_the_hand_computation() {
     assert!(
         a.grades
             .iter()
-            .any(|(i, _, g)| i == "per_capita_energy" && *g == "先进"),
+            .any(|g| g.indicator == "per_capita_energy" && g.grade == "先进"),
         "{:?}",
         a.grades
     );
     // Against the 2020 base year (plan cn-2021-2025): in 2020 A alone occupied B1, so
     // it had all of SHARED: 366 × (240 + 150) = 142 740 kWh = 17 542.746 kgce / 100
     // persons = 175.42746 kgce/person; reduction (175.42746 − 85.040353) / 175.42746
-    // = 51.524 % ≥ 6 % → met. Per area: 29.237910 → 16.433369: 43.794 %.
+    // = 51.524 % ≥ 6 % → met (2025 is the target year). Per area: A had all of
+    // B1 then (600 occupied + 1 400 common = 2 000 m²): 8.771373 kgce/m²,
+    // against 9.876256 now: −12.597 %, not met.
     let red = |ind: &str| {
         a.reductions
             .iter()
@@ -419,7 +494,9 @@ fn fixture_kpis_for_the_month_and_the_year_match_the_hand_computation() {
     };
     let pc = red("per_capita_energy");
     assert!(
-        close(pc.base, 175.42746) && pc.met && close(pc.required_pct, 6.0),
+        close(pc.base, 175.42746)
+            && pc.status == meterflow_kpi::TargetStatus::Met
+            && close(pc.required_pct, 6.0),
         "{pc:?}"
     );
     assert!(close(
@@ -428,17 +505,18 @@ fn fixture_kpis_for_the_month_and_the_year_match_the_hand_computation() {
     ));
     let pa = red("per_area_energy");
     assert!(
-        close(pa.base, 17_542.746 / 600.0)
+        close(pa.base, 17_542.746 / 2_000.0)
             && close(
                 pa.reduction_pct,
-                (1.0 - 16.433368666666667 / 29.23791) * 100.0
-            ),
+                (1.0 - 9_860.021_2 / a_area / (17_542.746 / 2_000.0)) * 100.0
+            )
+            && pa.status == meterflow_kpi::TargetStatus::NotMet,
         "{pa:?}"
     );
 
     // March 2025 (31 days): A persons (15 × 100 + 16 × 120) / 31 = 110.322581.
     // A = 31 × 240 × 0.6 + 31 × 100 = 4 464 + 3 100 = 7 564 kWh = 929.6156 kgce
-    // → 8.426340 kgce/person, 1.549359 kgce/m².
+    // → 8.426340 kgce/person, 0.774680 kgce/m² (1 200 m²).
     let march = meterflow_kpi::period_of(2025, Some(3)).expect("period");
     let am = meterflow_kpi::agency_kpis(&site, &reader, "A", march).expect("kpis");
     assert!(close(am.carriers.electricity_kwh, 7_564.0), "{am:?}");
@@ -447,7 +525,8 @@ fn fixture_kpis_for_the_month_and_the_year_match_the_hand_computation() {
         am.per_capita_energy.unwrap_or(0.0),
         929.6156 * 31.0 / 3_420.0
     ));
-    assert!(close(am.per_area_energy.unwrap_or(0.0), 929.6156 / 600.0));
+    // Area in March: 600 occupied + 0.6 of B1's 1 000 m² common = 1 200 m².
+    assert!(close(am.per_area_energy.unwrap_or(0.0), 929.6156 / 1_200.0));
     // March 2024: A alone in B1: 31 × (240 + 100) = 10 540 kWh, 100 persons →
     // 12.953660 kgce/person; YoY (8.426340 − 12.953660) / 12.953660 = −34.950 %.
     let yoy = am.yoy_per_capita_energy_pct.expect("yoy");

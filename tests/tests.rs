@@ -10,6 +10,7 @@ mod check;
 mod cnmeters;
 mod dashboards;
 mod export;
+mod figures;
 mod fuzz;
 mod hostile;
 mod import;

@@ -27,7 +27,6 @@ use chrono::{Datelike, NaiveDate};
 use chrono_tz::Tz;
 use meterflow_model::EnergyClass;
 use meterflow_model::config::Site;
-use meterflow_model::factors::to_date;
 
 use crate::buckets::BUCKET_MS;
 use crate::denominators::shares_on;
@@ -306,12 +305,9 @@ impl Aggregator {
             })
         };
         // Dates at which some occupancy starts or ends (the day after `to`).
+        // (and headcounts, for headcount shares).
         let mut steps: Vec<NaiveDate> = vec![NaiveDate::MIN];
-        for s in &site.spaces {
-            steps.extend(to_date(&s.from));
-            steps.extend(s.to.as_ref().and_then(to_date).and_then(|d| d.succ_opt()));
-        }
-        steps.sort();
+        steps.extend(crate::denominators::change_dates(site));
         steps.dedup();
         let index: HashMap<String, u32> = site
             .meters

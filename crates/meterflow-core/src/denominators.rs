@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use meterflow_model::config::{Allocation, Meter, Site};
+use meterflow_model::config::{Allocation, Meter, Remainder, Site};
 use meterflow_model::factors::to_date;
 
 /// A half-open range of local dates `[from, to)`.
@@ -89,44 +89,72 @@ pub fn time_weighted(period: Period, value: impl Fn(NaiveDate) -> f64) -> Option
 
 /// Shares (summing to 1) of a meter's consumption by agency on `day`; empty
 /// when nobody occupies what it serves (its consumption stays unallocated).
+/// A parent meter's `remainder` setting decides its key: with
+/// `unallocated` its remainder (and so its share of everything) reaches no
+/// agency, with `headcount_share` it is split by persons.
 pub fn shares_on(site: &Site, meter: &Meter, day: NaiveDate) -> BTreeMap<String, f64> {
     let s = &meter.serves;
-    let by_area = |areas: BTreeMap<String, f64>| -> BTreeMap<String, f64> {
-        let total: f64 = areas.values().sum();
+    let normalise = |weights: BTreeMap<String, f64>| -> BTreeMap<String, f64> {
+        let total: f64 = weights.values().sum();
         if total <= 0.0 {
             return BTreeMap::new();
         }
-        areas
+        weights
             .into_iter()
             .filter(|(_, a)| *a > 0.0)
             .map(|(k, a)| (k, a / total))
             .collect()
     };
-    match meter.effective_allocation() {
+    let is_parent = || {
+        site.meters
+            .iter()
+            .any(|c| c.parent.as_deref() == Some(meter.id.as_str()) && c.kind == meter.kind)
+    };
+    let key = match meter.remainder {
+        Remainder::Unallocated if is_parent() => return BTreeMap::new(),
+        Remainder::HeadcountShare if is_parent() => Allocation::HeadcountShare,
+        _ => meter.effective_allocation(),
+    };
+    // Area each agency occupies in what the meter serves.
+    let areas = || -> BTreeMap<String, f64> {
+        if let Some(z) = &s.zone {
+            zone_areas(site, z, day)
+        } else if let Some(b) = &s.building {
+            site.agencies
+                .iter()
+                .map(|a| (a.id.clone(), area_on(site, &a.id, day, Some(b))))
+                .collect()
+        } else if let Some(list) = &s.agencies {
+            list.iter()
+                .map(|a| (a.clone(), area_on(site, a, day, None)))
+                .collect()
+        } else if let Some(a) = &s.agency {
+            BTreeMap::from([(a.clone(), 1.0)])
+        } else {
+            BTreeMap::new()
+        }
+    };
+    match key {
         Allocation::Fixed => meter.shares.clone(),
         Allocation::Direct => s.agency.iter().map(|a| (a.clone(), 1.0)).collect(),
-        Allocation::AreaShare => {
-            if let Some(z) = &s.zone {
-                by_area(zone_areas(site, z, day))
-            } else if let Some(b) = &s.building {
-                by_area(
-                    site.agencies
-                        .iter()
-                        .map(|a| (a.id.clone(), area_on(site, &a.id, day, Some(b))))
-                        .collect(),
-                )
-            } else if let Some(list) = &s.agencies {
-                by_area(
-                    list.iter()
-                        .map(|a| (a.clone(), area_on(site, a, day, None)))
-                        .collect(),
-                )
-            } else if let Some(a) = &s.agency {
-                BTreeMap::from([(a.clone(), 1.0)])
-            } else {
-                BTreeMap::new()
-            }
-        }
+        Allocation::AreaShare => normalise(areas()),
+        Allocation::HeadcountShare => normalise(
+            areas()
+                .into_iter()
+                .map(|(a, here)| {
+                    // Persons of the agency in what the meter serves: its
+                    // headcount in proportion to its area there.
+                    let all = area_on(site, &a, day, None);
+                    let p = persons_on(site, &a, day);
+                    let w = if s.agencies.is_some() || s.agency.is_some() || all <= 0.0 {
+                        p
+                    } else {
+                        p * here / all
+                    };
+                    (a, if here > 0.0 { w } else { 0.0 })
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -199,6 +227,154 @@ pub fn site_area(site: &Site) -> f64 {
         .iter()
         .map(|b| b.office_area_m2.unwrap_or(b.total_area_m2))
         .sum()
+}
+
+/// Office area of `building` on `day` (total area where no office area is
+/// given), m²; 0 before its `in_service` date.
+pub fn building_area_on(site: &Site, building: &str, day: NaiveDate) -> f64 {
+    site.buildings
+        .iter()
+        .filter(|b| b.id == building)
+        .filter(|b| {
+            b.in_service
+                .as_ref()
+                .and_then(to_date)
+                .is_none_or(|d| d <= day)
+        })
+        .map(|b| b.office_area_m2.unwrap_or(b.total_area_m2))
+        .sum()
+}
+
+/// Office area of every building in service on `day`, m².
+pub fn site_area_on(site: &Site, day: NaiveDate) -> f64 {
+    site.buildings
+        .iter()
+        .map(|b| building_area_on(site, &b.id, day))
+        .sum()
+}
+
+/// How a building's common area (its area minus what agencies occupy) is
+/// shared: with the key of its main meter's remainder (the meter serving
+/// the building whose parent does not).
+pub fn common_key(site: &Site, building: &str) -> Remainder {
+    let serves_b = |m: &Meter| m.serves.building.as_deref() == Some(building);
+    let main = site.meters.iter().find(|m| {
+        serves_b(m)
+            && m.parent
+                .as_deref()
+                .and_then(|p| site.meter(p))
+                .is_none_or(|p| !serves_b(p))
+    });
+    match main {
+        Some(m) if m.remainder == Remainder::Unallocated => Remainder::Unallocated,
+        Some(m)
+            if m.remainder == Remainder::HeadcountShare
+                || m.effective_allocation() == Allocation::HeadcountShare =>
+        {
+            Remainder::HeadcountShare
+        }
+        _ => Remainder::AreaShare,
+    }
+}
+
+/// The area denominator of `agency` on `day` (`docs/methodology.md` §2):
+/// the area it occupies plus, in each building, the same share of the
+/// building's common and unoccupied area as the key that splits the
+/// building's energy gives it (none with an unallocated remainder). Summed
+/// over agencies it gives the buildings' area.
+pub fn agency_area_on(site: &Site, agency: &str, day: NaiveDate) -> f64 {
+    let mut area = area_on(site, agency, day, None);
+    for b in &site.buildings {
+        let mine = area_on(site, agency, day, Some(&b.id));
+        if mine <= 0.0 {
+            continue;
+        }
+        let key = common_key(site, &b.id);
+        if key == Remainder::Unallocated {
+            continue;
+        }
+        let occupied: BTreeMap<&str, f64> = site
+            .agencies
+            .iter()
+            .map(|a| (a.id.as_str(), area_on(site, &a.id, day, Some(&b.id))))
+            .collect();
+        let total_occupied: f64 = occupied.values().sum();
+        let common = (building_area_on(site, &b.id, day) - total_occupied).max(0.0);
+        let share = match key {
+            Remainder::HeadcountShare => {
+                let here = |a: &str, occ: f64| {
+                    let all = area_on(site, a, day, None);
+                    if all > 0.0 {
+                        persons_on(site, a, day) * occ / all
+                    } else {
+                        0.0
+                    }
+                };
+                let total: f64 = occupied.iter().map(|(a, o)| here(a, *o)).sum();
+                if total > 0.0 {
+                    here(agency, mine) / total
+                } else {
+                    0.0
+                }
+            }
+            _ => {
+                if total_occupied > 0.0 {
+                    mine / total_occupied
+                } else {
+                    0.0
+                }
+            }
+        };
+        area += common * share;
+    }
+    area
+}
+
+/// Dates on which a denominator can change: occupancies starting or ending
+/// (the day after), headcounts, buildings entering service.
+pub fn change_dates(site: &Site) -> Vec<NaiveDate> {
+    let mut out: Vec<NaiveDate> = Vec::new();
+    for s in &site.spaces {
+        out.extend(to_date(&s.from));
+        out.extend(s.to.as_ref().and_then(to_date).and_then(|d| d.succ_opt()));
+    }
+    out.extend(site.headcounts.iter().filter_map(|h| to_date(&h.from)));
+    out.extend(
+        site.buildings
+            .iter()
+            .filter_map(|b| b.in_service.as_ref().and_then(to_date)),
+    );
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Time-weighted average of a step function over a set of days: `value` is
+/// asked once per run of days between two `changes`, not once per day.
+pub fn time_weighted_steps(
+    days: &std::collections::BTreeSet<NaiveDate>,
+    changes: &[NaiveDate],
+    value: &dyn Fn(NaiveDate) -> f64,
+) -> Option<f64> {
+    if days.is_empty() {
+        return None;
+    }
+    let mut sum = 0.0;
+    let mut current: Option<(usize, f64)> = None;
+    for &d in days {
+        // Index of the step the day falls in.
+        let step = changes.partition_point(|c| *c <= d);
+        let v = match current {
+            Some((s, v)) if s == step => v,
+            _ => {
+                let v = value(d);
+                current = Some((step, v));
+                v
+            }
+        };
+        sum += v;
+    }
+    Some(sum / days.len() as f64)
 }
 
 /// 用能人数 in `building` on `day`: each agency's persons in proportion to

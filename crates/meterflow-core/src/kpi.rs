@@ -112,6 +112,154 @@ pub fn comprehensive_energy(
     })
 }
 
+/// CO₂ of one carrier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CarbonPart {
+    /// `electricity`, `gas`, `gasoline`, `diesel` or `heat`.
+    pub carrier: &'static str,
+    /// kg CO₂.
+    pub kg: f64,
+    /// Factor row indicator used.
+    pub indicator: String,
+    /// Factor value (kg CO₂ per unit of the row).
+    pub factor: f64,
+    /// Data year of a year-specific factor (the grid's); `None` for the others.
+    pub factor_year: Option<i32>,
+}
+
+/// CO₂ of a scope's carriers in one year (`docs/methodology.md` §6).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Carbon {
+    /// kg CO₂ of every carrier; `None` when a carrier with a quantity has no
+    /// factor (never counted as zero: see `missing`).
+    pub total_kg: Option<f64>,
+    /// Per carrier with a quantity and a factor.
+    pub parts: Vec<CarbonPart>,
+    /// Data year of the grid factor used, when electricity was converted.
+    pub grid_factor_year: Option<i32>,
+    /// Factors missing for carriers that have a quantity.
+    pub missing: Vec<String>,
+    /// Notes for the reader, e.g. a grid factor of another year than the data.
+    pub warnings: Vec<String>,
+    /// Factor rows used.
+    pub factors: Vec<FactorRow>,
+}
+
+/// Data year of a year-specific factor row (the year its range starts).
+fn data_year(r: &FactorRow) -> Option<i32> {
+    use chrono::Datelike;
+    r.effective_from
+        .as_ref()
+        .and_then(meterflow_model::factors::to_date)
+        .map(|d| d.year())
+}
+
+/// The row of `indicator` for data year `year`: a row without dates serves
+/// every year; among year-specific rows, the one of `fixed` (when the site
+/// pins a year) or of `year`, else the published year nearest to it, the
+/// earlier on a tie. Returns the row and its data year.
+pub fn factor_nearest_year<'a>(
+    reg: &'a FactorRegistry,
+    factor_set: &str,
+    indicator: &str,
+    year: i32,
+    fixed: Option<i32>,
+) -> Option<(&'a FactorRow, Option<i32>)> {
+    let rows: Vec<&FactorRow> = reg
+        .factors
+        .iter()
+        .filter(|r| r.factor_set == factor_set && r.indicator == indicator)
+        .collect();
+    if let Some(r) = rows
+        .iter()
+        .find(|r| r.effective_from.is_none() && r.effective_to.is_none())
+    {
+        return Some((r, None));
+    }
+    let want = fixed.unwrap_or(year);
+    if let Some(r) = reg.factor_for_year(factor_set, indicator, want) {
+        return Some((r, data_year(r).or(Some(want))));
+    }
+    rows.into_iter()
+        .filter_map(|r| data_year(r).map(|y| (r, y)))
+        .min_by_key(|(_, y)| ((*y - want).abs(), *y))
+        .map(|(r, y)| (r, Some(y)))
+}
+
+/// CO₂ of `q` in data year `year`: grid electricity with the `grid`
+/// indicator's factor of the nearest published year (or `fixed`), natural
+/// gas, vehicle gasoline and diesel (litres through the registry's
+/// densities), purchased heat. A carrier with a quantity and no factor makes
+/// the total absent, never zero.
+pub fn carbon(
+    q: &Carriers,
+    reg: &FactorRegistry,
+    factor_set: &str,
+    grid: &str,
+    year: i32,
+    fixed: Option<i32>,
+) -> Carbon {
+    let mut out = Carbon::default();
+    let mut total = 0.0;
+    let density = |ind: &str, out: &mut Carbon| -> Option<f64> {
+        let r = reg.factor_for_year(factor_set, ind, year)?;
+        out.factors.push(r.clone());
+        Some(r.value)
+    };
+    let lines: [(&'static str, &str, f64, Option<&str>); 5] = [
+        ("electricity", grid, q.electricity_kwh, None),
+        ("gas", "co2.natural_gas", q.gas_m3, None),
+        (
+            "gasoline",
+            "co2.gasoline",
+            q.gasoline_l,
+            Some("density.gasoline"),
+        ),
+        ("diesel", "co2.diesel", q.diesel_l, Some("density.diesel")),
+        ("heat", "co2.heat", q.heat_gj, None),
+    ];
+    for (carrier, indicator, qty, dens) in lines {
+        if qty == 0.0 {
+            continue;
+        }
+        let amount = match dens {
+            Some(d) => match density(d, &mut out) {
+                Some(k) => qty * k,
+                None => {
+                    out.missing.push(d.to_string());
+                    continue;
+                }
+            },
+            None => qty,
+        };
+        let Some((row, fy)) = factor_nearest_year(reg, factor_set, indicator, year, fixed) else {
+            out.missing.push(indicator.to_string());
+            continue;
+        };
+        if let Some(fy) = fy {
+            out.grid_factor_year = out.grid_factor_year.or(Some(fy));
+            if fy != year {
+                out.warnings.push(format!(
+                    "{indicator}: no factor published for {year}; the {fy} factor ({}) is used",
+                    row.value
+                ));
+            }
+        }
+        let kg = amount * row.value;
+        total += kg;
+        out.factors.push(row.clone());
+        out.parts.push(CarbonPart {
+            carrier,
+            kg,
+            indicator: indicator.to_string(),
+            factor: row.value,
+            factor_year: fy,
+        });
+    }
+    out.total_kg = out.missing.is_empty().then_some(total);
+    out
+}
+
 /// A ratio, `None` when the denominator is not positive.
 pub fn per(numerator: f64, denominator: f64) -> Option<f64> {
     (denominator > 0.0).then(|| numerator / denominator)
@@ -225,5 +373,60 @@ mod tests {
         ));
         assert!(close(yoy_pct(110.0, 100.0).unwrap_or(0.0), 10.0, 1e-9));
         assert_eq!(per(1.0, 0.0), None);
+    }
+
+    /// The figures' issue: a 2020 base year and a 2025 report year, every carrier.
+    #[test]
+    fn carbon_of_every_carrier_with_the_nearest_published_grid_year() {
+        let reg = FactorRegistry::shipped();
+        let q = Carriers {
+            electricity_kwh: 100_000.0,
+            gas_m3: 1_000.0,
+            gasoline_l: 1_000.0,
+            diesel_l: 100.0,
+            heat_gj: 100.0,
+            water_m3: 50.0,
+        };
+        let set = "cn-public-institution";
+        let c25 = carbon(&q, &reg, set, "co2.grid.national", 2025, None);
+        // Grid 2025: nearest published is 2023 (0.5306): 100 000 × 0.5306 = 53 060 kg.
+        // Gas 1 000 × 2.162 = 2 162. Gasoline 1 000 L × 0.73 × 2.925 = 2 135.25 (+2.135 t).
+        // Diesel 100 × 0.85 × 3.096 = 263.16. Heat 100 GJ × 110 = 11 000.
+        // Σ = 53 060 + 2 162 + 2 135.25 + 263.16 + 11 000 = 68 620.41 kg.
+        let total = c25.total_kg.expect("every factor ships");
+        assert!(close(total, 68_620.41, 1e-6), "{total}");
+        let part = |c: &Carbon, k: &str| c.parts.iter().find(|p| p.carrier == k).map(|p| p.kg);
+        assert!(close(part(&c25, "gasoline").unwrap_or(0.0), 2_135.25, 1e-9));
+        assert!(close(part(&c25, "heat").unwrap_or(0.0), 11_000.0, 1e-9));
+        assert_eq!(c25.grid_factor_year, Some(2023));
+        assert!(
+            c25.warnings
+                .iter()
+                .any(|w| w.contains("2025") && w.contains("2023"))
+        );
+        // 2020 (the base year, before the series starts): nearest is 2021, 0.5568:
+        // 100 000 × 0.5568 = 55 680 kg, never zero.
+        let c20 = carbon(&q, &reg, set, "co2.grid.national", 2020, None);
+        assert_eq!(c20.grid_factor_year, Some(2021));
+        assert!(close(
+            part(&c20, "electricity").unwrap_or(0.0),
+            55_680.0,
+            1e-6
+        ));
+        // A data year with its own factor: 2022 → 0.5366, no warning.
+        let c22 = carbon(&q, &reg, set, "co2.grid.national", 2022, None);
+        assert_eq!(c22.grid_factor_year, Some(2022));
+        assert!(c22.warnings.is_empty(), "{:?}", c22.warnings);
+        // A fixed year for every year: 2022's factor for 2020 too.
+        let fixed = carbon(&q, &reg, set, "co2.grid.national", 2020, Some(2022));
+        assert!(close(
+            part(&fixed, "electricity").unwrap_or(0.0),
+            53_660.0,
+            1e-6
+        ));
+        // A region without any factor: absent with the reason, never zero.
+        let none = carbon(&q, &reg, set, "co2.grid.nowhere", 2025, None);
+        assert_eq!(none.total_kg, None);
+        assert_eq!(none.missing, vec!["co2.grid.nowhere".to_string()]);
     }
 }

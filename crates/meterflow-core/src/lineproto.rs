@@ -427,7 +427,11 @@ pub static KPI: Measurement = Measurement {
             FieldType::Float,
             "comprehensive energy, kgce",
         ),
-        ("co2_t", FieldType::Float, "t CO₂"),
+        (
+            "co2_t",
+            FieldType::Float,
+            "t CO₂ of every carrier; absent when a factor is missing",
+        ),
         ("persons", FieldType::Float, "time-weighted 用能人数"),
         ("area_m2", FieldType::Float, "time-weighted area, m²"),
         ("per_capita_kgce", FieldType::Float, "kgce per person"),
@@ -436,7 +440,7 @@ pub static KPI: Measurement = Measurement {
         (
             "water_l_per_person_day",
             FieldType::Float,
-            "L per person-day",
+            "L per person per day with water data",
         ),
         ("per_area_co2_kg", FieldType::Float, "kg CO₂ per m²"),
         (
@@ -445,9 +449,29 @@ pub static KPI: Measurement = Measurement {
             "measured share of expected buckets, %",
         ),
         (
+            "coverage_pct",
+            FieldType::Float,
+            "measured or estimated share of expected buckets, %",
+        ),
+        (
             "yoy_per_capita_pct",
             FieldType::Float,
-            "year-on-year change of per-capita energy, %",
+            "year-on-year change of per-capita energy on the same days with data, %; absent below the completeness threshold",
+        ),
+        (
+            "yoy_per_area_pct",
+            FieldType::Float,
+            "year-on-year change of per-area energy on the same days, %",
+        ),
+        (
+            "yoy_per_capita_water_pct",
+            FieldType::Float,
+            "year-on-year change of per-capita water on the same days, %",
+        ),
+        (
+            "grid_factor_year",
+            FieldType::Float,
+            "data year of the grid CO₂ factor used",
         ),
         (
             "quota_ratio_to_date",

@@ -30,12 +30,27 @@ pub struct Tracking {
     pub quota_to_date: f64,
     /// `to_date / quota_to_date` (1.0 = exactly on quota).
     pub ratio_to_date: f64,
-    /// Projected value at the period end.
-    pub projected: f64,
+    /// Projected value at the period end; `None` below the minimum window
+    /// (`insufficient data`).
+    pub projected: Option<f64>,
     /// Method of the projection.
-    pub method: Projection,
+    pub method: Option<Projection>,
     /// `projected / quota`.
-    pub projected_ratio: f64,
+    pub projected_ratio: Option<f64>,
+    /// Days with data the tracking is based on.
+    pub days_with_data: f64,
+}
+
+impl Tracking {
+    /// The same tracking without a projection (too few days to project).
+    pub fn without_projection(self) -> Tracking {
+        Tracking {
+            projected: None,
+            method: None,
+            projected_ratio: None,
+            ..self
+        }
+    }
 }
 
 /// Track `to_date` after `elapsed_days` of a `period_days` period whose quota is
@@ -64,9 +79,10 @@ pub fn track(
         to_date,
         quota_to_date,
         ratio_to_date: to_date / quota_to_date,
-        projected,
-        method,
-        projected_ratio: projected / quota,
+        projected: Some(projected),
+        method: Some(method),
+        projected_ratio: Some(projected / quota),
+        days_with_data: elapsed_days,
     })
 }
 
@@ -85,10 +101,11 @@ mod tests {
         let t = track(180.0, 73.0, 365.0, 781.0, None).expect("tracked");
         assert!(
             close(t.quota_to_date, 156.2)
-                && close(t.projected, 900.0)
-                && t.method == Projection::RunRate
+                && t.projected.is_some_and(|p| close(p, 900.0))
+                && t.method == Some(Projection::RunRate)
         );
-        assert!(close(t.ratio_to_date, 180.0 / 156.2) && close(t.projected_ratio, 900.0 / 781.0));
+        assert!(close(t.ratio_to_date, 180.0 / 156.2));
+        assert!(t.projected_ratio.is_some_and(|r| close(r, 900.0 / 781.0)));
     }
 
     #[test]
@@ -97,11 +114,12 @@ mod tests {
         // This year 180 so far → 180 × 700 / 250 = 504 (under quota), where the
         // run-rate would have said 900 (over).
         let t = track(180.0, 73.0, 365.0, 781.0, Some((250.0, 700.0))).expect("tracked");
-        assert!(close(t.projected, 504.0) && t.method == Projection::SamePeriodLastYear);
-        assert!(t.projected_ratio < 1.0);
+        assert!(t.projected.is_some_and(|p| close(p, 504.0)));
+        assert_eq!(t.method, Some(Projection::SamePeriodLastYear));
+        assert!(t.projected_ratio.is_some_and(|r| r < 1.0));
         // Without usable last-year data, run-rate.
         assert_eq!(
-            track(180.0, 73.0, 365.0, 781.0, Some((0.0, 700.0))).map(|t| t.method),
+            track(180.0, 73.0, 365.0, 781.0, Some((0.0, 700.0))).and_then(|t| t.method),
             Some(Projection::RunRate)
         );
         assert_eq!(track(1.0, 0.0, 365.0, 781.0, None), None);

@@ -111,6 +111,10 @@ fn scope_row(
         energy_kgce: k.energy_kgce,
         vehicle_kgce: vehicle,
         co2_t: k.co2_t,
+        yoy: k.yoy.iter().map(|y| (y.indicator.clone(), y.pct)).collect(),
+        water_days: k.water_days as f64,
+        coverage_pct: k.coverage_pct,
+        withheld: k.withheld.clone(),
         persons: k.persons,
         area_m2: k.area_m2,
         completeness_pct: k.completeness_pct,
@@ -120,12 +124,19 @@ fn scope_row(
         grades: k
             .grades
             .iter()
-            .map(|(i, _, g)| (i.clone(), (*g).to_string()))
+            .map(|g| (g.indicator.clone(), g.grade.to_string()))
             .collect(),
         reductions: k
             .reductions
             .iter()
-            .map(|r| (r.indicator.clone(), r.reduction_pct, r.required_pct, r.met))
+            .map(|r| {
+                (
+                    r.indicator.clone(),
+                    r.reduction_pct,
+                    r.required_pct,
+                    r.met(),
+                )
+            })
             .collect(),
     })
 }
@@ -155,14 +166,9 @@ pub fn gather(
 ) -> anyhow::Result<Input> {
     let year = req.year;
     let period = period_of(year, None).context("no such year")?;
-    let prev_period = period_of(year - 1, None).context("no such year")?;
     let (from, to) = (
         day_start(period.from, site.tz),
         day_start(period.to, site.tz),
-    );
-    let (pfrom, pto) = (
-        day_start(prev_period.from, site.tz),
-        day_start(prev_period.to, site.tz),
     );
     let kpi = KpiContext::new(site);
     let scopes: Vec<Scope> = match &req.agency {
@@ -170,7 +176,8 @@ pub fn gather(
         None => meterflow_kpi::scopes(site),
     };
     let mut rows = Vec::new();
-    let mut previous = Vec::new();
+    let mut grid_year = None;
+    let mut carbon_warnings = std::collections::BTreeSet::new();
     let mut unverified = std::collections::BTreeSet::new();
     let mut days = Vec::new();
     let mut last_day: Option<chrono::NaiveDate> = None;
@@ -179,9 +186,9 @@ pub fn gather(
         let k = kpi.scope_kpis(reader, scope, period)?;
         unverified.extend(k.unverified.iter().cloned());
         last_day = last_day.max(k.last_day);
+        grid_year = grid_year.or(k.carbon.grid_factor_year);
+        carbon_warnings.extend(k.carbon.warnings.iter().cloned());
         rows.push(scope_row(site, reader, scope, &k, year, from, to)?);
-        let p = kpi.scope_kpis(reader, scope, prev_period)?;
-        previous.push(scope_row(site, reader, scope, &p, year - 1, pfrom, pto)?);
         let (level, id) = match scope {
             Scope::Agency(a) => (Level::Agency, a.as_str()),
             Scope::Building(b) => (Level::Building, b.as_str()),
@@ -261,7 +268,6 @@ pub fn gather(
     let set = &site.site.factor_set;
     let mut sources = Vec::new();
     let grid = format!("co2.grid.{}", site.site.grid_region);
-    let mut grid_year = None;
     for ind in [
         "kgce.electricity",
         "kgce.natural_gas",
@@ -272,15 +278,23 @@ pub fn gather(
         "density.diesel",
         grid.as_str(),
         "co2.natural_gas",
+        "co2.gasoline",
+        "co2.diesel",
+        "co2.heat",
     ] {
-        if let Some(f) = site.factors.factor_for_year(set, ind, year) {
-            if ind == grid {
-                grid_year = f
-                    .effective_from
-                    .as_ref()
-                    .and_then(meterflow_model::factors::to_date)
-                    .map(|d| d.year());
-            }
+        let row = if ind == grid {
+            meterflow_core::kpi::factor_nearest_year(
+                &site.factors,
+                set,
+                ind,
+                year,
+                site.site.carbon_factor_year,
+            )
+            .map(|(f, _)| f)
+        } else {
+            site.factors.factor_for_year(set, ind, year)
+        };
+        if let Some(f) = row {
             sources.push(SourceRow {
                 kind: "factor".into(),
                 name: f.indicator.clone(),
@@ -322,14 +336,23 @@ pub fn gather(
         .iter()
         .map(|f| format!("factor {f} is grade C (unverified): check it before filing"))
         .collect();
+    warnings.extend(carbon_warnings);
+    let threshold = site.site.completeness_threshold_pct;
     for r in &rows {
-        if r.completeness_pct < 95.0 && r.level == "agency" {
+        if r.coverage_pct < threshold {
             warnings.push(format!(
-                "{} {}: data completeness {:.2} % (estimated or missing buckets)",
-                r.level, r.id, r.completeness_pct
+                "{} {}: data coverage {:.2} % below the {threshold} % threshold (missing buckets)",
+                r.level, r.id, r.coverage_pct
+            ));
+        }
+        for (figure, reason) in &r.withheld {
+            warnings.push(format!(
+                "{} {}: {figure} not given: {reason}",
+                r.level, r.id
             ));
         }
     }
+    let conventions = conventions(site, req.profile);
     let data_through = last_day.map(|d| d.to_string());
     let days_in_year = f64::from(period.days() as u32);
     Ok(Input {
@@ -344,13 +367,64 @@ pub fn gather(
         },
         data_through,
         scopes: rows,
-        previous,
+        conventions,
         days,
         waste,
         vehicles,
         sources,
         warnings,
     })
+}
+
+/// The conventions the export's figures follow, for its cover.
+fn conventions(site: &Site, profile: Profile) -> Vec<(String, String)> {
+    let threshold = site.site.completeness_threshold_pct;
+    let remainders: Vec<String> = site
+        .meters
+        .iter()
+        .filter(|m| m.remainder != meterflow_model::config::Remainder::AreaShare)
+        .map(|m| format!("{} {:?}", m.id, m.remainder))
+        .collect();
+    vec![
+        (
+            "同比口径 YoY window".to_string(),
+            format!(
+                "同期有数据的日历日 (same calendar days with data in both years, 29 Feb left out); withheld below {threshold} % coverage"
+            ),
+        ),
+        (
+            "下降率口径 Reductions".to_string(),
+            format!(
+                "完整自然年 (complete calendar years only, this year and the base year ≥ {threshold} % coverage); a running year is tracked, never met"
+            ),
+        ),
+        (
+            "分摊口径 Allocation".to_string(),
+            if remainders.is_empty() {
+                "按面积分摊 (area share); agency area = occupied + same share of common area (公摊)"
+                    .to_string()
+            } else {
+                format!(
+                    "按面积分摊 (area share), except remainders: {}; agency area = occupied + common area by the building main meter's key",
+                    remainders.join(", ")
+                )
+            },
+        ),
+        (
+            "碳排放因子口径 Grid CO₂ factor".to_string(),
+            site.site.carbon_factor_year.map_or_else(
+                || "最近发布年份 (nearest published data year; earlier on a tie)".to_string(),
+                |y| format!("固定 {y} 年 (fixed data year {y} for every year)"),
+            ),
+        ),
+        (
+            "人均日用水口径 Water per person-day".to_string(),
+            match profile {
+                Profile::National => "有用水数据的天数 (days with water data)".to_string(),
+                Profile::QuotaStandard => "250 个工作日 (250 working days)".to_string(),
+            },
+        ),
+    ]
 }
 
 /// Export to `out` in `format`; the files written.

@@ -68,8 +68,8 @@ pub struct ScopeRow {
     pub energy_kgce: f64,
     /// The vehicle fuel's part of it, kgce.
     pub vehicle_kgce: f64,
-    /// CO₂, t.
-    pub co2_t: f64,
+    /// CO₂ of every carrier, t; `None` when a factor is missing.
+    pub co2_t: Option<f64>,
     /// Time-weighted 用能人数.
     pub persons: f64,
     /// Time-weighted area, m².
@@ -82,8 +82,18 @@ pub struct ScopeRow {
     pub anomalies: i64,
     /// Quota grades, e.g. `[("per_capita_energy", "B")]`.
     pub grades: Vec<(String, String)>,
-    /// Cumulative reductions against a plan's base year: (indicator, %, required %, met).
-    pub reductions: Vec<(String, f64, f64, bool)>,
+    /// Cumulative reductions against a plan's base year: (indicator, %,
+    /// required %, met; `None` while the year runs).
+    pub reductions: Vec<(String, f64, f64, Option<bool>)>,
+    /// Year-on-year change per indicator on the same calendar days with
+    /// data in both years (from the KPI service): (indicator, %).
+    pub yoy: Vec<(String, f64)>,
+    /// Days with water data (the national profile's per-day divisor).
+    pub water_days: f64,
+    /// Measured or estimated buckets / expected, %.
+    pub coverage_pct: f64,
+    /// Figures not given, with the reason: (figure, reason).
+    pub withheld: Vec<(String, String)>,
 }
 
 /// One day of one carrier of a scope.
@@ -165,14 +175,16 @@ pub struct Input {
     pub factor_set: String,
     /// Year of the grid CO₂ factor used.
     pub grid_factor_year: Option<i32>,
-    /// Days for water per person-day (calendar days or working days).
+    /// Days for water per person-day under the quota-standard profile
+    /// (working days); the national profile divides by each scope's days
+    /// with water data.
     pub water_days: f64,
     /// Last day with data (cover).
     pub data_through: Option<String>,
     /// This year per scope.
     pub scopes: Vec<ScopeRow>,
-    /// The year before (same calendar window) per scope; may be empty.
-    pub previous: Vec<ScopeRow>,
+    /// Conventions the figures follow (cover lines).
+    pub conventions: Vec<(String, String)>,
     /// Daily quantities per scope and carrier.
     pub days: Vec<DayRow>,
     /// Waste per agency.
@@ -233,7 +245,8 @@ fn scope_frame(rows: &[ScopeRow]) -> PolarsResult<DataFrame> {
         f64_col("water_m3", get(|r| r.water_m3)),
         f64_col("energy_kgce", get(|r| r.energy_kgce)),
         f64_col("vehicle_kgce", get(|r| r.vehicle_kgce)),
-        f64_col("co2_t", get(|r| r.co2_t)),
+        opt_col("co2_t", rows.iter().map(|r| r.co2_t)),
+        f64_col("water_days", get(|r| r.water_days)),
         f64_col("persons", get(|r| r.persons)),
         f64_col("area_m2", get(|r| r.area_m2)),
         f64_col("completeness_pct", get(|r| r.completeness_pct)),
@@ -252,8 +265,13 @@ fn scope_frame(rows: &[ScopeRow]) -> PolarsResult<DataFrame> {
         cols.push(Column::new(
             format!("target_{ind}_met").into(),
             rows.iter()
-                .map(|r| find(r).map(|x| x.3))
+                .map(|r| find(r).and_then(|x| x.3))
                 .collect::<Vec<Option<bool>>>(),
+        ));
+        cols.push(opt_col(
+            &format!("yoy_{ind}_pct"),
+            rows.iter()
+                .map(|r| r.yoy.iter().find(|y| y.0 == ind).map(|y| y.1)),
         ));
     }
     for ind in ["per_capita_energy", "per_capita_water"] {
@@ -286,7 +304,11 @@ fn indicators(lf: LazyFrame, profile: Profile, water_days: f64) -> LazyFrame {
         ratio(col("water_m3"), col("persons")).alias("per_capita_water"),
         ratio(
             col("water_m3") * lit(1000.0),
-            col("persons") * lit(water_days),
+            col("persons")
+                * match profile {
+                    Profile::National => col("water_days"),
+                    Profile::QuotaStandard => lit(water_days),
+                },
         )
         .alias("water_l_per_person_day"),
         ratio(col("co2_t") * lit(1000.0), col("area_m2")).alias("per_area_co2"),
@@ -300,40 +322,9 @@ pub fn build(input: &Input) -> anyhow::Result<Tables> {
         input.profile,
         input.water_days,
     );
-    // Last year's indicators under `prev_` names, joined on (level, id).
-    let prev = indicators(
-        scope_frame(&input.previous)?.lazy(),
-        input.profile,
-        input.water_days,
-    )
-    .select(
-        [col("level").alias("prev_level"), col("id").alias("prev_id")]
-            .into_iter()
-            .chain(
-                INDICATORS
-                    .iter()
-                    .map(|i| col(*i).alias(format!("prev_{i}"))),
-            )
-            .collect::<Vec<_>>(),
-    );
-    let mut lf = this.join(
-        prev,
-        [col("level"), col("id")],
-        [col("prev_level"), col("prev_id")],
-        JoinArgs::new(JoinType::Left),
-    );
-    let yoy: Vec<Expr> = INDICATORS
-        .iter()
-        .map(|i| {
-            ratio(
-                (col(*i) - col(format!("prev_{i}"))) * lit(100.0),
-                col(format!("prev_{i}")),
-            )
-            .alias(format!("yoy_{i}_pct"))
-        })
-        .collect();
-    lf = lf.with_columns(yoy);
-
+    // Year-on-year columns come from the KPI service (the same calendar
+    // days with data in both years), not from last year's whole year.
+    let mut lf = this;
     // Ledgers per agency.
     let waste = DataFrame::new(
         input.waste.len(),
@@ -460,6 +451,7 @@ pub fn build(input: &Input) -> anyhow::Result<Tables> {
             site_row.map_or_else(|| "-".into(), |r| format!("{:.2}", r.completeness_pct)),
         ),
     ];
+    cover.extend(input.conventions.iter().cloned());
     for w in &input.warnings {
         cover.push(("警告 Warning".to_string(), w.clone()));
     }

@@ -108,11 +108,15 @@ th:first-child,td:first-child{{text-align:left}}.cards{{display:flex;gap:1rem}}.
             "{:.0} %",
             t.ratio_to_date * 100.0
         )),
-        proj = site_k.tracking.as_ref().map_or(String::new(), |t| format!(
-            "projected {:.0} % ({})",
-            t.projected_ratio * 100.0,
-            t.method.as_str()
-        )),
+        proj = site_k.tracking.as_ref().map_or(String::new(), |t| {
+            match (t.projected_ratio, t.method) {
+                (Some(r), Some(m)) => format!("projected {:.0} % ({})", r * 100.0, m.as_str()),
+                _ => format!(
+                    "projection: insufficient data ({:.0} days)",
+                    t.days_with_data
+                ),
+            }
+        }),
         comp = site_k.completeness_pct,
     );
     let _ = write!(

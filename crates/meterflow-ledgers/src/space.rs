@@ -266,16 +266,35 @@ pub fn merged_site(site: &Site, events: &[LedgerEvent]) -> Site {
         return site.clone();
     }
     let mut s = site.clone();
+    // One source of truth per fact and period: from the first day the
+    // ledger holds an agency's headcount (or rooms), its entries replace the
+    // site file's rows for that agency; they never add to them.
+    let mut ledger_heads: BTreeMap<String, NaiveDate> = BTreeMap::new();
     for (e, h) in of_kind::<HeadcountEntry>(events, "headcount") {
+        let from = local_date(e.ts_ms, site.tz);
+        let first = ledger_heads.entry(h.agency.clone()).or_insert(from);
+        *first = (*first).min(from);
         s.headcounts.push(Headcount {
             agency: h.agency,
-            from: meterflow_model::factors::from_date(local_date(e.ts_ms, site.tz)),
+            from: meterflow_model::factors::from_date(from),
             persons: h.persons,
             establishment: h.establishment.map(|v| v as u32),
             off_establishment: h.off_establishment.map(|v| v as u32),
             source: Some(format!("office-space ledger entry {}", e.id)),
         });
     }
+    s.headcounts.retain(|h| {
+        let from = meterflow_model::factors::to_date(&h.from);
+        let from_ledger = h
+            .source
+            .as_deref()
+            .is_some_and(|x| x.starts_with("office-space ledger"));
+        from_ledger
+            || match (ledger_heads.get(&h.agency), from) {
+                (Some(first), Some(f)) => f < *first,
+                _ => true,
+            }
+    });
     s.headcounts.sort_by(|a, b| {
         (
             a.agency.as_str(),
@@ -286,9 +305,36 @@ pub fn merged_site(site: &Site, events: &[LedgerEvent]) -> Site {
                 meterflow_model::factors::to_date(&b.from),
             ))
     });
-    for p in allocation_periods(site, events) {
+    let periods = allocation_periods(site, events);
+    let mut ledger_rooms: BTreeMap<String, NaiveDate> = BTreeMap::new();
+    for p in &periods {
+        let first = ledger_rooms.entry(p.agency.clone()).or_insert(p.from);
+        *first = (*first).min(p.from);
+    }
+    // Site rows of those agencies end the day before the ledger starts.
+    s.spaces = std::mem::take(&mut s.spaces)
+        .into_iter()
+        .filter_map(|mut row| {
+            let Some(first) = ledger_rooms.get(&row.agency) else {
+                return Some(row);
+            };
+            let from = meterflow_model::factors::to_date(&row.from)?;
+            if from >= *first {
+                return None;
+            }
+            let last = first.pred_opt()?;
+            let to = row.to.as_ref().and_then(meterflow_model::factors::to_date);
+            if to.is_none_or(|t| t > last) {
+                row.to = Some(meterflow_model::factors::from_date(last));
+            }
+            Some(row)
+        })
+        .collect();
+    for p in periods {
         let room = room_at(events, &p.room, day_start(p.from, site.tz));
-        if let Some(r) = room {
+        if let Some(r) = room
+            && let Some(area) = gross_area(site, &r)
+        {
             s.spaces.push(Space {
                 agency: p.agency,
                 zone: r.zone.clone(),
@@ -299,11 +345,50 @@ pub fn merged_site(site: &Site, events: &[LedgerEvent]) -> Site {
                 },
                 from: meterflow_model::factors::from_date(p.from),
                 to: p.to.map(meterflow_model::factors::from_date),
-                area_m2: r.area_m2.unwrap_or(r.usable_m2),
+                area_m2: area,
             });
         }
     }
     s
+}
+
+/// A room's building area (建筑面积): as recorded, or its usable area
+/// (使用面积) converted with its building's declared ratio; `None` when
+/// neither is known (the room is then left out and flagged, never counted
+/// with its usable area as if it were building area).
+fn gross_area(site: &Site, r: &Room) -> Option<f64> {
+    if let Some(a) = r.area_m2 {
+        return Some(a);
+    }
+    let ratio = site
+        .buildings
+        .iter()
+        .find(|b| b.id == r.building)
+        .and_then(|b| b.usable_to_gross)
+        .filter(|x| *x > 0.0)?;
+    Some(r.usable_m2 / ratio)
+}
+
+/// Rooms allocated to `agency` (any agency with `None`) that are left out of
+/// the area denominators: only their usable area is known and their
+/// building declares no `usable_to_gross`.
+pub fn rooms_without_gross_area(
+    site: &Site,
+    events: &[LedgerEvent],
+    agency: Option<&str>,
+) -> Vec<String> {
+    let mut out: Vec<String> = allocation_periods(site, events)
+        .into_iter()
+        .filter(|p| agency.is_none_or(|a| p.agency == a))
+        .filter(|p| {
+            room_at(events, &p.room, day_start(p.from, site.tz))
+                .is_some_and(|r| gross_area(site, &r).is_none())
+        })
+        .map(|p| p.room)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// One allocation over its validity: `from ..= to` (local dates).

@@ -496,6 +496,30 @@ pub fn summarize(site: &Site, events: &[LedgerEvent], from_ms: i64, to_ms: i64) 
     }
 }
 
+/// Fuel fills of `agency`'s vehicles (all vehicles with `None`) in
+/// `[from_ms, to_ms)`: (time, gasoline L, diesel L) each, in time order.
+pub fn fuel_fills(
+    events: &[LedgerEvent],
+    agency: Option<&str>,
+    from_ms: i64,
+    to_ms: i64,
+) -> Vec<(i64, f64, f64)> {
+    let fuels: BTreeMap<String, String> = of_kind::<Vehicle>(events, "vehicle")
+        .map(|(_, v)| (v.plate, v.fuel))
+        .collect();
+    let mut out: Vec<(i64, f64, f64)> = of_kind::<FuelFill>(events, "fuel")
+        .filter(|(e, _)| e.ts_ms >= from_ms && e.ts_ms < to_ms)
+        .filter(|(e, _)| agency.is_none_or(|a| e.agency.as_deref() == Some(a)))
+        .filter_map(|(e, f)| match fuels.get(&f.plate).map(String::as_str) {
+            Some("gasoline") => Some((e.ts_ms, f.litres, 0.0)),
+            Some("diesel") => Some((e.ts_ms, 0.0, f.litres)),
+            _ => None,
+        })
+        .collect();
+    out.sort_by_key(|x| x.0);
+    out
+}
+
 /// Gasoline and diesel litres filled by the vehicles of `agency` (all
 /// agencies with `None`) in `[from_ms, to_ms)`: the vehicle fuel of its
 /// comprehensive energy.

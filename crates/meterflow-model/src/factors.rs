@@ -19,7 +19,7 @@ pub enum Grade {
 }
 
 /// One coefficient.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FactorRow {
     /// Factor set the row belongs to.
@@ -97,6 +97,12 @@ pub struct QuotaRow {
     pub baseline: Option<f64>,
     /// 约束值 (energy) or 通用值 (water).
     pub constraint: f64,
+    /// kgce per kWh the quota's standard converts electricity with (当量值
+    /// 0.1229, or an 等价值 such as 0.28078 or 0.31); absent = the factor
+    /// set's statistics factor. Grading converts with it; the statistics
+    /// report keeps 当量值 (`docs/methodology.md` §7).
+    #[serde(default)]
+    pub electricity_factor: Option<f64>,
     /// Where the value was found.
     pub source: String,
     /// Confidence grade.

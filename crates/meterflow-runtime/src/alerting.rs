@@ -158,7 +158,8 @@ pub fn observe(
             let Some(period) = period_of(year, None) else {
                 return Ok(out);
             };
-            let kpi = KpiContext::new(site);
+            // As of the evaluation time (a replay evaluates the past).
+            let kpi = KpiContext::new(site).with_today(local_date(now_ms, site.tz));
             for scope in scopes(site, rule, "agency") {
                 let k = kpi.scope_kpis(reader, &scope, period)?;
                 let Some(t) = k.tracking else { continue };
@@ -173,13 +174,20 @@ pub fn observe(
                         ),
                     )
                 } else {
+                    // No projection (and no projected-overrun alert) below
+                    // the minimum window.
+                    let (Some(projected), Some(ratio), Some(method)) =
+                        (t.projected, t.projected_ratio, t.method)
+                    else {
+                        continue;
+                    };
                     (
-                        t.projected_ratio,
+                        ratio,
                         format!(
                             "projected year end {:.2} kgce/person = {:.0} % of the 约束值 ({} projection)",
-                            t.projected,
-                            t.projected_ratio * 100.0,
-                            t.method.as_str()
+                            projected,
+                            ratio * 100.0,
+                            method.as_str()
                         ),
                     )
                 };

@@ -30,7 +30,7 @@ pub fn kpi_point(enc: &mut Encoder, scope: &Scope, period: &str, k: &ScopeKpis, 
         ("gas_m3", Value::F(c.gas_m3)),
         ("heat_gj", Value::F(c.heat_gj)),
         ("energy_kgce", Value::F(k.energy_kgce)),
-        ("co2_t", Value::F(k.co2_t)),
+        ("co2_t", opt(k.co2_t)),
         ("persons", Value::F(k.persons)),
         ("area_m2", Value::F(k.area_m2)),
         ("per_capita_kgce", opt(k.per_capita_energy)),
@@ -39,18 +39,28 @@ pub fn kpi_point(enc: &mut Encoder, scope: &Scope, period: &str, k: &ScopeKpis, 
         ("water_l_per_person_day", opt(k.water_l_per_person_day)),
         ("per_area_co2_kg", opt(k.per_area_co2)),
         ("completeness_pct", Value::F(k.completeness_pct)),
+        ("coverage_pct", Value::F(k.coverage_pct)),
         ("yoy_per_capita_pct", opt(k.yoy_per_capita_energy_pct)),
+        (
+            "grid_factor_year",
+            opt(k.carbon.grid_factor_year.map(f64::from)),
+        ),
     ];
+    let yoy = |ind: &str| opt(k.yoy.iter().find(|y| y.indicator == ind).map(|y| y.pct));
+    fields.push(("yoy_per_area_pct", yoy("per_area_energy")));
+    fields.push(("yoy_per_capita_water_pct", yoy("per_capita_water")));
     if let Some(t) = &k.tracking {
         fields.push(("quota_ratio_to_date", Value::F(t.ratio_to_date)));
-        fields.push(("projected_ratio", Value::F(t.projected_ratio)));
-        fields.push((
-            "projection",
-            Value::S(match t.method {
-                meterflow_core::quota::Projection::RunRate => "run_rate",
-                meterflow_core::quota::Projection::SamePeriodLastYear => "last_year",
-            }),
-        ));
+        fields.push(("projected_ratio", opt(t.projected_ratio)));
+        if let Some(m) = t.method {
+            fields.push((
+                "projection",
+                Value::S(match m {
+                    meterflow_core::quota::Projection::RunRate => "run_rate",
+                    meterflow_core::quota::Projection::SamePeriodLastYear => "last_year",
+                }),
+            ));
+        }
     }
     let _ = enc.point(
         &lineproto::KPI,

@@ -39,6 +39,24 @@ pub enum Allocation {
     AreaShare,
     /// By the fixed `shares` of the meter.
     Fixed,
+    /// By the agencies' 用能人数 at that time (a canteen): among the
+    /// agencies that the area share would select.
+    HeadcountShare,
+}
+
+/// What happens to a parent meter's remainder (own − Σ children: common
+/// loads and losses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Remainder {
+    /// Split with the meter's own allocation (area share by default).
+    #[default]
+    AreaShare,
+    /// Split by headcount share among the agencies it serves.
+    HeadcountShare,
+    /// Kept as 公共/未分摊: counted in the building's and the site's totals,
+    /// in no agency's.
+    Unallocated,
 }
 
 /// `[[meter]]`.
@@ -72,6 +90,10 @@ pub struct Meter {
     /// Allocation between agencies; default: direct for one agency, area_share otherwise.
     #[serde(default)]
     pub allocation: Option<Allocation>,
+    /// What happens to this meter's remainder when it has sub-meters:
+    /// `area_share` (default: its own key), `headcount_share`, `unallocated`.
+    #[serde(default)]
+    pub remainder: Remainder,
     /// Fixed shares by agency id (fractions summing to 1) when `allocation = "fixed"`.
     #[serde(default)]
     pub shares: BTreeMap<String, f64>,
@@ -409,7 +431,7 @@ pub(crate) fn check_meter(
                 ctx.error(m.span_of(&["allocation"]), m.key("allocation"), "direct allocation needs the meter to serve one agency (serves = { agency = \"...\" })");
             }
         }
-        Allocation::AreaShare => {}
+        Allocation::AreaShare | Allocation::HeadcountShare => {}
     }
     if !v.shares.is_empty() && v.effective_allocation() != Allocation::Fixed {
         ctx.error(

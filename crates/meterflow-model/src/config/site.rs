@@ -36,6 +36,27 @@ pub struct SiteSection {
     /// `meterflow run --shard` overrides it. Absent = the whole site.
     #[serde(default)]
     pub shard: Option<String>,
+    /// Share of a window's 15-minute buckets that must be measured or
+    /// estimated for a figure compared across years (同比, reductions,
+    /// targets, grades) to be given, %. Default 95.
+    #[serde(default = "default_threshold")]
+    pub completeness_threshold_pct: f64,
+    /// Data year of the grid CO₂ factor used for every year (comparable
+    /// intensity across years); absent = the published year nearest each
+    /// data year (the earlier one on a tie).
+    #[serde(default)]
+    pub carbon_factor_year: Option<i32>,
+    /// Fewest days with data before a running year's end is projected (and
+    /// a projected overrun alerted). Default 30.
+    #[serde(default = "default_projection_min_days")]
+    pub projection_min_days: u32,
+}
+
+fn default_threshold() -> f64 {
+    95.0
+}
+fn default_projection_min_days() -> u32 {
+    30
 }
 
 fn default_timezone() -> String {
@@ -129,6 +150,15 @@ pub struct Building {
     /// Cooled area, m².
     #[serde(default)]
     pub cooled_area_m2: Option<f64>,
+    /// First day the building counts (its area in the denominators);
+    /// absent = always. A building added in 2024 leaves 2020 unchanged.
+    #[serde(default)]
+    pub in_service: Option<Datetime>,
+    /// 使用面积 / 建筑面积 of the building's rooms: a ledger room known only
+    /// by its usable area is converted with it; absent = such a room is
+    /// left out of the denominators and flagged.
+    #[serde(default)]
+    pub usable_to_gross: Option<f64>,
 }
 
 /// `[[zone]]`: a floor or wing of a building.

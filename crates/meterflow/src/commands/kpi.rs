@@ -93,7 +93,7 @@ pub(crate) fn run(
             c.gas_m3,
             c.heat_gj,
             k.energy_kgce,
-            k.co2_t,
+            k.co2_t.unwrap_or(f64::NAN),
             k.persons,
             f(k.per_capita_energy),
             f(k.per_area_energy),
@@ -101,31 +101,50 @@ pub(crate) fn run(
             f(k.water_l_per_person_day),
             k.completeness_pct
         );
-        for (ind, v, g) in &k.grades {
-            notes.push(format!("{}: {ind} {v:.2} → {g}", k.agency));
-        }
-        if let Some(y) = k.yoy_per_capita_energy_pct {
+        for g in &k.grades {
+            let stat = g.statistics_value.map_or(String::new(), |s| {
+                format!(" ({s:.2} with the statistics factor)")
+            });
             notes.push(format!(
-                "{}: per-capita energy {y:+.1} % year on year",
-                k.agency
+                "{}: {} {:.2} {} at {} kgce/kWh{stat} → {}",
+                k.agency, g.indicator, g.value, g.unit, g.electricity_factor, g.grade
+            ));
+        }
+        for y in &k.yoy {
+            notes.push(format!(
+                "{}: {} {:+.1} % year on year ({:.3} vs {:.3})",
+                k.agency, y.indicator, y.pct, y.now, y.before
+            ));
+        }
+        if let Some(w) = &k.yoy_window
+            && !k.yoy.is_empty()
+        {
+            notes.push(format!(
+                "{}: year on year over {} – {} ({} days with data in both years)",
+                k.agency, w.from, w.to, w.days
             ));
         }
         if let Some(t) = &k.tracking {
+            let projection = match (t.projected, t.projected_ratio, t.method) {
+                (Some(p), Some(r), Some(m)) => format!(
+                    "projected year end {p:.2} = {:.0} % of it ({})",
+                    r * 100.0,
+                    m.as_str()
+                ),
+                _ => "no projection yet".to_string(),
+            };
             notes.push(format!(
-                "{}: year to {} ({} days with data): {:.2} kgce/person, {:.0} % of the 约束值 pro-rated; projected year end {:.2} = {:.0} % of it ({})",
+                "{}: year to {} ({} days with data): {:.2} kgce/person, {:.0} % of the 约束值 pro-rated; {projection}",
                 k.agency,
                 k.last_day.map(|d| d.to_string()).unwrap_or_default(),
                 k.days_with_data,
                 t.to_date,
                 t.ratio_to_date * 100.0,
-                t.projected,
-                t.projected_ratio * 100.0,
-                t.method.as_str()
             ));
         }
         for r in &k.reductions {
             notes.push(format!(
-                "{}: {} {:.3} vs {:.3} in {} ({}): {:.1} % reduction, plan requires {:.1} % → {}",
+                "{}: {} {:.3} vs {:.3} in {} ({}): {:.1} % reduction, plan requires {:.1} % by {} ({:.1} % on the linear path) → {}",
                 k.agency,
                 r.indicator,
                 r.value,
@@ -134,8 +153,19 @@ pub(crate) fn run(
                 r.plan,
                 r.reduction_pct,
                 r.required_pct,
-                if r.met { "met" } else { "not met" }
+                r.target_year,
+                r.path_pct,
+                r.status.as_str()
             ));
+        }
+        if let Some(y) = k.carbon.grid_factor_year {
+            notes.push(format!("{}: grid CO₂ factor of {y}", k.agency));
+        }
+        for w in &k.carbon.warnings {
+            notes.push(format!("{}: {w}", k.agency));
+        }
+        for (figure, reason) in &k.withheld {
+            notes.push(format!("{}: {figure} not given: {reason}", k.agency));
         }
         for u in &k.unverified {
             notes.push(format!(
