@@ -14,7 +14,7 @@ fn spec() -> CounterSpec {
         rollover: Some(100_000_000.0),
         max_rate_per_h: Some(2000.0),
         interval_ms: 900_000,
-        sentinels: meterflow_model::config::default_sentinels(),
+        sentinels: meterflow_model::config::REGISTER_SENTINELS.to_vec(),
         silent_after: 3,
     }
 }

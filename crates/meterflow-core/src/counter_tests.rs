@@ -20,7 +20,7 @@ fn spec() -> CounterSpec {
         rollover: Some(100_000_000.0),
         max_rate_per_h: Some(2000.0),
         interval_ms: 900_000,
-        sentinels: meterflow_model::config::default_sentinels(),
+        sentinels: meterflow_model::config::REGISTER_SENTINELS.to_vec(),
         silent_after: 3,
     }
 }
@@ -153,6 +153,8 @@ fn sentinels_and_non_finite_values_are_rejected_never_zero() {
         assert_eq!(kinds(&s), vec![AnomalyKind::InvalidValue], "{bad}");
     }
     // A sentinel as the very first value does not become a zero baseline.
+    // (This spec declares the register patterns, as a site may for a
+    // collector that forwards them as numbers.)
     let s = run(
         &spec(),
         &[r(T0, 65535.0), r(T0 + Q, 1000.0), r(T0 + 2 * Q, 1001.0)],
@@ -203,4 +205,43 @@ fn f64_register_keeps_resolution_past_f32_limit() {
     };
     let s = run(&spec, &[r(T0, 50_000_000.01), r(T0 + Q, 50_000_000.02)]);
     assert_eq!(s.total_micro(), 10_000);
+}
+
+/// A decimal value is never a sentinel by default: a water meter standing at
+/// 32 767.00 m³ is read, and so is 65 535.
+#[test]
+fn without_declared_sentinels_a_decimal_value_is_a_reading() {
+    let plain = CounterSpec {
+        sentinels: meterflow_model::config::default_sentinels(),
+        max_rate_per_h: None,
+        ..spec()
+    };
+    // 32 766.50 → 32 767.00 → 32 768.25 m³ (no multiplier from the spec
+    // above: its multiplier applies alike): every step counts.
+    let s = run(
+        &plain,
+        &[
+            r(T0, 32_766.5),
+            r(T0 + Q, 32_767.0),
+            r(T0 + 2 * Q, 32_768.25),
+        ],
+    );
+    assert!(kinds(&s).is_empty(), "{:?}", kinds(&s));
+    let with = run(
+        &CounterSpec {
+            sentinels: meterflow_model::config::REGISTER_SENTINELS.to_vec(),
+            max_rate_per_h: None,
+            ..spec()
+        },
+        &[
+            r(T0, 32_766.5),
+            r(T0 + Q, 32_767.0),
+            r(T0 + 2 * Q, 32_768.25),
+        ],
+    );
+    assert_eq!(kinds(&with), vec![AnomalyKind::InvalidValue]);
+    // Without the sentinel the total is (32 768.25 − 32 766.5) × multiplier;
+    // with it, the same (the rejected middle reading leaves the pair intact).
+    assert_eq!(s.total_micro(), with.total_micro());
+    assert!(s.total_micro() > 0);
 }

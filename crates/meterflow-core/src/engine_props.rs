@@ -15,7 +15,7 @@ fn spec(max_rate: Option<f64>) -> CounterSpec {
         rollover: Some(1_000_000.0),
         max_rate_per_h: max_rate,
         interval_ms: 900_000,
-        sentinels: meterflow_model::config::default_sentinels(),
+        sentinels: meterflow_model::config::REGISTER_SENTINELS.to_vec(),
         silent_after: 3,
     }
 }

@@ -225,9 +225,15 @@ fn flush(
     source: &str,
 ) -> anyhow::Result<()> {
     let (verdicts, report) = writer.write_batch(batch, source)?;
+    for (anomaly, n) in report.retracted {
+        if let Some(total) = summary.anomalies.get_mut(&anomaly) {
+            *total = total.saturating_sub(n);
+        }
+    }
     for (anomaly, n) in report.anomalies {
         *summary.anomalies.entry(anomaly).or_default() += n;
     }
+    summary.anomalies.retain(|_, n| *n > 0);
     let now = now_ms();
     let mut refused = Vec::new();
     for (v, (line, raw)) in verdicts.iter().zip(lines.drain(..)) {

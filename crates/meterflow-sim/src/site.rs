@@ -84,7 +84,7 @@ pub fn write_csv(
                 value += 100_000.0; // spike: quarantined
             }
             if k == 50 {
-                value = 65535.0; // sentinel: rejected
+                value = -1.0; // a negative counter: rejected (invalid_value)
             }
         }
         if faults && Some(&r.meter) == water.as_ref() && k >= 70 {

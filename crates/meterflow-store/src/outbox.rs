@@ -194,6 +194,7 @@ impl Emit {
         let _ = self.enc.point(&lineproto::READING, &tags, &fields, ts_ms);
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn anomaly(
         &mut self,
         tx: &Transaction<'_>,
@@ -202,14 +203,17 @@ impl Emit {
         ts_ms: i64,
         kind: &str,
         detail: &str,
+        count: i64,
     ) -> Result<(), StoreError> {
         let Some((meter, _)) = self.series_name(tx, path, series)? else {
             return Ok(());
         };
+        // The same measurement, tags and time as the original: a retraction
+        // (count 0) overwrites the point in InfluxDB.
         let _ = self.enc.point(
             &lineproto::ANOMALY,
             &[("meter", &meter), ("kind", kind)],
-            &[("count", Value::I(1)), ("detail", Value::S(detail))],
+            &[("count", Value::I(count)), ("detail", Value::S(detail))],
             ts_ms,
         );
         Ok(())

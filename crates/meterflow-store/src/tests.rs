@@ -6,7 +6,7 @@ use std::path::Path;
 use meterflow_core::counter::{CounterSpec, Item};
 
 use meterflow_core::memlog::MemSeries;
-use meterflow_model::{Reading, Site, TimeSource};
+use meterflow_model::{AnomalyKind, Reading, Site, TimeSource};
 
 use crate::{Reader, Verdict, Writer};
 
@@ -52,7 +52,7 @@ fn values() -> Vec<(i64, f64)> {
             v += 3.25;
             let value = match i {
                 7 => v + 5000.0, // spike
-                11 => 65535.0,   // sentinel
+                11 => f64::NAN,  // invalid value
                 30 => {
                     v = 2.0; // reset
                     v
@@ -526,4 +526,85 @@ fn a_new_store_is_created_0600() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{f}: {:o}", mode & 0o777);
     }
+}
+
+/// Anomaly lines of the outbox, in delivery order.
+fn anomaly_lines(site: &Site) -> Vec<String> {
+    let outbox = crate::Outbox::open(&site.store_path()).expect("outbox");
+    outbox
+        .peek(100_000, 1 << 30)
+        .expect("peek")
+        .iter()
+        .flat_map(|r| r.body.lines().map(str::to_string).collect::<Vec<_>>())
+        .filter(|l| l.starts_with("anomaly,"))
+        .collect()
+}
+
+#[test]
+fn an_anomaly_a_late_reading_withdraws_is_neither_counted_nor_left_downstream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = influx_site(dir.path(), "block");
+    let mut w = Writer::open(&site).expect("writer");
+    // Batch 1: T0 and T0 + 4 h: a 4-hour gap (> 3 × 15 min) → meter_silent at T0 + 4 h.
+    let (_, r1) = w
+        .write_batch(
+            &[reading(T0, 1000.0), reading(T0 + 16 * 900_000, 1016.0)],
+            "t",
+        )
+        .expect("write");
+    assert_eq!(r1.anomalies.get(&AnomalyKind::MeterSilent), Some(&1));
+    // Batch 2: the 15 readings in between arrive late: the gap was not one.
+    let late: Vec<Reading> = (1..16)
+        .map(|i| reading(T0 + i * 900_000, 1000.0 + i as f64))
+        .collect();
+    let (_, r2) = w.write_batch(&late, "t").expect("write");
+    assert_eq!(
+        r2.retracted.get(&AnomalyKind::MeterSilent),
+        Some(&1),
+        "{r2:?}"
+    );
+    assert!(
+        !r2.anomalies.contains_key(&AnomalyKind::MeterSilent),
+        "{r2:?}"
+    );
+    let reader = crate::Reader::open(&site.store_path()).expect("reader");
+    assert!(
+        reader
+            .anomalies(Some("m"), i64::MIN, i64::MAX)
+            .expect("anomalies")
+            .iter()
+            .all(|a| a.kind != "meter_silent")
+    );
+    // Downstream: the point sent with batch 1 is rewritten with count 0 (same
+    // tags and time), so a sum over InfluxDB counts nothing.
+    let lines: Vec<String> = anomaly_lines(&site)
+        .into_iter()
+        .filter(|l| l.contains("kind=meter_silent"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let time = |l: &str| l.rsplit(' ').next().unwrap_or_default().to_string();
+    assert!(
+        lines[0].contains("count=1i") && lines[1].contains("count=0i"),
+        "{lines:?}"
+    );
+    assert_eq!(time(&lines[0]), time(&lines[1]));
+
+    // Within one batch: the gap and its filling together raise nothing at all.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = influx_site(dir.path(), "block");
+    let mut w = Writer::open(&site).expect("writer");
+    let mut all = vec![reading(T0, 1000.0), reading(T0 + 16 * 900_000, 1016.0)];
+    all.extend((1..16).map(|i| reading(T0 + i * 900_000, 1000.0 + i as f64)));
+    let (_, r) = w.write_batch(&all, "t").expect("write");
+    assert!(
+        !r.anomalies.contains_key(&AnomalyKind::MeterSilent),
+        "{r:?}"
+    );
+    assert!(
+        anomaly_lines(&site)
+            .iter()
+            .all(|l| !l.contains("kind=meter_silent")),
+        "{:?}",
+        anomaly_lines(&site)
+    );
 }

@@ -61,8 +61,13 @@ pub struct BatchReport {
     pub duplicates: usize,
     /// Readings refused (conflict, unknown meter, too old).
     pub refused: usize,
-    /// Anomalies raised by this batch, by kind.
+    /// Anomalies raised by this batch, by kind (net of those a later
+    /// reading of the same batch withdrew).
     pub anomalies: BTreeMap<AnomalyKind, usize>,
+    /// Anomalies of earlier batches that this batch's late readings withdrew
+    /// (a gap that was not a gap), by kind: subtract them from a running
+    /// total. Their InfluxDB points are rewritten with `count` 0.
+    pub retracted: BTreeMap<AnomalyKind, usize>,
 }
 
 struct MeterEntry {
@@ -365,6 +370,8 @@ impl Writer {
         }
         tx.commit().at(&self.path)?;
         report.anomalies = std::mem::take(&mut acc.anomaly_counts);
+        report.anomalies.retain(|_, n| *n > 0);
+        report.retracted = std::mem::take(&mut acc.retracted_counts);
         Ok((all, report))
     }
 
@@ -548,7 +555,7 @@ fn write_one(
             r.recv_ms,
         )?;
         acc.anomaly_rows
-            .push((cache.id, r.ts_ms, AnomalyKind::ClockSkew, detail));
+            .push((cache.id, r.ts_ms, AnomalyKind::ClockSkew, detail, true));
         *acc.anomaly_counts
             .entry(AnomalyKind::ClockSkew)
             .or_default() += 1;
@@ -580,18 +587,58 @@ fn apply(
             .and_then(|mut s| s.execute(params![cache.id, ts, status.code()]))
             .at(path)?;
     }
+    let mut replaced: Vec<(i64, String)> = Vec::new();
     if let Some((from, to)) = outcome.replace_anomalies {
+        let mut q = tx
+            .prepare_cached("SELECT ts_ms, kind FROM anomalies WHERE series = ?1 AND ts_ms BETWEEN ?2 AND ?3 AND kind != 'clock_skew'")
+            .at(path)?;
+        replaced = q
+            .query_map(params![cache.id, from, to], |r| Ok((r.get(0)?, r.get(1)?)))
+            .at(path)?
+            .collect::<Result<_, _>>()
+            .at(path)?;
         tx.prepare_cached("DELETE FROM anomalies WHERE series = ?1 AND ts_ms BETWEEN ?2 AND ?3 AND kind != 'clock_skew'")
             .and_then(|mut s| s.execute(params![cache.id, from, to]))
             .at(path)?;
     }
+    let existed = |ts: i64, kind: AnomalyKind| {
+        replaced
+            .iter()
+            .any(|(t, k)| *t == ts && AnomalyKind::parse(k) == Some(kind))
+    };
     for a in &outcome.anomalies {
         insert_anomaly(tx, path, cache.id, a.ts_ms, a.kind, &a.detail, now_ms)?;
-        acc.anomaly_rows
-            .push((cache.id, a.ts_ms, a.kind, a.detail.clone()));
+        if existed(a.ts_ms, a.kind) {
+            // Raised again by the re-derivation: already counted and sent
+            // (by this batch or an earlier one).
+            continue;
+        }
+        acc.anomaly_rows.push((
+            cache.id,
+            a.ts_ms,
+            a.kind,
+            a.detail.clone(),
+            a.ts_ms == item.ts_ms(),
+        ));
         if a.ts_ms == item.ts_ms() {
             *acc.anomaly_counts.entry(a.kind).or_default() += 1;
         }
+    }
+    // What the re-derivation withdrew (and did not raise again) is neither
+    // counted nor sent (`docs/methodology.md` §1): taken back from this
+    // batch, or retracted downstream when an earlier batch sent it.
+    for (ts, kind) in replaced {
+        let Some(kind) = AnomalyKind::parse(&kind) else {
+            continue;
+        };
+        if outcome
+            .anomalies
+            .iter()
+            .any(|a| a.ts_ms == ts && a.kind == kind)
+        {
+            continue;
+        }
+        acc.withdraw(cache.id, ts, kind);
     }
     for d in &outcome.deltas {
         acc.add(cache.id, d);
@@ -793,11 +840,37 @@ impl SeriesLog for SqlLog<'_, '_> {
 struct Accumulator {
     deltas: FastMap<(i64, i64), BucketDelta>,
     anomaly_counts: BTreeMap<AnomalyKind, usize>,
-    /// (series, ts, kind, detail) of anomalies written, for the outbox.
-    anomaly_rows: Vec<(i64, i64, AnomalyKind, String)>,
+    /// (series, ts, kind, detail, counted) of anomalies written, for the outbox.
+    anomaly_rows: Vec<(i64, i64, AnomalyKind, String, bool)>,
+    /// Anomalies of earlier batches withdrawn by this one: (series, ts, kind).
+    retractions: Vec<(i64, i64, AnomalyKind)>,
+    retracted_counts: BTreeMap<AnomalyKind, usize>,
 }
 
 impl Accumulator {
+    /// An anomaly withdrawn by a re-derivation: dropped if this batch raised
+    /// it, else retracted downstream.
+    fn withdraw(&mut self, series: i64, ts: i64, kind: AnomalyKind) {
+        let mine = self
+            .anomaly_rows
+            .iter()
+            .position(|(s, t, k, _, _)| *s == series && *t == ts && *k == kind);
+        match mine {
+            // Raised by this batch: never sent, no longer counted.
+            Some(i) => {
+                let (_, _, _, _, counted) = self.anomaly_rows.remove(i);
+                if counted && let Some(n) = self.anomaly_counts.get_mut(&kind) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            // Sent by an earlier batch: retracted downstream.
+            None => {
+                self.retractions.push((series, ts, kind));
+                *self.retracted_counts.entry(kind).or_default() += 1;
+            }
+        }
+    }
+
     fn add(&mut self, series: i64, d: &BucketDelta) {
         self.deltas
             .entry((series, d.bucket_ms))
@@ -814,11 +887,23 @@ impl Accumulator {
         mut emit: Option<&mut Emit>,
     ) -> Result<(), StoreError> {
         if let Some(e) = emit.as_deref_mut() {
-            for (series, ts, kind, detail) in self.anomaly_rows.drain(..) {
-                e.anomaly(tx, path, series, ts, kind.as_str(), &detail)?;
+            for (series, ts, kind, detail, _) in self.anomaly_rows.drain(..) {
+                e.anomaly(tx, path, series, ts, kind.as_str(), &detail, 1)?;
+            }
+            for (series, ts, kind) in self.retractions.drain(..) {
+                e.anomaly(
+                    tx,
+                    path,
+                    series,
+                    ts,
+                    kind.as_str(),
+                    "retracted: a later reading re-derived this span",
+                    0,
+                )?;
             }
         } else {
             self.anomaly_rows.clear();
+            self.retractions.clear();
         }
         let mut hours: FastMap<(i64, i64), [i64; 3]> = FastMap::default();
         let mut days: FastMap<(i64, String), [i64; 3]> = FastMap::default();

@@ -189,7 +189,7 @@ enum Command {
         /// Minutes between readings.
         #[arg(long, default_value_t = 15)]
         step_min: u32,
-        /// Add a spike, a sentinel, a counter reset and three malformed lines.
+        /// Add a spike, an invalid (negative) value, a counter reset and three malformed lines.
         #[arg(long)]
         faults: bool,
         /// Output CSV file.

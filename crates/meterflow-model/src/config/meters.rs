@@ -115,7 +115,9 @@ pub struct Meter {
     /// Counter quantity normalised into intervals; default from `kind`.
     #[serde(default)]
     pub quantity: Option<String>,
-    /// Source values that mean "invalid" (compared before scale): rejected, never zero.
+    /// Decimal values a collector is declared to forward for "invalid"
+    /// (compared before scale): rejected, never zero. Default none: register
+    /// patterns are recognised on the raw words by the Modbus decoder.
     #[serde(default = "default_sentinels")]
     pub sentinels: Vec<f64>,
     /// Intervals without a good reading before `meter_silent` is raised, count.
@@ -170,10 +172,20 @@ const fn default_silent_after() -> u32 {
     3
 }
 
-/// Sentinel patterns of `domain.md` §1: 0xFFFF, 0x7FFF, 0x8000_0000, 0xFFFF_FFFF.
+/// Values a meter's source is declared to send for "invalid": none by
+/// default. A register's invalid patterns (0xFFFF, 0x7FFF, 0x8000_0000,
+/// 0xFFFF_FFFF) are recognised on the raw words by the Modbus decoder; a
+/// decimal value from a file, a message or line protocol is never a
+/// sentinel (a water meter standing at 32 767.00 m³ is a real reading)
+/// unless the site declares `sentinels = [...]` for a collector that
+/// forwards such patterns as numbers (`docs/methodology.md` §1).
 pub fn default_sentinels() -> Vec<f64> {
-    vec![65535.0, 32767.0, 2_147_483_648.0, 4_294_967_295.0]
+    Vec::new()
 }
+
+/// The raw-register invalid patterns as numbers, for a site (or a test)
+/// declaring a collector that forwards them unchanged.
+pub const REGISTER_SENTINELS: [f64; 4] = [65535.0, 32767.0, 2_147_483_648.0, 4_294_967_295.0];
 
 /// `[[replacement]]`: an operator-declared meter replacement.
 #[derive(Debug, Clone, Deserialize)]
