@@ -479,3 +479,146 @@ fn the_shipped_example_balances_area_and_energy() {
         );
     }
 }
+
+const IMBALANCE: &str = r#"
+[site]
+name = "imbalance"
+
+[store]
+path = "store.db"
+
+[[building]]
+id = "B"
+total_area_m2 = 1000
+
+[[agency]]
+id = "X"
+name = "X"
+
+[[agency]]
+id = "Y"
+name = "Y"
+
+[[space]]
+agency = "X"
+building = "B"
+from = 2025-01-01
+area_m2 = 600
+
+[[space]]
+agency = "Y"
+building = "B"
+from = 2025-01-01
+area_m2 = 400
+
+[[meter]]
+id = "P"
+kind = "electricity"
+unit = "kWh"
+serves = { building = "B" }
+interval_s = 86400
+
+[[meter]]
+id = "C"
+kind = "electricity"
+unit = "kWh"
+parent = "P"
+serves = { agency = "X" }
+interval_s = 86400
+
+[[alert]]
+id = "balance"
+kind = "imbalance"
+"#;
+
+/// Sub-meters reading more than their parent: the negative remainder is
+/// counted as zero per day, reported, and alerted; a sub-meter of another
+/// carrier is refused.
+#[test]
+fn a_negative_remainder_counts_as_zero_and_is_alerted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Day 1 (1 March): P 100 kWh, C 130 → remainder −30. Day 2: P 100, C 40 → +60.
+    let site = store(
+        dir.path(),
+        IMBALANCE,
+        &[
+            (
+                "P",
+                vec![
+                    (date(2025, 3, 1), date(2025, 3, 2), 100.0),
+                    (date(2025, 3, 2), date(2025, 3, 3), 100.0),
+                ],
+            ),
+            (
+                "C",
+                vec![
+                    (date(2025, 3, 1), date(2025, 3, 2), 130.0),
+                    (date(2025, 3, 2), date(2025, 3, 3), 40.0),
+                ],
+            ),
+        ],
+    );
+    let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
+    let ctx = KpiContext::new(&site).with_today(date(2025, 3, 10));
+    let march = period_of(2025, Some(3)).expect("period");
+    let k = |s: Scope| ctx.scope_kpis(&reader, &s, march).expect("kpis");
+    let (x, y, b) = (
+        k(Scope::Agency("X".into())),
+        k(Scope::Agency("Y".into())),
+        k(Scope::Building("B".into())),
+    );
+    // The remainder splits 0.6 / 0.4. Day 1 without the clip: X 130 − 18 = 112,
+    // Y −12; with it the remainder is 0: X 130, Y 0. Day 2: X 40 + 36 = 76, Y 24.
+    // X = 130 + 76 = 206, Y = 24, building = 230 (= Σ agencies; P read 200).
+    let e = |k: &meterflow_kpi::ScopeKpis| k.carriers.electricity_kwh;
+    assert!(close(e(&x), 206.0, 1e-6), "{}", e(&x));
+    assert!(close(e(&y), 24.0, 1e-6), "{}", e(&y));
+    assert!(close(e(&b), 230.0, 1e-6), "{}", e(&b));
+    assert!(close(e(&x) + e(&y), e(&b), 1e-6));
+    // The clipped amount is reported: 18 to X, 12 to Y, 30 to the building.
+    let clipped = |k: &meterflow_kpi::ScopeKpis| k.imbalance_clipped.clone();
+    assert_eq!(clipped(&b).len(), 1);
+    assert!(close(clipped(&b)[0].1, 30.0, 1e-6) && clipped(&b)[0].0 == "P");
+    assert!(close(clipped(&x)[0].1, 18.0, 1e-6) && close(clipped(&y)[0].1, 12.0, 1e-6));
+
+    // The imbalance rule looks at yesterday: on 2 March, −30 / 100 = 30 % the
+    // wrong way (sub-meters above their parent) fires like a 30 % loss would;
+    // on 3 March, +60 %.
+    let rule = site
+        .alert_rules
+        .iter()
+        .find(|r| r.id == "balance")
+        .expect("rule");
+    let at = |d: NaiveDate| midnight(d.year(), d.month(), d.day()) + 3_600_000;
+    let live = meterflow_runtime::alerting::LiveMetrics::default();
+    let obs =
+        meterflow_runtime::alerting::observe(&site, &reader, rule, at(date(2025, 3, 2)), &live)
+            .expect("observe");
+    assert_eq!(obs.len(), 1, "{obs:?}");
+    assert!(close(obs[0].value, 0.3, 1e-9), "{obs:?}");
+    assert!(
+        obs[0].detail.contains("read more than their parent"),
+        "{obs:?}"
+    );
+    let obs =
+        meterflow_runtime::alerting::observe(&site, &reader, rule, at(date(2025, 3, 3)), &live)
+            .expect("observe");
+    assert!(
+        close(obs[0].value, 0.6, 1e-9) && obs[0].detail.contains("unmetered"),
+        "{obs:?}"
+    );
+
+    // A sub-meter of another carrier is refused, naming the line.
+    let bad = IMBALANCE.replace(
+        "id = \"C\"\nkind = \"electricity\"\nunit = \"kWh\"",
+        "id = \"C\"\nkind = \"water\"\nunit = \"m3\"",
+    );
+    let err = Site::parse(&bad, &dir.path().join("bad.toml"))
+        .err()
+        .map(|e| e.to_string())
+        .expect("refused");
+    assert!(
+        err.contains("parent") && err.contains("electricity meter and this is a water meter"),
+        "{err}"
+    );
+}

@@ -950,6 +950,7 @@ fn kpis_json(site: &Site, k: &ScopeKpis) -> Value {
         "quota_tracking": k.tracking.as_ref().map(|t| json!({"to_date": t.to_date, "quota_to_date": t.quota_to_date, "ratio_to_date": t.ratio_to_date, "projected": t.projected, "projected_ratio": t.projected_ratio, "method": t.method.map(|m| m.as_str()), "days_with_data": t.days_with_data})),
         "withheld": k.withheld.iter().map(|(f, r)| json!({"figure": f, "reason": r})).collect::<Vec<_>>(),
         "completeness_threshold_pct": site.site.completeness_threshold_pct,
+        "imbalance_clipped": k.imbalance_clipped.iter().map(|(m, v)| json!({"parent_meter": m, "amount": v})).collect::<Vec<_>>(),
         "factor_set": site.site.factor_set,
         "unverified_factors": k.unverified,
     })

@@ -343,6 +343,7 @@ pub(crate) fn compute(
         reductions,
         carbon: f.carbon,
         withheld,
+        imbalance_clipped: sums.clipped.clone(),
     })
 }
 

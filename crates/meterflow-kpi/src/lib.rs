@@ -5,6 +5,7 @@
 //! that the API, the page, the alerting rules, the InfluxDB points and the
 //! annual export call, through a [`KpiContext`] each of them owns.
 
+mod clip;
 pub mod figures;
 pub mod ownership;
 mod sums;

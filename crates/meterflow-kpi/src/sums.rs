@@ -10,19 +10,10 @@ use meterflow_core::buckets::BUCKET_MS;
 use meterflow_core::denominators::Period;
 use meterflow_core::kpi::Carriers;
 use meterflow_core::time::{day_start, local_date};
-use meterflow_model::{EnergyClass, Site};
+use meterflow_model::Site;
 use meterflow_store::Reader;
 
-use crate::types::Scope;
-
-/// Every energy class, in table order.
-pub(crate) const CLASSES: [EnergyClass; 5] = [
-    EnergyClass::Electricity,
-    EnergyClass::Water,
-    EnergyClass::Gas,
-    EnergyClass::Heat,
-    EnergyClass::Cooling,
-];
+use crate::types::{CLASSES, Scope};
 
 /// One local day of a scope.
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,6 +26,8 @@ pub(crate) struct Day {
     pub measured: i64,
     /// Estimated meter-buckets (all classes).
     pub estimated: i64,
+    /// Negative remainders given back (carrier units, [`CLASSES`] order).
+    pub clip: [f64; 5],
 }
 
 /// A scope's consumption over a period, per local day.
@@ -44,6 +37,8 @@ pub(crate) struct Sums {
     pub fuel: Vec<(NaiveDate, f64, f64)>,
     /// End of the last 15-minute bucket with data, ms.
     pub last_ms: Option<i64>,
+    /// Negative remainders clipped, per parent meter (its carrier unit).
+    pub clipped: Vec<(String, f64)>,
 }
 
 /// Load `scope`'s day rollups (and its vehicles' fuel) over `period`.
@@ -102,10 +97,19 @@ pub(crate) fn load(
             }
         }
     }
+    let clip = crate::clip::clip(site, reader, scope, period)?;
+    for (d, add) in clip.by_day {
+        if let Some(day) = days.get_mut(&d) {
+            for (c, a) in day.clip.iter_mut().zip(add) {
+                *c += a;
+            }
+        }
+    }
     Ok(Sums {
         days,
         fuel,
         last_ms,
+        clipped: clip.by_parent,
     })
 }
 
@@ -113,14 +117,18 @@ impl Sums {
     /// Carrier quantities over the days `keep` accepts.
     pub(crate) fn carriers(&self, keep: &dyn Fn(NaiveDate) -> bool) -> Carriers {
         let mut raw = [0i64; 5];
+        let mut clip = [0f64; 5];
         for (d, day) in &self.days {
             if keep(*d) {
                 for (r, v) in raw.iter_mut().zip(day.raw) {
                     *r += v;
                 }
+                for (c, v) in clip.iter_mut().zip(day.clip) {
+                    *c += v;
+                }
             }
         }
-        let v = |i: usize| meterflow_core::aggregate::to_carrier(CLASSES[i], raw[i]);
+        let v = |i: usize| meterflow_core::aggregate::to_carrier(CLASSES[i], raw[i]) + clip[i];
         let (mut gasoline_l, mut diesel_l) = (0.0, 0.0);
         for (d, g, di) in &self.fuel {
             if keep(*d) {

@@ -4,6 +4,16 @@ use chrono::NaiveDate;
 use meterflow_core::aggregate::Level;
 use meterflow_core::denominators::Period;
 use meterflow_core::kpi::{Carbon, Carriers};
+use meterflow_model::EnergyClass;
+
+/// Every energy class, in table order.
+pub(crate) const CLASSES: [EnergyClass; 5] = [
+    EnergyClass::Electricity,
+    EnergyClass::Water,
+    EnergyClass::Gas,
+    EnergyClass::Heat,
+    EnergyClass::Cooling,
+];
 
 /// KPIs of one scope over one period (`docs/methodology.md` §5).
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +74,10 @@ pub struct ScopeKpis {
     pub reductions: Vec<Reduction>,
     /// Figures that could not be given, with the reason: (figure, reason).
     pub withheld: Vec<(String, String)>,
+    /// Negative remainders counted as zero (sub-meters reading more than
+    /// their parent), per parent meter: the amount given back to this
+    /// scope, in the carrier unit.
+    pub imbalance_clipped: Vec<(String, f64)>,
 }
 
 /// A year-on-year change of one indicator.

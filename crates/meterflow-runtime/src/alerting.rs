@@ -338,6 +338,8 @@ pub fn observe(
             let day = local_date(now_ms, site.tz)
                 .pred_opt()
                 .unwrap_or(NaiveDate::MIN);
+            // A meter's day in its class's carrier unit (kWh, m³, GJ): a
+            // parent in MWh and sub-meters in kWh subtract correctly.
             let daily = |id: &str| -> anyhow::Result<Option<f64>> {
                 let Some(m) = site.meter(id) else {
                     return Ok(None);
@@ -347,10 +349,18 @@ pub fn observe(
                 };
                 let d = day.to_string();
                 let next = day.succ_opt().unwrap_or(day).to_string();
+                let unit = meterflow_core::aggregate::carrier_unit(m.kind);
+                let to_carrier = match (
+                    meterflow_core::aggregate::rollup_factor(m.kind, &m.unit),
+                    meterflow_core::aggregate::rollup_factor(m.kind, unit),
+                ) {
+                    (Some(a), Some(b)) => a as f64 / b as f64,
+                    _ => 1.0,
+                };
                 Ok(reader
                     .days(series, &d, &next)?
                     .first()
-                    .map(|r| meterflow_core::from_micro(r.micro)))
+                    .map(|r| meterflow_core::from_micro(r.micro) * to_carrier))
             };
             let parents = site.meters.iter().filter(|p| {
                 site.meters
@@ -373,15 +383,28 @@ pub fn observe(
                     below += daily(&c.id)?.unwrap_or(0.0);
                 }
                 let share = (own - below) / own;
+                let unit = meterflow_core::aggregate::carrier_unit(p.kind);
+                // Both ways: a positive remainder beyond the tolerance is
+                // unmetered load or loss (a leak on water); a negative one
+                // (sub-meters reading more than their parent) is a metering
+                // fault: wrong CT ratio, a swapped meter, a double count.
+                let detail = if share >= 0.0 {
+                    format!(
+                        "on {day}: parent {own:.3} − sub-meters {below:.3} = {:.3} {unit} ({:.1} % unmetered or lost)",
+                        own - below,
+                        share * 100.0
+                    )
+                } else {
+                    format!(
+                        "on {day}: sub-meters {below:.3} read more than their parent {own:.3} {unit} (by {:.3}, {:.1} %): check CT ratios and sub-meter wiring; the remainder counts as zero",
+                        below - own,
+                        -share * 100.0
+                    )
+                };
                 out.push(Observation {
                     target: p.id.clone(),
-                    value: share,
-                    detail: format!(
-                        "on {day}: parent {own:.3} − sub-meters {below:.3} = {:.3} {} ({:.1} % unmetered or lost)",
-                        own - below,
-                        p.unit,
-                        share * 100.0
-                    ),
+                    value: share.abs(),
+                    detail,
                 });
             }
         }

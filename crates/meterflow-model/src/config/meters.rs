@@ -236,6 +236,35 @@ pub(crate) fn check_meters(
         }
     }
     check_parent_cycles(ctx, meters_rows);
+    check_parent_kinds(ctx, meters_rows);
+}
+
+/// A sub-meter measures the same carrier as its parent: the balance and the
+/// remainder subtract one from the other (their units, all of one class,
+/// convert exactly; a sub-meter of another class was silently ignored).
+fn check_parent_kinds(ctx: &mut Ctx<'_>, meters: &[Located<'_, Meter>]) {
+    let kinds: BTreeMap<&str, EnergyClass> = meters
+        .iter()
+        .map(|m| (m.value.id.as_str(), m.value.kind))
+        .collect();
+    for m in meters {
+        let Some(parent) = m.value.parent.as_deref() else {
+            continue;
+        };
+        if let Some(pk) = kinds.get(parent)
+            && *pk != m.value.kind
+        {
+            ctx.error(
+                m.span_of(&["parent"]),
+                m.key("parent"),
+                format!(
+                    "parent `{parent}` is a {} meter and this is a {} meter: a sub-meter measures its parent's carrier",
+                    pk.as_str(),
+                    m.value.kind.as_str()
+                ),
+            );
+        }
+    }
 }
 
 /// The replacements, resolved in the site's zone.

@@ -164,6 +164,12 @@ pub(crate) fn run(
         for w in &k.carbon.warnings {
             notes.push(format!("{}: {w}", k.agency));
         }
+        for (meter, v) in &k.imbalance_clipped {
+            notes.push(format!(
+                "{}: sub-meters of {meter} read {v:.3} more than it: that negative remainder counts as zero",
+                k.agency
+            ));
+        }
         for (figure, reason) in &k.withheld {
             notes.push(format!("{}: {figure} not given: {reason}", k.agency));
         }
