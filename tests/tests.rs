@@ -6,6 +6,7 @@ mod support;
 
 mod alerts;
 mod api;
+mod backup;
 mod check;
 mod cnmeters;
 mod dashboards;

@@ -161,8 +161,8 @@ def dockerfile():
         fail("Dockerfile: the runtime stage does not switch to a non-root USER")
 
 
-def systemd():
-    text = (ROOT / "deploy/systemd/meterflow.service").read_text(encoding="utf-8")
+def unit(name, needed):
+    text = (ROOT / "deploy/systemd" / name).read_text(encoding="utf-8")
     sections, cur = {}, None
     for i, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -173,18 +173,26 @@ def systemd():
             sections[cur] = {}
             continue
         if "=" not in line or cur is None:
-            fail(f"meterflow.service:{i}: not KEY=VALUE inside a section")
+            fail(f"{name}:{i}: not KEY=VALUE inside a section")
             continue
         k, v = line.split("=", 1)
         sections[cur][k] = v
-    for s in ("Unit", "Service", "Install"):
+    for s in needed:
         if s not in sections:
-            fail(f"meterflow.service: no [{s}]")
-    svc = sections.get("Service", {})
-    if not svc.get("ExecStart", "").startswith("/"):
-        fail("meterflow.service: ExecStart is not an absolute path")
-    if svc.get("User", "root") == "root":
-        fail("meterflow.service: runs as root")
+            fail(f"{name}: no [{s}]")
+    return sections
+
+
+def systemd():
+    for name in ("meterflow.service", "meterflow-backup.service"):
+        svc = unit(name, ("Unit", "Service", "Install")).get("Service", {})
+        if not svc.get("ExecStart", "").startswith("/"):
+            fail(f"{name}: ExecStart is not an absolute path")
+        if svc.get("User", "root") == "root":
+            fail(f"{name}: runs as root")
+    timer = unit("meterflow-backup.timer", ("Unit", "Timer", "Install")).get("Timer", {})
+    if not timer.get("OnCalendar"):
+        fail("meterflow-backup.timer: no OnCalendar")
 
 
 def shard_arg(args, where):

@@ -1177,6 +1177,25 @@ async fn metrics_h(State(app): State<Arc<App>>) -> Response {
         "Connections to the API open now.",
         n(app.live.listen.open.load(Relaxed)),
     );
+    e.one(
+        "meterflow_backup_failures_total",
+        "counter",
+        "Scheduled backups ([backup]) that failed since start.",
+        n(meterflow_runtime::backup::FAILURES.load(Relaxed)),
+    );
+    if let Some(dir) = app.site.backup_dir() {
+        let newest = meterflow_runtime::backup::list(&dir)
+            .last()
+            .map(|(_, m)| m.created_ms);
+        if let Some(ms) = newest {
+            e.one(
+                "meterflow_backup_last_success_timestamp_seconds",
+                "gauge",
+                "When the newest good backup in [backup] dir was taken, Unix seconds.",
+                ms as f64 / 1000.0,
+            );
+        }
+    }
     e.family(
         "meterflow_component_panics_total",
         "counter",

@@ -175,8 +175,9 @@ mod tests {
     fn no_alert_rules_means_the_default_set() {
         let site = Site::parse("[site]\nname = \"x\"\n", Path::new("s.toml"))
             .unwrap_or_else(|e| panic!("{e}"));
-        // One rule per kind: nine, plus battery-low and valve-fault of CJ/T 188 meters.
-        assert_eq!(site.alert_rules.len(), 11);
+        // One rule per kind: nine, battery-low and valve-fault of CJ/T 188
+        // meters, and backup-stale (quiet without [backup]).
+        assert_eq!(site.alert_rules.len(), 12);
         assert_eq!(site.alerting.interval_s, 300);
     }
 

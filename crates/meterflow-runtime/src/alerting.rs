@@ -50,6 +50,7 @@ pub fn threshold(rule: &AlertRule) -> f64 {
         AlertKind::CounterReset | AlertKind::ImplausibleDelta => 0.5,
         AlertKind::BusErrorRate => 0.2,
         AlertKind::BatteryLow | AlertKind::ValveFault => 0.5,
+        AlertKind::BackupStale => 1.5,
     })
 }
 
@@ -453,6 +454,34 @@ pub fn observe(
                         window / 3_600_000
                     ),
                 });
+            }
+        }
+        AlertKind::BackupStale => {
+            if let (Some(cfg), Some(dir)) = (site.backup.as_ref(), site.backup_dir()) {
+                let period_ms = i64::from(cfg.every_h.max(1)) * 3_600_000;
+                let newest = crate::backup::list(&dir).last().map(|(_, m)| m.created_ms);
+                // With none yet, the age counts from the process start.
+                if let Some(since) = newest.or(live.started_ms) {
+                    let age_ms = (now_ms - since).max(0);
+                    out.push(Observation {
+                        target: "store".into(),
+                        value: age_ms as f64 / period_ms as f64,
+                        detail: match newest {
+                            Some(_) => format!(
+                                "the newest good backup in {} is {:.1} h old (every {} h)",
+                                dir.display(),
+                                age_ms as f64 / 3_600_000.0,
+                                cfg.every_h
+                            ),
+                            None => format!(
+                                "no good backup in {} yet ({:.1} h since start, every {} h)",
+                                dir.display(),
+                                age_ms as f64 / 3_600_000.0,
+                                cfg.every_h
+                            ),
+                        },
+                    });
+                }
             }
         }
         AlertKind::BatteryLow | AlertKind::ValveFault => {

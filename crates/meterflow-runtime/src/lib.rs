@@ -21,6 +21,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod alerting;
+pub mod backup;
 pub mod import;
 pub mod notify;
 pub mod pipeline;

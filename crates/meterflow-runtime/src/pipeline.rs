@@ -727,6 +727,19 @@ fn start_alerting(
             })
             .context("starting the alert thread")?,
     );
+    if site.backup.is_some() {
+        let (st, sup3, site3) = (stop.clone(), Arc::clone(sup), Arc::clone(&site));
+        threads.push(
+            std::thread::Builder::new()
+                .name("meterflow-backup".into())
+                .spawn(move || {
+                    crate::supervise::supervise("backup", &sup3, &st, MAX_RESTART_BACKOFF, || {
+                        crate::backup::run_schedule(&site3, &st);
+                    });
+                })
+                .context("starting the backup thread")?,
+        );
+    }
     if !site.notifiers.is_empty() {
         // Fails at start (a bad client setup) rather than in the thread.
         drop(crate::notify::Worker::new(Arc::clone(&site))?);

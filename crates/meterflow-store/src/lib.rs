@@ -13,6 +13,7 @@
 
 mod agg;
 mod alerts;
+pub mod backup;
 mod conn;
 mod counters;
 mod error;

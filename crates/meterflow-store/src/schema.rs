@@ -206,6 +206,15 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
             supported: VERSION,
         });
     }
+    if found > 0 && found < VERSION {
+        // An upgrade: keep the store as it was before changing it.
+        let copy = pre_migration_copy(conn, path, found).at(path)?;
+        tracing::warn!(
+            "upgrading {} from schema {found} to {VERSION}; the store as it was is kept in {}",
+            path.display(),
+            copy.display()
+        );
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction().at(path)?;
         tx.execute_batch(sql).at(path)?;
@@ -214,4 +223,21 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
         tx.commit().at(path)?;
     }
     Ok(())
+}
+
+/// Before migrating an existing store from schema `found`, keep a copy of it
+/// as it was: `<db>.pre-v<found>-<ms>.db` (uncompressed, consistent).
+fn pre_migration_copy(
+    conn: &Connection,
+    db: &Path,
+    found: i64,
+) -> Result<std::path::PathBuf, rusqlite::Error> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(format!(
+        ".pre-v{found}-{}.db",
+        meterflow_model::clock::now_ms()
+    ));
+    let copy = std::path::PathBuf::from(name);
+    conn.execute("VACUUM INTO ?1", [copy.to_string_lossy().as_ref()])?;
+    Ok(copy)
 }

@@ -53,6 +53,29 @@ enum Command {
         #[arg(long)]
         agency: Option<String>,
     },
+    /// Online, consistent backup of the store while `run` keeps writing: gzip plus a manifest (schema, row counts, SHA-256).
+    Backup {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Backup file, or a directory for a dated file in it.
+        #[arg(long)]
+        out: PathBuf,
+        /// With a directory: keep only the newest N backups in it.
+        #[arg(long)]
+        keep: Option<u32>,
+    },
+    /// Restore a backup as the site's store: verifies its checksums and schema; refuses a store in use or not empty (exit 2).
+    Restore {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Move a store that holds data aside (`<store>.before-restore-<ms>`) instead of refusing.
+        #[arg(long)]
+        force: bool,
+        /// The backup file (its `.manifest.json` beside it).
+        backup: PathBuf,
+    },
     /// Exports: `export assessment` writes the annual energy assessment.
     #[cfg(feature = "export")]
     Export {
@@ -300,6 +323,12 @@ pub fn main() -> ExitCode {
             month,
             agency,
         } => commands::kpi::run(&config, year, month, agency.as_deref()),
+        Command::Backup { config, out, keep } => commands::backup::run_backup(&config, &out, keep),
+        Command::Restore {
+            config,
+            force,
+            backup,
+        } => commands::backup::run_restore(&config, &backup, force),
         Command::Alerts {
             config,
             at,

@@ -77,6 +77,9 @@ pub enum AlertKind {
     BatteryLow,
     /// A CJ/T 188 meter reports its valve abnormal in its last reading.
     ValveFault,
+    /// The newest good backup of `[backup]` is older than `threshold` ×
+    /// `every_h` (default 1.5); none at all counts from the process start.
+    BackupStale,
 }
 
 impl AlertKind {
@@ -94,6 +97,7 @@ impl AlertKind {
             AlertKind::BusErrorRate => "bus_error_rate",
             AlertKind::BatteryLow => "battery_low",
             AlertKind::ValveFault => "valve_fault",
+            AlertKind::BackupStale => "backup_stale",
         }
     }
 }

@@ -89,6 +89,12 @@ pub fn default_alert_rules() -> Vec<AlertRule> {
             AlertSeverity::Critical,
             0,
         ),
+        rule(
+            "backup-stale",
+            AlertKind::BackupStale,
+            AlertSeverity::Warning,
+            0,
+        ),
     ]
 }
 

@@ -38,6 +38,7 @@ pub(crate) struct RawDocument<'s> {
     pub(crate) waste: Option<Located<'s, WasteSettings>>,
     pub(crate) office: Option<Located<'s, OfficeSettings>>,
     pub(crate) fleet: Option<Located<'s, FleetSettings>>,
+    pub(crate) backup: Option<Located<'s, BackupSection>>,
     pub(crate) profiles: Vec<Located<'s, crate::profile::Profile>>,
     /// `(section, id)` of elements that failed to deserialize: their ids still
     /// count as defined, so one typo does not cascade into dangling references.
@@ -46,6 +47,7 @@ pub(crate) struct RawDocument<'s> {
 
 pub(crate) const TABLE_SECTIONS: &[&str] = &[
     "site", "store", "broker", "http", "alerting", "influx", "api", "waste", "office", "fleet",
+    "backup",
 ];
 
 pub(crate) const ARRAY_SECTIONS: &[&str] = &[
@@ -102,6 +104,7 @@ pub(crate) fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
         waste: None,
         office: None,
         fleet: None,
+        backup: None,
         profiles: Vec::new(),
         failed_ids: Vec::new(),
     };
@@ -136,6 +139,7 @@ pub(crate) fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
             "waste" => doc.waste = one(ctx, "waste", value),
             "office" => doc.office = one(ctx, "office", value),
             "fleet" => doc.fleet = one(ctx, "fleet", value),
+            "backup" => doc.backup = one(ctx, "backup", value),
             "alert" => doc.alerts = many(ctx, "alert", value),
             "notifier" => doc.notifiers = many(ctx, "notifier", value),
             "profile" => doc.profiles = many(ctx, "profile", value),

@@ -63,6 +63,8 @@ pub struct Site {
     pub office: OfficeSettings,
     /// `[fleet]`: vehicle-ledger settings (defaults when absent).
     pub fleet: FleetSettings,
+    /// `[backup]`: scheduled backups, if configured.
+    pub backup: Option<BackupSection>,
     /// Shipped Modbus profiles and the site's `[[profile]]`s (a site profile replaces a shipped one of the same name).
     pub profiles: Vec<crate::profile::Profile>,
     pub(crate) meter_index: BTreeMap<String, usize>,
@@ -138,6 +140,20 @@ impl Site {
             let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
             dir.join(&self.store.path)
         }
+    }
+
+    /// The directory of scheduled backups, if `[backup]` is configured
+    /// (relative paths are relative to the config file).
+    pub fn backup_dir(&self) -> Option<PathBuf> {
+        let b = self.backup.as_ref()?;
+        Some(if b.dir.is_absolute() {
+            b.dir.clone()
+        } else {
+            self.path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join(&b.dir)
+        })
     }
 
     /// Replacement events of one meter, in time order.

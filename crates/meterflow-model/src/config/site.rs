@@ -69,6 +69,28 @@ fn default_grid_region() -> String {
     "national".to_string()
 }
 
+/// `[backup]`: scheduled online backups of the store while `run` runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSection {
+    /// Directory of the backups; relative paths are relative to the config file.
+    pub dir: PathBuf,
+    /// Hours between backups (default 24); the `backup_stale` alert fires
+    /// when the newest good backup is older than 1.5 periods.
+    #[serde(default = "default_backup_every_h")]
+    pub every_h: u32,
+    /// Backups kept, newest first (default 7); older ones are deleted.
+    #[serde(default = "default_backup_keep")]
+    pub keep: u32,
+}
+
+fn default_backup_every_h() -> u32 {
+    24
+}
+fn default_backup_keep() -> u32 {
+    7
+}
+
 /// `[store]`: the embedded store.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

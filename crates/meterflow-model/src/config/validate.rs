@@ -132,6 +132,7 @@ pub(crate) fn validate(
         waste: doc.waste.map(|w| w.value).unwrap_or_default(),
         office: doc.office.map(|o| o.value).unwrap_or_default(),
         fleet: doc.fleet.map(|f| f.value).unwrap_or_default(),
+        backup: doc.backup.map(|b| b.value),
         meter_index,
     })
 }

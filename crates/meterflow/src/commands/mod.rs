@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 pub(crate) mod alerts;
+pub(crate) mod backup;
 pub(crate) mod check;
 pub(crate) mod demo;
 #[cfg(feature = "export")]

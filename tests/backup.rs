@@ -1,0 +1,324 @@
+//! `meterflow backup` / `restore` and upgrades: an online backup taken while
+//! the writer commits is consistent and restores to a store that continues
+//! exactly; a damaged or newer backup and a non-empty target are refused; an
+//! older store is kept as it was before it is migrated.
+
+use std::path::{Path, PathBuf};
+
+use meterflow_model::{Reading, Site, TimeSource};
+
+use crate::support::{count, dump, run, text};
+
+const SITE: &str = r#"
+[site]
+name = "backup test"
+
+[store]
+path = "store.db"
+
+[[building]]
+id = "B"
+total_area_m2 = 100
+
+[[meter]]
+id = "m"
+kind = "electricity"
+unit = "kWh"
+serves = { building = "B" }
+multiplier = 10
+"#;
+
+/// 2025-01-01T00:00:00Z.
+const T0: i64 = 1_735_689_600_000;
+
+/// Day `d`'s 96 readings (every 15 min), the counter rising 1 kWh each.
+fn day(d: i64) -> Vec<Reading> {
+    (0..96)
+        .map(|i| {
+            let k = d * 96 + i;
+            Reading {
+                meter: "m".into(),
+                quantity: "energy_import".into(),
+                ts_ms: T0 + k * 900_000,
+                value: 1_000.0 + k as f64,
+                recv_ms: T0 + k * 900_000,
+                time_source: TimeSource::Import,
+            }
+        })
+        .collect()
+}
+
+fn site_in(dir: &Path) -> (PathBuf, Site) {
+    std::fs::create_dir_all(dir).expect("dir");
+    let path = dir.join("site.toml");
+    std::fs::write(&path, SITE).expect("site");
+    let site = Site::load(&path).expect("valid");
+    (path, site)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Σ of the meter's 15-minute intervals and its readings' span, micro-kWh.
+fn totals(db: &Path) -> (i64, i64) {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open");
+    let intervals: i64 = c
+        .query_row("SELECT coalesce(sum(micro), 0) FROM intervals", [], |r| {
+            r.get(0)
+        })
+        .expect("intervals");
+    let span: f64 = c
+        .query_row(
+            "SELECT coalesce(max(value) - min(value), 0) FROM readings",
+            [],
+            |r| r.get(0),
+        )
+        .expect("readings");
+    // × multiplier 10, in micro-kWh.
+    (intervals, (span * 10.0 * 1e6).round() as i64)
+}
+
+#[test]
+fn a_backup_taken_while_writing_restores_a_consistent_store_that_continues_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, site) = site_in(&dir.path().join("a"));
+    let days = 60i64;
+    // The writer commits a day per transaction while the backup runs.
+    let writer_site = site.clone();
+    let writing = std::thread::spawn(move || {
+        let mut w = meterflow_store::Writer::open(&writer_site).expect("writer");
+        for d in 0..days {
+            w.write_batch(&day(d), "test").expect("write");
+            std::thread::sleep(std::time::Duration::from_millis(40));
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let backups = dir.path().join("backups");
+    std::fs::create_dir_all(&backups).expect("dir");
+    let out = run(&["backup", "--config", s(&config), "--out", s(&backups)]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    writing.join().expect("writer thread");
+    let files: Vec<PathBuf> = std::fs::read_dir(&backups)
+        .expect("list")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".db.gz"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = &files[0];
+    assert!(PathBuf::from(format!("{}.manifest.json", file.display())).exists());
+
+    // Restore into a new site (an empty store).
+    let (config_b, site_b) = site_in(&dir.path().join("b"));
+    let out = run(&["restore", "--config", s(&config_b), s(file)]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let db_b = site_b.store_path();
+    // A consistent point: whole transactions only (a multiple of 96 readings,
+    // the backup started after the first few), and the intervals derived from
+    // exactly the readings present (a torn copy would differ).
+    let n = count(&db_b, "readings");
+    assert!(n > 0 && n % 96 == 0 && n < days * 96, "{n} readings");
+    let (intervals, span) = totals(&db_b);
+    assert_eq!(
+        intervals, span,
+        "intervals and readings of the restored store agree"
+    );
+
+    // The pipeline continues on the restored store: every batch sent again
+    // (the ones it holds are duplicates), and it ends equal to the original.
+    let mut w = meterflow_store::Writer::open(&site_b).expect("writer");
+    let mut duplicates = 0;
+    for d in 0..days {
+        duplicates += w.write_batch(&day(d), "test").expect("write").1.duplicates;
+    }
+    drop(w);
+    assert_eq!(
+        duplicates as i64, n,
+        "what the backup held is not stored twice"
+    );
+    let (a, b) = (dump(&site.store_path()), dump(&db_b));
+    assert_eq!(a.readings, b.readings);
+    assert_eq!(a.intervals, b.intervals);
+    assert_eq!(a.days, b.days);
+}
+
+#[test]
+fn restore_refuses_damage_a_newer_schema_and_a_store_with_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, site) = site_in(&dir.path().join("a"));
+    let mut w = meterflow_store::Writer::open(&site).expect("writer");
+    w.write_batch(&day(0), "test").expect("write");
+    drop(w);
+    let file = dir.path().join("b.db.gz");
+    let out = run(&["backup", "--config", s(&config), "--out", s(&file)]);
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    // A store with data is not overwritten (exit 2) ...
+    let out = run(&["restore", "--config", s(&config), s(&file)]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("not empty (96 readings"),
+        "{:?}",
+        text(&out)
+    );
+    // ... unless forced, and then it is moved aside, not deleted.
+    let out = run(&["restore", "--config", s(&config), "--force", s(&file)]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let aside: Vec<_> = std::fs::read_dir(dir.path().join("a"))
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("before-restore"))
+        .collect();
+    assert!(!aside.is_empty());
+    assert_eq!(count(&site.store_path(), "readings"), 96);
+
+    // One flipped byte: the checksum refuses it, and the target is untouched.
+    let mut bytes = std::fs::read(&file).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    let bad = dir.path().join("bad.db.gz");
+    std::fs::write(&bad, &bytes).expect("write");
+    std::fs::copy(
+        dir.path().join("b.db.gz.manifest.json"),
+        dir.path().join("bad.db.gz.manifest.json"),
+    )
+    .expect("copy manifest");
+    let (config_c, site_c) = site_in(&dir.path().join("c"));
+    let out = run(&["restore", "--config", s(&config_c), s(&bad)]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("checksum mismatch"),
+        "{:?}",
+        text(&out)
+    );
+    assert!(!site_c.store_path().exists());
+
+    // A backup of a newer schema than this build knows.
+    let newer = dir.path().join("newer.db");
+    std::fs::copy(site.store_path(), &newer).expect("copy");
+    let c = rusqlite::Connection::open(&newer).expect("open");
+    c.pragma_update(None, "user_version", 99).expect("version");
+    drop(c);
+    let newer_gz = dir.path().join("newer.db.gz");
+    meterflow_store::backup::backup(&newer, &newer_gz, "t", 0).expect("backup");
+    let out = run(&["restore", "--config", s(&config_c), s(&newer_gz)]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("schema version 99"),
+        "{:?}",
+        text(&out)
+    );
+    assert!(!site_c.store_path().exists());
+}
+
+#[test]
+fn an_older_store_is_kept_as_it_was_before_it_is_migrated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_config, site) = site_in(&dir.path().join("a"));
+    let db = site.store_path();
+    let mut w = meterflow_store::Writer::open(&site).expect("writer");
+    w.write_batch(&day(0), "test").expect("write");
+    drop(w);
+    // The previous release's store: schema 4, before the ledgers' table.
+    let c = rusqlite::Connection::open(&db).expect("open");
+    c.execute_batch(
+        "DROP INDEX ledger_events_by_time; DROP INDEX ledger_events_by_corrects;
+         DROP TABLE ledger_events; PRAGMA user_version = 4;",
+    )
+    .expect("downgrade");
+    drop(c);
+    // Opening it migrates, after keeping a copy of it as it was.
+    drop(meterflow_store::Writer::open(&site).expect("migrates"));
+    let copies: Vec<PathBuf> = std::fs::read_dir(dir.path().join("a"))
+        .expect("list")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().contains(".pre-v4-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let version = |p: &Path| -> i64 {
+        rusqlite::Connection::open(p)
+            .expect("open")
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version")
+    };
+    assert_eq!(version(&copies[0]), 4);
+    assert_eq!(version(&db), 5);
+    assert_eq!(count(&copies[0], "readings"), 96);
+    assert_eq!(count(&db, "ledger_events"), 0);
+    // A store newer than this build: refused with what to do.
+    let c = rusqlite::Connection::open(&db).expect("open");
+    c.pragma_update(None, "user_version", 99).expect("version");
+    drop(c);
+    let err = meterflow_store::Writer::open(&site)
+        .err()
+        .map(|e| e.to_string())
+        .expect("refused");
+    assert!(
+        err.contains("schema version 99") && err.contains("upgrade meterflow"),
+        "{err}"
+    );
+}
+
+#[test]
+fn scheduled_backups_keep_the_newest_and_a_stale_one_is_alerted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("a");
+    std::fs::create_dir_all(&root).expect("dir");
+    let config = root.join("site.toml");
+    std::fs::write(
+        &config,
+        format!("{SITE}\n[backup]\ndir = \"backups\"\nevery_h = 6\nkeep = 2\n"),
+    )
+    .expect("site");
+    let site = Site::load(&config).expect("valid");
+    let mut w = meterflow_store::Writer::open(&site).expect("writer");
+    w.write_batch(&day(0), "test").expect("write");
+    drop(w);
+    let backups = root.join("backups");
+
+    // The schedule's thread takes one at once (there is none), then waits.
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let s2 = site.clone();
+    let t = std::thread::spawn(move || meterflow_runtime::backup::run_schedule(&s2, &rx));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while meterflow_runtime::backup::list(&backups).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no backup was taken");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    tx.send(true).expect("stop");
+    t.join().expect("schedule thread");
+    assert_eq!(meterflow_runtime::backup::list(&backups).len(), 1);
+
+    // Three more, 6 h apart: only the newest two are kept (keep = 2).
+    let base = meterflow_model::clock::now_ms();
+    for k in 1..=3 {
+        meterflow_runtime::backup::take(&site, base + k * 6 * 3_600_000).expect("backup");
+    }
+    let kept = meterflow_runtime::backup::list(&backups);
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(kept[1].1.created_ms, base + 18 * 3_600_000);
+    // Every kept file has its manifest; the deleted ones left none behind.
+    let files = std::fs::read_dir(&backups).expect("list").count();
+    assert_eq!(files, 4, "two backups and their two manifests");
+
+    // backup_stale: the newest is 18 h ahead of `base`; seen from 24 h after
+    // it the age is 24 / 6 = 4 periods (fires above 1.5); from 3 h after, 0.5.
+    let rule = site
+        .alert_rules
+        .iter()
+        .find(|r| r.id == "backup-stale")
+        .expect("a default rule");
+    let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
+    let live = meterflow_runtime::alerting::LiveMetrics::default();
+    let at = |h: i64| {
+        meterflow_runtime::alerting::observe(&site, &reader, rule, base + h * 3_600_000, &live)
+            .expect("observe")
+    };
+    let late = at(18 + 24);
+    assert_eq!(late.len(), 1);
+    assert!((late[0].value - 4.0).abs() < 1e-9, "{late:?}");
+    assert!(late[0].detail.contains("24.0 h old"), "{late:?}");
+    assert!((at(18 + 3)[0].value - 0.5).abs() < 1e-9);
+    assert!(meterflow_runtime::alerting::threshold(rule) == 1.5);
+}
