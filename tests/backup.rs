@@ -322,3 +322,195 @@ fn scheduled_backups_keep_the_newest_and_a_stale_one_is_alerted() {
     assert!((at(18 + 3)[0].value - 0.5).abs() < 1e-9);
     assert!(meterflow_runtime::alerting::threshold(rule) == 1.5);
 }
+
+const LEDGER_SITE: &str = r#"
+[site]
+name = "ledger move"
+
+[store]
+path = "store.db"
+
+[[building]]
+id = "B"
+total_area_m2 = 100
+
+[[agency]]
+id = "fin"
+name = "市财政局"
+
+[[agency]]
+id = "tax"
+name = "市税务局"
+"#;
+
+/// The waste summaries of a store's ledger, as the API computes them.
+fn waste_summary(site: &Site) -> Vec<meterflow_ledgers::waste::WasteSummary> {
+    let db = meterflow_store::LedgerDb::open(&site.store_path()).expect("ledgers");
+    let events = db.ledger_until("waste", i64::MAX).expect("events");
+    let weigh_ins: Vec<meterflow_ledgers::waste::WeighIn> =
+        meterflow_ledgers::of_kind::<meterflow_ledgers::waste::WeighIn>(&events, "weigh_in")
+            .map(|(_, w)| w)
+            .collect();
+    meterflow_ledgers::waste::summarize(site, &weigh_ins)
+}
+
+#[test]
+fn ledger_events_move_to_another_site_once_and_conflicts_refuse_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site_in = |name: &str| -> (PathBuf, Site) {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).expect("dir");
+        let p = d.join("site.toml");
+        std::fs::write(&p, LEDGER_SITE).expect("site");
+        let s = Site::load(&p).expect("valid");
+        (p, s)
+    };
+    let (config_a, site_a) = site_in("a");
+    let (config_b, site_b) = site_in("b");
+    // Site A: three weigh-ins, one corrected (12 → 15 kg) and one voided.
+    let mut db = meterflow_store::LedgerDb::open(&site_a.store_path()).expect("ledgers");
+    let weigh = |agency: &str, kg: f64, category: &str, destination: &str| {
+        format!(
+            r#"{{"agency":"{agency}","point":"P1","category":"{category}","kg":{kg},"destination":"{destination}"}}"#
+        )
+    };
+    let t = 1_740_787_200_000; // 2025-03-01T00:00Z
+    let bodies = [
+        ("fin", weigh("fin", 12.0, "recyclable", "recycling")),
+        ("fin", weigh("fin", 30.0, "residual", "landfill")),
+        ("tax", weigh("tax", 8.0, "kitchen", "composting")),
+    ];
+    let mut ids = Vec::new();
+    for (i, (agency, body)) in bodies.iter().enumerate() {
+        let e = meterflow_store::NewLedgerEvent {
+            ledger: "waste",
+            kind: "weigh_in",
+            agency: Some(agency),
+            ts_ms: t + i as i64 * 3_600_000,
+            body,
+            corrects: None,
+            void: false,
+            author: "clerk:waste",
+        };
+        ids.push(db.append(&e, t).expect("append").expect("id"));
+    }
+    let fixed = weigh("fin", 15.0, "recyclable", "recycling");
+    let correction = meterflow_store::NewLedgerEvent {
+        ledger: "waste",
+        kind: "weigh_in",
+        agency: Some("fin"),
+        ts_ms: t,
+        body: &fixed,
+        corrects: Some(ids[0]),
+        void: false,
+        author: "clerk:waste",
+    };
+    db.append(&correction, t + 10)
+        .expect("append")
+        .expect("correction");
+    let void = meterflow_store::NewLedgerEvent {
+        corrects: Some(ids[2]),
+        void: true,
+        ..correction.clone()
+    };
+    let void = meterflow_store::NewLedgerEvent {
+        agency: Some("tax"),
+        kind: "weigh_in",
+        body: &bodies[2].1,
+        ..void
+    };
+    db.append(&void, t + 20).expect("append").expect("void");
+    drop(db);
+
+    let file = dir.path().join("waste.jsonl");
+    let out = run(&[
+        "ledger",
+        "export",
+        "--config",
+        s(&config_a),
+        "--out",
+        s(&file),
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&file)
+            .expect("read")
+            .lines()
+            .count(),
+        5
+    );
+
+    // Into the empty site B: all five, then none the second time.
+    let out = run(&["ledger", "import", "--config", s(&config_b), s(&file)]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out)
+            .0
+            .contains("5 ledger events added, 0 already here"),
+        "{:?}",
+        text(&out)
+    );
+    let out = run(&["ledger", "import", "--config", s(&config_b), s(&file)]);
+    assert!(
+        text(&out)
+            .0
+            .contains("0 ledger events added, 5 already here"),
+        "{:?}",
+        text(&out)
+    );
+    let all = |site: &Site| {
+        meterflow_store::LedgerDb::open(&site.store_path())
+            .expect("ledgers")
+            .all(None)
+            .expect("events")
+    };
+    assert_eq!(all(&site_a), all(&site_b));
+    // The same summaries: fin 15 kg recyclable (the correction) + 30 residual;
+    // tax none (its weigh-in was voided).
+    let (sa, sb) = (waste_summary(&site_a), waste_summary(&site_b));
+    assert_eq!(sa, sb);
+    let fin = sb.iter().find(|w| w.agency == "fin").expect("fin");
+    assert!((fin.total_kg - 45.0).abs() < 1e-9, "{fin:?}");
+
+    // A file whose event 2 differs from B's event 2: refused, nothing added.
+    let changed = std::fs::read_to_string(&file)
+        .expect("read")
+        .replace("\"kg\\\":30.0", "\"kg\\\":31.0")
+        .replace("\"kg\\\":30", "\"kg\\\":31");
+    assert_ne!(
+        changed,
+        std::fs::read_to_string(&file).expect("read"),
+        "the edit applied"
+    );
+    let bad = dir.path().join("changed.jsonl");
+    std::fs::write(&bad, changed).expect("write");
+    let before = all(&site_b).len();
+    let out = run(&["ledger", "import", "--config", s(&config_b), s(&bad)]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(
+        text(&out)
+            .1
+            .contains("event 2 is already here as another event"),
+        "{:?}",
+        text(&out)
+    );
+    assert_eq!(all(&site_b).len(), before);
+
+    // A malformed line and an unknown agency: named by line, nothing imported.
+    let (config_c, site_c) = site_in("c");
+    let first = std::fs::read_to_string(&file)
+        .expect("read")
+        .lines()
+        .next()
+        .expect("a line")
+        .replace("\"tax\"", "\"nobody\"")
+        .replace("\"fin\"", "\"nobody\"");
+    let broken = dir.path().join("broken.jsonl");
+    std::fs::write(&broken, format!("{first}\n{{not json\n")).expect("write");
+    let out = run(&["ledger", "import", "--config", s(&config_c), s(&broken)]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    let err = text(&out).1;
+    assert!(err.contains("broken.jsonl:1: agency `nobody`"), "{err}");
+    assert!(err.contains("broken.jsonl:2: not a ledger event"), "{err}");
+    assert!(all(&site_c).is_empty());
+}

@@ -8,8 +8,8 @@ use crate::conn::open_conn;
 use crate::error::{Ctx, StoreError};
 use crate::schema;
 
-/// A stored ledger event.
-#[derive(Debug, Clone, PartialEq)]
+/// A stored ledger event (also one line of `meterflow ledger export`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LedgerEvent {
     /// Id (order of entry).
     pub id: i64,
@@ -26,6 +26,7 @@ pub struct LedgerEvent {
     /// The event this one corrects.
     pub corrects: Option<i64>,
     /// This correction voids the corrected event.
+    #[serde(default)]
     pub void: bool,
     /// Role of the token that entered it.
     pub author: String,
@@ -150,6 +151,82 @@ impl LedgerDb {
         Ok(ids)
     }
 
+    /// Every event, corrections and voids included, in id order: the
+    /// ledgers' whole history (`ledger` = one ledger only).
+    pub fn all(&self, ledger: Option<&str>) -> Result<Vec<LedgerEvent>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare(&format!(
+                "SELECT {COLS} FROM ledger_events WHERE ?1 IS NULL OR ledger = ?1 ORDER BY id"
+            ))
+            .at(&self.path)?;
+        let rows = s.query_map(params![ledger], row).at(&self.path)?;
+        rows.collect::<Result<_, _>>().at(&self.path)
+    }
+
+    /// Add events exported from another store with their ids, in one
+    /// transaction: an event already here with the same id and the same
+    /// content is skipped (importing twice changes nothing); one with the
+    /// same id and other content, or a correction of an event that is in
+    /// neither, refuses the whole import. Returns (added, already present).
+    pub fn import_events(
+        &mut self,
+        events: &[LedgerEvent],
+    ) -> Result<(usize, usize), ImportRefused> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().at(&path)?;
+        let (mut added, mut present) = (0, 0);
+        let mut sorted: Vec<&LedgerEvent> = events.iter().collect();
+        sorted.sort_by_key(|e| e.id);
+        for e in sorted {
+            let here: Option<LedgerEvent> = tx
+                .query_row(
+                    &format!("SELECT {COLS} FROM ledger_events WHERE id = ?1"),
+                    params![e.id],
+                    row,
+                )
+                .optional()
+                .at(&path)?;
+            match here {
+                Some(h) if &h == e => present += 1,
+                Some(h) => {
+                    return Err(ImportRefused::Conflict {
+                        id: e.id,
+                        here: format!("{} {} at {}", h.ledger, h.kind, h.ts_ms),
+                        there: format!("{} {} at {}", e.ledger, e.kind, e.ts_ms),
+                    });
+                }
+                None => {
+                    tx.execute(
+                        "INSERT INTO ledger_events (id, ledger, kind, agency, ts_ms, body, corrects, void, author, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                        params![e.id, e.ledger, e.kind, e.agency, e.ts_ms, e.body, e.corrects, e.void, e.author, e.created_ms],
+                    )
+                    .at(&path)?;
+                    added += 1;
+                }
+            }
+        }
+        for e in events {
+            if let Some(c) = e.corrects {
+                let ok: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM ledger_events WHERE id = ?1 AND ledger = ?2 AND kind = ?3)",
+                        params![c, e.ledger, e.kind],
+                        |r| r.get(0),
+                    )
+                    .at(&path)?;
+                if !ok {
+                    return Err(ImportRefused::Dangling {
+                        id: e.id,
+                        corrects: c,
+                    });
+                }
+            }
+        }
+        tx.commit().at(&path)?;
+        Ok((added, present))
+    }
+
     /// Keep a refused input in `dead_letters` (the payload clipped to 4 KiB).
     pub fn dead_letter(
         &mut self,
@@ -238,4 +315,34 @@ pub(crate) fn ledger_in(
         .at(path)?;
     let rows = s.query_map(params![ledger, to_ms], row).at(path)?;
     rows.collect::<Result<_, _>>().at(path)
+}
+
+/// Why an import of ledger events added nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportRefused {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An event id is taken by another event.
+    #[error(
+        "event {id} is already here as another event ({here}; the file has {there}): the ledgers come from different stores; nothing was imported"
+    )]
+    Conflict {
+        /// The id.
+        id: i64,
+        /// What the store holds under it.
+        here: String,
+        /// What the file holds.
+        there: String,
+    },
+    /// A correction of an event that is neither here nor in the file.
+    #[error(
+        "event {id} corrects event {corrects}, which is neither here nor in the file (of the same ledger and kind); nothing was imported"
+    )]
+    Dangling {
+        /// The correcting event.
+        id: i64,
+        /// What it corrects.
+        corrects: i64,
+    },
 }

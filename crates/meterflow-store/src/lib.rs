@@ -25,7 +25,7 @@ mod write;
 
 pub use alerts::{AlertDb, AlertEvent, AlertStateRow, Firing, PendingNotification, Transition};
 pub use error::StoreError;
-pub use ledger::{LedgerDb, LedgerEvent, NewLedgerEvent};
+pub use ledger::{ImportRefused, LedgerDb, LedgerEvent, NewLedgerEvent};
 pub use outbox::{Outbox, OutboxRow, OutboxStats};
 pub use read::{
     AggRow, AnomalyRow, DayRow, HourRow, IntervalRow, Reader, ReadingRow, RollupFileRow,

@@ -76,6 +76,11 @@ enum Command {
         /// The backup file (its `.manifest.json` beside it).
         backup: PathBuf,
     },
+    /// The ledgers' events out and in as JSON lines (ids kept; importing twice changes nothing).
+    Ledger {
+        #[command(subcommand)]
+        what: LedgerWhat,
+    },
     /// Exports: `export assessment` writes the annual energy assessment.
     #[cfg(feature = "export")]
     Export {
@@ -227,6 +232,31 @@ enum FormatArg {
     Lp,
 }
 
+/// Ledger events out and in.
+#[derive(Debug, clap::Subcommand)]
+enum LedgerWhat {
+    /// Every ledger event (corrections and voids included) as JSON lines, in id order.
+    Export {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// One ledger only: space, vehicles, waste, assets.
+        #[arg(long)]
+        ledger: Option<String>,
+        /// Output file (`-` = standard output).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add exported events to this site's store with their ids: one already here is skipped; a different one under the same id refuses the whole file (exit 2).
+    Import {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The JSON-lines file.
+        file: PathBuf,
+    },
+}
+
 /// What to export.
 #[cfg(feature = "export")]
 #[derive(Debug, clap::Subcommand)]
@@ -323,6 +353,17 @@ pub fn main() -> ExitCode {
             month,
             agency,
         } => commands::kpi::run(&config, year, month, agency.as_deref()),
+        Command::Ledger {
+            what:
+                LedgerWhat::Export {
+                    config,
+                    ledger,
+                    out,
+                },
+        } => commands::ledger::export(&config, ledger.as_deref(), &out),
+        Command::Ledger {
+            what: LedgerWhat::Import { config, file },
+        } => commands::ledger::import(&config, &file),
         Command::Backup { config, out, keep } => commands::backup::run_backup(&config, &out, keep),
         Command::Restore {
             config,

@@ -13,6 +13,7 @@ pub(crate) mod export;
 pub(crate) mod generate;
 pub(crate) mod import;
 pub(crate) mod kpi;
+pub(crate) mod ledger;
 pub(crate) mod probe;
 pub(crate) mod report;
 pub(crate) mod run;
