@@ -92,8 +92,11 @@ pub fn import_files(
 ) -> anyhow::Result<Vec<FileSummary>> {
     let mut writer = Writer::open(site)
         .with_context(|| format!("opening the store {}", site.store_path().display()))?;
+    // Replacements already behind their meter's data go in now; the others
+    // after the files, so history imported in time order is appended, not
+    // re-folded over each replacement (docs/methodology.md §1).
     writer
-        .sync_replacements(site, now_ms())
+        .sync_replacements_behind(site, now_ms())
         .context("storing configured meter replacements")?;
     let mut out = Vec::new();
     for path in data {
@@ -102,6 +105,9 @@ pub fn import_files(
                 .with_context(|| format!("importing {}", path.display()))?,
         );
     }
+    writer
+        .sync_replacements(site, now_ms())
+        .context("storing configured meter replacements")?;
     if let Some(days) = site.store.raw_retention_days {
         writer
             .apply_retention(days, now_ms())

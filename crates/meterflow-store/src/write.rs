@@ -204,6 +204,29 @@ impl Writer {
     /// Store the configured replacement events not yet stored (each is an item
     /// of its meter's counter sequence; a late one re-derives what follows).
     pub fn sync_replacements(&mut self, site: &Site, now_ms: i64) -> Result<usize, StoreError> {
+        self.sync_replacements_where(site, now_ms, false)
+    }
+
+    /// Like [`Writer::sync_replacements`], but only the replacements that are
+    /// already behind their meter's newest stored reading (they re-derive
+    /// what follows them once); the others wait. An import in time order
+    /// calls this first and [`Writer::sync_replacements`] at its end, so its
+    /// readings before a replacement are appended instead of each re-folding
+    /// the replacement (which made such an import quadratic).
+    pub fn sync_replacements_behind(
+        &mut self,
+        site: &Site,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        self.sync_replacements_where(site, now_ms, true)
+    }
+
+    fn sync_replacements_where(
+        &mut self,
+        site: &Site,
+        now_ms: i64,
+        only_behind: bool,
+    ) -> Result<usize, StoreError> {
         let mut added = 0;
         let tx = self.conn.transaction().at(&self.path)?;
         let mut acc = Accumulator::default();
@@ -221,6 +244,9 @@ impl Writer {
                 &meter.spec,
             )?;
             let item = replacement_item(r);
+            if only_behind && cache.last_ts.is_none_or(|last| last < item.ts_ms()) {
+                continue;
+            }
             let exists: Option<i64> = tx
                 .prepare_cached("SELECT kind FROM readings WHERE series = ?1 AND ts_ms = ?2")
                 .and_then(|mut s| {
