@@ -167,3 +167,23 @@ pub mod assessment_site {
         s
     }
 }
+
+/// Import one CSV file into `site`'s store the way `meterflow import` does
+/// (no progress bar); its summary.
+pub fn import_csv(
+    site: &meterflow_model::Site,
+    csv: &Path,
+) -> anyhow::Result<meterflow_runtime::import::FileSummary> {
+    let mut summaries = meterflow_runtime::import::import_files(
+        site,
+        &[csv.to_path_buf()],
+        meterflow_runtime::import::Options {
+            format: None,
+            precision: meterflow_import::Precision::Ns,
+            progress: false,
+        },
+    )?;
+    summaries
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no summary for {}", csv.display()))
+}

@@ -18,9 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use meterflow_import::Precision;
 use meterflow_model::Site;
-use meterflow_runtime::import::{Options, import_files};
 
 const TOKEN: &str = "bench-manager-token-0123456789";
 const AGENCIES: usize = 20;
@@ -229,15 +227,7 @@ fn build_fixture(
         false,
         &mut BufWriter::new(std::fs::File::create(&csv)?),
     )?;
-    let summaries = import_files(
-        site,
-        std::slice::from_ref(&csv),
-        Options {
-            format: None,
-            precision: Precision::Ns,
-            progress: false,
-        },
-    )?;
+    let summaries = [meterflow_benches::import_csv(site, &csv)?];
     anyhow::ensure!(
         summaries[0].stored == rows,
         "import stored {} of {rows}",

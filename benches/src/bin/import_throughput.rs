@@ -8,9 +8,8 @@ use std::io::BufWriter;
 use std::time::Instant;
 
 use anyhow::Context;
-use meterflow_import::{CsvReader, Precision};
+use meterflow_import::CsvReader;
 use meterflow_model::Site;
-use meterflow_runtime::import::{Options, import_files};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -45,15 +44,7 @@ fn main() -> anyhow::Result<()> {
     let reference = raw_sqlite_rate(&csv, &dir.path().join("raw.db"), &site)?;
 
     let t = Instant::now();
-    let summaries = import_files(
-        &site,
-        std::slice::from_ref(&csv),
-        Options {
-            format: None,
-            precision: Precision::Ns,
-            progress: false,
-        },
-    )?;
+    let summaries = [meterflow_benches::import_csv(&site, &csv)?];
     let secs = t.elapsed().as_secs_f64();
     let s = &summaries[0];
     anyhow::ensure!(

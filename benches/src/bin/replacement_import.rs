@@ -10,9 +10,6 @@
 use std::io::Write as _;
 use std::time::Instant;
 
-use meterflow_import::Precision;
-use meterflow_runtime::import::{Options, import_files};
-
 fn once(n: usize, replaced: bool) -> anyhow::Result<f64> {
     let dir = tempfile::tempdir()?;
     // Readings from 2025-01-01 00:00 +08:00 every 15 min; the replacement
@@ -48,15 +45,7 @@ fn once(n: usize, replaced: bool) -> anyhow::Result<f64> {
     }
     drop(f);
     let t = Instant::now();
-    let s = import_files(
-        &site,
-        std::slice::from_ref(&csv),
-        Options {
-            format: None,
-            precision: Precision::Ns,
-            progress: false,
-        },
-    )?;
+    let s = [meterflow_benches::import_csv(&site, &csv)?];
     let secs = t.elapsed().as_secs_f64();
     anyhow::ensure!(s[0].stored == n as u64, "stored {} of {n}", s[0].stored);
     Ok(secs)
