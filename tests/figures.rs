@@ -622,3 +622,106 @@ fn a_negative_remainder_counts_as_zero_and_is_alerted() {
         "{err}"
     );
 }
+
+/// LPG and coal meters feed the KPIs like any carrier: kgce with GB/T 2589's
+/// coefficients, CO₂ where a factor ships, absent with the reason where not.
+#[test]
+fn lpg_and_coal_meters_count_in_energy_and_carbon() {
+    let toml = r#"
+[site]
+name = "carriers"
+
+[store]
+path = "store.db"
+
+[[building]]
+id = "B"
+total_area_m2 = 1000
+
+[[agency]]
+id = "X"
+name = "X"
+
+[[headcount]]
+agency = "X"
+from = 2025-01-01
+persons = 10
+
+[[space]]
+agency = "X"
+building = "B"
+from = 2025-01-01
+area_m2 = 1000
+
+[[meter]]
+id = "el"
+kind = "electricity"
+unit = "kWh"
+serves = { agency = "X" }
+interval_s = 86400
+
+[[meter]]
+id = "lpg"
+kind = "lpg"
+unit = "kg"
+serves = { agency = "X" }
+interval_s = 86400
+
+[[meter]]
+id = "coal"
+kind = "coal"
+unit = "t"
+serves = { building = "B" }
+interval_s = 86400
+"#;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // March 2025: 100 kWh and 5 kg of LPG a day; the boiler 0.2 t of coal a day.
+    let site = store(
+        dir.path(),
+        toml,
+        &[
+            ("el", vec![(date(2025, 3, 1), date(2025, 4, 1), 100.0)]),
+            ("lpg", vec![(date(2025, 3, 1), date(2025, 4, 1), 5.0)]),
+            ("coal", vec![(date(2025, 3, 1), date(2025, 4, 1), 0.2)]),
+        ],
+    );
+    let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
+    let ctx = KpiContext::new(&site).with_today(date(2025, 4, 10));
+    let march = period_of(2025, Some(3)).expect("period");
+    let x = ctx
+        .scope_kpis(&reader, &Scope::Agency("X".into()), march)
+        .expect("kpis");
+    // X: 3 100 kWh × 0.1229 = 380.99 + 155 kg LPG × 1.7143 = 265.7165 → 646.7065 kgce;
+    // the coal (boiler, building-wide, split by area: all X's) 6.2 t = 6 200 kg
+    // × 0.7143 = 4 428.66 → 5 075.3665 kgce.
+    assert!(close(x.carriers.lpg_kg, 155.0, 1e-6), "{:?}", x.carriers);
+    assert!(close(x.carriers.coal_kg, 6_200.0, 1e-6), "{:?}", x.carriers);
+    assert!(close(x.energy_kgce, 5_075.366_5, 1e-6), "{}", x.energy_kgce);
+    // CO₂: coal has no shipped factor: absent, with the reason; never the
+    // 1 645 + 480.66 kg of the other two alone.
+    assert_eq!(x.co2_t, None);
+    assert!(
+        x.withheld
+            .iter()
+            .any(|(f, r)| f == "co2" && r.contains("co2.raw_coal")),
+        "{:?}",
+        x.withheld
+    );
+    // With the site's own coal factor row (an illustrative 1.9 kg/kg) it is
+    // given: 3 100 × 0.5306 + 155 × 3.101 + 6 200 × 1.9 = 1 644.86 + 480.655
+    // + 11 780 = 13 905.515 kg.
+    let with = format!(
+        "{toml}\n[[factor]]\nfactor_set = \"cn-public-institution\"\nindicator = \"co2.raw_coal\"\nunit_in = \"kg\"\nunit_out = \"kgCO2\"\nvalue = 1.9\nsource = \"site's supplier\"\nconfidence = \"C\"\n"
+    );
+    std::fs::write(dir.path().join("site.toml"), with).expect("site");
+    let site2 = Site::load(&dir.path().join("site.toml")).expect("valid");
+    let x2 = KpiContext::new(&site2)
+        .with_today(date(2025, 4, 10))
+        .scope_kpis(&reader, &Scope::Agency("X".into()), march)
+        .expect("kpis");
+    assert!(
+        close(x2.co2_t.unwrap_or(f64::NAN), 13.905_515, 1e-9),
+        "{:?}",
+        x2.co2_t
+    );
+}

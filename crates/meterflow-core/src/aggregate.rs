@@ -50,6 +50,7 @@ pub fn carrier_unit(class: EnergyClass) -> &'static str {
         EnergyClass::Electricity => "kWh",
         EnergyClass::Water | EnergyClass::Gas => "m3",
         EnergyClass::Heat | EnergyClass::Cooling => "GJ",
+        EnergyClass::Lpg | EnergyClass::Coal | EnergyClass::Steam | EnergyClass::FuelOil => "kg",
     }
 }
 
@@ -67,6 +68,13 @@ pub fn rollup_factor(class: EnergyClass, unit: &str) -> Option<i64> {
         (EnergyClass::Heat | EnergyClass::Cooling, "MJ") => 1_000,
         (EnergyClass::Heat | EnergyClass::Cooling, "kWh") => 3_600,
         (EnergyClass::Heat | EnergyClass::Cooling, "MWh") => 3_600_000,
+        (
+            EnergyClass::Lpg | EnergyClass::Coal | EnergyClass::Steam | EnergyClass::FuelOil,
+            "kg",
+        ) => 1_000,
+        (EnergyClass::Lpg | EnergyClass::Coal | EnergyClass::Steam | EnergyClass::FuelOil, "t") => {
+            1_000_000
+        }
         _ => return None,
     })
 }

@@ -18,6 +18,17 @@ pub struct Carriers {
     pub heat_gj: f64,
     /// Water, m³ (not energy).
     pub water_m3: f64,
+    /// District cooling, GJ (energy only where the factor set has
+    /// `kgce.cooling`; GB/T 2589 gives none).
+    pub cooling_gj: f64,
+    /// LPG, kg.
+    pub lpg_kg: f64,
+    /// Raw coal, kg.
+    pub coal_kg: f64,
+    /// Purchased low-pressure steam, kg.
+    pub steam_kg: f64,
+    /// Fuel oil, kg.
+    pub fuel_oil_kg: f64,
 }
 
 /// Comprehensive energy with its parts, kgce.
@@ -33,6 +44,11 @@ pub struct Energy {
     pub diesel: f64,
     /// Heat part.
     pub heat: f64,
+    /// LPG, coal, steam, fuel oil and (with a factor) cooling.
+    pub other: f64,
+    /// Carriers with a quantity left out of `total` for want of a factor
+    /// (only cooling, whose coefficient no standard gives).
+    pub unconverted: Vec<String>,
     /// E = Σ qᵢ × kᵢ (water excluded).
     pub total: f64,
     /// Factors used (for the export's factor sheet and grade-C warnings).
@@ -100,13 +116,36 @@ pub fn comprehensive_energy(
     };
     // The registry states heat per MJ; 1 GJ = 1000 MJ.
     let heat = q.heat_gj * 1000.0 * f("kgce.heat")?;
-    let total = electricity + gas + gasoline + diesel + heat;
+    let mut other = 0.0;
+    for (qty, indicator) in [
+        (q.lpg_kg, "kgce.lpg"),
+        (q.coal_kg, "kgce.raw_coal"),
+        (q.steam_kg, "kgce.steam_lp"),
+        (q.fuel_oil_kg, "kgce.fuel_oil"),
+    ] {
+        if qty != 0.0 {
+            other += qty * f(indicator)?;
+        }
+    }
+    let mut unconverted = Vec::new();
+    if q.cooling_gj != 0.0 {
+        match reg.factor_for_year(factor_set, "kgce.cooling", year) {
+            Some(row) => {
+                other += q.cooling_gj * row.value;
+                used.push(row.clone());
+            }
+            None => unconverted.push("cooling".to_string()),
+        }
+    }
+    let total = electricity + gas + gasoline + diesel + heat + other;
     Ok(Energy {
         electricity,
         gas,
         gasoline,
         diesel,
         heat,
+        other,
+        unconverted,
         total,
         factors: used,
     })
@@ -206,7 +245,7 @@ pub fn carbon(
         out.factors.push(r.clone());
         Some(r.value)
     };
-    let lines: [(&'static str, &str, f64, Option<&str>); 5] = [
+    let lines: [(&'static str, &str, f64, Option<&str>); 10] = [
         ("electricity", grid, q.electricity_kwh, None),
         ("gas", "co2.natural_gas", q.gas_m3, None),
         (
@@ -217,6 +256,11 @@ pub fn carbon(
         ),
         ("diesel", "co2.diesel", q.diesel_l, Some("density.diesel")),
         ("heat", "co2.heat", q.heat_gj, None),
+        ("lpg", "co2.lpg", q.lpg_kg, None),
+        ("coal", "co2.raw_coal", q.coal_kg, None),
+        ("steam", "co2.steam_lp", q.steam_kg, None),
+        ("fuel_oil", "co2.fuel_oil", q.fuel_oil_kg, None),
+        ("cooling", "co2.cooling", q.cooling_gj, None),
     ];
     for (carrier, indicator, qty, dens) in lines {
         if qty == 0.0 {
@@ -319,6 +363,7 @@ mod tests {
             diesel_l: 0.0,
             heat_gj: 3_000.0,
             water_m3: 9_000.0,
+            ..Carriers::default()
         };
         let e = comprehensive_energy(&q, &reg, "cn-public-institution", 2025)
             .expect("shipped registry has every factor");
@@ -386,6 +431,7 @@ mod tests {
             diesel_l: 100.0,
             heat_gj: 100.0,
             water_m3: 50.0,
+            ..Carriers::default()
         };
         let set = "cn-public-institution";
         let c25 = carbon(&q, &reg, set, "co2.grid.national", 2025, None);
@@ -428,5 +474,59 @@ mod tests {
         let none = carbon(&q, &reg, set, "co2.grid.nowhere", 2025, None);
         assert_eq!(none.total_kg, None);
         assert_eq!(none.missing, vec!["co2.grid.nowhere".to_string()]);
+    }
+
+    /// LPG, coal, steam and fuel oil join comprehensive energy and CO₂ with
+    /// the registry's rows; cooling, which no standard converts, is left
+    /// out of both with its name, never counted as zero.
+    #[test]
+    fn the_other_carriers() {
+        let reg = FactorRegistry::shipped();
+        let set = "cn-public-institution";
+        let q = Carriers {
+            lpg_kg: 100.0,
+            coal_kg: 1_000.0,
+            steam_kg: 2_000.0,
+            fuel_oil_kg: 50.0,
+            ..Carriers::default()
+        };
+        let e = comprehensive_energy(&q, &reg, set, 2025).expect("factors ship");
+        // 100 × 1.7143 + 1 000 × 0.7143 + 2 000 × 0.1286 + 50 × 1.4286
+        // = 171.43 + 714.3 + 257.2 + 71.43 = 1 214.36 kgce.
+        assert!(close(e.total, 1_214.36, 1e-9), "{}", e.total);
+        assert!(e.unconverted.is_empty());
+        // CO₂: LPG 100 × 3.101 = 310.1 kg ships; coal, steam and fuel oil have
+        // no shipped CO₂ row: the total is absent and names them.
+        let c = carbon(&q, &reg, set, "co2.grid.national", 2025, None);
+        assert_eq!(c.total_kg, None);
+        assert_eq!(
+            c.missing,
+            vec!["co2.raw_coal", "co2.steam_lp", "co2.fuel_oil"]
+        );
+        let lpg = carbon(
+            &Carriers {
+                lpg_kg: 100.0,
+                ..Carriers::default()
+            },
+            &reg,
+            set,
+            "co2.grid.national",
+            2025,
+            None,
+        );
+        assert!(close(lpg.total_kg.unwrap_or(f64::NAN), 310.1, 1e-9));
+        // Cooling: no kgce row: out of E, named.
+        let cool = comprehensive_energy(
+            &Carriers {
+                cooling_gj: 10.0,
+                electricity_kwh: 100.0,
+                ..Carriers::default()
+            },
+            &reg,
+            set,
+            2025,
+        )
+        .expect("energy");
+        assert!(close(cool.total, 12.29, 1e-9) && cool.unconverted == vec!["cooling"]);
     }
 }

@@ -422,6 +422,11 @@ pub static KPI: Measurement = Measurement {
         ("water_m3", FieldType::Float, "m³"),
         ("gas_m3", FieldType::Float, "m³"),
         ("heat_gj", FieldType::Float, "GJ"),
+        ("cooling_gj", FieldType::Float, "district cooling, GJ"),
+        ("lpg_kg", FieldType::Float, "LPG, kg"),
+        ("coal_kg", FieldType::Float, "raw coal, kg"),
+        ("steam_kg", FieldType::Float, "purchased steam, kg"),
+        ("fuel_oil_kg", FieldType::Float, "fuel oil, kg"),
         (
             "energy_kgce",
             FieldType::Float,

@@ -105,6 +105,11 @@ fn scope_row(
         electricity_kwh: c.electricity_kwh,
         gas_m3: c.gas_m3,
         heat_gj: c.heat_gj,
+        cooling_gj: c.cooling_gj,
+        lpg_kg: c.lpg_kg,
+        coal_kg: c.coal_kg,
+        steam_kg: c.steam_kg,
+        fuel_oil_kg: c.fuel_oil_kg,
         gasoline_l: c.gasoline_l,
         diesel_l: c.diesel_l,
         water_m3: c.water_m3,
@@ -199,6 +204,11 @@ pub fn gather(
             (EnergyClass::Water, "water", "m³"),
             (EnergyClass::Gas, "gas", "m³"),
             (EnergyClass::Heat, "heat", "GJ"),
+            (EnergyClass::Cooling, "cooling", "GJ"),
+            (EnergyClass::Lpg, "lpg", "kg"),
+            (EnergyClass::Coal, "coal", "kg"),
+            (EnergyClass::Steam, "steam", "kg"),
+            (EnergyClass::FuelOil, "fuel_oil", "kg"),
         ] {
             for r in reader.agg(level, id, class, "", Grain::Day, from, to)? {
                 let day = meterflow_core::time::local_date(r.start_ms, site.tz);

@@ -58,6 +58,16 @@ pub struct ScopeRow {
     pub gas_m3: f64,
     /// Heat, GJ.
     pub heat_gj: f64,
+    /// District cooling, GJ.
+    pub cooling_gj: f64,
+    /// LPG, kg.
+    pub lpg_kg: f64,
+    /// Raw coal, kg.
+    pub coal_kg: f64,
+    /// Purchased steam, kg.
+    pub steam_kg: f64,
+    /// Fuel oil, kg.
+    pub fuel_oil_kg: f64,
     /// Vehicle gasoline, L.
     pub gasoline_l: f64,
     /// Vehicle diesel, L.
@@ -240,6 +250,11 @@ fn scope_frame(rows: &[ScopeRow]) -> PolarsResult<DataFrame> {
         f64_col("electricity_kwh", get(|r| r.electricity_kwh)),
         f64_col("gas_m3", get(|r| r.gas_m3)),
         f64_col("heat_gj", get(|r| r.heat_gj)),
+        f64_col("cooling_gj", get(|r| r.cooling_gj)),
+        f64_col("lpg_kg", get(|r| r.lpg_kg)),
+        f64_col("coal_kg", get(|r| r.coal_kg)),
+        f64_col("steam_kg", get(|r| r.steam_kg)),
+        f64_col("fuel_oil_kg", get(|r| r.fuel_oil_kg)),
         f64_col("gasoline_l", get(|r| r.gasoline_l)),
         f64_col("diesel_l", get(|r| r.diesel_l)),
         f64_col("water_m3", get(|r| r.water_m3)),
@@ -493,6 +508,11 @@ pub const ASSESSMENT: &[ColumnSpec] = &[
     c("electricity_kwh", "电力 (kWh)", N2),
     c("gas_m3", "天然气 (m³)", N2),
     c("heat_gj", "热力 (GJ)", N2),
+    c("cooling_gj", "区域供冷 (GJ)", N2),
+    c("lpg_kg", "液化石油气 (kg)", N2),
+    c("coal_kg", "原煤 (kg)", N2),
+    c("steam_kg", "外购蒸汽 (kg)", N2),
+    c("fuel_oil_kg", "燃料油 (kg)", N2),
     c("gasoline_l", "公务车汽油 (L)", N2),
     c("diesel_l", "公务车柴油 (L)", N2),
     c("water_m3", "用水量 (m³)", N2),

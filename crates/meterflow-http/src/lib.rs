@@ -927,6 +927,23 @@ async fn consumption_h(
 
 fn kpis_json(site: &Site, k: &ScopeKpis) -> Value {
     let c = &k.carriers;
+    let mut v = kpis_json_main(site, k);
+    if let Some(o) = v.as_object_mut() {
+        for (key, x) in [
+            ("cooling_gj", c.cooling_gj),
+            ("lpg_kg", c.lpg_kg),
+            ("coal_kg", c.coal_kg),
+            ("steam_kg", c.steam_kg),
+            ("fuel_oil_kg", c.fuel_oil_kg),
+        ] {
+            o.insert(key.into(), json!(x));
+        }
+    }
+    v
+}
+
+fn kpis_json_main(site: &Site, k: &ScopeKpis) -> Value {
+    let c = &k.carriers;
     json!({
         "period": {"from": k.period.from.to_string(), "to": k.period.to.to_string()},
         "electricity_kwh": c.electricity_kwh, "water_m3": c.water_m3, "gas_m3": c.gas_m3, "heat_gj": c.heat_gj,

@@ -20,7 +20,7 @@ use crate::types::{CLASSES, Scope};
 /// and per parent meter the total clipped (its carrier unit).
 #[derive(Debug, Default)]
 pub(crate) struct Clip {
-    pub by_day: BTreeMap<NaiveDate, [f64; 5]>,
+    pub by_day: BTreeMap<NaiveDate, [f64; 9]>,
     pub by_parent: Vec<(String, f64)>,
 }
 

@@ -174,6 +174,14 @@ pub(crate) fn compute(
     let full_year = is_full_year(period);
     let complete = full_year && !running && coverage_pct >= threshold;
 
+    for c in &f.energy.unconverted {
+        withheld.push((
+            format!("energy.{c}"),
+            format!(
+                "{c} is left out of comprehensive energy: the factor set has no kgce.{c} (GB/T 2589 gives none; add a [[factor]] row to count it)"
+            ),
+        ));
+    }
     let co2_t = f.carbon.total_kg.map(|kg| kg / 1000.0);
     if co2_t.is_none() {
         withheld.push((

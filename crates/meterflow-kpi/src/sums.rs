@@ -19,15 +19,15 @@ use crate::types::{CLASSES, Scope};
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Day {
     /// Exact consumption per class, in [`CLASSES`] order.
-    pub raw: [i64; 5],
+    pub raw: [i64; 9],
     /// Which classes have a row that day.
-    pub has: [bool; 5],
+    pub has: [bool; 9],
     /// Measured meter-buckets (all classes).
     pub measured: i64,
     /// Estimated meter-buckets (all classes).
     pub estimated: i64,
     /// Negative remainders given back (carrier units, [`CLASSES`] order).
-    pub clip: [f64; 5],
+    pub clip: [f64; 9],
 }
 
 /// A scope's consumption over a period, per local day.
@@ -116,8 +116,8 @@ pub(crate) fn load(
 impl Sums {
     /// Carrier quantities over the days `keep` accepts.
     pub(crate) fn carriers(&self, keep: &dyn Fn(NaiveDate) -> bool) -> Carriers {
-        let mut raw = [0i64; 5];
-        let mut clip = [0f64; 5];
+        let mut raw = [0i64; 9];
+        let mut clip = [0f64; 9];
         for (d, day) in &self.days {
             if keep(*d) {
                 for (r, v) in raw.iter_mut().zip(day.raw) {
@@ -141,6 +141,11 @@ impl Sums {
             water_m3: v(1),
             gas_m3: v(2),
             heat_gj: v(3),
+            cooling_gj: v(4),
+            lpg_kg: v(5),
+            coal_kg: v(6),
+            steam_kg: v(7),
+            fuel_oil_kg: v(8),
             gasoline_l,
             diesel_l,
         }

@@ -6,14 +6,8 @@ use meterflow_core::denominators::Period;
 use meterflow_core::kpi::{Carbon, Carriers};
 use meterflow_model::EnergyClass;
 
-/// Every energy class, in table order.
-pub(crate) const CLASSES: [EnergyClass; 5] = [
-    EnergyClass::Electricity,
-    EnergyClass::Water,
-    EnergyClass::Gas,
-    EnergyClass::Heat,
-    EnergyClass::Cooling,
-];
+/// Every energy class, in table order (indices of per-class arrays).
+pub(crate) const CLASSES: [EnergyClass; 9] = EnergyClass::ALL;
 
 /// KPIs of one scope over one period (`docs/methodology.md` §5).
 #[derive(Debug, Clone, PartialEq)]

@@ -133,11 +133,32 @@ pub enum EnergyClass {
     Gas,
     /// District heat, GJ/MJ/kWh.
     Heat,
-    /// District cooling.
+    /// District cooling, GJ/MJ/kWh.
     Cooling,
+    /// Liquefied petroleum gas, kg.
+    Lpg,
+    /// Raw coal, kg.
+    Coal,
+    /// Purchased low-pressure steam, kg.
+    Steam,
+    /// Fuel oil, kg.
+    FuelOil,
 }
 
 impl EnergyClass {
+    /// Every class, in table order.
+    pub const ALL: [EnergyClass; 9] = [
+        EnergyClass::Electricity,
+        EnergyClass::Water,
+        EnergyClass::Gas,
+        EnergyClass::Heat,
+        EnergyClass::Cooling,
+        EnergyClass::Lpg,
+        EnergyClass::Coal,
+        EnergyClass::Steam,
+        EnergyClass::FuelOil,
+    ];
+
     /// Stable text form.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -146,6 +167,10 @@ impl EnergyClass {
             EnergyClass::Gas => "gas",
             EnergyClass::Heat => "heat",
             EnergyClass::Cooling => "cooling",
+            EnergyClass::Lpg => "lpg",
+            EnergyClass::Coal => "coal",
+            EnergyClass::Steam => "steam",
+            EnergyClass::FuelOil => "fuel_oil",
         }
     }
 
@@ -155,6 +180,9 @@ impl EnergyClass {
             EnergyClass::Electricity => "energy_import",
             EnergyClass::Water | EnergyClass::Gas => "volume",
             EnergyClass::Heat | EnergyClass::Cooling => "heat_energy",
+            EnergyClass::Lpg | EnergyClass::Coal | EnergyClass::Steam | EnergyClass::FuelOil => {
+                "mass"
+            }
         }
     }
 
@@ -164,6 +192,9 @@ impl EnergyClass {
             EnergyClass::Electricity => &["kWh", "MWh", "Wh"],
             EnergyClass::Water | EnergyClass::Gas => &["m3", "L"],
             EnergyClass::Heat | EnergyClass::Cooling => &["GJ", "MJ", "kWh", "MWh"],
+            EnergyClass::Lpg | EnergyClass::Coal | EnergyClass::Steam | EnergyClass::FuelOil => {
+                &["kg", "t"]
+            }
         }
     }
 }

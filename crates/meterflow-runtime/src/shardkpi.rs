@@ -113,15 +113,7 @@ fn parse(body: &serde_json::Value) -> anyhow::Result<Vec<RollupFileRow>> {
         for s in res["series"].as_array().into_iter().flatten() {
             let tag = |k: &str| s["tags"][k].as_str().unwrap_or_default().to_string();
             let (level, id, class) = (tag("level"), tag("id"), tag("class"));
-            let Some(cls) = [
-                EnergyClass::Electricity,
-                EnergyClass::Water,
-                EnergyClass::Gas,
-                EnergyClass::Heat,
-                EnergyClass::Cooling,
-            ]
-            .into_iter()
-            .find(|c| c.as_str() == class) else {
+            let Some(cls) = EnergyClass::ALL.into_iter().find(|c| c.as_str() == class) else {
                 continue;
             };
             let scale = 10f64.powi(exponent(cls));

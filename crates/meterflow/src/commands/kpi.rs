@@ -158,6 +158,20 @@ pub(crate) fn run(
                 r.status.as_str()
             ));
         }
+        let others: Vec<String> = [
+            ("cooling GJ", c.cooling_gj),
+            ("LPG kg", c.lpg_kg),
+            ("coal kg", c.coal_kg),
+            ("steam kg", c.steam_kg),
+            ("fuel oil kg", c.fuel_oil_kg),
+        ]
+        .iter()
+        .filter(|(_, v)| *v != 0.0)
+        .map(|(n, v)| format!("{n} {v:.2}"))
+        .collect();
+        if !others.is_empty() {
+            notes.push(format!("{}: also {}", k.agency, others.join(", ")));
+        }
         if let Some(y) = k.carbon.grid_factor_year {
             notes.push(format!("{}: grid CO₂ factor of {y}", k.agency));
         }
