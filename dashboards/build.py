@@ -142,7 +142,9 @@ def site(tz):
     b.panel("bargauge", "Year-on-year, per-capita energy this month (%)",
             [f"SELECT last(\"yoy_per_capita_pct\") FROM \"kpi\" WHERE \"scope\" = 'agency' AND \"period\" = 'month' AND {MONTH} GROUP BY \"id\""],
             w=12, h=8, unit="percent",
-            description="Change against the same calendar window last year; negative is a reduction.")
+            description="Change against the same calendar days last year: the days of this month that have data, 29 February left out. "
+                        "Negative is a reduction. Absent when either side covers less than the site's completeness threshold "
+                        "(default 95 % of 15-minute buckets measured or estimated); the API and the export give the reason.")
     return b
 
 
@@ -166,7 +168,10 @@ def agency(tz):
     b.panel("table", "Quota tracking this year",
             [f"SELECT last(\"quota_ratio_to_date\") AS \"to_date\", last(\"projected_ratio\") AS \"projected\", last(\"projection\") AS \"method\" "
              f"FROM \"kpi\" WHERE \"scope\" = 'agency' AND {a} AND \"period\" = 'year' AND {YEAR} GROUP BY \"id\""],
-            w=12, h=6, fmt="table")
+            w=12, h=6, fmt="table",
+            description="To date: per-capita energy against the quota's 约束值 pro-rated to the days with data. Projected: the year end by "
+                        "last year's shape (method last_year) where last year covers the same days and its whole year, by run-rate otherwise, "
+                        "and not before 30 days with data. A running year is tracked, never graded.")
     b.panel("timeseries", "Per-capita energy by month (kgce/person)",
             [f"SELECT \"per_capita_kgce\" FROM \"kpi\" WHERE \"scope\" = 'agency' AND {a} AND \"period\" = 'month' AND {YEAR} GROUP BY \"id\""],
             w=12, h=6)
@@ -226,8 +231,10 @@ def quality(tz):
     b = Board("meterflow-quality", "meterflow · Data quality",
               "Completeness per agency, estimated share, and the normaliser's anomalies.", tz)
     b.panel("table", "Completeness this month by agency (%)",
-            [f"SELECT last(\"completeness_pct\") AS \"completeness_pct\" FROM \"kpi\" WHERE \"scope\" = 'agency' AND \"period\" = 'month' AND {MONTH} GROUP BY \"id\""],
-            w=8, h=8, fmt="table")
+            [f"SELECT last(\"completeness_pct\") AS \"completeness_pct\", last(\"coverage_pct\") AS \"coverage_pct\" FROM \"kpi\" WHERE \"scope\" = 'agency' AND \"period\" = 'month' AND {MONTH} GROUP BY \"id\""],
+            w=8, h=8, fmt="table",
+            description="completeness: measured buckets of the expected; coverage: measured or estimated. Year-on-year, grades and "
+                        "reductions need coverage at the site's threshold (default 95 %).")
     b.panel("timeseries", "Measured and estimated coverage per day (all meters)",
             ["SELECT sum(\"measured_s\") AS \"measured\", sum(\"estimated_s\") AS \"estimated\" FROM \"consumption\" WHERE $timeFilter GROUP BY time(1d) tz('$tz')"],
             w=16, h=8, unit="s")

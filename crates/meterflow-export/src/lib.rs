@@ -312,14 +312,19 @@ fn indicators(lf: LazyFrame, profile: Profile, water_days: f64) -> LazyFrame {
         Profile::National => col("energy_kgce"),
         Profile::QuotaStandard => col("energy_kgce") - col("vehicle_kgce"),
     };
+    // Persons belong to agencies: a building's per-person figures are
+    // absent (the cover says why), never a share of someone's headcount.
+    let persons = when(col("level").eq(lit("building")))
+        .then(lit(NULL).cast(DataType::Float64))
+        .otherwise(col("persons"));
     lf.with_columns([
         (col("energy_kgce") / lit(1000.0)).alias("energy_tce"),
-        ratio(col("energy_kgce"), col("persons")).alias("per_capita_energy"),
+        ratio(col("energy_kgce"), persons.clone()).alias("per_capita_energy"),
         ratio(area_energy, col("area_m2")).alias("per_area_energy"),
-        ratio(col("water_m3"), col("persons")).alias("per_capita_water"),
+        ratio(col("water_m3"), persons.clone()).alias("per_capita_water"),
         ratio(
             col("water_m3") * lit(1000.0),
-            col("persons")
+            persons
                 * match profile {
                     Profile::National => col("water_days"),
                     Profile::QuotaStandard => lit(water_days),

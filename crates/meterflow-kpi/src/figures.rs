@@ -306,6 +306,17 @@ pub(crate) fn compute(
     };
 
     let per_area_co2 = f.indicator("per_area_co2");
+    // Persons belong to agencies: a building has per-area figures only.
+    let per_person = |v: Option<f64>| match scope {
+        Scope::Building(_) => None,
+        _ => v,
+    };
+    if matches!(scope, Scope::Building(_)) {
+        withheld.push((
+            "per_capita".into(),
+            "persons belong to agencies: a building has per-area figures only".into(),
+        ));
+    }
     Ok(ScopeKpis {
         agency: scope.label().to_string(),
         period,
@@ -314,10 +325,10 @@ pub(crate) fn compute(
         co2_t,
         persons: f.persons,
         area_m2: f.area,
-        per_capita_energy: f.indicator("per_capita_energy"),
+        per_capita_energy: per_person(f.indicator("per_capita_energy")),
         per_area_energy: f.indicator("per_area_energy"),
-        water_per_capita: f.indicator("per_capita_water"),
-        water_l_per_person_day: f.indicator("water_per_person_day"),
+        water_per_capita: per_person(f.indicator("per_capita_water")),
+        water_l_per_person_day: per_person(f.indicator("water_per_person_day")),
         water_days: f.water_days,
         completeness_pct,
         coverage_pct,
@@ -325,8 +336,12 @@ pub(crate) fn compute(
         yoy_per_capita_energy_pct: yoy
             .iter()
             .find(|y| y.indicator == "per_capita_energy")
-            .map(|y| y.pct),
-        yoy,
+            .map(|y| y.pct)
+            .filter(|_| !matches!(scope, Scope::Building(_))),
+        yoy: yoy
+            .into_iter()
+            .filter(|y| !(matches!(scope, Scope::Building(_)) && y.indicator.contains("capita")))
+            .collect(),
         yoy_window,
         grades,
         unverified: f
