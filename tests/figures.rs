@@ -71,6 +71,28 @@ fn store(dir: &std::path::Path, toml: &str, batches: &[(&str, Vec<Stretch>)]) ->
     site
 }
 
+/// A scope's KPIs for a calendar year, as of `today`, and its grade of `indicator`.
+fn year_grade(
+    site: &Site,
+    today: NaiveDate,
+    scope: Scope,
+    year: i32,
+    indicator: &str,
+) -> (meterflow_kpi::ScopeKpis, meterflow_kpi::GradeRow) {
+    let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
+    let k = KpiContext::new(site)
+        .with_today(today)
+        .scope_kpis(&reader, &scope, period_of(year, None).expect("year"))
+        .expect("kpis");
+    let g = k
+        .grades
+        .iter()
+        .find(|g| g.indicator == indicator)
+        .cloned()
+        .unwrap_or_else(|| panic!("no grade {indicator}: {:?}", k.withheld));
+    (k, g)
+}
+
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol
 }
@@ -391,20 +413,13 @@ confidence = "C"
                 ),
             ],
         );
-        let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
-        let k = KpiContext::new(&site)
-            .with_today(date(2026, 3, 1))
-            .scope_kpis(
-                &reader,
-                &Scope::Agency("X".into()),
-                period_of(2025, None).expect("p"),
-            )
-            .expect("kpis");
-        let g = k
-            .grades
-            .iter()
-            .find(|g| g.indicator == "per_capita_energy")
-            .unwrap_or_else(|| panic!("graded: {:?}", k.withheld));
+        let (k, g) = year_grade(
+            &site,
+            date(2026, 3, 1),
+            Scope::Agency("X".into()),
+            2025,
+            "per_capita_energy",
+        );
         assert!(close(g.value, value, 1e-3), "{factor}: {g:?}");
         assert_eq!(g.grade, grade, "{factor}: {g:?}");
         assert_eq!(g.electricity_factor, factor);
@@ -724,4 +739,62 @@ interval_s = 86400
         "{:?}",
         x2.co2_t
     );
+}
+
+/// The quota standard's non-heating intensity takes special-function loads
+/// out with their floor area: (E − E_heat − E_vehicle − E_special) / (A − A_special).
+#[test]
+fn the_non_heating_intensity_takes_special_functions_out() {
+    let toml = r#"
+[site]
+name = "special"
+quota_set = "shandong-db37"
+
+[store]
+path = "store.db"
+
+[[building]]
+id = "B"
+total_area_m2 = 1000
+special_area_m2 = 200
+
+[[meter]]
+id = "P"
+kind = "electricity"
+unit = "kWh"
+serves = { building = "B" }
+interval_s = 86400
+
+[[meter]]
+id = "DC"
+kind = "electricity"
+unit = "kWh"
+parent = "P"
+subitem = "D"
+serves = { building = "B" }
+interval_s = 86400
+"#;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 2025: the building 1 000 kWh a day, of which the data centre 300.
+    let site = store(
+        dir.path(),
+        toml,
+        &[
+            ("P", vec![(date(2025, 1, 1), date(2026, 1, 1), 1_000.0)]),
+            ("DC", vec![(date(2025, 1, 1), date(2026, 1, 1), 300.0)]),
+        ],
+    );
+    let (b, g) = year_grade(
+        &site,
+        date(2026, 2, 1),
+        Scope::Building("B".into()),
+        2025,
+        "per_area_nonheating_energy",
+    );
+    // E = 365 000 × 0.1229 = 44 858.5 kgce; E_special = 109 500 × 0.1229 =
+    // 13 457.55; (44 858.5 − 13 457.55) / (1 000 − 200) = 39.2511875 kgce/m²
+    // (> 20.0: 超定额), where E / A alone would say 44.8585.
+    assert!(close(g.value, 39.251_187_5, 1e-9), "{g:?}");
+    assert_eq!(g.grade, "超定额");
+    assert!(close(b.per_area_energy.unwrap_or(f64::NAN), 44.858_5, 1e-9));
 }

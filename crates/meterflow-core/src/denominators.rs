@@ -330,6 +330,45 @@ pub fn agency_area_on(site: &Site, agency: &str, day: NaiveDate) -> f64 {
     area
 }
 
+/// Special-function floor area (`special_area_m2`) reaching a scope on
+/// `day`: a building's own; an agency's share of each building's by its
+/// occupied area there; `None` = the whole site.
+pub fn special_area_on(
+    site: &Site,
+    agency: Option<&str>,
+    building: Option<&str>,
+    day: NaiveDate,
+) -> f64 {
+    site.buildings
+        .iter()
+        .filter(|b| building.is_none_or(|x| x == b.id))
+        .filter(|b| {
+            b.in_service
+                .as_ref()
+                .and_then(to_date)
+                .is_none_or(|d| d <= day)
+        })
+        .map(|b| {
+            let special = b.special_area_m2.unwrap_or(0.0);
+            match agency {
+                None => special,
+                Some(a) => {
+                    let total: f64 = site
+                        .agencies
+                        .iter()
+                        .map(|x| area_on(site, &x.id, day, Some(&b.id)))
+                        .sum();
+                    if total > 0.0 {
+                        special * area_on(site, a, day, Some(&b.id)) / total
+                    } else {
+                        0.0
+                    }
+                }
+            }
+        })
+        .sum()
+}
+
 /// Dates on which a denominator can change: occupancies starting or ending
 /// (the day after), headcounts, buildings entering service.
 pub fn change_dates(site: &Site) -> Vec<NaiveDate> {

@@ -12,7 +12,7 @@ use chrono::{Datelike, NaiveDate};
 use meterflow_core::aggregate::Aggregator;
 use meterflow_core::denominators::{
     Period, agency_area_on, building_area_on, building_persons_on, change_dates, persons_on,
-    site_area_on, site_persons_on, time_weighted_steps,
+    site_area_on, site_persons_on, special_area_on, time_weighted_steps,
 };
 use meterflow_core::kpi::{Carbon, Carriers, Energy, carbon, comprehensive_energy, per};
 use meterflow_model::Site;
@@ -40,6 +40,10 @@ pub(crate) struct Figures {
     pub persons: f64,
     pub area: f64,
     pub water_days: usize,
+    /// Special-function electricity (sub-item D), kWh.
+    pub special_kwh: f64,
+    /// Special-function floor area, m² (time-weighted).
+    pub special_area: f64,
 }
 
 impl Figures {
@@ -84,6 +88,13 @@ fn figures(
         site.site.carbon_factor_year,
     );
     let (persons, area) = denominators(site, scope, days);
+    let changes = change_dates(site);
+    let special_area = time_weighted_steps(days, &changes, &|d| match scope {
+        Scope::Agency(a) => special_area_on(site, Some(a), None, d),
+        Scope::Building(b) => special_area_on(site, None, Some(b), d),
+        Scope::Site => special_area_on(site, None, None, d),
+    })
+    .unwrap_or(0.0);
     Ok(Figures {
         carriers,
         energy,
@@ -91,6 +102,8 @@ fn figures(
         persons,
         area,
         water_days: sums.water_days(&keep),
+        special_kwh: sums.special_kwh(&keep),
+        special_area,
     })
 }
 
@@ -383,22 +396,25 @@ fn quota_value(
         .find(|r| r.indicator == "kgce.electricity")
         .map_or(0.1229, |r| r.value);
     let k = q.electricity_factor.unwrap_or(stat);
-    let energy = f.energy.total - f.energy.electricity + f.carriers.electricity_kwh * k;
-    let with = |e: f64| -> Option<f64> {
+    let energy = |kk: f64| f.energy.total - f.energy.electricity + f.carriers.electricity_kwh * kk;
+    let with = |kk: f64| -> Option<f64> {
+        let e = energy(kk);
         match q.indicator.as_str() {
             "per_capita_energy" => per(e, f.persons),
             "per_area_energy" => per(e, f.area),
-            // Quota-standard non-heating intensity: heating and transport
-            // removed (special-function loads are not separated yet).
-            "per_area_nonheating_energy" => {
-                per(e - f.energy.heat - f.energy.vehicle_fuel(), f.area)
-            }
+            // Quota-standard non-heating intensity: heating, transport and
+            // special-function loads (sub-item D with its declared floor
+            // area) removed.
+            "per_area_nonheating_energy" => per(
+                e - f.energy.heat - f.energy.vehicle_fuel() - f.special_kwh * kk,
+                f.area - f.special_area,
+            ),
             other => f.indicator(other),
         }
     };
-    let value = with(energy)?;
+    let value = with(k)?;
     let statistics = (k != stat)
-        .then(|| with(f.energy.total))
+        .then(|| with(stat))
         .flatten()
         .filter(|s| (s - value).abs() > f64::EPSILON);
     Some((value, statistics, k))

@@ -10,7 +10,7 @@ use meterflow_core::buckets::BUCKET_MS;
 use meterflow_core::denominators::Period;
 use meterflow_core::kpi::Carriers;
 use meterflow_core::time::{day_start, local_date};
-use meterflow_model::Site;
+use meterflow_model::{EnergyClass, Site};
 use meterflow_store::Reader;
 
 use crate::types::{CLASSES, Scope};
@@ -28,6 +28,8 @@ pub(crate) struct Day {
     pub estimated: i64,
     /// Negative remainders given back (carrier units, [`CLASSES`] order).
     pub clip: [f64; 9],
+    /// Electricity of sub-item D (special functions), exact.
+    pub special: i64,
 }
 
 /// A scope's consumption over a period, per local day.
@@ -62,6 +64,21 @@ pub(crate) fn load(
             d.measured += r.measured;
             d.estimated += r.estimated;
         }
+    }
+    // Special-function electricity (sub-item D) for the quota standard's
+    // non-heating intensity.
+    for r in reader.agg(
+        level,
+        id,
+        EnergyClass::Electricity,
+        "D",
+        Grain::Day,
+        from,
+        to,
+    )? {
+        days.entry(local_date(r.start_ms, site.tz))
+            .or_default()
+            .special += r.raw;
     }
     // Vehicle fuel from the vehicle ledger (an agency's vehicles; the site's all).
     let fleet = match scope {
@@ -172,6 +189,17 @@ impl Sums {
             .fold((0, 0), |(m, e), (_, day)| {
                 (m + day.measured, e + day.estimated)
             })
+    }
+
+    /// Special-function electricity (sub-item D), kWh, over the days `keep` accepts.
+    pub(crate) fn special_kwh(&self, keep: &dyn Fn(NaiveDate) -> bool) -> f64 {
+        let raw: i64 = self
+            .days
+            .iter()
+            .filter(|(d, _)| keep(**d))
+            .map(|(_, day)| day.special)
+            .sum();
+        meterflow_core::aggregate::to_carrier(EnergyClass::Electricity, raw)
     }
 
     /// Last local day with data.

@@ -176,6 +176,11 @@ pub struct Building {
     /// absent = always. A building added in 2024 leaves 2020 unchanged.
     #[serde(default)]
     pub in_service: Option<Datetime>,
+    /// Floor area of special-function rooms (data centre, canteen, laundry),
+    /// m²: taken out with their sub-item D electricity from the quota
+    /// standard's non-heating intensity.
+    #[serde(default)]
+    pub special_area_m2: Option<f64>,
     /// 使用面积 / 建筑面积 of the building's rooms: a ledger room known only
     /// by its usable area is converted with it; absent = such a room is
     /// left out of the denominators and flagged.
