@@ -393,9 +393,9 @@ fn reading(spec: &CounterSpec, state: &mut State, v: Point, out: &mut Step) -> S
                 kind: AnomalyKind::ImplausibleDelta,
                 ts_ms: v.ts_ms,
                 detail: format!(
-                    "delta {} over {} s exceeds the {} that the maximum plausible rate {}/h allows: quarantined, not counted",
+                    "delta {} over {} exceeds the {} that the maximum plausible rate {}/h allows: quarantined, not counted",
                     crate::from_micro(micro),
-                    dt / 1000,
+                    crate::time::human_duration(dt),
                     crate::from_micro(spec.limit_micro(dt).unwrap_or(i64::MAX)),
                     spec.max_rate_per_h.unwrap_or(f64::INFINITY)
                 ),
@@ -450,9 +450,9 @@ fn silent_check(spec: &CounterSpec, p: Point, to_ms: i64, dt: i64, out: &mut Ste
             kind: AnomalyKind::MeterSilent,
             ts_ms: to_ms,
             detail: format!(
-                "no reading for {} s after {} (more than {} intervals)",
-                dt / 1000,
-                p.ts_ms,
+                "no reading for {} after {} (more than {} intervals)",
+                crate::time::human_duration(dt),
+                crate::time::utc_text(p.ts_ms),
                 spec.silent_after
             ),
         });

@@ -41,6 +41,30 @@ pub fn day_start(date: NaiveDate, tz: Tz) -> i64 {
     }
 }
 
+/// A duration for people: `45 s`, `12 min 5 s`, `3 h 20 min`, `628 d 1 h`
+/// (a negative one, e.g. seen from an earlier `--at`, is `0 s`).
+pub fn human_duration(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (d, h, m, sec) = (s / 86_400, s / 3_600 % 24, s / 60 % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sec} s"),
+        (0, 0, _) if sec == 0 => format!("{m} min"),
+        (0, 0, _) => format!("{m} min {sec} s"),
+        (0, _, 0) => format!("{h} h"),
+        (0, _, _) => format!("{h} h {m} min"),
+        (_, 0, _) => format!("{d} d"),
+        _ => format!("{d} d {h} h"),
+    }
+}
+
+/// An instant for messages: UTC, RFC 3339 to the second (never raw epoch ms).
+pub fn utc_text(ts_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ts_ms).map_or_else(
+        || format!("{ts_ms} ms"),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +103,22 @@ mod tests {
         assert_eq!(hour_start(first + 15 * 60_000, New_York), first);
         assert_eq!(hour_start(second + 15 * 60_000, New_York), second);
         assert_eq!(local_date(first, New_York), local_date(second, New_York));
+    }
+
+    #[test]
+    fn durations_and_instants_read_like_text() {
+        assert_eq!(human_duration(45_000), "45 s");
+        assert_eq!(human_duration(12 * 60_000 + 5_000), "12 min 5 s");
+        assert_eq!(human_duration(3 * 3_600_000), "3 h");
+        assert_eq!(
+            human_duration(3 * 3_600_000 + 20 * 60_000 + 59_000),
+            "3 h 20 min"
+        );
+        // The 54 262 464 s: 628 days and 1 h (628 × 86 400 = 54 259 200; + 3 264 s).
+        assert_eq!(human_duration(54_262_464_000), "628 d");
+        assert_eq!(human_duration(54_262_464_000 + 3_600_000), "628 d 1 h");
+        assert_eq!(human_duration(-42_300_000), "0 s");
+        // 1 754 755 200 000 ms = 2025-08-09T16:00:00Z.
+        assert_eq!(utc_text(1_754_755_200_000), "2025-08-09T16:00:00Z");
     }
 }

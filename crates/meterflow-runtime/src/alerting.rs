@@ -426,9 +426,11 @@ pub fn observe(
                     target: id,
                     value,
                     detail: format!(
-                        "no reading for {} s (expected every {} s)",
-                        (now_ms - last) / 1000,
-                        m.effective_interval_s()
+                        "no reading for {} (expected every {})",
+                        meterflow_core::time::human_duration(now_ms - last),
+                        meterflow_core::time::human_duration(
+                            i64::from(m.effective_interval_s()) * 1000
+                        )
                     ),
                 });
             }

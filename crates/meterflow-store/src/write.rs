@@ -461,9 +461,9 @@ pub(crate) fn implausible_time(
     let latest = r.recv_ms.saturating_add(max_future_ms);
     if r.ts_ms > latest {
         return Some(format!(
-            "{} is more than {} s after it was received ({})",
+            "{} is more than {} after it was received ({})",
             iso_utc(r.ts_ms),
-            max_future_ms / 1000,
+            meterflow_core::time::human_duration(max_future_ms),
             iso_utc(r.recv_ms)
         ));
     }
@@ -568,8 +568,8 @@ fn write_one(
     )?;
     if r.ts_ms > r.recv_ms + CLOCK_SKEW_MS {
         let detail = format!(
-            "source time is {} s ahead of receive time",
-            (r.ts_ms - r.recv_ms) / 1000
+            "source time is {} ahead of receive time",
+            meterflow_core::time::human_duration(r.ts_ms - r.recv_ms)
         );
         insert_anomaly(
             tx,
