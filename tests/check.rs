@@ -161,3 +161,28 @@ fn check_fails_on_every_unset_secret_with_its_line() {
     assert!(!err.contains("PUSH_TOKEN"), "{err}");
     assert!(err.contains("2 secrets missing"), "{err}");
 }
+
+/// Logs written to a file or a journal (stderr not a terminal) carry no
+/// ANSI colour codes.
+#[test]
+fn logs_to_a_file_have_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = crate::support::example_site(dir.path(), 5_000);
+    let out = crate::support::bin()
+        .args([
+            "run",
+            "--config",
+            site.to_str().expect("utf-8"),
+            "--seconds",
+            "1",
+        ])
+        .env("METERFLOW_LOG", "info")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("INFO") || err.contains("WARN"),
+        "no log lines: {err}"
+    );
+    assert!(!err.contains('\u{1b}'), "colour codes in: {err}");
+}
