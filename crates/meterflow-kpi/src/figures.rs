@@ -87,8 +87,8 @@ fn figures(
         year,
         site.site.carbon_factor_year,
     );
-    let (persons, area) = denominators(site, scope, days);
     let changes = change_dates(site);
+    let (persons, area) = denominators(site, scope, days, &changes);
     let special_area = time_weighted_steps(days, &changes, &|d| match scope {
         Scope::Agency(a) => special_area_on(site, Some(a), None, d),
         Scope::Building(b) => special_area_on(site, None, Some(b), d),
@@ -108,9 +108,13 @@ fn figures(
 }
 
 /// Time-weighted persons and area of `scope` over a set of days.
-fn denominators(site: &Site, scope: &Scope, days: &BTreeSet<NaiveDate>) -> (f64, f64) {
-    let changes = change_dates(site);
-    let tw = |f: &dyn Fn(NaiveDate) -> f64| time_weighted_steps(days, &changes, f).unwrap_or(0.0);
+fn denominators(
+    site: &Site,
+    scope: &Scope,
+    days: &BTreeSet<NaiveDate>,
+    changes: &[NaiveDate],
+) -> (f64, f64) {
+    let tw = |f: &dyn Fn(NaiveDate) -> f64| time_weighted_steps(days, changes, f).unwrap_or(0.0);
     match scope {
         Scope::Agency(a) => (
             tw(&|d| persons_on(site, a, d)),
@@ -213,6 +217,8 @@ pub(crate) fn compute(
     let mut yoy = Vec::new();
     let mut yoy_window = None;
     let mut prev_window: Option<(Figures, f64)> = None;
+    // This period's figures over the window, kept for the reductions.
+    let mut now_window: Option<Figures> = None;
     let mut prev_sums = None;
     match shift_year(period, -1) {
         _ if window.is_empty() => withheld.push(("yoy".into(), "no data in the period".into())),
@@ -255,6 +261,7 @@ pub(crate) fn compute(
                         }
                     }
                     prev_window = Some((was, b));
+                    now_window = Some(now);
                 }
                 (n, Some(b)) => withheld.push((
                     "yoy".into(),
@@ -296,11 +303,9 @@ pub(crate) fn compute(
     }
 
     let reductions = if full_year {
-        let now_window = if running && !window.is_empty() {
-            Some(figures(site, &sums, scope, &window, year)?)
-        } else {
-            None
-        };
+        if running && !window.is_empty() && now_window.is_none() {
+            now_window = Some(figures(site, &sums, scope, &window, year)?);
+        }
         reductions(
             site,
             agg,

@@ -31,8 +31,16 @@ use meterflow_store::Reader;
 pub struct KpiContext {
     site: Arc<Site>,
     agg: OnceLock<Arc<Aggregator>>,
-    merged: Mutex<Option<(LedgerState, Arc<Site>)>>,
+    merged: Mutex<Option<(LedgerState, Merged)>>,
     today: Option<NaiveDate>,
+}
+
+/// The site merged with the office-space ledger, and the ledger's rooms left
+/// out of the areas (agency, room), both kept per ledger state.
+#[derive(Clone)]
+struct Merged {
+    site: Arc<Site>,
+    left_out: Arc<Vec<(String, String)>>,
 }
 
 /// The state of an append-only ledger: its length and the greatest and the
@@ -78,8 +86,17 @@ impl KpiContext {
     /// The site merged with the office-space ledger `space`: from this
     /// context's cache while the ledger is unchanged.
     pub fn merged_site(&self, space: &[meterflow_store::LedgerEvent]) -> Arc<Site> {
+        self.merged(space).site
+    }
+
+    /// The merge and the rooms it left out, from the cache while the ledger
+    /// is unchanged.
+    fn merged(&self, space: &[meterflow_store::LedgerEvent]) -> Merged {
         if space.is_empty() {
-            return Arc::clone(&self.site);
+            return Merged {
+                site: Arc::clone(&self.site),
+                left_out: Arc::new(Vec::new()),
+            };
         }
         let key: LedgerState = (
             space.len(),
@@ -90,11 +107,16 @@ impl KpiContext {
             && let Some((k, merged)) = c.as_ref()
             && *k == key
         {
-            return Arc::clone(merged);
+            return merged.clone();
         }
-        let merged = Arc::new(meterflow_ledgers::space::merged_site(&self.site, space));
+        let merged = Merged {
+            site: Arc::new(meterflow_ledgers::space::merged_site(&self.site, space)),
+            left_out: Arc::new(meterflow_ledgers::space::rooms_without_gross_area(
+                &self.site, space,
+            )),
+        };
         if let Ok(mut c) = self.merged.lock() {
-            *c = Some((key, Arc::clone(&merged)));
+            *c = Some((key, merged.clone()));
         }
         merged
     }
@@ -109,22 +131,33 @@ impl KpiContext {
         period: Period,
     ) -> anyhow::Result<ScopeKpis> {
         let space = reader.ledger_until("space", i64::MAX)?;
-        let merged = self.merged_site(&space);
+        let merged = self.merged(&space);
         let today = self.today.unwrap_or_else(|| {
             meterflow_core::time::local_date(meterflow_model::clock::now_ms(), self.site.tz)
         });
-        let mut k = figures::compute(&merged, &self.aggregator(), reader, scope, period, today)?;
-        let who = match scope {
-            Scope::Agency(a) => Some(a.as_str()),
-            _ => None,
-        };
-        let left_out = meterflow_ledgers::space::rooms_without_gross_area(&self.site, &space, who);
+        let mut k = figures::compute(
+            &merged.site,
+            &self.aggregator(),
+            reader,
+            scope,
+            period,
+            today,
+        )?;
+        let left_out: std::collections::BTreeSet<&str> = merged
+            .left_out
+            .iter()
+            .filter(|(a, _)| match scope {
+                Scope::Agency(x) => a == x,
+                _ => true,
+            })
+            .map(|(_, room)| room.as_str())
+            .collect();
         if !left_out.is_empty() {
             k.withheld.push((
                 "area.rooms".into(),
                 format!(
                     "rooms known only by usable area (使用面积) are left out of the area, their building declares no usable_to_gross: {}",
-                    left_out.join(", ")
+                    left_out.into_iter().collect::<Vec<_>>().join(", ")
                 ),
             ));
         }

@@ -369,22 +369,16 @@ fn gross_area(site: &Site, r: &Room) -> Option<f64> {
     Some(r.usable_m2 / ratio)
 }
 
-/// Rooms allocated to `agency` (any agency with `None`) that are left out of
-/// the area denominators: only their usable area is known and their
-/// building declares no `usable_to_gross`.
-pub fn rooms_without_gross_area(
-    site: &Site,
-    events: &[LedgerEvent],
-    agency: Option<&str>,
-) -> Vec<String> {
-    let mut out: Vec<String> = allocation_periods(site, events)
+/// Rooms left out of the area denominators, as (agency, room): only their
+/// usable area is known and their building declares no `usable_to_gross`.
+pub fn rooms_without_gross_area(site: &Site, events: &[LedgerEvent]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = allocation_periods(site, events)
         .into_iter()
-        .filter(|p| agency.is_none_or(|a| p.agency == a))
         .filter(|p| {
             room_at(events, &p.room, day_start(p.from, site.tz))
                 .is_some_and(|r| gross_area(site, &r).is_none())
         })
-        .map(|p| p.room)
+        .map(|p| (p.agency, p.room))
         .collect();
     out.sort();
     out.dedup();
