@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::conn::open_conn;
 use crate::error::{Ctx, StoreError};
@@ -89,14 +89,20 @@ impl LedgerDb {
         })
     }
 
-    /// Append an event; its id. A correction must name an event of the same
+    /// Append an event; its id. The transaction takes the write lock at once
+    /// (IMMEDIATE): it reads before it writes, and a deferred one that
+    /// another writer overtakes fails at once with SQLITE_BUSY instead of
+    /// waiting for the busy timeout. A correction must name an event of the same
     /// ledger and kind that is itself still in effect (`Ok(None)` otherwise).
     pub fn append(
         &mut self,
         e: &NewLedgerEvent<'_>,
         now_ms: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let tx = self.conn.transaction().at(&self.path)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(&self.path)?;
         if let Some(c) = e.corrects {
             let target: Option<(String, String)> = tx
                 .query_row(
@@ -137,7 +143,10 @@ impl LedgerDb {
         events: &[NewLedgerEvent<'_>],
         now_ms: i64,
     ) -> Result<Vec<i64>, StoreError> {
-        let tx = self.conn.transaction().at(&self.path)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(&self.path)?;
         let mut ids = Vec::with_capacity(events.len());
         for e in events {
             tx.execute(
@@ -174,7 +183,10 @@ impl LedgerDb {
         events: &[LedgerEvent],
     ) -> Result<(usize, usize), ImportRefused> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().at(&path)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(&path)?;
         let (mut added, mut present) = (0, 0);
         let mut sorted: Vec<&LedgerEvent> = events.iter().collect();
         sorted.sort_by_key(|e| e.id);
