@@ -36,7 +36,7 @@ fn site_text(device: &Path) -> String {
 }
 
 /// (ts, value) of a meter quantity's readings with a value.
-fn readings(db: &Path, meter: &str, quantity: &str) -> Vec<(i64, f64)> {
+pub(crate) fn readings(db: &Path, meter: &str, quantity: &str) -> Vec<(i64, f64)> {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("store");
     let mut s = c
@@ -159,7 +159,8 @@ fn a_mixed_rs485_bus_reads_every_meter_and_isolates_a_bad_one() {
             .any(|l| l.contains("w1") || l.contains("valve-fault")),
         "{out}"
     );
-    // e3's replies never pass the checksum: no value, reported, parked.
+    // e3's replies never pass the checksum: no value, counted as bad
+    // checksums (not as silence), parked.
     assert!(readings(&db, "e3", "energy_import").is_empty());
     let health = &summary.buses["rs485"];
     assert!(
@@ -171,7 +172,13 @@ fn a_mixed_rs485_bus_reads_every_meter_and_isolates_a_bad_one() {
     );
     let meters = health.meters.lock().expect("lock");
     let e3 = &meters["e3"];
-    assert!(e3.timeouts >= 1 && e3.good_polls == 0, "{e3:?}");
+    assert!(
+        e3.items["00010000"].bad_checksums >= 1
+            && e3.items["00010000"].timeouts == 0
+            && e3.good_polls == 0
+            && e3.failed_polls >= 1,
+        "{e3:?}"
+    );
     // The others were polled on schedule: every 2 s for 9 s.
     for id in ["e1", "e2", "w1", "w2"] {
         let h = &meters[id];
@@ -263,8 +270,8 @@ fn frames_cross_check_with_an_independent_implementation() {
         let reply =
             ask(serde_json::json!({"op": "cjt_reply", "type": 16, "address": addr, "m3": m3}));
         let f = cjt188::parse(&unhex(reply["hex"].as_str().expect("hex"))).expect("our parser");
-        let r =
-            cjt188::data_reply(&f, cjt188::COLD_WATER, &a, cjt188::DI_CURRENT).expect("reading");
+        let r = cjt188::data_reply(&f, cjt188::COLD_WATER, &a, cjt188::Layout::default())
+            .expect("reading");
         assert_eq!(r.cumulative, m3);
         let ours = cjt188::reply_water(cjt188::COLD_WATER, &a, cjt188::DI_CURRENT, 0, m3, 0);
         let v = ask(serde_json::json!({"op": "cjt_decode", "hex": hex(&ours)}));

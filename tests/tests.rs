@@ -8,6 +8,7 @@ mod alerts;
 mod api;
 mod backup;
 mod check;
+mod cnfield;
 mod cnmeters;
 mod dashboards;
 mod export;

@@ -120,12 +120,17 @@ def handle(c):
     raise ValueError(f"unknown op {op}")
 
 
-for line in sys.stdin:
-    line = line.strip()
-    if not line:
-        continue
-    try:
-        print(json.dumps(handle(json.loads(line))))
-    except Exception as e:  # reported to the test, which fails on it
-        print(json.dumps({"error": str(e)}))
-    sys.stdout.flush()
+def main():
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            print(json.dumps(handle(json.loads(line))))
+        except Exception as e:  # reported to the test, which fails on it
+            print(json.dumps({"error": str(e)}))
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

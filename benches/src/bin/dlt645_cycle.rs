@@ -69,11 +69,12 @@ fn main() -> anyhow::Result<()> {
         for cycle in 0..=cycles {
             let t = Instant::now();
             for p in &polls {
-                let (readings, errors) = poll(&mut link, &bus, p).await;
+                let got = poll(&mut link, &bus, p).await;
                 assert!(
-                    readings.len() == 1 && errors.is_empty(),
-                    "{}: {errors:?}",
-                    p.meter
+                    got.readings.len() == 1 && got.errors.is_empty(),
+                    "{}: {:?}",
+                    p.meter,
+                    got.errors
                 );
             }
             if cycle > 0 {

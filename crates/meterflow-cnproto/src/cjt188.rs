@@ -1,10 +1,14 @@
 //! CJ/T 188 (water, heat and gas meters): frames
 //! `[FE…] 68 T A0..A6 C L DATA CS 16`, no +0x33 offset. Read 0x01 → 0x81,
-//! error 0xC1; DI `90 1F` (the byte order is configurable: some meters want
-//! `1F 90`) followed by the sequence number SER.
+//! error 0xC1; DI `90 1F` followed by the sequence number SER.
+//!
+//! Meters in the field differ in three places, described by a [`Layout`]:
+//! the DI byte order (`90 1F` or `1F 90`), where the valve and battery bits
+//! sit in ST0, and where the status bytes sit in an error reply.
 //!
 //! Addresses are written as the 7 bytes appear on the wire (A0 first), as in
-//! `docs/methodology.md` §12: meter `12000000000000` is `12 00 00 00 00 00 00`.
+//! `docs/methodology.md` §12: meter `12000000000000` is `12 00 00 00 00 00 00`;
+//! [`address_from_nameplate`] turns the number printed on a meter into it.
 
 use std::fmt;
 
@@ -38,6 +42,70 @@ pub fn address(text: &str) -> Option<[u8; 7]> {
         *slot = u8::from_str_radix(&text[i * 2..i * 2 + 2], 16).ok()?;
     }
     Some(a)
+}
+
+/// The number printed on a meter's nameplate (14 digits, most significant
+/// first: A6 … A0) into the wire order: `00000012345678` → `78 56 34 12 00 00 00`.
+pub fn address_from_nameplate(text: &str) -> Option<[u8; 7]> {
+    let mut a = address(text)?;
+    a.reverse();
+    Some(a)
+}
+
+/// The nameplate form of a wire-order address (the reverse of [`address_from_nameplate`]).
+pub fn nameplate_text(a: &[u8; 7]) -> String {
+    a.iter().rev().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Where a meter model keeps the valve and battery bits of ST0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatusBits {
+    /// Valve in bits 0–1 (00 open, 01 closed, 1x fault), battery low in bit 2 (the standard's table).
+    #[default]
+    Valve01Battery2,
+    /// Battery low in bit 5, valve in bits 6–7 (as some collectors read it).
+    Battery5Valve67,
+}
+
+/// Where the status bytes sit in a 0xC1 error reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorLayout {
+    /// `DI0 DI1 SER ST0 ST1`: status at data bytes 3–4.
+    #[default]
+    DiSerStatus,
+    /// `SER ST0 ST1`: status at data bytes 1–2.
+    SerStatus,
+}
+
+/// One meter model's way of speaking CJ/T 188.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// DI of the current data, in wire order.
+    pub di: [u8; 2],
+    /// ST0 bits.
+    pub status: StatusBits,
+    /// Error reply.
+    pub error: ErrorLayout,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            di: DI_CURRENT,
+            status: StatusBits::default(),
+            error: ErrorLayout::default(),
+        }
+    }
+}
+
+impl Layout {
+    /// The same layout with the other DI byte order.
+    pub fn other_di_order(self) -> Layout {
+        Layout {
+            di: [self.di[1], self.di[0]],
+            ..self
+        }
+    }
 }
 
 /// Bytes back into the written address.
@@ -231,20 +299,45 @@ fn quantity_at(d: &[u8], at: usize) -> Result<(f64, &'static str), ReplyError> {
     Ok((x * factor, name))
 }
 
-fn status_at(d: &[u8], at: usize) -> Result<Status, ReplyError> {
+fn status_at(d: &[u8], at: usize, bits: StatusBits) -> Result<Status, ReplyError> {
     let st = d
         .get(at..at + 2)
         .ok_or(ReplyError::Malformed("no status bytes"))?;
-    let valve = match st[0] & 0x03 {
-        0 => Valve::Open,
-        1 => Valve::Closed,
-        _ => Valve::Fault,
+    Ok(status_of(u16::from(st[0]) | (u16::from(st[1]) << 8), bits))
+}
+
+/// The status bytes (ST0 in the low byte) read with a model's bit layout.
+pub fn status_of(raw: u16, bits: StatusBits) -> Status {
+    let st0 = (raw & 0xFF) as u8;
+    let (valve, battery) = match bits {
+        StatusBits::Valve01Battery2 => (st0 & 0x03, st0 & 0x04 != 0),
+        StatusBits::Battery5Valve67 => ((st0 >> 6) & 0x03, st0 & 0x20 != 0),
     };
-    Ok(Status {
-        valve,
-        battery_low: st[0] & 0x04 != 0,
-        raw: u16::from(st[0]) | (u16::from(st[1]) << 8),
-    })
+    Status {
+        valve: match valve {
+            0 => Valve::Open,
+            1 => Valve::Closed,
+            _ => Valve::Fault,
+        },
+        battery_low: battery,
+        raw,
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let valve = match self.valve {
+            Valve::Open => "valve open",
+            Valve::Closed => "valve closed",
+            Valve::Fault => "valve fault",
+        };
+        let battery = if self.battery_low {
+            "battery low"
+        } else {
+            "battery ok"
+        };
+        write!(f, "0x{:04X} ({valve}, {battery})", self.raw)
+    }
 }
 
 /// Check a reply against the request and decode the current data.
@@ -252,8 +345,9 @@ pub fn data_reply(
     frame: &Frame,
     meter_type: u8,
     address: &[u8; 7],
-    di: [u8; 2],
+    layout: Layout,
 ) -> Result<Reading, ReplyError> {
+    let di = layout.di;
     if &frame.address != address {
         return Err(ReplyError::WrongAddress {
             expected: address_text(address),
@@ -266,8 +360,12 @@ pub fn data_reply(
     let d = &frame.data;
     match frame.control {
         0xC1 => {
+            let at = match layout.error {
+                ErrorLayout::DiSerStatus => 3,
+                ErrorLayout::SerStatus => 1,
+            };
             let st = d
-                .get(3..5)
+                .get(at..at + 2)
                 .map_or(0, |s| u16::from(s[0]) | (u16::from(s[1]) << 8));
             Err(ReplyError::Meter(st))
         }
@@ -287,7 +385,7 @@ pub fn data_reply(
                     cumulative: heat,
                     unit,
                     flow_m3: Some(flow),
-                    status: status_at(d, 44)?,
+                    status: status_at(d, 44, layout.status)?,
                 })
             } else {
                 // Water and gas: current cumulative flow, settlement-day flow, time, status.
@@ -296,7 +394,7 @@ pub fn data_reply(
                     cumulative: flow,
                     unit,
                     flow_m3: None,
-                    status: status_at(d, 20)?,
+                    status: status_at(d, 20, layout.status)?,
                 })
             }
         }
@@ -342,7 +440,7 @@ mod tests {
         let reply = reply_water(COLD_WATER, &a, DI_CURRENT, 0, 1234.56, 0x04);
         let f = parse(&reply).expect("frame");
         assert_eq!(&f.data[3..8], &[0x56, 0x34, 0x12, 0x00, 0x2C]);
-        let r = data_reply(&f, COLD_WATER, &a, DI_CURRENT).expect("reading");
+        let r = data_reply(&f, COLD_WATER, &a, Layout::default()).expect("reading");
         assert_eq!(r.cumulative, 1234.56);
         assert_eq!(r.unit, "m3");
         assert_eq!(r.status.valve, Valve::Open);
@@ -355,21 +453,21 @@ mod tests {
         let b = address("13000000000000").expect("address");
         let f = parse(&reply_water(COLD_WATER, &b, DI_CURRENT, 0, 1.0, 0)).expect("frame");
         assert!(matches!(
-            data_reply(&f, COLD_WATER, &a, DI_CURRENT),
+            data_reply(&f, COLD_WATER, &a, Layout::default()),
             Err(ReplyError::WrongAddress { .. })
         ));
         let f = parse(&reply_water(HOT_WATER, &a, DI_CURRENT, 0, 1.0, 0)).expect("frame");
         assert_eq!(
-            data_reply(&f, COLD_WATER, &a, DI_CURRENT),
+            data_reply(&f, COLD_WATER, &a, Layout::default()),
             Err(ReplyError::WrongType(HOT_WATER))
         );
         let f = parse(&reply_water(COLD_WATER, &a, [0x1F, 0x90], 0, 1.0, 0)).expect("frame");
         assert_eq!(
-            data_reply(&f, COLD_WATER, &a, DI_CURRENT),
+            data_reply(&f, COLD_WATER, &a, Layout::default()),
             Err(ReplyError::WrongDi([0x1F, 0x90]))
         );
         assert!(
-            data_reply(&f, COLD_WATER, &a, [0x1F, 0x90]).is_ok(),
+            data_reply(&f, COLD_WATER, &a, Layout::default().other_di_order()).is_ok(),
             "byte order as configured"
         );
         let f = parse(&encode(
@@ -381,9 +479,57 @@ mod tests {
         ))
         .expect("frame");
         assert_eq!(
-            data_reply(&f, COLD_WATER, &a, DI_CURRENT),
+            data_reply(&f, COLD_WATER, &a, Layout::default()),
             Err(ReplyError::Meter(0x0003))
         );
+    }
+
+    /// The two ST0 layouts and the two error layouts, read off bytes built by hand.
+    #[test]
+    fn model_variants_read_their_own_bits() {
+        let a = address("12000000000000").expect("address");
+        // ST0 = 0b0110_0000: battery bit 5 set, bits 6-7 = 01 (closed) in the
+        // collector layout; in the standard layout bits 0-2 are clear.
+        let reply = reply_water(COLD_WATER, &a, DI_CURRENT, 0, 5.0, 0x60);
+        let f = parse(&reply).expect("frame");
+        let std = data_reply(&f, COLD_WATER, &a, Layout::default()).expect("standard");
+        assert_eq!(
+            (std.status.valve, std.status.battery_low),
+            (Valve::Open, false)
+        );
+        let alt = Layout {
+            status: StatusBits::Battery5Valve67,
+            ..Layout::default()
+        };
+        let r = data_reply(&f, COLD_WATER, &a, alt).expect("variant");
+        assert_eq!(
+            (r.status.valve, r.status.battery_low),
+            (Valve::Closed, true)
+        );
+        assert_eq!(r.status.to_string(), "0x0060 (valve closed, battery low)");
+        // Error reply `SER ST0 ST1` = 00 41 00: ST0 0x41.
+        let f = parse(&encode(COLD_WATER, &a, 0xC1, &[0x00, 0x41, 0x00], true)).expect("frame");
+        let ser_first = Layout {
+            error: ErrorLayout::SerStatus,
+            ..Layout::default()
+        };
+        assert_eq!(
+            data_reply(&f, COLD_WATER, &a, ser_first),
+            Err(ReplyError::Meter(0x0041))
+        );
+        // Read with the standard layout, the status would be past the data: 0.
+        assert_eq!(
+            data_reply(&f, COLD_WATER, &a, Layout::default()),
+            Err(ReplyError::Meter(0))
+        );
+    }
+
+    #[test]
+    fn nameplate_numbers_are_reversed_onto_the_wire() {
+        let a = address_from_nameplate("00000012345678").expect("nameplate");
+        assert_eq!(a, [0x78, 0x56, 0x34, 0x12, 0, 0, 0]);
+        assert_eq!(nameplate_text(&a), "00000012345678");
+        assert_eq!(address_text(&a), "78563412000000");
     }
 
     proptest! {
@@ -391,8 +537,10 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             if let Ok(f) = parse(&bytes) {
-                let _ = data_reply(&f, f.meter_type, &f.address, DI_CURRENT);
-                let _ = data_reply(&f, HEAT, &f.address, DI_CURRENT);
+                let _ = data_reply(&f, f.meter_type, &f.address, Layout::default());
+                let _ = data_reply(&f, HEAT, &f.address, Layout::default());
+                let alt = Layout { status: StatusBits::Battery5Valve67, error: ErrorLayout::SerStatus, di: [0x1F, 0x90] };
+                let _ = data_reply(&f, HEAT, &f.address, alt);
             }
             let mut buf = bytes;
             let mut bad = 0;

@@ -33,6 +33,7 @@ use tokio::sync::watch;
 
 use meterflow_kpi::{Scope, ScopeKpis, period_of};
 
+mod buses;
 mod ledger_routes;
 pub mod page;
 
@@ -432,6 +433,12 @@ pub const ROUTES: &[StaticRoute] = &[
             ("limit", "history page size (default 100)"),
             ("offset", "first history item"),
         ],
+    },
+    StaticRoute {
+        method: "get",
+        path: "/api/v1/buses",
+        summary: "Buses and their meters' polls; per data identifier of DL/T 645 / CJ/T 188 meters: requests, answers, error replies, bad checksums, timeouts (manager, admin).",
+        query: &[],
     },
     StaticRoute {
         method: "post",
@@ -1240,12 +1247,25 @@ async fn metrics_h(State(app): State<Arc<App>>) -> Response {
     e.family(
         "meterflow_bus_errors_total",
         "counter",
-        "Requests on a bus that got no valid answer.",
+        "Requests on a bus that got no data: timeouts, garbled replies and error replies.",
     );
     for (id, b) in &app.live.buses {
         let errors = b.requests.load(Relaxed).saturating_sub(b.ok.load(Relaxed));
         e.sample("meterflow_bus_errors_total", &[("bus", id)], n(errors));
     }
+    e.family(
+        "meterflow_bus_error_replies_total",
+        "counter",
+        "Error replies on a bus (Modbus exceptions, DL/T 645 0xD1, CJ/T 188 0xC1).",
+    );
+    for (id, b) in &app.live.buses {
+        e.sample(
+            "meterflow_bus_error_replies_total",
+            &[("bus", id)],
+            n(b.exceptions.load(Relaxed)),
+        );
+    }
+    buses::item_metrics(&mut e, &app);
     if let Some(sink) = &app.live.sink {
         e.one(
             "meterflow_sink_delivered_total",
@@ -1378,6 +1398,7 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
         .route("/api/v1/kpis", get(kpis_h))
         .route("/api/v1/alerts", get(alerts_h))
         .route("/api/v1/alerts/ack", post(ack_h))
+        .route("/api/v1/buses", get(buses::buses_h))
         .route("/api/v1/ledgers/waste/summary", get(waste_summary_h))
         .route(
             "/api/v1/ledgers/space/summary",

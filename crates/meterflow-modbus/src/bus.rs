@@ -2,7 +2,7 @@
 //! parks dead meters, and turns answers into readings.
 
 use meterflow_model::clock::now_ms;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -75,6 +75,25 @@ pub struct MeterHealth {
     pub consecutive_failures: u32,
     /// Field failures by `quantity: code` (exception, no_response, invalid_value).
     pub field_errors: HashMap<String, u64>,
+    /// DL/T 645 / CJ/T 188: per data identifier (`00010000`, `901F`).
+    pub items: BTreeMap<String, ItemHealth>,
+}
+
+/// What one data identifier of one meter got (DL/T 645, CJ/T 188).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ItemHealth {
+    /// Requests sent (retries included).
+    pub requests: u64,
+    /// Data replies decoded.
+    pub answers: u64,
+    /// Error replies, by the meter's error named (`no requested data (0x02)`).
+    pub error_replies: BTreeMap<String, u64>,
+    /// Replies refused for a bad checksum.
+    pub bad_checksums: u64,
+    /// Requests with no answer at all.
+    pub timeouts: u64,
+    /// The last failure, as text.
+    pub last_error: Option<String>,
 }
 
 /// Frame gap of a serial line: 3.5 characters of 11 bits; 1.75 ms above 19 200 Bd.

@@ -6,6 +6,7 @@
 //! taken only from the address (and type and identifier) asked; frames with
 //! bad checksums, garbage and other meters' replies are counted and skipped.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -38,8 +39,8 @@ pub enum CnMeter {
         meter_type: u8,
         /// Address.
         address: [u8; 7],
-        /// DI in wire order.
-        di: [u8; 2],
+        /// The model's frame layout (DI order, status bits, error reply).
+        layout: cjt188::Layout,
         /// Counter quantity (volume, heat_energy).
         quantity: String,
         /// The meter's configured unit.
@@ -97,17 +98,13 @@ pub fn cn_polls(site: &Site, bus: &str) -> Vec<CnPoll> {
             let Some(address) = cjt188::address(&c.address) else {
                 continue;
             };
-            let di = if c.di.eq_ignore_ascii_case("1F90") {
-                [0x1F, 0x90]
-            } else {
-                cjt188::DI_CURRENT
-            };
+            let layout = site.cjt188_layout(c);
             out.push(CnPoll {
                 meter: m.id.clone(),
                 kind: CnMeter::Cjt188 {
                     meter_type: c.meter_type.byte(),
                     address,
-                    di,
+                    layout,
                     quantity: m.counter_quantity().to_string(),
                     unit: m.unit.clone(),
                 },
@@ -137,6 +134,34 @@ pub fn convert(value: f64, from: &str, to: &str) -> Option<f64> {
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// What came back for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// An accepted frame.
+    Frame(Vec<u8>),
+    /// Only frames with a bad checksum (or end byte): the meter answered, garbled.
+    BadChecksum,
+    /// Bytes, but no frame (and none with a bad checksum): noise, or other meters.
+    Garbled,
+    /// Nothing within the timeout.
+    Silent,
+    /// The bus could not be opened, or the connection failed.
+    Failed,
+}
+
+/// Everything heard after a broadcast.
+#[derive(Debug, Clone, Default)]
+pub struct Gathered {
+    /// Valid frames, in order.
+    pub frames: Vec<Vec<u8>>,
+    /// Frame candidates refused for their checksum or end byte.
+    pub bad: u64,
+    /// Bytes received.
+    pub bytes: usize,
+    /// The bus could not be opened or failed.
+    pub failed: bool,
+}
 
 /// The byte stream of a bus, re-opened after a timeout.
 pub struct RawLink {
@@ -188,15 +213,128 @@ impl RawLink {
         Ok(())
     }
 
-    /// Send `request` and return the first frame of `kind` that `accept`s,
-    /// within the bus timeout; `None` on timeout or transport error.
+    /// Send `request` and wait, within the bus timeout, for the first frame
+    /// of `kind` that `accept`s. A frame refused for its checksum ends the
+    /// wait once the line is quiet: the meter answered, garbled.
     pub async fn exchange(
         &mut self,
         bus: &Bus,
         request: &[u8],
         kind: Kind,
         accept: &(dyn Fn(&[u8]) -> bool + Sync),
-    ) -> Option<Vec<u8>> {
+    ) -> Heard {
+        let quiet = self.gap.max(Duration::from_millis(100));
+        let health = Arc::clone(&self.health);
+        let Some(io) = self.ready(bus).await else {
+            return Heard::Failed;
+        };
+        health.requests.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(bus.timeout_ms);
+        let mut bad = 0u64;
+        let mut foreign = 0u64;
+        let mut heard_bytes = false;
+        let result = async {
+            io.write_all(request).await?;
+            io.flush().await?;
+            let mut buf: Vec<u8> = Vec::with_capacity(64);
+            let mut chunk = [0u8; 256];
+            loop {
+                while let Some(f) = frame::take(&mut buf, kind, &mut bad) {
+                    if accept(&f) {
+                        return Ok::<_, std::io::Error>(Some(f));
+                    }
+                    foreign += 1;
+                }
+                // After a refused frame, a short quiet spell is the end of the answer.
+                let until = if bad > 0 {
+                    deadline.min(tokio::time::Instant::now() + quiet)
+                } else {
+                    deadline
+                };
+                match tokio::time::timeout_at(until, io.read(&mut chunk)).await {
+                    Ok(Ok(0)) => return Err(std::io::Error::other("connection closed")),
+                    Ok(Ok(n)) => {
+                        heard_bytes = true;
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Ok(None),
+                }
+            }
+        }
+        .await;
+        self.last_frame = Some(Instant::now());
+        self.health
+            .latency_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.health
+            .transport_errors
+            .fetch_add(bad + foreign, Ordering::Relaxed);
+        match result {
+            Ok(Some(f)) => Heard::Frame(f),
+            Ok(None) if bad > 0 => Heard::BadChecksum,
+            Ok(None) => {
+                self.health.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.poison();
+                if heard_bytes {
+                    Heard::Garbled
+                } else {
+                    Heard::Silent
+                }
+            }
+            Err(e) => {
+                tracing::debug!(bus = %bus.id, error = %e, "Transport error.");
+                self.health.transport_errors.fetch_add(1, Ordering::Relaxed);
+                self.poison();
+                Heard::Failed
+            }
+        }
+    }
+
+    /// Send `request` and collect every frame of `kind` heard within the bus
+    /// timeout (a broadcast, which several meters may answer at once).
+    pub async fn gather(&mut self, bus: &Bus, request: &[u8], kind: Kind) -> Gathered {
+        let mut g = Gathered::default();
+        let health = Arc::clone(&self.health);
+        let Some(io) = self.ready(bus).await else {
+            g.failed = true;
+            return g;
+        };
+        health.requests.fetch_add(1, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(bus.timeout_ms);
+        let r = async {
+            io.write_all(request).await?;
+            io.flush().await?;
+            let mut buf: Vec<u8> = Vec::new();
+            let mut chunk = [0u8; 256];
+            loop {
+                match tokio::time::timeout_at(deadline, io.read(&mut chunk)).await {
+                    Ok(Ok(0)) => return Err(std::io::Error::other("connection closed")),
+                    Ok(Ok(n)) => {
+                        g.bytes += n;
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(f) = frame::take(&mut buf, kind, &mut g.bad) {
+                            g.frames.push(f);
+                        }
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Ok(()),
+                }
+            }
+        }
+        .await;
+        self.last_frame = Some(Instant::now());
+        if r.is_err() {
+            g.failed = true;
+        }
+        // Whatever is still in flight must not meet the next request.
+        self.poison();
+        g
+    }
+
+    /// The open link, opening it if needed (`None`: the bus cannot be opened).
+    async fn ready(&mut self, bus: &Bus) -> Option<&mut Box<dyn Io>> {
         if self.io.is_none()
             && let Err(e) = self.open(bus).await
         {
@@ -211,60 +349,7 @@ impl RawLink {
                 tokio::time::sleep(self.gap - since).await;
             }
         }
-        let io = self.io.as_mut()?;
-        self.health.requests.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(bus.timeout_ms);
-        let result = async {
-            io.write_all(request).await?;
-            io.flush().await?;
-            let mut buf: Vec<u8> = Vec::with_capacity(64);
-            let mut chunk = [0u8; 256];
-            let mut refused = 0u64;
-            loop {
-                while let Some(f) = frame::take(&mut buf, kind, &mut refused) {
-                    if accept(&f) {
-                        return Ok::<_, std::io::Error>((Some(f), refused));
-                    }
-                    refused += 1;
-                }
-                let n = tokio::time::timeout_at(deadline, io.read(&mut chunk)).await;
-                match n {
-                    Ok(Ok(0)) => return Err(std::io::Error::other("connection closed")),
-                    Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => return Ok((None, refused)),
-                }
-            }
-        }
-        .await;
-        self.last_frame = Some(Instant::now());
-        self.health
-            .latency_us
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        match result {
-            Ok((Some(f), refused)) => {
-                self.health
-                    .transport_errors
-                    .fetch_add(refused, Ordering::Relaxed);
-                self.health.ok.fetch_add(1, Ordering::Relaxed);
-                Some(f)
-            }
-            Ok((None, refused)) => {
-                self.health
-                    .transport_errors
-                    .fetch_add(refused, Ordering::Relaxed);
-                self.health.timeouts.fetch_add(1, Ordering::Relaxed);
-                self.poison();
-                None
-            }
-            Err(e) => {
-                tracing::debug!(bus = %bus.id, error = %e, "Transport error.");
-                self.health.transport_errors.fetch_add(1, Ordering::Relaxed);
-                self.poison();
-                None
-            }
-        }
+        self.io.as_mut()
     }
 
     fn poison(&mut self) {
@@ -275,14 +360,102 @@ impl RawLink {
     }
 }
 
-/// Poll one meter: its readings and the errors of its items.
-pub async fn poll(
+/// How one identifier of one poll ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A value (or a value that is not one: NaN is stored and flagged).
+    Answered,
+    /// The meter answered with an error reply, named.
+    ErrorReply {
+        /// The error as the protocol names it.
+        named: String,
+        /// The meter does not have the identifier (DL/T 645 "no requested data").
+        unsupported: bool,
+    },
+    /// Every try came back with a bad checksum.
+    BadChecksum,
+    /// No answer.
+    Timeout,
+    /// Bytes but no frame from this meter, or a frame that makes no sense.
+    Garbled(String),
+}
+
+/// One identifier's result within a poll: the identifier as written
+/// (`00010000`, `901F`), the tries, the bad checksums among them, the end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemResult {
+    /// Identifier.
+    pub id: String,
+    /// Requests sent.
+    pub tries: u64,
+    /// Of which came back with a bad checksum.
+    pub bad_checksums: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// What one poll of one meter gave.
+#[derive(Debug, Default)]
+pub struct Polled {
+    /// Readings.
+    pub readings: Vec<Reading>,
+    /// Per quantity, why it has no value.
+    pub errors: Vec<(String, FieldError)>,
+    /// Per identifier.
+    pub items: Vec<ItemResult>,
+}
+
+/// One request with the bus's retries: a garbled or bad-checksum answer (the
+/// meter is there) and a transport failure are retried, silence is not (a
+/// silent meter costs one timeout, as on Modbus).
+async fn ask(
     link: &mut RawLink,
     bus: &Bus,
-    p: &CnPoll,
-) -> (Vec<Reading>, Vec<(String, FieldError)>) {
-    let mut readings = Vec::new();
-    let mut errors = Vec::new();
+    request: &[u8],
+    kind: Kind,
+    accept: &(dyn Fn(&[u8]) -> bool + Sync),
+    id: String,
+) -> (Option<Vec<u8>>, ItemResult) {
+    let mut r = ItemResult {
+        id,
+        tries: 0,
+        bad_checksums: 0,
+        outcome: Outcome::Timeout,
+    };
+    loop {
+        r.tries += 1;
+        let heard = link.exchange(bus, request, kind, accept).await;
+        let again = r.tries <= u64::from(bus.retries);
+        match heard {
+            Heard::Frame(f) => {
+                r.outcome = Outcome::Answered;
+                return (Some(f), r);
+            }
+            Heard::BadChecksum => {
+                r.bad_checksums += 1;
+                r.outcome = Outcome::BadChecksum;
+            }
+            Heard::Garbled => {
+                r.outcome =
+                    Outcome::Garbled("bytes on the line, but no reply from this meter".into());
+            }
+            Heard::Failed => r.outcome = Outcome::Timeout,
+            Heard::Silent => {
+                r.outcome = Outcome::Timeout;
+                return (None, r);
+            }
+        }
+        if !again {
+            return (None, r);
+        }
+    }
+}
+
+/// Poll one meter: its readings, the errors of its quantities, and how
+/// each identifier fared. A meter that does not answer at all is not asked
+/// for its other identifiers; one that answers garbled is.
+pub async fn poll(link: &mut RawLink, bus: &Bus, p: &CnPoll) -> Polled {
+    let mut out = Polled::default();
     let reading = |quantity: &str, value: f64| Reading {
         meter: p.meter.clone(),
         quantity: quantity.to_string(),
@@ -296,58 +469,90 @@ pub async fn poll(
             for (k, (di, quantity, format)) in items.iter().enumerate() {
                 let req = dlt645::read_request(address, *di, true);
                 let accept = |f: &[u8]| dlt645::parse(f).is_ok_and(|fr| &fr.address == address);
-                let Some(f) = link.exchange(bus, &req, Kind::Dlt645, &accept).await else {
-                    // A silent meter: its other items would time out too.
-                    for (_, q, _) in &items[k..] {
-                        errors.push((q.clone(), FieldError::NoResponse));
+                let (frame, mut item) =
+                    ask(link, bus, &req, Kind::Dlt645, &accept, format!("{di:08X}")).await;
+                let Some(f) = frame else {
+                    let silent = item.outcome == Outcome::Timeout;
+                    let e = match item.outcome {
+                        Outcome::BadChecksum => FieldError::BadChecksum,
+                        _ => FieldError::NoResponse,
+                    };
+                    out.items.push(item);
+                    if silent {
+                        // A silent meter: its other items would time out too.
+                        for (_, q, _) in &items[k..] {
+                            out.errors.push((q.clone(), FieldError::NoResponse));
+                        }
+                        break;
                     }
-                    break;
+                    out.errors.push((quantity.clone(), e));
+                    continue;
                 };
                 match dlt645::parse(&f)
                     .and_then(|fr| dlt645::data_reply(&fr, address, *di))
                     .and_then(|d| dlt645::value(&d, *format))
                 {
-                    Ok(v) => readings.push(reading(quantity, v)),
+                    Ok(v) => {
+                        link.health.ok.fetch_add(1, Ordering::Relaxed);
+                        out.readings.push(reading(quantity, v));
+                    }
                     Err(dlt645::ReplyError::Meter(code)) => {
-                        tracing::debug!(bus = %bus.id, meter = %p.meter, "DL/T 645 {di:08X}: {code}");
                         link.health.exceptions.fetch_add(1, Ordering::Relaxed);
-                        errors.push((quantity.clone(), FieldError::Exception(code.0)));
+                        item.outcome = Outcome::ErrorReply {
+                            named: code.to_string(),
+                            unsupported: code.0 & 0x02 != 0,
+                        };
+                        out.errors
+                            .push((quantity.clone(), FieldError::Exception(code.0)));
                     }
                     Err(e) => {
-                        tracing::debug!(bus = %bus.id, meter = %p.meter, "DL/T 645 {di:08X}: {e}");
-                        errors.push((quantity.clone(), FieldError::Sentinel(0)));
-                        readings.push(reading(quantity, f64::NAN));
+                        item.outcome = Outcome::Garbled(e.to_string());
+                        out.errors.push((quantity.clone(), FieldError::Sentinel(0)));
+                        out.readings.push(reading(quantity, f64::NAN));
                     }
                 }
+                out.items.push(item);
             }
         }
         CnMeter::Cjt188 {
             meter_type,
             address,
-            di,
+            layout,
             quantity,
             unit,
         } => {
-            let req = cjt188::read_request(*meter_type, address, *di, 0, true);
+            let req = cjt188::read_request(*meter_type, address, layout.di, 0, true);
             let accept = |f: &[u8]| {
                 cjt188::parse(f)
                     .is_ok_and(|fr| &fr.address == address && fr.meter_type == *meter_type)
             };
-            match link.exchange(bus, &req, Kind::Cjt188, &accept).await {
-                None => errors.push((quantity.clone(), FieldError::NoResponse)),
+            let id = format!("{:02X}{:02X}", layout.di[0], layout.di[1]);
+            let (frame, mut item) = ask(link, bus, &req, Kind::Cjt188, &accept, id).await;
+            match frame {
+                None => {
+                    let e = match item.outcome {
+                        Outcome::BadChecksum => FieldError::BadChecksum,
+                        _ => FieldError::NoResponse,
+                    };
+                    out.errors.push((quantity.clone(), e));
+                }
                 Some(f) => match cjt188::parse(&f)
-                    .and_then(|fr| cjt188::data_reply(&fr, *meter_type, address, *di))
+                    .and_then(|fr| cjt188::data_reply(&fr, *meter_type, address, *layout))
                 {
                     Ok(r) => {
+                        link.health.ok.fetch_add(1, Ordering::Relaxed);
                         match convert(r.cumulative, r.unit, unit) {
-                            Some(v) => readings.push(reading(quantity, v)),
+                            Some(v) => out.readings.push(reading(quantity, v)),
                             None => {
-                                tracing::warn!(bus = %bus.id, meter = %p.meter, "CJ/T 188 reply in {}, the meter is configured in {unit}", r.unit);
-                                errors.push((quantity.clone(), FieldError::Sentinel(0)));
-                                readings.push(reading(quantity, f64::NAN));
+                                item.outcome = Outcome::Garbled(format!(
+                                    "reply in {}, the meter is configured in {unit}",
+                                    r.unit
+                                ));
+                                out.errors.push((quantity.clone(), FieldError::Sentinel(0)));
+                                out.readings.push(reading(quantity, f64::NAN));
                             }
                         }
-                        readings.push(reading(
+                        out.readings.push(reading(
                             "battery_low",
                             f64::from(u8::from(r.status.battery_low)),
                         ));
@@ -356,22 +561,124 @@ pub async fn poll(
                             cjt188::Valve::Closed => 1.0,
                             cjt188::Valve::Fault => 2.0,
                         };
-                        readings.push(reading("valve", valve));
+                        out.readings.push(reading("valve", valve));
                     }
                     Err(cjt188::ReplyError::Meter(st)) => {
                         link.health.exceptions.fetch_add(1, Ordering::Relaxed);
-                        errors.push((quantity.clone(), FieldError::Exception((st & 0xFF) as u8)));
+                        item.outcome = Outcome::ErrorReply {
+                            named: format!(
+                                "error reply, status {}",
+                                cjt188::status_of(st, layout.status)
+                            ),
+                            unsupported: false,
+                        };
+                        out.errors
+                            .push((quantity.clone(), FieldError::Exception((st & 0xFF) as u8)));
                     }
                     Err(e) => {
-                        tracing::debug!(bus = %bus.id, meter = %p.meter, "CJ/T 188: {e}");
-                        errors.push((quantity.clone(), FieldError::Sentinel(0)));
-                        readings.push(reading(quantity, f64::NAN));
+                        item.outcome = Outcome::Garbled(e.to_string());
+                        out.errors.push((quantity.clone(), FieldError::Sentinel(0)));
+                        out.readings.push(reading(quantity, f64::NAN));
                     }
                 },
             }
+            out.items.push(item);
         }
     }
-    (readings, errors)
+    out
+}
+
+/// At most one WARN per meter and reason per hour; an identifier a meter
+/// refuses is reported once.
+#[derive(Default)]
+struct Warnings {
+    last: HashMap<(String, String), Instant>,
+    refused: HashSet<(String, String)>,
+}
+
+impl Warnings {
+    fn due(&mut self, meter: &str, reason: &str) -> bool {
+        let key = (meter.to_string(), reason.to_string());
+        match self.last.get(&key) {
+            Some(t) if t.elapsed() < Duration::from_secs(3600) => false,
+            _ => {
+                self.last.insert(key, Instant::now());
+                true
+            }
+        }
+    }
+
+    fn report(&mut self, bus: &Bus, p: &CnPoll, item: &ItemResult) {
+        let m = p.meter.as_str();
+        if item.bad_checksums > 0 && self.due(m, "bad checksum") {
+            let after = if item.outcome == Outcome::Answered {
+                "; a retry got through"
+            } else {
+                ""
+            };
+            tracing::warn!(bus = %bus.id, meter = m, item = %item.id,
+                "Meter {m} answers, but with a bad checksum ({} of {} tries{after}): check the line's baud rate and parity, wiring, termination and interference. (Counted in /metrics, logged at most hourly.)",
+                item.bad_checksums, item.tries);
+        }
+        match &item.outcome {
+            Outcome::Answered | Outcome::BadChecksum => {}
+            Outcome::ErrorReply { named, unsupported } => {
+                if *unsupported {
+                    if self.refused.insert((m.to_string(), item.id.clone())) {
+                        tracing::warn!(bus = %bus.id, meter = m, item = %item.id,
+                            "Meter {m} does not supply identifier {}: it answers \"{named}\". \
+                             Remove it from the meter's dlt645.items, or check the identifiers the meter's model supports (`meterflow probe --dlt645` lists them).",
+                            item.id);
+                    }
+                } else if self.due(m, &format!("error {}", item.id)) {
+                    let hint = match &p.kind {
+                        CnMeter::Cjt188 { .. } => {
+                            " If every read gets this, the meter may want the other DI order or another layout: `meterflow probe --cjt188 ADDRESS` tries both."
+                        }
+                        CnMeter::Dlt645 { .. } => "",
+                    };
+                    tracing::warn!(bus = %bus.id, meter = m, item = %item.id,
+                        "Meter {m} answers {} with an error: {named}.{hint} (Repeats are counted in /metrics, logged at most hourly.)",
+                        item.id);
+                }
+            }
+            Outcome::Timeout => {
+                if self.due(m, "timeout") {
+                    tracing::warn!(bus = %bus.id, meter = m, item = %item.id,
+                        "Meter {m} is not answering: check its address, power and wiring. (Counted in /metrics, logged at most hourly.)");
+                }
+            }
+            Outcome::Garbled(why) => {
+                if self.due(m, "garbled") {
+                    tracing::warn!(bus = %bus.id, meter = m, item = %item.id,
+                        "Meter {m}, identifier {}: {why}. (Counted in /metrics, logged at most hourly.)",
+                        item.id);
+                }
+            }
+        }
+    }
+}
+
+/// Add one poll's identifiers to the meter's counters.
+fn count_items(mh: &mut crate::bus::MeterHealth, items: &[ItemResult]) {
+    for it in items {
+        let h = mh.items.entry(it.id.clone()).or_default();
+        h.requests += it.tries;
+        h.bad_checksums += it.bad_checksums;
+        match &it.outcome {
+            Outcome::Answered => h.answers += 1,
+            Outcome::ErrorReply { named, .. } => {
+                *h.error_replies.entry(named.clone()).or_default() += 1;
+                h.last_error = Some(named.clone());
+            }
+            Outcome::BadChecksum => h.last_error = Some("bad checksum".into()),
+            Outcome::Timeout => {
+                h.timeouts += 1;
+                h.last_error = Some("no answer".into());
+            }
+            Outcome::Garbled(why) => h.last_error = Some(why.clone()),
+        }
+    }
 }
 
 /// Run a DL/T 645 / CJ/T 188 bus until `shutdown` turns true.
@@ -386,6 +693,7 @@ pub async fn run_cn_bus(
         return;
     }
     let mut link = RawLink::new(&bus, Arc::clone(&health));
+    let mut warnings = Warnings::default();
     let now = now_ms();
     let mut due: Vec<i64> = polls.iter().map(|p| aligned_next(now, p.poll_ms)).collect();
     let mut parked_until = vec![i64::MIN; polls.len()];
@@ -413,24 +721,34 @@ pub async fn run_cn_bus(
                 continue;
             }
             let started = Instant::now();
-            let (readings, errors) = poll(&mut link, &bus, p).await;
+            let got = poll(&mut link, &bus, p).await;
+            for it in &got.items {
+                warnings.report(&bus, p, it);
+            }
             health.polls.fetch_add(1, Ordering::Relaxed);
             let mut meters = health.meters.lock().unwrap_or_else(|e| e.into_inner());
             let mh = meters.entry(p.meter.clone()).or_default();
             mh.polls += 1;
             mh.poll_us += started.elapsed().as_micros() as u64;
-            let silent = errors.iter().any(|(_, e)| *e == FieldError::NoResponse);
+            count_items(mh, &got.items);
+            let silent = got.errors.iter().any(|(_, e)| *e == FieldError::NoResponse);
+            let garbled = got
+                .errors
+                .iter()
+                .any(|(_, e)| *e == FieldError::BadChecksum);
             mh.timeouts += u64::from(silent);
-            mh.exceptions += errors
+            mh.exceptions += got
+                .errors
                 .iter()
                 .filter(|(_, e)| matches!(e, FieldError::Exception(_)))
                 .count() as u64;
-            for (q, e) in &errors {
+            for (q, e) in &got.errors {
                 *mh.field_errors
                     .entry(format!("{q}: {}", e.code()))
                     .or_default() += 1;
             }
-            if readings.is_empty() && silent {
+            // Parked only when nothing came through after the retries.
+            if got.readings.is_empty() && (silent || garbled) {
                 mh.failed_polls += 1;
                 mh.consecutive_failures += 1;
                 let backoff = p
@@ -438,14 +756,14 @@ pub async fn run_cn_bus(
                     .saturating_mul(1i64 << mh.consecutive_failures.min(6))
                     .min(3_600_000);
                 parked_until[i] = now_ms() + backoff;
-                tracing::warn!(bus = %bus.id, meter = %p.meter, backoff_ms = backoff, "Meter not answering; parked.");
+                tracing::debug!(bus = %bus.id, meter = %p.meter, backoff_ms = backoff, "Meter parked.");
             } else {
                 mh.good_polls += 1;
                 mh.consecutive_failures = 0;
                 parked_until[i] = i64::MIN;
             }
             drop(meters);
-            batch.extend(readings);
+            batch.extend(got.readings);
         }
         if !batch.is_empty() && out.send(Batch::of(batch, "serial-meter")).await.is_err() {
             break;

@@ -11,6 +11,8 @@ pub enum FieldError {
     Exception(u8),
     /// No (complete) answer: timeout or transport error.
     NoResponse,
+    /// The meter answered, but every try had a bad checksum (DL/T 645, CJ/T 188).
+    BadChecksum,
 }
 
 impl FieldError {
@@ -20,6 +22,7 @@ impl FieldError {
             FieldError::Sentinel(_) => "invalid_value",
             FieldError::Exception(_) => "exception",
             FieldError::NoResponse => "no_response",
+            FieldError::BadChecksum => "bad_checksum",
         }
     }
 }

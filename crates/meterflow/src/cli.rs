@@ -184,12 +184,18 @@ enum Command {
         /// A DL/T 645 meter instead: its 12-digit address, or `discover` (one meter on the line).
         #[arg(long)]
         dlt645: Option<String>,
-        /// A CJ/T 188 meter instead: its 14 hex digits (wire order).
+        /// A CJ/T 188 meter instead: its 14 hex digits in wire order (the nameplate's number reversed byte by byte).
         #[arg(long)]
         cjt188: Option<String>,
         /// CJ/T 188 meter type: cold_water, hot_water, heat, cooling, gas.
         #[arg(long, default_value = "cold_water")]
         meter_type: String,
+        /// CJ/T 188 layout: standard, collector, or a [[cjt188_layout]] of --config.
+        #[arg(long, default_value = "standard")]
+        layout: String,
+        /// CJ/T 188 DI byte order to try first: 901F or 1F90 (the other is tried after an error).
+        #[arg(long)]
+        di_order: Option<String>,
         /// Site file whose [[profile]]s to use as well.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -404,15 +410,23 @@ pub fn main() -> ExitCode {
             dlt645,
             cjt188,
             meter_type,
+            layout,
+            di_order,
             config,
             timeout_ms,
         } => commands::runtime().and_then(|rt| {
             if dlt645.is_some() || cjt188.is_some() {
+                let cjt = commands::probe::CjtOptions {
+                    meter_type,
+                    layout,
+                    di_order,
+                    config: config.clone(),
+                };
                 return rt.block_on(commands::probe::probe_serial_cmd(
                     &endpoint,
                     dlt645.as_deref(),
                     cjt188.as_deref(),
-                    &meter_type,
+                    &cjt,
                     timeout_ms,
                 ));
             }

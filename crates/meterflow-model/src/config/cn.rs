@@ -83,14 +83,20 @@ impl Cjt188Type {
 pub struct Cjt188Source {
     /// Bus id (`rtu` or `rtu_over_tcp`).
     pub bus: String,
-    /// Meter address, 14 hex digits in wire order (A0 first), e.g. `12000000000000`.
+    /// Meter address, 14 hex digits in wire order (A0 first), e.g. `12000000000000`;
+    /// a nameplate's number reversed byte by byte (nameplate `00000012345678`
+    /// is `78563412000000`).
     pub address: String,
     /// Meter type.
     #[serde(default = "default_cjt188_type")]
     pub meter_type: Cjt188Type,
-    /// Byte order of the DI `90 1F` on the wire: `"901F"` or `"1F90"`.
-    #[serde(default = "default_cjt188_di")]
-    pub di: String,
+    /// The model's layout: `standard` (default), `collector`, or a `[[cjt188_layout]]`.
+    #[serde(default = "default_cjt188_layout")]
+    pub layout: String,
+    /// Byte order of the DI `90 1F` on the wire, `"901F"` or `"1F90"`:
+    /// overrides the layout's.
+    #[serde(default)]
+    pub di: Option<String>,
     /// Poll period, s.
     #[serde(default = "super::modbus::default_poll_s")]
     pub poll_s: u32,
@@ -100,8 +106,102 @@ const fn default_cjt188_type() -> Cjt188Type {
     Cjt188Type::ColdWater
 }
 
-fn default_cjt188_di() -> String {
+fn default_cjt188_layout() -> String {
+    "standard".to_string()
+}
+
+/// ST0 bit layouts of `[[cjt188_layout]] status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cjt188StatusBits {
+    /// Valve bits 0–1, battery bit 2 (the standard's table).
+    Valve01Battery2,
+    /// Battery bit 5, valve bits 6–7.
+    Battery5Valve67,
+}
+
+/// Error reply layouts of `[[cjt188_layout]] error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cjt188ErrorLayout {
+    /// `DI0 DI1 SER ST0 ST1`.
+    DiSerStatus,
+    /// `SER ST0 ST1`.
+    SerStatus,
+}
+
+/// `[[cjt188_layout]]`: how one CJ/T 188 meter model lays out its frames.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Cjt188Layout {
+    /// Name the meters' `cjt188.layout` refers to.
+    pub name: String,
+    /// DI byte order on the wire: `"901F"` (default) or `"1F90"`.
+    #[serde(default = "default_di_text")]
+    pub di: String,
+    /// Where ST0 keeps the valve and battery bits.
+    #[serde(default = "default_status_bits")]
+    pub status: Cjt188StatusBits,
+    /// Where an error reply keeps the status bytes.
+    #[serde(default = "default_error_layout")]
+    pub error: Cjt188ErrorLayout,
+}
+
+fn default_di_text() -> String {
     "901F".to_string()
+}
+const fn default_status_bits() -> Cjt188StatusBits {
+    Cjt188StatusBits::Valve01Battery2
+}
+const fn default_error_layout() -> Cjt188ErrorLayout {
+    Cjt188ErrorLayout::DiSerStatus
+}
+
+/// The layouts meterflow ships: `standard` (the standard's tables) and
+/// `collector` (battery bit 5, valve bits 6–7, error reply `SER ST0 ST1`, as
+/// some collectors' code reads meters).
+pub fn shipped_cjt188_layouts() -> Vec<Cjt188Layout> {
+    vec![
+        Cjt188Layout {
+            name: "standard".into(),
+            di: default_di_text(),
+            status: Cjt188StatusBits::Valve01Battery2,
+            error: Cjt188ErrorLayout::DiSerStatus,
+        },
+        Cjt188Layout {
+            name: "collector".into(),
+            di: default_di_text(),
+            status: Cjt188StatusBits::Battery5Valve67,
+            error: Cjt188ErrorLayout::SerStatus,
+        },
+    ]
+}
+
+/// `"901F"` / `"1F90"` into wire bytes.
+pub fn di_bytes(text: &str) -> Option<[u8; 2]> {
+    match text.to_ascii_uppercase().as_str() {
+        "901F" => Some([0x90, 0x1F]),
+        "1F90" => Some([0x1F, 0x90]),
+        _ => None,
+    }
+}
+
+impl Cjt188Layout {
+    /// The codec's layout.
+    pub fn to_layout(&self) -> meterflow_cnproto::cjt188::Layout {
+        use meterflow_cnproto::cjt188::{ErrorLayout, Layout, StatusBits};
+        Layout {
+            di: di_bytes(&self.di).unwrap_or(meterflow_cnproto::cjt188::DI_CURRENT),
+            status: match self.status {
+                Cjt188StatusBits::Valve01Battery2 => StatusBits::Valve01Battery2,
+                Cjt188StatusBits::Battery5Valve67 => StatusBits::Battery5Valve67,
+            },
+            error: match self.error {
+                Cjt188ErrorLayout::DiSerStatus => ErrorLayout::DiSerStatus,
+                Cjt188ErrorLayout::SerStatus => ErrorLayout::SerStatus,
+            },
+        }
+    }
 }
 
 /// DL/T 645 and CJ/T 188 sources and `[[dlt645_item]]`s.
@@ -109,9 +209,24 @@ pub(crate) fn validate_cn(
     ctx: &mut Ctx<'_>,
     buses_rows: &[Located<'_, Bus>],
     dlt645_items: &[Located<'_, Dlt645Item>],
+    layouts: &[Located<'_, Cjt188Layout>],
     meters: &[Located<'_, Meter>],
     buses: &mut [Bus],
 ) {
+    for l in layouts {
+        if di_bytes(&l.value.di).is_none() {
+            ctx.error(
+                l.span_of(&["di"]),
+                l.key("di"),
+                format!("`{}`: `901F` or `1F90`", l.value.di),
+            );
+        }
+    }
+    let layout_names: Vec<String> = shipped_cjt188_layouts()
+        .into_iter()
+        .map(|l| l.name)
+        .chain(layouts.iter().map(|l| l.value.name.clone()))
+        .collect();
     // A bus of DL/T 645 / CJ/T 188 meters defaults to their usual 2400 8E1.
     for (b, raw) in buses.iter_mut().zip(buses_rows) {
         let serial_meters = meters.iter().any(|m| {
@@ -237,11 +352,24 @@ pub(crate) fn validate_cn(
                     format!("`{}` is not 14 hex digits", c.address),
                 );
             }
-            if !matches!(c.di.to_ascii_uppercase().as_str(), "901F" | "1F90") {
+            if let Some(di) = &c.di
+                && di_bytes(di).is_none()
+            {
                 ctx.error(
                     m.span_of(&["cjt188", "di"]),
                     m.key("cjt188.di"),
-                    "`901F` or `1F90`",
+                    format!("`{di}`: `901F` or `1F90`"),
+                );
+            }
+            if !layout_names.contains(&c.layout) {
+                ctx.error(
+                    m.span_of(&["cjt188", "layout"]),
+                    m.key("cjt188.layout"),
+                    format!(
+                        "no CJ/T 188 layout `{}`; known: {} (add a [[cjt188_layout]])",
+                        c.layout,
+                        layout_names.join(", ")
+                    ),
                 );
             }
             let fits = matches!(

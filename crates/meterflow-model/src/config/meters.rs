@@ -109,7 +109,8 @@ pub struct Meter {
     /// Maximum plausible rate, counter unit per hour (kW for kWh, m³/h for m³); absent = no spike check.
     #[serde(default)]
     pub max_rate: Option<f64>,
-    /// Expected seconds between readings, s; default: the Modbus `poll_s`, else 900.
+    /// Expected seconds between readings, s; default: the `poll_s` of the
+    /// protocol that polls the meter (Modbus, DL/T 645, CJ/T 188), else 900.
     #[serde(default)]
     pub interval_s: Option<u32>,
     /// Counter quantity normalised into intervals; default from `kind`.
@@ -144,9 +145,16 @@ impl Meter {
 
     /// Expected seconds between readings.
     pub fn effective_interval_s(&self) -> u32 {
-        self.interval_s
-            .or(self.modbus.as_ref().map(|m| m.poll_s))
-            .unwrap_or(900)
+        self.interval_s.or(self.poll_s()).unwrap_or(900)
+    }
+
+    /// The poll period of the protocol that polls this meter, s (`None`: pushed).
+    pub fn poll_s(&self) -> Option<u32> {
+        self.modbus
+            .as_ref()
+            .map(|m| m.poll_s)
+            .or(self.dlt645.as_ref().map(|d| d.poll_s))
+            .or(self.cjt188.as_ref().map(|c| c.poll_s))
     }
 
     /// Effective allocation.

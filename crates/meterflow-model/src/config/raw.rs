@@ -34,6 +34,7 @@ pub(crate) struct RawDocument<'s> {
     pub(crate) notifiers: Vec<Located<'s, NotifierConfig>>,
     pub(crate) influx: Option<Located<'s, InfluxSink>>,
     pub(crate) dlt645_items: Vec<Located<'s, Dlt645Item>>,
+    pub(crate) cjt188_layouts: Vec<Located<'s, Cjt188Layout>>,
     pub(crate) api: Option<Located<'s, ApiConfig>>,
     pub(crate) waste: Option<Located<'s, WasteSettings>>,
     pub(crate) office: Option<Located<'s, OfficeSettings>>,
@@ -67,6 +68,7 @@ pub(crate) const ARRAY_SECTIONS: &[&str] = &[
     "alert",
     "notifier",
     "dlt645_item",
+    "cjt188_layout",
 ];
 
 pub(crate) fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
@@ -100,6 +102,7 @@ pub(crate) fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
         notifiers: Vec::new(),
         influx: None,
         dlt645_items: Vec::new(),
+        cjt188_layouts: Vec::new(),
         api: None,
         waste: None,
         office: None,
@@ -135,6 +138,7 @@ pub(crate) fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
             "alerting" => doc.alerting = one(ctx, "alerting", value),
             "influx" => doc.influx = one(ctx, "influx", value),
             "dlt645_item" => doc.dlt645_items = many(ctx, "dlt645_item", value),
+            "cjt188_layout" => doc.cjt188_layouts = many(ctx, "cjt188_layout", value),
             "api" => doc.api = one(ctx, "api", value),
             "waste" => doc.waste = one(ctx, "waste", value),
             "office" => doc.office = one(ctx, "office", value),

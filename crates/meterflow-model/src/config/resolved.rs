@@ -55,6 +55,8 @@ pub struct Site {
     pub influx: Option<InfluxSink>,
     /// `[[dlt645_item]]`: site DL/T 645 identifiers (added to, or replacing, the shipped ones).
     pub dlt645_items: Vec<Dlt645Item>,
+    /// `[[cjt188_layout]]`: site CJ/T 188 model layouts (beside the shipped `standard` and `collector`).
+    pub cjt188_layouts: Vec<Cjt188Layout>,
     /// `[api]`: the read API and overview page, if configured.
     pub api: Option<ApiConfig>,
     /// `[waste]`: waste-ledger settings (defaults when absent).
@@ -84,6 +86,28 @@ impl Site {
     /// A meter by id.
     pub fn meter(&self, id: &str) -> Option<&Meter> {
         self.meter_index.get(id).map(|&i| &self.meters[i])
+    }
+
+    /// The frame layout a CJ/T 188 meter speaks: its named layout (a site
+    /// `[[cjt188_layout]]` before a shipped one), with the meter's own `di`
+    /// order over the layout's.
+    pub fn cjt188_layout(&self, c: &Cjt188Source) -> meterflow_cnproto::cjt188::Layout {
+        let mut l = self
+            .cjt188_layouts
+            .iter()
+            .find(|l| l.name == c.layout)
+            .cloned()
+            .or_else(|| {
+                super::cn::shipped_cjt188_layouts()
+                    .into_iter()
+                    .find(|l| l.name == c.layout)
+            })
+            .map(|l| l.to_layout())
+            .unwrap_or_default();
+        if let Some(di) = c.di.as_deref().and_then(super::cn::di_bytes) {
+            l.di = di;
+        }
+        l
     }
 
     /// A path of the site file (secret files, CA files) resolved against its directory.

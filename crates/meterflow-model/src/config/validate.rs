@@ -92,7 +92,14 @@ pub(crate) fn validate(
         doc.waste.as_ref(),
     );
     api::check_api(ctx, doc.api.as_ref());
-    cn::validate_cn(ctx, &doc.buses, &doc.dlt645_items, &doc.meters, &mut buses);
+    cn::validate_cn(
+        ctx,
+        &doc.buses,
+        &doc.dlt645_items,
+        &doc.cjt188_layouts,
+        &doc.meters,
+        &mut buses,
+    );
     let tz = tz?;
     let mut headcounts: Vec<Headcount> = doc.headcounts.into_iter().map(|l| l.value).collect();
     headcounts.sort_by(|a, b| {
@@ -128,6 +135,7 @@ pub(crate) fn validate(
         notifiers,
         influx: doc.influx.map(|i| i.value),
         dlt645_items: doc.dlt645_items.into_iter().map(|i| i.value).collect(),
+        cjt188_layouts: doc.cjt188_layouts.into_iter().map(|i| i.value).collect(),
         api: doc.api.map(|a| a.value),
         waste: doc.waste.map(|w| w.value).unwrap_or_default(),
         office: doc.office.map(|o| o.value).unwrap_or_default(),

@@ -90,6 +90,16 @@ pub(crate) fn run(path: &Path) -> ExitCode {
             no_rollover.join(", ")
         ));
     }
+    for m in &site.meters {
+        if let (Some(i), Some(p)) = (m.interval_s, m.poll_s())
+            && i != p
+        {
+            warnings.push(format!(
+                "meter `{}`: interval_s = {i} but it is polled every {p} s; gaps and silence are judged by interval_s (leave it out to use the poll period)",
+                m.id
+            ));
+        }
+    }
     for a in &site.agencies {
         if !site.headcounts.iter().any(|h| h.agency == a.id) {
             warnings.push(format!(

@@ -233,6 +233,8 @@ pub(crate) enum SerialTarget {
         meter_type: u8,
         /// Address, wire order.
         address: [u8; 7],
+        /// The layout to try first (the other DI order is tried after an error).
+        layout: meterflow_cnproto::cjt188::Layout,
     },
 }
 
@@ -249,33 +251,64 @@ fn plausible(quantity: &str, v: f64) -> Option<String> {
     (!(lo..=hi).contains(&v)).then(|| format!("outside {lo}..{hi}"))
 }
 
+/// Why a DL/T 645 / CJ/T 188 exchange gave no frame, for an installer.
+fn unheard(h: &meterflow_modbus::cnbus::Heard) -> &'static str {
+    use meterflow_modbus::cnbus::Heard;
+    match h {
+        Heard::BadChecksum => {
+            "bad checksum: the meter answers, garbled; check baud rate and parity (2400 8E1 is usual), wiring and termination"
+        }
+        Heard::Garbled => "bytes on the line, but no reply from this address",
+        Heard::Failed => "the line cannot be opened, or the connection failed",
+        Heard::Silent | Heard::Frame(_) => "no answer",
+    }
+}
+
 /// Probe a DL/T 645 or CJ/T 188 meter: one line per item, and the number of
 /// items that need a look.
 pub(crate) async fn probe_serial(bus: &Bus, target: &SerialTarget) -> (Vec<String>, usize) {
     use meterflow_cnproto::frame::Kind;
     use meterflow_cnproto::{bcd, cjt188, dlt645};
+    use meterflow_modbus::cnbus::Heard;
     let mut link = meterflow_modbus::cnbus::RawLink::new(bus, Arc::new(BusHealth::default()));
     let mut lines = Vec::new();
     let mut bad = 0;
     match target {
         SerialTarget::Discover => {
             let req = dlt645::read_address_request(true);
-            let accept = |f: &[u8]| dlt645::parse(f).is_ok_and(|fr| fr.control == 0x93);
-            match link.exchange(bus, &req, Kind::Dlt645, &accept).await {
-                Some(f) => match dlt645::parse(&f).and_then(|fr| dlt645::address_reply(&fr)) {
-                    Ok(a) => lines.push(format!(
-                        "DL/T 645 meter at address {}",
-                        bcd::address_text(&a)
-                    )),
-                    Err(e) => {
-                        bad += 1;
-                        lines.push(format!("read-address reply not understood: {e}"));
-                    }
-                },
-                None => {
-                    bad += 1;
-                    lines.push("no answer to the broadcast read-address (0x13); it works only with one meter on the line".into());
-                }
+            let g = link.gather(bus, &req, Kind::Dlt645).await;
+            let mut found: Vec<String> = g
+                .frames
+                .iter()
+                .filter_map(|f| dlt645::parse(f).ok())
+                .filter(|fr| fr.control == 0x93)
+                .filter_map(|fr| dlt645::address_reply(&fr).ok())
+                .map(|a| bcd::address_text(&a))
+                .collect();
+            found.dedup();
+            let overlapped = g.bad > 0 || (g.bytes > 0 && g.frames.is_empty());
+            if g.failed {
+                bad += 1;
+                lines.push("the line cannot be opened, or the connection failed".into());
+            } else if overlapped || found.len() > 1 {
+                bad += 1;
+                let heard = if found.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (readable among them: {})", found.join(", "))
+                };
+                lines.push(format!(
+                    "several meters answered at once (collision){heard}: broadcast discovery works with one meter on the line. \
+                     Disconnect the others, or read each meter by the address on its nameplate with --dlt645 ADDRESS."
+                ));
+            } else if let Some(a) = found.first() {
+                lines.push(format!("DL/T 645 meter at address {a}"));
+            } else if g.bytes == 0 {
+                bad += 1;
+                lines.push("no answer to the broadcast read-address (0x13): no DL/T 645 meter on the line, or wrong baud rate / parity".into());
+            } else {
+                bad += 1;
+                lines.push("a reply that is not a read-address answer".into());
             }
         }
         SerialTarget::Dlt645(a) => {
@@ -283,7 +316,7 @@ pub(crate) async fn probe_serial(bus: &Bus, target: &SerialTarget) -> (Vec<Strin
                 let req = dlt645::read_request(a, item.di, true);
                 let accept = |f: &[u8]| dlt645::parse(f).is_ok_and(|fr| &fr.address == a);
                 let line = match link.exchange(bus, &req, Kind::Dlt645, &accept).await {
-                    None => {
+                    Heard::Silent => {
                         // A silent meter: the other items would time out too.
                         bad += 1;
                         lines.push(format!(
@@ -292,7 +325,7 @@ pub(crate) async fn probe_serial(bus: &Bus, target: &SerialTarget) -> (Vec<Strin
                         ));
                         break;
                     }
-                    Some(f) => match dlt645::parse(&f)
+                    Heard::Frame(f) => match dlt645::parse(&f)
                         .and_then(|fr| dlt645::data_reply(&fr, a, item.di))
                         .and_then(|d| dlt645::value(&d, item.format))
                     {
@@ -310,6 +343,10 @@ pub(crate) async fn probe_serial(bus: &Bus, target: &SerialTarget) -> (Vec<Strin
                             e.to_string()
                         }
                     },
+                    other => {
+                        bad += 1;
+                        unheard(&other).to_string()
+                    }
                 };
                 lines.push(format!("{:08X}  {:<18} {line}", item.di, item.quantity));
             }
@@ -317,47 +354,108 @@ pub(crate) async fn probe_serial(bus: &Bus, target: &SerialTarget) -> (Vec<Strin
         SerialTarget::Cjt188 {
             meter_type,
             address,
+            layout,
         } => {
-            let req = cjt188::read_request(*meter_type, address, cjt188::DI_CURRENT, 0, true);
+            lines.push(format!(
+                "address     {} on the wire (nameplate {})",
+                cjt188::address_text(address),
+                cjt188::nameplate_text(address)
+            ));
             let accept = |f: &[u8]| cjt188::parse(f).is_ok_and(|fr| &fr.address == address);
-            match link.exchange(bus, &req, Kind::Cjt188, &accept).await {
-                None => {
-                    bad += 1;
-                    lines.push("no answer".into());
-                }
-                Some(f) => match cjt188::parse(&f).and_then(|fr| {
-                    cjt188::data_reply(&fr, *meter_type, address, cjt188::DI_CURRENT)
-                }) {
+            let ask = |l: cjt188::Layout| cjt188::read_request(*meter_type, address, l.di, 0, true);
+            let di_text = |l: &cjt188::Layout| format!("{:02X}{:02X}", l.di[0], l.di[1]);
+            let mut tried = Vec::new();
+            let mut answer = None;
+            for l in [*layout, layout.other_di_order()] {
+                let heard = link.exchange(bus, &ask(l), Kind::Cjt188, &accept).await;
+                let result = match &heard {
+                    Heard::Frame(f) => cjt188::parse(f)
+                        .and_then(|fr| cjt188::data_reply(&fr, *meter_type, address, l))
+                        .map_err(|e| match e {
+                            cjt188::ReplyError::Meter(st) => {
+                                format!("meter error, status {}", cjt188::status_of(st, l.status))
+                            }
+                            e => e.to_string(),
+                        }),
+                    other => Err(unheard(other).to_string()),
+                };
+                match result {
                     Ok(r) => {
-                        lines.push(format!("cumulative  {} {}", r.cumulative, r.unit));
-                        if let Some(flow) = r.flow_m3 {
-                            lines.push(format!("flow        {flow} m3"));
+                        answer = Some((l, r));
+                        break;
+                    }
+                    Err(why) => {
+                        let checksum = heard == Heard::BadChecksum;
+                        tried.push(format!("DI {}: {why}", di_text(&l)));
+                        if checksum {
+                            // Garbled replies say nothing about the DI order.
+                            break;
                         }
-                        lines.push(format!("valve       {:?}", r.status.valve));
+                    }
+                }
+            }
+            lines.extend(tried.iter().cloned());
+            match answer {
+                None => bad += 1,
+                Some((l, r)) => {
+                    if l.di != layout.di {
                         lines.push(format!(
-                            "battery     {}",
-                            if r.status.battery_low { "LOW" } else { "ok" }
+                            "DI {}: answers. This meter wants the other byte order: set `di = \"{}\"` on it",
+                            di_text(&l),
+                            di_text(&l)
                         ));
-                        if r.status.battery_low || r.status.valve == cjt188::Valve::Fault {
-                            bad += 1;
+                    }
+                    lines.push(format!("cumulative  {} {}", r.cumulative, r.unit));
+                    if let Some(flow) = r.flow_m3 {
+                        lines.push(format!("flow        {flow} m3"));
+                    }
+                    lines.push(format!("valve       {:?}", r.status.valve));
+                    lines.push(format!(
+                        "battery     {}",
+                        if r.status.battery_low { "LOW" } else { "ok" }
+                    ));
+                    // The same bits read the other way, for a model that differs.
+                    let other = match l.status {
+                        cjt188::StatusBits::Valve01Battery2 => {
+                            ("collector", cjt188::StatusBits::Battery5Valve67)
                         }
-                    }
-                    Err(e) => {
+                        cjt188::StatusBits::Battery5Valve67 => {
+                            ("standard", cjt188::StatusBits::Valve01Battery2)
+                        }
+                    };
+                    lines.push(format!(
+                        "status      {}; read with the `{}` layout: {}",
+                        r.status,
+                        other.0,
+                        cjt188::status_of(r.status.raw, other.1)
+                    ));
+                    if r.status.battery_low || r.status.valve == cjt188::Valve::Fault {
                         bad += 1;
-                        lines.push(e.to_string());
                     }
-                },
+                }
             }
         }
     }
     (lines, bad)
 }
 
+/// The CJ/T 188 options of `probe`.
+pub(crate) struct CjtOptions {
+    /// `--meter-type`.
+    pub(crate) meter_type: String,
+    /// `--layout`.
+    pub(crate) layout: String,
+    /// `--di-order`.
+    pub(crate) di_order: Option<String>,
+    /// `--config` (for `[[cjt188_layout]]`s).
+    pub(crate) config: Option<std::path::PathBuf>,
+}
+
 pub(crate) async fn probe_serial_cmd(
     endpoint: &str,
     dlt645: Option<&str>,
     cjt188: Option<&str>,
-    meter_type: &str,
+    cjt: &CjtOptions,
     timeout_ms: u64,
 ) -> anyhow::Result<ExitCode> {
     use super::probe::SerialTarget;
@@ -384,7 +482,7 @@ pub(crate) async fn probe_serial_cmd(
             let Some(address) = meterflow_cnproto::cjt188::address(a) else {
                 return usage(format!("--cjt188 `{a}` is not 14 hex digits"));
             };
-            let t = match meter_type {
+            let t = match cjt.meter_type.as_str() {
                 "cold_water" => 0x10,
                 "hot_water" => 0x11,
                 "heat" => 0x20,
@@ -396,9 +494,34 @@ pub(crate) async fn probe_serial_cmd(
                     ));
                 }
             };
+            let layouts = match &cjt.config {
+                Some(c) => match super::load_site(c) {
+                    Ok(site) => site.cjt188_layouts,
+                    Err(code) => return Ok(code),
+                },
+                None => Vec::new(),
+            };
+            let Some(named) = layouts
+                .into_iter()
+                .chain(meterflow_model::config::shipped_cjt188_layouts())
+                .find(|l| l.name == cjt.layout)
+            else {
+                return usage(format!(
+                    "--layout `{}`: standard, collector, or a [[cjt188_layout]] of --config",
+                    cjt.layout
+                ));
+            };
+            let mut layout = named.to_layout();
+            if let Some(d) = &cjt.di_order {
+                match meterflow_model::config::di_bytes(d) {
+                    Some(di) => layout.di = di,
+                    None => return usage(format!("--di-order `{d}`: 901F or 1F90")),
+                }
+            }
             SerialTarget::Cjt188 {
                 meter_type: t,
                 address,
+                layout,
             }
         }
         _ => return usage("give one of --dlt645 or --cjt188".into()),
