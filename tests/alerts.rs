@@ -374,3 +374,69 @@ fn alerts_fire_resolve_and_reach_a_webhook_that_was_down() {
     assert_eq!(firing.len(), 1, "{firing:?}");
     assert_eq!((firing[0].0.as_str(), firing[0].1.as_str()), ("quota", "Q"));
 }
+
+/// `alerts --at` is a dry run: it shows what would fire at that time and
+/// leaves the alert state and history as they were; `--record` keeps it.
+#[test]
+fn alerts_at_another_time_is_a_dry_run_unless_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = dir.path().join("site.toml");
+    std::fs::write(
+        &site,
+        "[site]\nname = \"dry\"\n[store]\npath = \"store.db\"\n[[building]]\nid = \"b\"\ntotal_area_m2 = 100\n\
+         [[meter]]\nid = \"m\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = { building = \"b\" }\ninterval_s = 900\n",
+    )
+    .expect("site");
+    // Readings every 15 minutes from 00:00 to 02:00 on 2025-03-03 (local).
+    let mut csv = String::new();
+    for q in 0..=8 {
+        csv.push_str(&format!(
+            "m,2025-03-03 {:02}:{:02}:00,{}\n",
+            q / 4,
+            q % 4 * 15,
+            100 + q
+        ));
+    }
+    std::fs::write(dir.path().join("r.csv"), csv).expect("csv");
+    let s = site.to_str().expect("path");
+    let csv = dir.path().join("r.csv");
+    let o = crate::support::run(&["import", "--config", s, csv.to_str().expect("path")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let events = || {
+        let c = rusqlite::Connection::open(dir.path().join("store.db")).expect("store");
+        let n = |t: &str| -> i64 {
+            c.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                .expect("count")
+        };
+        (n("alert_events"), n("alert_state"))
+    };
+    // A day later the meter has been silent for 22 h: meter-silent would fire.
+    let o = crate::support::run(&["alerts", "--config", s, "--at", "2025-03-04 00:00"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("dry run as of 2025-03-04 00:00:00 +08:00: nothing is recorded"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("meter-silent on m") && l.contains("since")),
+        "what would fire is shown: {out}"
+    );
+    assert!(out.contains("no reading for 22 h"), "{out}");
+    assert_eq!(events(), (0, 0), "nothing recorded");
+    let o = crate::support::run(&[
+        "alerts",
+        "--config",
+        s,
+        "--at",
+        "2025-03-04 00:00",
+        "--record",
+    ]);
+    assert!(o.status.success());
+    let (events_n, states) = events();
+    assert!(
+        events_n >= 1 && states >= 1,
+        "{events_n} events, {states} states"
+    );
+}

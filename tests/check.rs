@@ -186,3 +186,23 @@ fn logs_to_a_file_have_no_colour_codes() {
     );
     assert!(!err.contains('\u{1b}'), "colour codes in: {err}");
 }
+
+/// `meterflow check … | head -1` with the reader gone before the output:
+/// no panic message, the status of a process stopped by a closed pipe.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = crate::support::example_site(dir.path(), 50_000);
+    let mut child = crate::support::bin()
+        .args(["check", "--config", path.to_str().expect("path")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("check");
+    // Close our end of the pipe before the command prints its first line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}

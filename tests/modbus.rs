@@ -643,6 +643,82 @@ fn probe_shows_plausible_values_and_flags_a_wrong_word_order() {
     );
 }
 
+/// A sparse register image (voltage_l2 missing inside the coalesced
+/// voltage-current block): probe splits the refused block like the poller
+/// and reads every present field; with PT and CT read from the meter it
+/// shows the primary side; an absent unit gets one line.
+#[test]
+fn probe_splits_refused_blocks_shows_the_primary_side_and_names_an_absent_unit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let f = |a: u16, t: &str, v: i64| {
+        format!("{{\"space\": \"holding\", \"address\": {a}, \"type\": \"{t}\", \"value\": {v}}}")
+    };
+    // Acrel ADL400 map (secondary side, scaled integers); no register 0x62.
+    let fields = [
+        f(0x00, "u32", 123_456), // energy_total 1 234.56 kWh
+        f(0x0A, "u32", 100_000), // energy_import 1 000.00 kWh
+        f(0x14, "u32", 0),
+        f(0x61, "u16", 2301), // voltage_l1 230.1 V
+        f(0x63, "u16", 2299), // voltage_l3 229.9 V
+        f(0x64, "u16", 150),  // current_l1 1.50 A
+        f(0x65, "u16", 150),
+        f(0x66, "u16", 150),
+        f(0x77, "u16", 5000),  // 50.00 Hz
+        f(0x8D, "u16", 10),    // PT 10
+        f(0x8E, "u16", 40),    // CT 40
+        f(0x16A, "i32", 1500), // power 1.500 kW
+    ];
+    let image = format!("{{\"units\": {{\"1\": [{}]}}}}", fields.join(", "));
+    let (_peer, _log) = peer(dir.path(), &image, Wire::Tcp(port), None);
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let probe = |unit: &str| {
+        let o = bin()
+            .args([
+                "probe",
+                "--endpoint",
+                &endpoint,
+                "--unit",
+                unit,
+                "--profile",
+                "acrel-adl400",
+            ])
+            .output()
+            .expect("probe");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (code, out) = probe("1");
+    assert_eq!(code, Some(1), "voltage_l2 needs a look: {out}");
+    for (q, value) in [
+        ("voltage_l1", "230.1000"),
+        ("voltage_l3", "229.9000"),
+        ("current_l1", "1.5000"),
+        ("current_l3", "1.5000"),
+        ("energy_import", "1000.0000"),
+    ] {
+        assert!(line_of(&out, q).contains(value), "{q}: {out}");
+        assert!(line_of(&out, q).ends_with("ok"), "{q}: {out}");
+    }
+    assert!(line_of(&out, "voltage_l2").contains("exception 2"), "{out}");
+    // Primary side: energy and power × PT × CT = × 400, voltage × 10, current × 40.
+    assert!(
+        line_of(&out, "energy_import").contains("400000.0000"),
+        "{out}"
+    );
+    assert!(line_of(&out, "power ").contains("600.0000"), "{out}");
+    assert!(line_of(&out, "voltage_l1").contains("2301.0000"), "{out}");
+    assert!(line_of(&out, "current_l1").contains("60.0000"), "{out}");
+    assert!(out.contains("give it `multiplier = 400`"), "{out}");
+    // No device at unit 9: one line, not one per field.
+    let (code, out) = probe("9");
+    assert_eq!(code, Some(1));
+    assert_eq!(out.trim().lines().count(), 1, "{out}");
+    assert!(out.starts_with("no device answers at unit 9"), "{out}");
+}
+
 fn line_of(out: &str, name: &str) -> String {
     out.lines()
         .find(|l| l.starts_with(name))

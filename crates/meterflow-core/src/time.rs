@@ -65,6 +65,18 @@ pub fn utc_text(ts_ms: i64) -> String {
     )
 }
 
+/// An instant in the site's zone for people: `2026-12-02 14:05:00 +08:00`.
+pub fn local_text(ts_ms: i64, tz: Tz) -> String {
+    chrono::DateTime::from_timestamp_millis(ts_ms).map_or_else(
+        || format!("{ts_ms} ms"),
+        |t| {
+            t.with_timezone(&tz)
+                .format("%Y-%m-%d %H:%M:%S %:z")
+                .to_string()
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

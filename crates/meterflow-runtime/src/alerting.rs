@@ -593,6 +593,11 @@ impl Evaluator {
         &self.db
     }
 
+    /// The alert tables, to write (dry runs).
+    pub fn db_mut(&mut self) -> &mut AlertDb {
+        &mut self.db
+    }
+
     /// Evaluate every rule at `now_ms`; returns the new events (fired, resolved).
     pub fn evaluate(
         &mut self,

@@ -130,9 +130,22 @@ impl AlertDb {
             .at(&self.path)
     }
 
-    /// Record transitions (states, events, outbox entries) in one transaction.
+    /// Start a dry run: what is recorded from here on is undone by
+    /// [`AlertDb::end_dry_run`] (an evaluation at another time must not
+    /// enter the lasting history).
+    pub fn begin_dry_run(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN").at(&self.path)
+    }
+
+    /// Undo everything since [`AlertDb::begin_dry_run`].
+    pub fn end_dry_run(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("ROLLBACK").at(&self.path)
+    }
+
+    /// Record transitions (states, events, outbox entries) at once (a
+    /// savepoint: inside a dry run, undone with it).
     pub fn record(&mut self, now_ms: i64, items: &[Transition]) -> Result<Vec<i64>, StoreError> {
-        let tx = self.conn.transaction().at(&self.path)?;
+        let tx = self.conn.savepoint().at(&self.path)?;
         let mut ids = Vec::new();
         for t in items {
             tx.prepare_cached(

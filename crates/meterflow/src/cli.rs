@@ -92,9 +92,12 @@ enum Command {
         /// Site configuration file (TOML).
         #[arg(long)]
         config: PathBuf,
-        /// Evaluate as of this time (RFC 3339 or local `YYYY-MM-DD HH:MM`; default: now).
+        /// Evaluate as of this time (RFC 3339 or local `YYYY-MM-DD HH:MM`; default: now): a dry run unless --record.
         #[arg(long)]
         at: Option<String>,
+        /// With --at: keep what the evaluation finds in the alert history.
+        #[arg(long)]
+        record: bool,
         /// Acknowledge a firing alert, given as RULE:TARGET.
         #[arg(long)]
         ack: Option<String>,
@@ -307,8 +310,29 @@ enum ExportProfile {
     QuotaStandard,
 }
 
+/// A reader that closes the pipe early (`meterflow check … | head -3`) ends
+/// the command quietly, with the status a shell gives a process killed by
+/// SIGPIPE (141), instead of a panic message: Rust ignores SIGPIPE, so
+/// printing to a closed pipe panics in `println!`.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 /// Parse arguments, run, return the exit code.
 pub fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
@@ -379,9 +403,10 @@ pub fn main() -> ExitCode {
         Command::Alerts {
             config,
             at,
+            record,
             ack,
             history,
-        } => commands::alerts::run(&config, at.as_deref(), ack.as_deref(), history),
+        } => commands::alerts::run(&config, at.as_deref(), ack.as_deref(), history, record),
         Command::Report {
             config,
             meter,

@@ -10,6 +10,7 @@ pub(crate) fn run(
     at: Option<&str>,
     ack: Option<&str>,
     history: usize,
+    record: bool,
 ) -> anyhow::Result<ExitCode> {
     let site = match load_site(config) {
         Ok(s) => s,
@@ -38,6 +39,16 @@ pub(crate) fn run(
             return Ok(ExitCode::FAILURE);
         }
     }
+    // An evaluation at another time is a dry run unless told otherwise: its
+    // transitions would otherwise enter the lasting history out of order.
+    let dry = at.is_some() && !record;
+    if dry {
+        println!(
+            "dry run as of {}: nothing is recorded (--record keeps it)",
+            meterflow_core::time::local_text(now, site.tz)
+        );
+        ev.db_mut().begin_dry_run()?;
+    }
     let reader = meterflow_store::Reader::open(&site.store_path())?;
     for e in ev.evaluate(
         &site,
@@ -47,7 +58,7 @@ pub(crate) fn run(
     )? {
         println!("{} {}", e.event, e.message);
     }
-    if !site.notifiers.is_empty() {
+    if !site.notifiers.is_empty() && !dry {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -83,6 +94,9 @@ pub(crate) fn run(
                 e.message
             );
         }
+    }
+    if dry {
+        ev.db_mut().end_dry_run()?;
     }
     Ok(ExitCode::SUCCESS)
 }

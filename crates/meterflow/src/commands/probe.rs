@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meterflow_modbus::bus::{Answer, Link};
-use meterflow_modbus::{BusHealth, decode, plan};
+use meterflow_modbus::{BusHealth, Read, decode, plan, split};
 use meterflow_model::config::{Bus, Parity, Transport};
 use meterflow_model::profile::{Field, Profile};
 
@@ -24,6 +24,24 @@ pub(crate) struct Probed {
     pub(crate) again: Option<f64>,
     /// `None` = plausible; otherwise what looks wrong.
     pub(crate) check: Option<String>,
+    /// The value on the primary side when the meter reports its PT and CT
+    /// ratios (energy and power × PT × CT, voltage × PT, current × CT).
+    pub(crate) primary: Option<f64>,
+}
+
+/// The factor from a secondary-side value of `quantity` to the primary side.
+fn primary_factor(quantity: &str, pt: f64, ct: f64) -> Option<f64> {
+    if quantity.starts_with("energy")
+        || (quantity.starts_with("power") && quantity != "power_factor")
+    {
+        Some(pt * ct)
+    } else if quantity.starts_with("voltage") {
+        Some(pt)
+    } else if quantity.starts_with("current") {
+        Some(ct)
+    } else {
+        None
+    }
 }
 
 /// Parse `tcp://host:port`, `rtu-over-tcp://host:port`, `rtu:///dev/ttyUSB0?baud=9600&parity=even`.
@@ -119,8 +137,15 @@ pub(crate) fn plausibility(field: &Field, value: f64, again: Option<f64>) -> Opt
     None
 }
 
-/// Read every field of `profile` on `unit` twice (2 s apart for counters).
-pub(crate) async fn probe(bus: &Bus, unit: u8, profile: &Profile, pause: Duration) -> Vec<Probed> {
+/// Read every field of `profile` on `unit` twice (2 s apart for counters),
+/// coalesced like the poller and split the same way when the device refuses
+/// a block (exception 2 or 3). `Err` when no device answers at the unit.
+pub(crate) async fn probe(
+    bus: &Bus,
+    unit: u8,
+    profile: &Profile,
+    pause: Duration,
+) -> Result<Vec<Probed>, String> {
     let health = Arc::new(BusHealth::default());
     let mut link = Link::new(bus, health);
     let all: Vec<usize> = (0..profile.field.len()).collect();
@@ -136,22 +161,48 @@ pub(crate) async fn probe(bus: &Bus, unit: u8, profile: &Profile, pause: Duratio
             value: Err("not read".into()),
             again: None,
             check: None,
+            primary: None,
         })
         .collect();
-    for read in &reads {
-        match link.read(bus, unit, read).await {
+    let mut queue: Vec<Read> = reads.iter().rev().cloned().collect();
+    let mut done: Vec<Read> = Vec::new();
+    let mut answered = false;
+    while let Some(read) = queue.pop() {
+        match link.read(bus, unit, &read).await {
             Answer::Words { words, .. } => {
+                answered = true;
                 for &i in &read.fields {
                     let f = &profile.field[i];
                     let off = usize::from(f.address - read.start);
-                    let w = words[off..off + usize::from(f.dtype.registers())].to_vec();
-                    out[i].value = decode(f, &w).map_err(|e| format!("{} ({e:?})", e.code()));
-                    out[i].words = w;
+                    let Some(w) = words.get(off..off + usize::from(f.dtype.registers())) else {
+                        continue;
+                    };
+                    out[i].value = decode(f, w).map_err(|e| format!("{} ({e:?})", e.code()));
+                    out[i].words = w.to_vec();
                 }
+                done.push(read);
+            }
+            // 10/11: the gateway has no path to, or no answer from, the unit.
+            Answer::Exception(code) if !answered && matches!(u8::from(code), 10 | 11) => {
+                return Err(format!(
+                    "no device answers at unit {unit} (the gateway says exception {})",
+                    u8::from(code)
+                ));
+            }
+            Answer::NoResponse if !answered => {
+                return Err(format!("no device answers at unit {unit}"));
             }
             Answer::Exception(code) => {
+                let c = u8::from(code);
+                if matches!(c, 2 | 3)
+                    && let Some((a, b)) = split(&profile.field, &read)
+                {
+                    queue.push(b);
+                    queue.push(a);
+                    continue;
+                }
                 for &i in &read.fields {
-                    out[i].value = Err(format!("exception {}", u8::from(code)));
+                    out[i].value = Err(format!("exception {c}"));
                 }
             }
             Answer::NoResponse => {
@@ -161,8 +212,24 @@ pub(crate) async fn probe(bus: &Bus, unit: u8, profile: &Profile, pause: Duratio
             }
         }
     }
+    // Every read refused with a device failure (4) or a gateway error: some
+    // gateways (and simulators) answer so for a unit with nothing behind it.
+    if !answered {
+        let codes: std::collections::BTreeSet<&str> = out
+            .iter()
+            .filter_map(|p| p.value.as_ref().err())
+            .map(String::as_str)
+            .collect();
+        if let [only] = codes.into_iter().collect::<Vec<_>>()[..]
+            && matches!(only, "exception 4" | "exception 10" | "exception 11")
+        {
+            return Err(format!(
+                "no device answers at unit {unit}: every read got {only}"
+            ));
+        }
+    }
     tokio::time::sleep(pause).await;
-    for read in &reads {
+    for read in &done {
         if !read.fields.iter().any(|&i| profile.field[i].counter) {
             continue;
         }
@@ -170,7 +237,22 @@ pub(crate) async fn probe(bus: &Bus, unit: u8, profile: &Profile, pause: Duratio
             for &i in &read.fields {
                 let f = &profile.field[i];
                 let off = usize::from(f.address - read.start);
-                out[i].again = decode(f, &words[off..off + usize::from(f.dtype.registers())]).ok();
+                if let Some(w) = words.get(off..off + usize::from(f.dtype.registers())) {
+                    out[i].again = decode(f, w).ok();
+                }
+            }
+        }
+    }
+    let ratio = |q: &str| {
+        out.iter()
+            .find(|p| p.field.quantity == q)
+            .and_then(|p| p.value.as_ref().ok().copied())
+            .filter(|v| *v > 0.0)
+    };
+    if let (Some(pt), Some(ct)) = (ratio("pt_ratio"), ratio("ct_ratio")) {
+        for p in &mut out {
+            if let (Ok(v), Some(k)) = (&p.value, primary_factor(&p.field.quantity, pt, ct)) {
+                p.primary = Some(v * k);
             }
         }
     }
@@ -180,7 +262,7 @@ pub(crate) async fn probe(bus: &Bus, unit: u8, profile: &Profile, pause: Duratio
             Err(e) => Some(e.clone()),
         };
     }
-    out
+    Ok(out)
 }
 
 /// Print the probe table; returns the number of fields that need a look.
@@ -189,9 +271,20 @@ pub(crate) fn print(unit: u8, profile: &Profile, rows: &[Probed]) -> usize {
         "unit {unit}, profile {} v{} ({})",
         profile.name, profile.version, profile.description
     );
+    let primary = rows.iter().any(|r| r.primary.is_some());
     println!(
-        "{:<16} {:>7} {:<9} {:<20} {:>18} {:<6} check",
-        "quantity", "address", "type", "raw", "value", "unit"
+        "{:<16} {:>7} {:<9} {:<20} {:>18} {:<6} {}check",
+        "quantity",
+        "address",
+        "type",
+        "raw",
+        "value",
+        "unit",
+        if primary {
+            format!("{:>18} ", "primary side")
+        } else {
+            String::new()
+        }
     );
     let mut bad = 0;
     for r in rows {
@@ -207,14 +300,30 @@ pub(crate) fn print(unit: u8, profile: &Profile, rows: &[Probed]) -> usize {
                 format!("CHECK: {c}")
             }
         };
+        let side = match (primary, r.primary) {
+            (false, _) => String::new(),
+            (true, Some(v)) => format!("{v:>18.4} "),
+            (true, None) => format!("{:>18} ", ""),
+        };
         println!(
-            "{:<16} {:>7} {:<9} {:<20} {:>18} {:<6} {check}",
+            "{:<16} {:>7} {:<9} {:<20} {:>18} {:<6} {side}{check}",
             r.field.quantity,
             format!("0x{:04X}", r.field.address),
             format!("{:?}/{:?}", r.field.dtype, r.field.order).to_lowercase(),
             raw.join(" "),
             value,
             r.field.unit
+        );
+    }
+    if let (Some(pt), Some(ct)) = (
+        rows.iter().find(|r| r.field.quantity == "pt_ratio"),
+        rows.iter().find(|r| r.field.quantity == "ct_ratio"),
+    ) && let (Ok(pt), Ok(ct)) = (&pt.value, &ct.value)
+        && primary
+    {
+        println!(
+            "PT {pt} × CT {ct}: the meter counts on the secondary side; give it `multiplier = {}` in the site file",
+            pt * ct
         );
     }
     bad
@@ -554,7 +663,15 @@ pub(crate) async fn probe_cmd(
     };
     let Some(p) = profiles.iter().find(|p| p.name == profile) else {
         let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
-        eprintln!("error: no profile `{profile}`; known: {}", names.join(", "));
+        let hint = if config.is_none() {
+            " (a site's own [[profile]]s need --config SITE_FILE)"
+        } else {
+            ""
+        };
+        eprintln!(
+            "error: no profile `{profile}`; known: {}{hint}",
+            names.join(", ")
+        );
         return Ok(ExitCode::from(crate::EXIT_CONFIG));
     };
     let bus = match super::probe::endpoint_bus(endpoint, timeout_ms) {
@@ -564,7 +681,13 @@ pub(crate) async fn probe_cmd(
             return Ok(ExitCode::from(crate::EXIT_CONFIG));
         }
     };
-    let rows = super::probe::probe(&bus, unit, p, std::time::Duration::from_secs(2)).await;
+    let rows = match super::probe::probe(&bus, unit, p, std::time::Duration::from_secs(2)).await {
+        Ok(rows) => rows,
+        Err(why) => {
+            println!("{why}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let bad = super::probe::print(unit, p, &rows);
     if bad > 0 {
         println!("{bad} field(s) need a look");
