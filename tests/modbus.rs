@@ -436,15 +436,24 @@ fn stale_reply_over_a_pty_is_never_taken_for_the_next_request() {
     stale_reply_case(dir.path(), bus, Wire::Serial(&theirs));
 }
 
-/// `meterflow demo` for 30 s: the store then holds intervals for every simulated meter.
+/// `meterflow demo` for 30 s: the store then holds intervals for every
+/// simulated meter. Started a second time on the same folder, every meter
+/// carries on from its last reading: no reset, no implausible delta, and each
+/// meter's consumption over both runs equals its last reading minus its first.
+/// Neither start nor stop logs a warning or an error.
 #[test]
-fn demo_runs_and_fills_intervals_for_every_meter() {
+fn demo_runs_twice_and_fills_intervals_for_every_meter() {
     let dir = tempfile::tempdir().expect("tempdir");
     let o = bin()
         .current_dir(dir.path())
         .args(["demo", "--seconds", "30"])
         .output()
         .expect("demo");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !err.contains("WARN") && !err.contains("ERROR"),
+        "a normal start and stop are quiet: {err}"
+    );
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
         o.status.success(),
@@ -490,6 +499,67 @@ fn demo_runs_and_fills_intervals_for_every_meter() {
     }
     // Every poll answered: no timeouts or exceptions on the loopback simulator.
     assert!(out.contains(" 0 timeouts, 0 exceptions"), "{out}");
+    drop(s);
+    drop(c);
+
+    let o = bin()
+        .current_dir(dir.path())
+        .args(["demo", "--seconds", "15"])
+        .output()
+        .expect("demo again");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("carrying on from the kept store: 11 meters"),
+        "{out}"
+    );
+    assert!(!err.contains("WARN") && !err.contains("ERROR"), "{err}");
+    let c = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("demo store");
+    let bad: i64 = c
+        .query_row(
+            "SELECT count(*) FROM anomalies WHERE kind IN ('counter_reset', 'implausible_delta', 'counter_jump')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("anomalies");
+    assert_eq!(
+        bad, 0,
+        "no reset, jump or implausible delta across the restart"
+    );
+    for m in &site.meters {
+        let (first, last, micro): (f64, f64, i64) = c
+            .query_row(
+                "SELECT (SELECT value FROM readings r WHERE r.series = s.id AND value IS NOT NULL ORDER BY ts_ms LIMIT 1), \
+                        (SELECT value FROM readings r WHERE r.series = s.id AND value IS NOT NULL ORDER BY ts_ms DESC LIMIT 1), \
+                        (SELECT coalesce(sum(micro), 0) FROM intervals i WHERE i.series = s.id) \
+                 FROM series s WHERE s.meter = ?1 AND s.quantity = ?2",
+                [m.id.as_str(), m.counter_quantity()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("series");
+        // Consumption = (last − first) × multiplier, to the register's
+        // micro-unit rounding at both ends (× multiplier).
+        let want = (last - first) * m.multiplier;
+        assert!(
+            (micro as f64 / 1e6 - want).abs() <= 1.01e-6 * m.multiplier + 1e-9,
+            "{}: intervals {} vs readings {want}",
+            m.id,
+            micro as f64 / 1e6
+        );
+        assert!(last > first, "{} counted on: {first} → {last}", m.id);
+    }
+    let o = crate::support::run(&[
+        "alerts",
+        "--config",
+        dir.path()
+            .join("data/demo/site.toml")
+            .to_str()
+            .expect("path"),
+    ]);
+    let alerts = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!alerts.contains("counter-reset"), "{alerts}");
 }
 
 /// A device reset seen over Modbus adds no consumption (our simulator is the

@@ -27,10 +27,14 @@ pub struct CounterSpec {
     pub sentinels: Vec<f64>,
     /// Intervals without a good reading before `meter_silent`.
     pub silent_after: u32,
+    /// One step of the source value (its register's last digit), source
+    /// units; 0 when unknown. A delta may exceed `max_rate × dt` by one
+    /// step: a 0.01 GJ register read every 5 s moves in steps of 7.2 GJ/h.
+    pub resolution: f64,
 }
 
 impl CounterSpec {
-    /// Settings of a configured meter.
+    /// Settings of a configured meter (resolution unknown).
     pub fn from_meter(m: &Meter) -> CounterSpec {
         CounterSpec {
             multiplier: m.multiplier,
@@ -40,6 +44,35 @@ impl CounterSpec {
             interval_ms: i64::from(m.effective_interval_s()) * 1000,
             sentinels: m.sentinels.clone(),
             silent_after: m.silent_after,
+            resolution: 0.0,
+        }
+    }
+
+    /// Settings of a meter of `site`, with the resolution its source gives:
+    /// the scale of the Modbus profile's counter field, the decimals of the
+    /// DL/T 645 identifier (a site `[[dlt645_item]]`, else 2), 0.01 for CJ/T 188.
+    pub fn for_site(site: &meterflow_model::Site, m: &Meter) -> CounterSpec {
+        let q = m.counter_quantity();
+        let resolution = if let Some(src) = &m.modbus {
+            site.profile(&src.profile)
+                .and_then(|p| p.field.iter().find(|f| f.quantity == q))
+                .map_or(0.0, |f| f.scale.abs())
+        } else if m.dlt645.is_some() {
+            // The shipped energy identifiers are XXXXXX.XX kWh.
+            let decimals = site
+                .dlt645_items
+                .iter()
+                .find(|i| i.quantity == q)
+                .map_or(2, |i| i.decimals);
+            10f64.powi(-i32::from(decimals))
+        } else if m.cjt188.is_some() {
+            0.01
+        } else {
+            0.0
+        };
+        CounterSpec {
+            resolution,
+            ..CounterSpec::from_meter(m)
         }
     }
 
@@ -100,8 +133,9 @@ impl CounterSpec {
 
     /// Largest plausible consumption over `dt_ms`, micro-units, if a rate is set.
     fn limit_micro(&self, dt_ms: i64) -> Option<i64> {
+        let step = self.resolution * self.scale.abs() * self.multiplier.abs();
         self.max_rate_per_h
-            .map(|rate| (rate * dt_ms as f64 / 3_600_000.0 * MICRO).floor() as i64)
+            .map(|rate| ((rate * dt_ms as f64 / 3_600_000.0 + step) * MICRO).floor() as i64)
     }
 }
 

@@ -22,6 +22,7 @@ fn spec() -> CounterSpec {
         interval_ms: 900_000,
         sentinels: meterflow_model::config::REGISTER_SENTINELS.to_vec(),
         silent_after: 3,
+        resolution: 0.0,
     }
 }
 
@@ -244,4 +245,30 @@ fn without_declared_sentinels_a_decimal_value_is_a_reading() {
     // with it, the same (the rejected middle reading leaves the pair intact).
     assert_eq!(s.total_micro(), with.total_micro());
     assert!(s.total_micro() > 0);
+}
+
+/// A register's last digit is not a rate: a 0.01 GJ heat register read every
+/// 5 s with a 5 GJ/h limit. 5 s at 5 GJ/h allow 0.006 94 GJ; one step of
+/// 0.01 GJ is allowed on top (limit 0.016 94), two steps (0.02) are not.
+#[test]
+fn one_register_step_is_within_the_rate_limit() {
+    let heat = CounterSpec {
+        multiplier: 1.0,
+        max_rate_per_h: Some(5.0),
+        interval_ms: 5_000,
+        resolution: 0.01,
+        ..spec()
+    };
+    let s = run(&heat, &[r(T0, 7051.00), r(T0 + 5_000, 7051.01)]);
+    assert_eq!(s.items[&(T0 + 5_000)].1, Status::Good);
+    assert_eq!(s.total_micro(), 10_000);
+    let s = run(&heat, &[r(T0, 7051.00), r(T0 + 5_000, 7051.02)]);
+    assert_ne!(s.items[&(T0 + 5_000)].1, Status::Good, "two steps in 5 s");
+    // Without the resolution the single step is implausible.
+    let blind = CounterSpec {
+        resolution: 0.0,
+        ..heat
+    };
+    let s = run(&blind, &[r(T0, 7051.00), r(T0 + 5_000, 7051.01)]);
+    assert_ne!(s.items[&(T0 + 5_000)].1, Status::Good);
 }

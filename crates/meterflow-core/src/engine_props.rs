@@ -17,6 +17,7 @@ fn spec(max_rate: Option<f64>) -> CounterSpec {
         interval_ms: 900_000,
         sentinels: meterflow_model::config::REGISTER_SENTINELS.to_vec(),
         silent_after: 3,
+        resolution: 0.0,
     }
 }
 

@@ -121,6 +121,14 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     if let Some(b) = &site.broker {
         let addr: std::net::SocketAddr = b.listen.parse().context("broker.listen")?;
         meterflow_mqtt::broker::start(addr).context("starting the embedded MQTT broker")?;
+        // The broker binds on its own thread: wait for it (≤ 3 s) so the
+        // subscribers' first connection is not refused.
+        let since = std::time::Instant::now();
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err()
+            && since.elapsed() < Duration::from_secs(3)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         tracing::info!(%addr, "Embedded MQTT broker listening.");
     }
     // Bounded: when the store falls behind, sources wait (nothing is dropped).

@@ -22,6 +22,29 @@ pub fn bank_for(site: &Site, bus: &str) -> Bank {
 
 /// As [`bank_for`], with night-time leaks (m³/h) on the named water meters.
 pub fn bank_with_leaks(site: &Site, bus: &str, leaks: &HashMap<String, f64>) -> Bank {
+    bank_of(site, bus, leaks, &HashMap::new())
+}
+
+/// As [`bank_for`], each meter carrying on from its last stored reading
+/// `(ts_ms, value)` (a demo started again against its kept store).
+pub fn bank_resuming(site: &Site, bus: &str, last: &HashMap<String, (i64, f64)>) -> Bank {
+    bank_of(site, bus, &HashMap::new(), last)
+}
+
+/// Move a simulated counter on from its last stored value to `now_ms`, as if
+/// the meter had kept counting while nothing read it.
+pub fn resume(m: &mut SimMeter, last: Option<&(i64, f64)>, tz: chrono_tz::Tz, now_ms: i64) {
+    if let Some(&(ts, value)) = last {
+        m.start_register = value + crate::sum_quarters(m, tz, ts, now_ms.max(ts)) / m.multiplier;
+    }
+}
+
+fn bank_of(
+    site: &Site,
+    bus: &str,
+    leaks: &HashMap<String, f64>,
+    last: &HashMap<String, (i64, f64)>,
+) -> Bank {
     let now = meterflow_model::clock::now_ms();
     let mut meters: Vec<SimMeter> = site.meters.iter().map(SimMeter::from_meter).collect();
     for m in &mut meters {
@@ -30,6 +53,9 @@ pub fn bank_with_leaks(site: &Site, bus: &str, leaks: &HashMap<String, f64>) -> 
         }
     }
     align_to_replacements(&mut meters, site, now);
+    for m in &mut meters {
+        resume(m, last.get(&m.id), site.tz, now);
+    }
     let mut devices = HashMap::new();
     for (m, sim) in site.meters.iter().zip(meters) {
         let Some(src) = m.modbus.as_ref().filter(|s| s.bus == bus) else {

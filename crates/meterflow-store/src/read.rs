@@ -284,6 +284,16 @@ impl Reader {
             .at(&self.path)
     }
 
+    /// The latest reading of a series that has a value: `(ts_ms, value)`.
+    pub fn last_value(&self, series: i64) -> Result<Option<(i64, f64)>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT ts_ms, value FROM readings WHERE series = ?1 AND kind = 0 AND value IS NOT NULL ORDER BY ts_ms DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![series], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .at(&self.path)
+    }
+
     /// Buckets with coverage in `[from_ms, to_ms)`.
     pub fn intervals(
         &self,

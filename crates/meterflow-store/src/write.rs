@@ -133,7 +133,7 @@ impl Writer {
                 (
                     m.id.clone(),
                     MeterEntry {
-                        spec: CounterSpec::from_meter(m),
+                        spec: CounterSpec::for_site(site, m),
                         counter_quantity: m.counter_quantity().to_string(),
                         earliest_ms: site.earliest_ms(m),
                     },

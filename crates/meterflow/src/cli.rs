@@ -506,8 +506,10 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging() {
+    // rumqttd (the embedded broker) logs every client that goes away as an
+    // ERROR; its real failures (a port it cannot bind) reach our own log.
     let filter = tracing_subscriber::EnvFilter::try_from_env("METERFLOW_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off"));
     // Colours only on a terminal (and never with NO_COLOR): a journal or a
     // log file gets plain text.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())

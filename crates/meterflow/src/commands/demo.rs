@@ -7,7 +7,7 @@ use anyhow::Context;
 use meterflow_model::Site;
 use meterflow_sim::SimMeter;
 use meterflow_sim::server::serve;
-use meterflow_sim::site::bank_for;
+use meterflow_sim::site::bank_resuming;
 
 /// `meterflow demo`: simulator + pipeline on loopback, store in `data/demo/`.
 pub(crate) async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::ExitCode> {
@@ -55,10 +55,27 @@ pub(crate) async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::E
                 )
                 .with_context(|| format!("writing {}", path.display()))?;
             }
+            // The demo's own file (also one an older demo left readable).
+            meterflow_model::secret_file::restrict(&path)
+                .with_context(|| format!("restricting {}", path.display()))?;
         }
     }
-    let bank = bank_for(&site, "sim");
-    let pushed = pushed_meters(&site);
+    // Started again against the kept store, every meter carries on from its
+    // last stored value (no counter resets, no jump in consumption).
+    let last = last_values(&site);
+    let bank = bank_resuming(&site, "sim", &last);
+    let mut pushed = pushed_meters(&site);
+    let now = meterflow_model::clock::now_ms();
+    for p in &mut pushed {
+        let id = p.meter.id.clone();
+        meterflow_sim::site::resume(&mut p.meter, last.get(&id), site.tz, now);
+    }
+    if !last.is_empty() {
+        println!(
+            "carrying on from the kept store: {} meters resume from their last reading",
+            last.len()
+        );
+    }
     println!(
         "meterflow demo: {} simulated meters on Modbus TCP {addr}, {} on MQTT (embedded broker 127.0.0.1:{mqtt_port}); store {}",
         bank.devices.len(),
@@ -120,6 +137,25 @@ pub(crate) async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::E
         );
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Each meter's last stored counter reading, when the store exists.
+fn last_values(site: &Site) -> std::collections::HashMap<String, (i64, f64)> {
+    let mut out = std::collections::HashMap::new();
+    if !site.store_path().exists() {
+        return out;
+    }
+    let Ok(reader) = meterflow_store::Reader::open(&site.store_path()) else {
+        return out;
+    };
+    for m in &site.meters {
+        if let Ok(Some(series)) = reader.series_id(&m.id, m.counter_quantity())
+            && let Ok(Some(last)) = reader.last_value(series)
+        {
+            out.insert(m.id.clone(), last);
+        }
+    }
+    out
 }
 
 /// Meters of the demo that push over MQTT: those without a Modbus source.
