@@ -101,6 +101,7 @@ fn a_mixed_rs485_bus_reads_every_meter_and_isolates_a_bad_one() {
                 stop: None,
                 committed: None,
                 api: None,
+                status_every: None,
             },
         ))
         .expect("run");

@@ -583,7 +583,7 @@ fn a_counter_reset_on_the_wire_adds_no_consumption() {
             tokio::time::sleep(Duration::from_millis(3500)).await;
             device.set_counter(5.0); // the meter restarts from 5 kWh
         });
-        let opts = meterflow_runtime::pipeline::RunOptions { live: false, duration: Some(Duration::from_secs(8)), stop: None, committed: None, api: None };
+        let opts = meterflow_runtime::pipeline::RunOptions { live: false, duration: Some(Duration::from_secs(8)), stop: None, committed: None, api: None, status_every: None };
         meterflow_runtime::pipeline::run(site, opts).await.expect("run");
         let _ = resetter.await;
         sim.abort();
@@ -843,7 +843,7 @@ fn polls_with_concurrency(concurrency: usize, seconds: u64) -> Vec<usize> {
             d.set_fault(meterflow_sim::server::Fault::Late(Duration::from_millis(300)));
         }
         let sim = tokio::spawn(meterflow_sim::server::serve(listener, bank));
-        let opts = meterflow_runtime::pipeline::RunOptions { live: false, duration: Some(Duration::from_secs(seconds)), stop: None, committed: None, api: None };
+        let opts = meterflow_runtime::pipeline::RunOptions { live: false, duration: Some(Duration::from_secs(seconds)), stop: None, committed: None, api: None, status_every: None };
         meterflow_runtime::pipeline::run(site, opts).await.expect("run");
         sim.abort();
     });

@@ -25,3 +25,4 @@ mod mqtt;
 mod secrets;
 mod shards;
 mod standalone;
+mod status;

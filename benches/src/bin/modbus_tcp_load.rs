@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             stop: None,
             committed: None,
             api: None,
+            status_every: None,
         },
     ))?;
     let cpu = meterflow_benches::cpu_seconds().unwrap_or(0.0) - cpu0;

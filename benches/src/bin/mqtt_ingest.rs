@@ -230,6 +230,7 @@ fn run_meterflow(
         stop: Some(stop_rx),
         committed: Some(std::sync::Arc::clone(&committed)),
         api: None,
+        status_every: None,
     };
     let handle = rt.spawn(meterflow_runtime::pipeline::run(site, opts));
     let mut done_at = None;

@@ -3,6 +3,53 @@
 
 use super::*;
 
+/// Per-meter poll state for `/metrics` (what `meterflow status` reads of a
+/// running process).
+pub(crate) fn meter_metrics(e: &mut Exposition, app: &App) {
+    let live = meterflow_runtime::pipeline::live_meters(&app.live.buses);
+    let owner: Vec<(String, String)> = app
+        .live
+        .buses
+        .iter()
+        .flat_map(|(bus, b)| {
+            let meters = b.meters.lock().unwrap_or_else(|e| e.into_inner());
+            meters
+                .keys()
+                .map(|m| (m.clone(), bus.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let bus_of = |m: &str| {
+        owner
+            .iter()
+            .find(|(id, _)| id == m)
+            .map_or("", |(_, b)| b.as_str())
+            .to_string()
+    };
+    type Pick = fn(&meterflow_runtime::status::LiveMeter) -> u64;
+    let families: [(&str, &str, &str, Pick); 2] = [
+        (
+            "meterflow_meter_consecutive_failures",
+            "gauge",
+            "Polls of a meter that gave nothing in a row (> 0: parked with back-off).",
+            |l| l.consecutive_failures,
+        ),
+        (
+            "meterflow_meter_failed_polls_total",
+            "counter",
+            "Polls of a meter that gave nothing, since start.",
+            |l| l.failed_polls,
+        ),
+    ];
+    for (name, kind, help, pick) in families {
+        e.family(name, kind, help);
+        for (m, l) in &live {
+            let bus = bus_of(m);
+            e.sample(name, &[("bus", &bus), ("meter", m)], pick(l) as f64);
+        }
+    }
+}
+
 /// Per-meter, per-identifier families (DL/T 645 / CJ/T 188) for `/metrics`.
 pub(crate) fn item_metrics(e: &mut Exposition, app: &App) {
     type Pick = fn(&meterflow_modbus::bus::ItemHealth) -> u64;

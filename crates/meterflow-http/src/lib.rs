@@ -1265,6 +1265,7 @@ async fn metrics_h(State(app): State<Arc<App>>) -> Response {
             n(b.exceptions.load(Relaxed)),
         );
     }
+    buses::meter_metrics(&mut e, &app);
     buses::item_metrics(&mut e, &app);
     if let Some(sink) = &app.live.sink {
         e.one(

@@ -29,4 +29,5 @@ pub mod points;
 pub mod rfid;
 pub mod shardkpi;
 pub mod sink;
+pub mod status;
 pub mod supervise;

@@ -33,6 +33,8 @@ pub struct RunOptions {
     /// passes the HTTP crate's server). Without it a site's `[api]` is not
     /// served, and the run says so.
     pub api: Option<ApiStarter>,
+    /// Print a status line to stderr every this often (`run` on a terminal).
+    pub status_every: Option<Duration>,
 }
 
 /// What the read API sees of a running pipeline.
@@ -86,6 +88,61 @@ pub struct RunSummary {
     pub mqtt: BTreeMap<String, Arc<MqttStats>>,
     /// Points the InfluxDB sink delivered.
     pub sink_delivered: u64,
+}
+
+/// What the buses know of their meters, for the status view.
+pub fn live_meters(
+    buses: &BTreeMap<String, Arc<BusHealth>>,
+) -> BTreeMap<String, crate::status::LiveMeter> {
+    let mut out = BTreeMap::new();
+    for b in buses.values() {
+        let meters = b.meters.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, h) in meters.iter() {
+            out.insert(
+                id.clone(),
+                crate::status::LiveMeter {
+                    consecutive_failures: u64::from(h.consecutive_failures),
+                    failed_polls: h.failed_polls,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// A status line on stderr every `every` until the stop.
+async fn status_lines(
+    site: Arc<Site>,
+    buses: BTreeMap<String, Arc<BusHealth>>,
+    committed: Arc<std::sync::atomic::AtomicU64>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut last = (committed.load(Relaxed), std::time::Instant::now());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let now = (committed.load(Relaxed), std::time::Instant::now());
+        let rate = now.0.saturating_sub(last.0) as f64
+            / now.1.duration_since(last.1).as_secs_f64().max(1e-3);
+        last = now;
+        let live = live_meters(&buses);
+        let site = Arc::clone(&site);
+        let at = meterflow_model::clock::now_ms();
+        let shown = tokio::task::spawn_blocking(move || {
+            crate::status::view(&site, at, Some(&live))
+                .map(|v| crate::status::line(&site, &v, rate))
+        })
+        .await;
+        match shown {
+            Ok(Ok(l)) => eprintln!("{l}"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "Status line not computed."),
+            Err(_) => {}
+        }
+    }
 }
 
 /// Polls of the meters on one bus.
@@ -328,6 +385,15 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
         tracing::warn!(
             "No source configured (no Modbus meter, no [[mqtt]], no [http]): nothing to ingest."
         );
+    }
+    if let Some(every) = opts.status_every {
+        tasks.push(tokio::spawn(status_lines(
+            Arc::new(site.clone()),
+            summary.buses.clone(),
+            Arc::clone(&committed),
+            every,
+            stop_rx.clone(),
+        )));
     }
     wait_for_stop(opts.duration, opts.stop.clone()).await;
     let _ = stop_tx.send(true);

@@ -206,6 +206,18 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
     },
+    /// Every meter's last reading, its age and state (ok, silent, parked), the outbox and the alerts: from the store, and from the running process when [api] is set.
+    Status {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        /// As of this time (RFC 3339 or local `YYYY-MM-DD HH:MM`; default: now).
+        #[arg(long)]
+        at: Option<String>,
+    },
     /// Make an API token for a role (admin, manager, clerk:LEDGER, agency:ID): prints the token once and the line for [api] tokens_file.
     Token {
         /// Role.
@@ -400,6 +412,7 @@ pub fn main() -> ExitCode {
             force,
             backup,
         } => commands::backup::run_restore(&config, &backup, force),
+        Command::Status { config, json, at } => commands::status::run(&config, json, at.as_deref()),
         Command::Alerts {
             config,
             at,

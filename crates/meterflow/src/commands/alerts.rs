@@ -3,8 +3,6 @@
 
 use std::process::ExitCode;
 
-use super::load_site;
-
 pub(crate) fn run(
     config: &std::path::Path,
     at: Option<&str>,
@@ -12,17 +10,9 @@ pub(crate) fn run(
     history: usize,
     record: bool,
 ) -> anyhow::Result<ExitCode> {
-    let site = match load_site(config) {
-        Ok(s) => s,
+    let (site, now) = match super::site_at(config, at) {
+        Ok(x) => x,
         Err(code) => return Ok(code),
-    };
-    let now = match at.map(|a| meterflow_core::timeparse::parse_time_arg(a, site.tz)) {
-        None => meterflow_model::clock::now_ms(),
-        Some(Ok(t)) => t,
-        Some(Err(e)) => {
-            eprintln!("error: --at: {e}");
-            return Ok(ExitCode::from(crate::EXIT_CONFIG));
-        }
     };
     // Opening the writer migrates the store and brings rollups up to date.
     drop(meterflow_store::Writer::open(&site)?);

@@ -108,6 +108,7 @@ pub(crate) async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::E
             stop: None,
             committed: None,
             api: Some(meterflow_http::starter()),
+            status_every: None,
         },
     )
     .await?;

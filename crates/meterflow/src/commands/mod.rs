@@ -18,6 +18,7 @@ pub(crate) mod probe;
 pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod simulate;
+pub(crate) mod status;
 pub(crate) mod token;
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -28,6 +29,24 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Load a site or print its errors; `Err(code)` is the exit code to return.
+/// The site of `path` and the time of `--at` (default now), or the exit code
+/// after saying what is wrong.
+pub(crate) fn site_at(
+    path: &std::path::Path,
+    at: Option<&str>,
+) -> Result<(meterflow_model::Site, i64), ExitCode> {
+    let site = load_site(path)?;
+    let now = match at.map(|a| meterflow_core::timeparse::parse_time_arg(a, site.tz)) {
+        None => meterflow_model::clock::now_ms(),
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            eprintln!("error: --at: {e}");
+            return Err(ExitCode::from(crate::EXIT_CONFIG));
+        }
+    };
+    Ok((site, now))
+}
+
 pub(crate) fn load_site(path: &std::path::Path) -> Result<meterflow_model::Site, ExitCode> {
     meterflow_model::Site::load(path).map_err(|errors| {
         for e in &errors.0 {

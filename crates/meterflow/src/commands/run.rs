@@ -33,6 +33,10 @@ pub(crate) fn run(
             stop: None,
             committed: None,
             api: Some(meterflow_http::starter()),
+            // On a terminal, a status line every 10 s; a journal or a log
+            // file gets the plain log only.
+            status_every: (!live && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .then_some(std::time::Duration::from_secs(10)),
         };
         let s = meterflow_runtime::pipeline::run(site, opts).await?;
         eprintln!(
