@@ -110,18 +110,27 @@ fn the_production_site_file_is_valid() {
     // With the secrets it names in the environment, as the deployment sets them.
     let o = crate::support::bin()
         .args(["check", "--config", path.to_str().expect("path")])
-        .env("INFLUX_TOKEN", "t")
+        .env("INFLUX_WRITE_PASSWORD", "w")
         .env("MQTT_PASSWORD", "p")
         .env("PUSH_TOKEN", "0123456789abcdef")
+        .env("API_TOKENS", "manager=0123456789abcdef")
         .output()
         .expect("check");
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     let site = meterflow_model::Site::load(&path).expect("valid");
     let influx = site.influx.expect("[influx]");
-    assert_eq!(influx.api, meterflow_model::config::InfluxApi::V2);
-    assert_eq!(influx.token_env.as_deref(), Some("INFLUX_TOKEN"));
+    // A write-only user, not the admin token.
+    assert_eq!(influx.api, meterflow_model::config::InfluxApi::V1);
+    assert_eq!(influx.username.as_deref(), Some("meterflow"));
+    assert_eq!(
+        influx.password_env.as_deref(),
+        Some("INFLUX_WRITE_PASSWORD")
+    );
+    assert_eq!(influx.token_env, None);
     assert_eq!(influx.when_full, meterflow_model::config::OutboxFull::Block);
+    let api = site.api.expect("[api]: pages, probes, /metrics");
+    assert_eq!(api.tokens_env.as_deref(), Some("API_TOKENS"));
 }
 
 /// A secret the site names but the environment lacks fails the check with
@@ -140,16 +149,17 @@ fn check_fails_on_every_unset_secret_with_its_line() {
     };
     let o = crate::support::bin()
         .args(["check", "--config", path.to_str().expect("path")])
-        .env_remove("INFLUX_TOKEN")
+        .env_remove("INFLUX_WRITE_PASSWORD")
         .env_remove("MQTT_PASSWORD")
         .env("PUSH_TOKEN", "0123456789abcdef")
+        .env("API_TOKENS", "manager=0123456789abcdef")
         .output()
         .expect("check");
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}{err}");
     let shown = path.display().to_string();
     for (var, key) in [
-        ("INFLUX_TOKEN", "influx.token_env"),
+        ("INFLUX_WRITE_PASSWORD", "influx.password_env"),
         ("MQTT_PASSWORD", "mqtt[0].password_env"),
     ] {
         let want = format!(

@@ -80,6 +80,43 @@ impl Influx {
         i
     }
 
+    /// Started with authentication on: an admin, the database `meterflow`,
+    /// and `(user, password, privilege)` users with `GRANT privilege ON
+    /// meterflow` (READ, WRITE or ALL).
+    pub(crate) fn start_secured(dir: &Path, admin: &str, users: &[(&str, &str, &str)]) -> Influx {
+        let mut i = Influx {
+            port: free_port(),
+            rpc: free_port(),
+            dir: dir.join("influxdb"),
+            http_extra: "  auth-enabled = true".to_string(),
+            proc: None,
+        };
+        i.restart();
+        let q = |q: String, auth: &str| {
+            let (code, body) = http(i.port, "POST", &format!("/query?q={}{auth}", enc(&q)), "");
+            assert_eq!(code, 200, "{q}: {body}");
+            assert!(!body.contains("\"error\""), "{q}: {body}");
+        };
+        // With no user yet, InfluxDB 1.x accepts only the first admin.
+        q(
+            format!("CREATE USER admin WITH PASSWORD '{admin}' WITH ALL PRIVILEGES"),
+            "",
+        );
+        let auth = format!("&u=admin&p={}", enc(admin));
+        q("CREATE DATABASE meterflow".into(), &auth);
+        for (user, password, privilege) in users {
+            q(
+                format!("CREATE USER \"{user}\" WITH PASSWORD '{password}'"),
+                &auth,
+            );
+            q(
+                format!("GRANT {privilege} ON meterflow TO \"{user}\""),
+                &auth,
+            );
+        }
+        i
+    }
+
     /// Start (again) on the same ports and data.
     pub(crate) fn restart(&mut self) {
         let d = &self.dir;

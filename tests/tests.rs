@@ -11,6 +11,7 @@ mod check;
 mod cnfield;
 mod cnmeters;
 mod dashboards;
+mod deploy;
 mod export;
 mod figures;
 mod fuzz;

@@ -218,6 +218,12 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Exit 0 when the running process says it is ready (GET /readyz on [api]): a health check for containers.
+    Ready {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Make an API token for a role (admin, manager, clerk:LEDGER, agency:ID): prints the token once and the line for [api] tokens_file.
     Token {
         /// Role.
@@ -412,6 +418,7 @@ pub fn main() -> ExitCode {
             force,
             backup,
         } => commands::backup::run_restore(&config, &backup, force),
+        Command::Ready { config } => commands::status::ready(&config),
         Command::Status { config, json, at } => commands::status::run(&config, json, at.as_deref()),
         Command::Alerts {
             config,

@@ -36,11 +36,10 @@ pub(crate) fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Parked state and failed polls per meter from a running process's
-/// `/metrics` (`None`: nothing answers there).
-fn live_from_metrics(listen: &str) -> Option<BTreeMap<String, LiveMeter>> {
+/// `GET path` on the API of `listen` (a wildcard address is reached on
+/// loopback): status code and body, `None` when nothing answers.
+fn http_get(listen: &str, path: &str) -> Option<(u16, String)> {
     let addr: std::net::SocketAddr = listen.parse().ok()?;
-    // A wildcard listener is reached on loopback.
     let addr = if addr.ip().is_unspecified() {
         std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
     } else {
@@ -50,15 +49,50 @@ fn live_from_metrics(listen: &str) -> Option<BTreeMap<String, LiveMeter>> {
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    if !body.starts_with("HTTP/1.1 200") {
-        return None;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.get(9..12)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Some((code, body.to_string()))
+}
+
+/// Parked state and failed polls per meter from a running process's
+/// `/metrics` (`None`: nothing answers there).
+fn live_from_metrics(listen: &str) -> Option<BTreeMap<String, LiveMeter>> {
+    match http_get(listen, "/metrics")? {
+        (200, body) => Some(parse_metrics(&body)),
+        _ => None,
     }
-    Some(parse_metrics(&body))
+}
+
+/// `meterflow ready`: exit 0 when the running process's `/readyz` says
+/// ready (a container health check; the runtime image has no curl).
+pub(crate) fn ready(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let site = match super::load_site(config) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let Some(api) = &site.api else {
+        eprintln!("error: {} has no [api]: nothing to ask", config.display());
+        return Ok(ExitCode::from(crate::EXIT_CONFIG));
+    };
+    match http_get(&api.listen, "/readyz") {
+        Some((200, body)) => {
+            println!("{}", body.trim());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some((code, body)) => {
+            println!("not ready ({code}): {}", body.trim());
+            Ok(ExitCode::FAILURE)
+        }
+        None => {
+            println!("not running: nothing answers on {}", api.listen);
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// The per-meter poll families of an exposition text.
