@@ -11,6 +11,7 @@ mod check;
 mod cnfield;
 mod cnmeters;
 mod dashboards;
+mod deb;
 mod deploy;
 mod export;
 mod figures;
