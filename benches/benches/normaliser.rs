@@ -17,6 +17,7 @@ fn spec() -> CounterSpec {
         sentinels: meterflow_model::config::REGISTER_SENTINELS.to_vec(),
         silent_after: 3,
         resolution: 0.0,
+        tz: chrono_tz::UTC,
     }
 }
 

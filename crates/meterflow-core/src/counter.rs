@@ -31,6 +31,8 @@ pub struct CounterSpec {
     /// units; 0 when unknown. A delta may exceed `max_rate × dt` by one
     /// step: a 0.01 GJ register read every 5 s moves in steps of 7.2 GJ/h.
     pub resolution: f64,
+    /// The site's zone, for the times in anomaly texts.
+    pub tz: chrono_tz::Tz,
 }
 
 impl CounterSpec {
@@ -45,6 +47,7 @@ impl CounterSpec {
             sentinels: m.sentinels.clone(),
             silent_after: m.silent_after,
             resolution: 0.0,
+            tz: chrono_tz::UTC,
         }
     }
 
@@ -72,6 +75,7 @@ impl CounterSpec {
         };
         CounterSpec {
             resolution,
+            tz: site.tz,
             ..CounterSpec::from_meter(m)
         }
     }
@@ -486,7 +490,7 @@ fn silent_check(spec: &CounterSpec, p: Point, to_ms: i64, dt: i64, out: &mut Ste
             detail: format!(
                 "no reading for {} after {} (more than {} intervals)",
                 crate::time::human_duration(dt),
-                crate::time::utc_text(p.ts_ms),
+                crate::time::local_text(p.ts_ms, spec.tz),
                 spec.silent_after
             ),
         });

@@ -23,6 +23,7 @@ fn spec() -> CounterSpec {
         sentinels: meterflow_model::config::REGISTER_SENTINELS.to_vec(),
         silent_after: 3,
         resolution: 0.0,
+        tz: chrono_tz::UTC,
     }
 }
 
@@ -271,4 +272,26 @@ fn one_register_step_is_within_the_rate_limit() {
     };
     let s = run(&blind, &[r(T0, 7051.00), r(T0 + 5_000, 7051.01)]);
     assert_ne!(s.items[&(T0 + 5_000)].1, Status::Good);
+}
+
+/// A silence is told in the site's zone: 4 h without a reading after
+/// 2025-01-01T00:00Z, which is 08:00 in Shanghai.
+#[test]
+fn a_silence_is_told_in_the_sites_zone() {
+    let spec = CounterSpec {
+        tz: chrono_tz::Asia::Shanghai,
+        ..spec()
+    };
+    let s = run(&spec, &[r(T0, 1000.0), r(T0 + 16 * Q, 1001.0)]);
+    let detail = s
+        .anomalies
+        .values()
+        .flatten()
+        .find(|a| a.kind == AnomalyKind::MeterSilent)
+        .map(|a| a.detail.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        detail,
+        "no reading for 4 h after 2025-01-01 08:00:00 +08:00 (more than 3 intervals)"
+    );
 }

@@ -18,6 +18,7 @@ fn spec(max_rate: Option<f64>) -> CounterSpec {
         sentinels: meterflow_model::config::REGISTER_SENTINELS.to_vec(),
         silent_after: 3,
         resolution: 0.0,
+        tz: chrono_tz::UTC,
     }
 }
 

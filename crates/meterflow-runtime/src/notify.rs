@@ -376,7 +376,7 @@ impl Worker {
                     )
                     .as_secs_f64();
                     let next = now_ms + (delay * 1000.0) as i64;
-                    tracing::warn!(notifier = %n.id, event = p.event.id, attempt = p.attempts + 1, "notification not delivered: {err}; retry in {delay:.0} s");
+                    tracing::warn!(notifier = %n.id, event = p.event.id, attempt = p.attempts + 1, "notification not delivered: {err}; retry in {}", meterflow_core::time::human_duration((delay * 1000.0) as i64));
                     db.failed(p.event.id, &p.notifier, next, &err)?;
                     self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
                     bad += 1;
