@@ -506,3 +506,174 @@ fn shard_zero_computes_the_site_kpis_from_every_shards_rollups_in_influxdb() {
     }
     assert!(compared > 0);
 }
+
+/// A small version of the soak's site: 4 gateways with 5 Modbus meters each
+/// (a gateway's line is one metering group), 10 pushed water meters, and a
+/// main meter with two sub-meters (one group), one of them replaced.
+fn soak_like_site(dir: &Path, store: &str) -> PathBuf {
+    let mut s = format!(
+        "[site]\nname = \"soak-like\"\n[store]\npath = \"{store}\"\n\n\
+[[building]]\nid = \"b\"\ntotal_area_m2 = 5000\n\n\
+[[meter]]\nid = \"m0\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = {{ building = \"b\" }}\nmax_rate = 5000\n\n\
+[[meter]]\nid = \"s1\"\nkind = \"electricity\"\nunit = \"kWh\"\nparent = \"m0\"\nserves = {{ building = \"b\" }}\nmax_rate = 500\n\n\
+[[meter]]\nid = \"s2\"\nkind = \"electricity\"\nunit = \"kWh\"\nparent = \"m0\"\nserves = {{ building = \"b\" }}\nmax_rate = 500\n\n\
+[[replacement]]\nmeter = \"s2\"\nat = 2025-03-02T12:00:00\nold_final = 9000.0\nnew_initial = 0.0\n\n"
+    );
+    for g in 1..=4 {
+        s.push_str(&format!(
+            "[[bus]]\nid = \"gw{g}\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:9\"\n\n"
+        ));
+        for u in 1..=5 {
+            s.push_str(&format!(
+                "[[meter]]\nid = \"g{g}u{u}\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = {{ building = \"b\" }}\nmax_rate = 500\nmodbus = {{ bus = \"gw{g}\", unit = {u}, profile = \"sdm630\", poll_s = 60 }}\n\n"
+            ));
+        }
+    }
+    for w in 1..=10 {
+        s.push_str(&format!(
+            "[[meter]]\nid = \"w{w}\"\nkind = \"water\"\nunit = \"m3\"\nserves = {{ building = \"b\" }}\nmax_rate = 50\n\n"
+        ));
+    }
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let path = dir.join(format!("{store}.toml"));
+    std::fs::write(&path, s).expect("site");
+    path
+}
+
+/// Per (meter, quantity): readings and the sum of intervals, in micro-units.
+fn per_meter(db: &Path) -> BTreeMap<(String, String), (i64, i64)> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("store");
+    let mut s = c
+        .prepare(
+            "SELECT s.meter, s.quantity, \
+                    (SELECT count(*) FROM readings r WHERE r.series = s.id AND r.kind = 0), \
+                    (SELECT coalesce(sum(micro), 0) FROM intervals i WHERE i.series = s.id) \
+             FROM series s",
+        )
+        .expect("prepare");
+    s.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?))))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .filter(|(_, (n, _)): &(_, (i64, i64))| *n > 0)
+        .collect()
+}
+
+/// Re-sharding 2 → 3: three days of every meter imported into two shard
+/// stores (each with its own groups), moved by `meterflow shard move` into
+/// three. Every meter's readings and interval total equal those of one
+/// unsharded store of the same data, each meter is in exactly one new store
+/// (the one the 3-shard plan gives its group), and nothing is doubled.
+#[test]
+fn resharding_two_to_three_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let whole = soak_like_site(d, "whole.db");
+    let all = d.join("all.csv");
+    let o = crate::support::run(&[
+        "generate",
+        "--config",
+        whole.to_str().expect("path"),
+        "--from",
+        "2025-03-01",
+        "--days",
+        "3",
+        "--faults",
+        "--out",
+        all.to_str().expect("path"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = crate::support::run(&[
+        "import",
+        "--config",
+        whole.to_str().expect("path"),
+        all.to_str().expect("path"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let site = meterflow_model::Site::load(&whole).expect("site");
+    // Two old shards, each holding exactly its groups' readings.
+    let plan2 = meterflow_model::metering_groups::Plan::new(&site, 2);
+    let text = std::fs::read_to_string(&all).expect("csv");
+    let mut old = Vec::new();
+    for i in 0..2u32 {
+        let rows: String = text
+            .lines()
+            .skip(1)
+            .filter(|l| plan2.meter(l.split(',').next().unwrap_or_default()) == Some(i))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let csv = d.join(format!("old-{i}.csv"));
+        std::fs::write(&csv, rows).expect("csv");
+        let s = soak_like_site(d, &format!("old-{i}.db"));
+        let o = crate::support::run(&[
+            "import",
+            "--config",
+            s.to_str().expect("path"),
+            csv.to_str().expect("path"),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        old.push(d.join(format!("old-{i}.db")));
+    }
+    let new = d.join("new");
+    let shard_move = |stores: &[&PathBuf]| {
+        let mut args = vec![
+            "shard",
+            "move",
+            "--config",
+            whole.to_str().expect("path"),
+            "--to",
+            "3",
+            "--out",
+            new.to_str().expect("path"),
+        ];
+        args.extend(stores.iter().map(|p| p.to_str().expect("path")));
+        crate::support::run(&args)
+    };
+    let o = shard_move(&[&old[0], &old[1]]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("readings and interval totals equal before and after"),
+        "{out}"
+    );
+
+    let reference = per_meter(&d.join("whole.db"));
+    let plan3 = meterflow_model::metering_groups::Plan::new(&site, 3);
+    let mut merged: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+    for j in 0..3u32 {
+        let store = new.join(format!("whole-shard-{j}-of-3.db"));
+        for (key, v) in per_meter(&store) {
+            assert_eq!(
+                plan3.meter(&key.0),
+                Some(j),
+                "{} belongs to another shard",
+                key.0
+            );
+            assert!(
+                merged.insert(key.clone(), v).is_none(),
+                "{key:?} in two new stores"
+            );
+        }
+    }
+    assert_eq!(merged.len(), reference.len());
+    for (key, want) in &reference {
+        assert_eq!(
+            merged.get(key),
+            Some(want),
+            "{key:?}: new stores vs one unsharded store"
+        );
+    }
+    // The groups really moved: with 3 shards some meters change owner.
+    let moved = site
+        .meters
+        .iter()
+        .filter(|m| plan2.meter(&m.id) != plan3.meter(&m.id))
+        .count();
+    assert!(moved > 0, "the test must move something");
+    // A second move into the same folder is refused.
+    assert!(!shard_move(&[&old[0]]).status.success());
+}

@@ -38,6 +38,23 @@ pub fn synthetic_site(dir: &Path, meters: usize, batch_rows: usize) -> anyhow::R
     Ok(path)
 }
 
+/// `days` of 15-minute readings of every meter of `site` from 2025-01-01
+/// (local) written as an import CSV at `csv`; the number of rows.
+pub fn year_csv(site: &meterflow_model::Site, csv: &Path, days: u32) -> anyhow::Result<u64> {
+    let from = meterflow_core::time::day_start(
+        chrono::NaiveDate::from_ymd_opt(2025, 1, 1).ok_or_else(|| anyhow::anyhow!("date"))?,
+        site.tz,
+    );
+    meterflow_sim::site::write_csv(
+        site,
+        from,
+        days,
+        15,
+        false,
+        &mut std::io::BufWriter::new(std::fs::File::create(csv)?),
+    )
+}
+
 /// Peak resident memory of this process, KiB (Linux `VmHWM`).
 pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

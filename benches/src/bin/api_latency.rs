@@ -13,7 +13,6 @@
 //! (building a year for 1 000 meters takes minutes).
 
 use std::fmt::Write as _;
-use std::io::BufWriter;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -215,18 +214,7 @@ fn build_fixture(
 ) -> anyhow::Result<()> {
     let t = Instant::now();
     let csv = dir.join("year.csv");
-    let from = meterflow_core::time::day_start(
-        chrono::NaiveDate::from_ymd_opt(2025, 1, 1).context("date")?,
-        site.tz,
-    );
-    let rows = meterflow_sim::site::write_csv(
-        site,
-        from,
-        days,
-        15,
-        false,
-        &mut BufWriter::new(std::fs::File::create(&csv)?),
-    )?;
+    let rows = meterflow_benches::year_csv(site, &csv, days)?;
     let summaries = [meterflow_benches::import_csv(site, &csv)?];
     anyhow::ensure!(
         summaries[0].stored == rows,

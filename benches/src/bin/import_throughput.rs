@@ -4,10 +4,8 @@
 //!
 //! `cargo run --release -p meterflow-benches --bin import-throughput -- [METERS] [DAYS]`
 
-use std::io::BufWriter;
 use std::time::Instant;
 
-use anyhow::Context;
 use meterflow_import::CsvReader;
 use meterflow_model::Site;
 
@@ -21,18 +19,7 @@ fn main() -> anyhow::Result<()> {
     let csv = dir.path().join("year.csv");
 
     let t = Instant::now();
-    let from = meterflow_core::time::day_start(
-        chrono::NaiveDate::from_ymd_opt(2025, 1, 1).context("date")?,
-        site.tz,
-    );
-    let rows = meterflow_sim::site::write_csv(
-        &site,
-        from,
-        days,
-        15,
-        false,
-        &mut BufWriter::new(std::fs::File::create(&csv)?),
-    )?;
+    let rows = meterflow_benches::year_csv(&site, &csv, days)?;
     let size = std::fs::metadata(&csv)?.len();
     println!(
         "fixture: {meters} meters x {days} days x 96 = {rows} rows, {:.0} MiB CSV, generated in {:.1} s",

@@ -26,6 +26,17 @@ impl TimeSource {
             TimeSource::Import => "import",
         }
     }
+
+    /// Parse the stable text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "device" => TimeSource::Device,
+            "poll" => TimeSource::Poll,
+            "receive" => TimeSource::Receive,
+            "import" => TimeSource::Import,
+            _ => return None,
+        })
+    }
 }
 
 /// One value of one quantity of one meter at one instant.

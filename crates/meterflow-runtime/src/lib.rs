@@ -26,6 +26,7 @@ pub mod import;
 pub mod notify;
 pub mod pipeline;
 pub mod points;
+pub mod reshard;
 pub mod rfid;
 pub mod shardkpi;
 pub mod sink;

@@ -28,8 +28,8 @@ pub use error::StoreError;
 pub use ledger::{ImportRefused, LedgerDb, LedgerEvent, NewLedgerEvent};
 pub use outbox::{Outbox, OutboxRow, OutboxStats};
 pub use read::{
-    AggRow, AnomalyRow, DayRow, HourRow, IntervalRow, Reader, ReadingRow, RollupFileRow,
-    write_rollup_file,
+    AggRow, AnomalyRow, DayRow, HourRow, IntervalRow, RawReading, Reader, ReadingRow,
+    RollupFileRow, write_rollup_file,
 };
 pub use write::{BatchReport, Verdict, Writer, replacement_item};
 

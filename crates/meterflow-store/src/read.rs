@@ -10,6 +10,27 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::conn::open_conn;
 use crate::error::{Ctx, StoreError};
 
+/// One stored reading as it was received (for copying between stores).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawReading {
+    /// Series id in its store.
+    pub series: i64,
+    /// Time, ms.
+    pub ts_ms: i64,
+    /// Meter id.
+    pub meter: String,
+    /// Quantity.
+    pub quantity: String,
+    /// Value (`None`: the source sent a non-finite number).
+    pub value: Option<f64>,
+    /// When it was received, ms.
+    pub recv_ms: i64,
+    /// Who stated the time (`device`, `poll`, `receive`, `import`).
+    pub time_source: String,
+    /// Where it came from (`mqtt:…`, `import:…`).
+    pub source: String,
+}
+
 /// One 15-minute bucket.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntervalRow {
@@ -418,6 +439,46 @@ impl Reader {
             )
             .at(&self.path)?;
         Ok(from_micro(micro))
+    }
+
+    /// Sum of a series' intervals in micro-units (exact).
+    pub fn total_micro(&self, series: i64) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(sum(micro), 0) FROM intervals WHERE series = ?1",
+                params![series],
+                |r| r.get(0),
+            )
+            .at(&self.path)
+    }
+
+    /// Stored readings (not replacement events) after `after` = (series,
+    /// ts_ms) in that order, at most `limit`: to copy a store page by page.
+    pub fn raw_page(&self, after: (i64, i64), limit: usize) -> Result<Vec<RawReading>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT r.series, r.ts_ms, s.meter, s.quantity, r.value, r.recv_ms, r.time_source, r.source
+                 FROM readings r JOIN series s ON s.id = r.series
+                 WHERE r.kind = 0 AND (r.series > ?1 OR (r.series = ?1 AND r.ts_ms > ?2))
+                 ORDER BY r.series, r.ts_ms LIMIT ?3",
+            )
+            .at(&self.path)?;
+        let rows = s
+            .query_map(params![after.0, after.1, limit as i64], |r| {
+                Ok(RawReading {
+                    series: r.get(0)?,
+                    ts_ms: r.get(1)?,
+                    meter: r.get(2)?,
+                    quantity: r.get(3)?,
+                    value: r.get(4)?,
+                    recv_ms: r.get(5)?,
+                    time_source: r.get(6)?,
+                    source: r.get(7)?,
+                })
+            })
+            .at(&self.path)?;
+        rows.collect::<Result<_, _>>().at(&self.path)
     }
 
     /// Row count of a table (for tests and summaries).

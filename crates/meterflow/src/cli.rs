@@ -81,6 +81,11 @@ enum Command {
         #[command(subcommand)]
         what: LedgerWhat,
     },
+    /// Shards: `shard move` re-shards a site's stores (ADR 0013).
+    Shard {
+        #[command(subcommand)]
+        what: ShardWhat,
+    },
     /// Exports: `export assessment` writes the annual energy assessment.
     #[cfg(feature = "export")]
     Export {
@@ -261,6 +266,27 @@ enum FormatArg {
 
 /// Ledger events out and in.
 #[derive(Debug, clap::Subcommand)]
+enum ShardWhat {
+    /// Move the old shards' stores (or one unsharded store) into N new
+    /// shards' stores by the site's metering groups, then check that every
+    /// meter kept its readings and totals. Stop the old shards first.
+    Move {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The new number of shards.
+        #[arg(long)]
+        to: u32,
+        /// Empty folder for the new stores (`<store>-shard-<i>-of-<N>.db`).
+        #[arg(long)]
+        out: PathBuf,
+        /// The old stores.
+        #[arg(required = true)]
+        stores: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum LedgerWhat {
     /// Every ledger event (corrections and voids included) as JSON lines, in id order.
     Export {
@@ -401,6 +427,15 @@ pub fn main() -> ExitCode {
             month,
             agency,
         } => commands::kpi::run(&config, year, month, agency.as_deref()),
+        Command::Shard {
+            what:
+                ShardWhat::Move {
+                    config,
+                    to,
+                    out,
+                    stores,
+                },
+        } => commands::shard::move_cmd(&config, to, &out, &stores),
         Command::Ledger {
             what:
                 LedgerWhat::Export {

@@ -17,6 +17,7 @@ pub(crate) mod ledger;
 pub(crate) mod probe;
 pub(crate) mod report;
 pub(crate) mod run;
+pub(crate) mod shard;
 pub(crate) mod simulate;
 pub(crate) mod status;
 pub(crate) mod token;
