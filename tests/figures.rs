@@ -798,3 +798,55 @@ interval_s = 86400
     assert_eq!(g.grade, "超定额");
     assert!(close(b.per_area_energy.unwrap_or(f64::NAN), 44.858_5, 1e-9));
 }
+
+/// An estimated bucket counts as covered only when its gap lasts at most
+/// `[site] covered_gap_max_h` (24 h by default). January 2026 with daily
+/// readings on the 1st–10th and the 20th–31st and nothing between (interval
+/// one day, so the 10-day gap is estimated): measured 9 + 11 days (the 31st
+/// has no reading after it), estimated 10 days, of 31 expected.
+/// - cap 24 h: covered (9 + 11) / 31 = 64.516 %; the total is unchanged;
+/// - cap 300 h: (9 + 11 + 10) / 31 = 96.774 %.
+#[test]
+fn a_long_estimated_gap_keeps_its_total_but_not_its_coverage() {
+    let stretches = [
+        (date(2026, 1, 1), date(2026, 1, 10), 100.0),
+        (date(2026, 1, 20), date(2026, 1, 31), 100.0),
+    ];
+    let coverage = |extra: &str| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toml = ONE_AGENCY.replace(
+            "quota_set = \"shandong-db37\"",
+            &format!("quota_set = \"shandong-db37\"\n{extra}"),
+        );
+        let path = dir.path().join("site.toml");
+        std::fs::write(&path, &toml).expect("site");
+        let site = Site::load(&path).expect("valid site");
+        // Readings on the 1st..10th, then the 20th..31st (the counter rose 1 000 kWh across the gap).
+        let mut readings = daily(&site, "M", &stretches[..1]);
+        let mut later = daily(&site, "M", &stretches[1..]);
+        for r in &mut later {
+            r.value += 900.0 + 1_000.0;
+        }
+        readings.append(&mut later);
+        let mut w = meterflow_store::Writer::open(&site).expect("store");
+        w.write_batch(&readings, "test").expect("write");
+        drop(w);
+        let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
+        let k = KpiContext::new(&site)
+            .with_today(date(2026, 3, 1))
+            .scope_kpis(
+                &reader,
+                &Scope::Agency("X".into()),
+                period_of(2026, Some(1)).expect("month"),
+            )
+            .expect("kpis");
+        (k.coverage_pct, k.carriers.electricity_kwh)
+    };
+    let (capped, total) = coverage("");
+    assert!(close(capped, 20.0 / 31.0 * 100.0, 1e-6), "{capped}");
+    // 1st..10th: 900; the gap: 1 000; 20th..31st: 1 100.
+    assert!(close(total, 3_000.0, 1e-6), "{total}");
+    let (long, total_long) = coverage("covered_gap_max_h = 300");
+    assert!(close(long, 30.0 / 31.0 * 100.0, 1e-6), "{long}");
+    assert!(close(total_long, total, 1e-9));
+}

@@ -487,16 +487,26 @@ impl Aggregator {
     /// reaches one of them (always, for its zone, building and site; while it
     /// has a share, for an agency). The denominator of completeness.
     pub fn expected_buckets(&self, scopes: &[u32], from: NaiveDate, to: NaiveDate) -> i64 {
-        let buckets = |a: NaiveDate, b: NaiveDate| -> i64 {
-            if b <= a {
-                return 0;
-            }
-            (day_start(b, self.tz) - day_start(a, self.tz)) / BUCKET_MS
-        };
-        let mut total = 0;
-        for n in &self.nodes {
+        self.reach(scopes, from, to)
+            .into_iter()
+            .map(|(_, a, b)| (day_start(b, self.tz) - day_start(a, self.tz)) / BUCKET_MS)
+            .sum()
+    }
+
+    /// The meters (site order) whose own value reaches one of `scopes`, with
+    /// the days of `[from, to)` on which it does: `(meter index, from, to)`.
+    pub fn reach(
+        &self,
+        scopes: &[u32],
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Vec<(usize, NaiveDate, NaiveDate)> {
+        let mut out = Vec::new();
+        for (m, n) in self.nodes.iter().enumerate() {
             if n.phys.iter().any(|s| scopes.contains(s)) {
-                total += buckets(from, to);
+                if from < to {
+                    out.push((m, from, to));
+                }
                 continue;
             }
             for (i, step) in n.shares.iter().enumerate() {
@@ -505,12 +515,13 @@ impl Aggregator {
                     .parts
                     .iter()
                     .any(|(t, _)| t.iter().any(|s| scopes.contains(s)));
-                if hit {
-                    total += buckets(step.from.max(from), end.min(to));
+                let (a, b) = (step.from.max(from), end.min(to));
+                if hit && a < b {
+                    out.push((m, a, b));
                 }
             }
         }
-        total
+        out
     }
 
     /// Bytes of per-meter state (hierarchy, share timelines), approximately.

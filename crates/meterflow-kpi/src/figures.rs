@@ -170,7 +170,7 @@ pub(crate) fn compute(
 ) -> anyhow::Result<ScopeKpis> {
     let year = period.from.year();
     let threshold = site.site.completeness_threshold_pct;
-    let sums = sums::load(site, reader, scope, period)?;
+    let sums = sums::load(site, agg, reader, scope, period)?;
     let every = all_days(period);
     let f = figures(site, &sums, scope, &every, year)?;
     let mut withheld: Vec<(String, String)> = Vec::new();
@@ -224,7 +224,7 @@ pub(crate) fn compute(
         _ if window.is_empty() => withheld.push(("yoy".into(), "no data in the period".into())),
         None => withheld.push(("yoy".into(), "no previous year".into())),
         Some(prev) => {
-            let before = sums::load(site, reader, scope, prev)?;
+            let before = sums::load(site, agg, reader, scope, prev)?;
             let back: BTreeSet<NaiveDate> =
                 window.iter().filter_map(|d| same_day(*d, -1)).collect();
             let now_cov = coverage(agg, &sums, scope, &window);
@@ -574,7 +574,7 @@ fn reductions(
             let base = match period_of(t.base_year, None) {
                 None => Err("no such base year".to_string()),
                 Some(bp) => {
-                    let bs = sums::load(site, reader, scope, bp)?;
+                    let bs = sums::load(site, agg, reader, scope, bp)?;
                     let whole = all_days(bp);
                     let cov = coverage(agg, &bs, scope, &whole).unwrap_or(0.0);
                     let full = figures(site, &bs, scope, &whole, t.base_year)?;

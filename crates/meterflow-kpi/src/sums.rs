@@ -26,6 +26,9 @@ pub(crate) struct Day {
     pub measured: i64,
     /// Estimated meter-buckets (all classes).
     pub estimated: i64,
+    /// Of those, buckets of gaps longer than `[site] covered_gap_max_h`:
+    /// counted in the totals, not as covered.
+    pub long_gap: i64,
     /// Negative remainders given back (carrier units, [`CLASSES`] order).
     pub clip: [f64; 9],
     /// Electricity of sub-item D (special functions), exact.
@@ -46,6 +49,7 @@ pub(crate) struct Sums {
 /// Load `scope`'s day rollups (and its vehicles' fuel) over `period`.
 pub(crate) fn load(
     site: &Site,
+    agg: &Aggregator,
     reader: &Reader,
     scope: &Scope,
     period: Period,
@@ -80,6 +84,7 @@ pub(crate) fn load(
             .or_default()
             .special += r.raw;
     }
+    long_gaps(site, agg, reader, scope, period, &mut days)?;
     // Vehicle fuel from the vehicle ledger (an agency's vehicles; the site's all).
     let fleet = match scope {
         Scope::Agency(a) => Some(Some(a.as_str())),
@@ -181,13 +186,14 @@ impl Sums {
             .count()
     }
 
-    /// Measured and estimated meter-buckets over the days `keep` accepts.
+    /// Measured and covered estimated meter-buckets (gaps up to `[site]
+    /// covered_gap_max_h`) over the days `keep` accepts.
     pub(crate) fn quality(&self, keep: &dyn Fn(NaiveDate) -> bool) -> (i64, i64) {
         self.days
             .iter()
             .filter(|(d, _)| keep(**d))
             .fold((0, 0), |(m, e), (_, day)| {
-                (m + day.measured, e + day.estimated)
+                (m + day.measured, e + (day.estimated - day.long_gap).max(0))
             })
     }
 
@@ -229,6 +235,48 @@ pub(crate) fn expected(agg: &Aggregator, scope: &Scope, days: &BTreeSet<NaiveDat
         total += agg.expected_buckets(&ids, a, b);
     }
     total
+}
+
+/// Count, per local day, the estimated buckets of the scope's meters that
+/// lie in gaps longer than `[site] covered_gap_max_h` (whole buckets inside
+/// the gap, on the days the meter reaches the scope).
+fn long_gaps(
+    site: &Site,
+    agg: &Aggregator,
+    reader: &Reader,
+    scope: &Scope,
+    period: Period,
+    days: &mut BTreeMap<NaiveDate, Day>,
+) -> anyhow::Result<()> {
+    // Nothing estimated, nothing to look up (the usual case: one check).
+    if days.values().all(|d| d.estimated == 0) {
+        return Ok(());
+    }
+    let cap_ms = (site.site.covered_gap_max_h.max(0.0) * 3_600_000.0) as i64;
+    let (level, id) = scope.level_id();
+    let ids = scope_ids(agg, level, id);
+    for (i, a, b) in agg.reach(&ids, period.from, period.to) {
+        let Some(m) = site.meters.get(i) else {
+            continue;
+        };
+        let Some(series) = reader.series_id(&m.id, m.counter_quantity())? else {
+            continue;
+        };
+        let (lo, hi) = (day_start(a, site.tz), day_start(b, site.tz));
+        for (p, v) in reader.long_gaps(series, lo, hi, cap_ms)? {
+            // Whole buckets between the two readings, inside the reach.
+            let first = (p + BUCKET_MS - 1).div_euclid(BUCKET_MS) * BUCKET_MS;
+            let mut q = first.max(lo.div_euclid(BUCKET_MS) * BUCKET_MS);
+            let end = v.min(hi);
+            while q + BUCKET_MS <= end {
+                if let Some(d) = days.get_mut(&local_date(q, site.tz)) {
+                    d.long_gap += 1;
+                }
+                q += BUCKET_MS;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Scope indices of the hierarchy for a level and id (all sub-items merged).

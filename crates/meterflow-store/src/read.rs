@@ -441,6 +441,36 @@ impl Reader {
         Ok(from_micro(micro))
     }
 
+    /// Gaps longer than `min_ms` between consecutive readings with a value
+    /// that overlap `[from_ms, to_ms)`: `(earlier, later)` reading times.
+    pub fn long_gaps(
+        &self,
+        series: i64,
+        from_ms: i64,
+        to_ms: i64,
+        min_ms: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT prev, ts_ms FROM (
+                   SELECT ts_ms, LAG(ts_ms) OVER (ORDER BY ts_ms) AS prev FROM readings
+                   WHERE series = ?1 AND kind = 0 AND value IS NOT NULL
+                     AND ts_ms >= coalesce((SELECT max(ts_ms) FROM readings
+                                            WHERE series = ?1 AND kind = 0 AND value IS NOT NULL AND ts_ms < ?2), ?2)
+                     AND ts_ms <= coalesce((SELECT min(ts_ms) FROM readings
+                                            WHERE series = ?1 AND kind = 0 AND value IS NOT NULL AND ts_ms >= ?3), ?3))
+                 WHERE prev IS NOT NULL AND ts_ms - prev > ?4 AND ts_ms > ?2 AND prev < ?3",
+            )
+            .at(&self.path)?;
+        let rows = s
+            .query_map(params![series, from_ms, to_ms, min_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .at(&self.path)?;
+        rows.collect::<Result<_, _>>().at(&self.path)
+    }
+
     /// Sum of a series' intervals in micro-units (exact).
     pub fn total_micro(&self, series: i64) -> Result<i64, StoreError> {
         self.conn

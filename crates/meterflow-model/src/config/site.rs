@@ -50,6 +50,15 @@ pub struct SiteSection {
     /// a projected overrun alerted). Default 30.
     #[serde(default = "default_projection_min_days")]
     pub projection_min_days: u32,
+    /// An estimated 15-minute bucket counts as covered when the gap it
+    /// fills lasts at most this long, h (a longer gap keeps its total but
+    /// not its coverage: its split over days and hours is a guess). Default 24.
+    #[serde(default = "default_covered_gap_h")]
+    pub covered_gap_max_h: f64,
+}
+
+fn default_covered_gap_h() -> f64 {
+    24.0
 }
 
 fn default_threshold() -> f64 {
