@@ -590,3 +590,68 @@ fn behind_a_trusted_proxy_failures_count_per_forwarded_client() {
         429
     );
 }
+
+/// A background thread that dies is not silent: with a fire drill making
+/// the alerting thread panic at its first 3 starts, `/readyz` answers 503
+/// naming it while it is down, `/metrics` counts the 3 panics, the log says
+/// what happened, and it comes back (after 1 + 2 + 4 s of back-off).
+#[test]
+fn a_panicking_background_thread_fails_readyz_and_comes_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = free_port();
+    std::fs::write(dir.path().join("tokens"), "# none\n").expect("tokens");
+    let site = dir.path().join("site.toml");
+    std::fs::write(
+        &site,
+        format!(
+            "[site]\nname = \"drill\"\n[store]\npath = \"store.db\"\n[[building]]\nid = \"b\"\ntotal_area_m2 = 100\n\
+             [[meter]]\nid = \"m\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = {{ building = \"b\" }}\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\ntokens_file = \"tokens\"\n"
+        ),
+    )
+    .expect("site");
+    let log = dir.path().join("run.log");
+    let child = bin()
+        .args([
+            "run",
+            "--config",
+            site.to_str().expect("path"),
+            "--seconds",
+            "20",
+        ])
+        .env("METERFLOW_DRILL_PANIC", "alerting:3")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("run");
+    let _run = Proc(child);
+    crate::support::wait_port(api);
+    let readyz = || crate::api::request(api, "GET", "/readyz", None, "");
+    let mut down = None;
+    assert!(
+        wait_until(5, || {
+            let (code, body) = readyz();
+            if code == 503 {
+                down = Some(body);
+            }
+            code == 503
+        }),
+        "/readyz never said the alerting thread was down"
+    );
+    assert!(down.unwrap_or_default().contains("alerting"));
+    assert!(
+        wait_until(20, || readyz().0 == 200),
+        "the alerting thread came back"
+    );
+    let (_, metrics) = crate::api::request(api, "GET", "/metrics", None, "");
+    assert!(
+        metrics.contains("meterflow_component_panics_total{component=\"alerting\"} 3"),
+        "{metrics}"
+    );
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(
+        text.matches("alerting stopped: fire drill").count(),
+        3,
+        "{text}"
+    );
+}

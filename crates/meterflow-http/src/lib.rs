@@ -187,13 +187,24 @@ impl IntoResponse for ApiError {
 /// 10 s; beyond that the answer is 503 with `Retry-After` instead of an
 /// ever longer queue.
 async fn heavy_permit(app: &App) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
-    match tokio::time::timeout(Duration::from_secs(10), app.heavy.acquire()).await {
+    permit_within(&app.heavy, Duration::from_secs(10)).await
+}
+
+/// A permit of `slots` within `wait`, else 503 `busy` (with Retry-After).
+async fn permit_within(
+    slots: &tokio::sync::Semaphore,
+    wait: Duration,
+) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    match tokio::time::timeout(wait, slots.acquire()).await {
         Ok(Ok(p)) => Ok(p),
         Ok(Err(e)) => Err(internal(e)),
         Err(_) => Err(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "busy",
-            message: "every KPI worker has been busy for 10 s; retry in 5 s".into(),
+            message: format!(
+                "every KPI worker has been busy for {}; retry in 5 s",
+                meterflow_core::time::human_duration(wait.as_millis() as i64)
+            ),
             field: None,
         }),
     }
@@ -1672,6 +1683,41 @@ fn year_weigh_ins(
 #[cfg(test)]
 mod exposition_tests {
     use super::*;
+
+    /// KPI requests wait in line for a worker, but not for ever: with every
+    /// worker busy the wait ends in 503 `busy` with Retry-After (10 s in
+    /// the API; 200 ms here), and a freed worker is taken at once.
+    #[test]
+    fn a_full_kpi_queue_answers_busy_after_its_wait() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let slots = tokio::sync::Semaphore::new(1);
+            let held = slots.acquire().await.expect("the only worker");
+            let t = std::time::Instant::now();
+            let Err(err) = permit_within(&slots, Duration::from_millis(200)).await else {
+                panic!("a worker while the only one is held");
+            };
+            assert!(t.elapsed() >= Duration::from_millis(200));
+            assert!(t.elapsed() < Duration::from_secs(2));
+            let r = err.into_response();
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                r.headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()),
+                Some("5")
+            );
+            drop(held);
+            assert!(
+                permit_within(&slots, Duration::from_millis(200))
+                    .await
+                    .is_ok()
+            );
+        });
+    }
 
     #[test]
     fn families_have_help_and_labels_are_escaped() {

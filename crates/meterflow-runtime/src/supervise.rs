@@ -57,6 +57,20 @@ impl Supervision {
     }
 }
 
+/// A fire drill: `METERFLOW_DRILL_PANIC=alerting:3` makes the first 3 runs
+/// of the component `alerting` panic at their start, so an operator (or a
+/// test) can see that `/readyz`, `/metrics` and the log report it and that
+/// it comes back. Unset in normal operation.
+fn drill(name: &str, runs: u32) -> bool {
+    std::env::var("METERFLOW_DRILL_PANIC").is_ok_and(|v| {
+        v.split(',').any(|item| {
+            item.split_once(':').is_some_and(|(n, k)| {
+                n.trim() == name && k.trim().parse::<u32>().is_ok_and(|k| runs < k)
+            })
+        })
+    })
+}
+
 /// Run `body` until it returns; when it panics, log, count, wait (1 s,
 /// doubling to `max_backoff`, cut short by `stop`) and run it again.
 pub fn supervise(
@@ -68,8 +82,16 @@ pub fn supervise(
 ) {
     let c = sup.component(name);
     let mut backoff = meterflow_core::backoff::Backoff::new(Duration::from_secs(1), max_backoff);
+    let mut runs = 0u32;
     loop {
-        match catch_unwind(AssertUnwindSafe(&mut body)) {
+        let drilled = drill(name, runs);
+        runs = runs.saturating_add(1);
+        match catch_unwind(AssertUnwindSafe(|| {
+            if drilled {
+                panic!("fire drill (METERFLOW_DRILL_PANIC)");
+            }
+            body()
+        })) {
             Ok(()) => return,
             Err(p) => {
                 let what = p
