@@ -724,4 +724,33 @@ fn waste_ledger_summary_matches_the_hand_computation() {
         Some(TAX),
     );
     assert_eq!(v["total"], 0);
+
+    // A CSV as a clerk writes it (last year, so this year's figures stand):
+    // Chinese dates, categories and destinations, a weight in quotes.
+    let prev = year.parse::<i32>().expect("year") - 1;
+    let csv = format!(
+        "time,agency,point,category,kg,destination\n{prev}年3月1日,stat,东门,厨余垃圾,\"2.0\",堆肥\n{prev}/3/2 9:30,stat,东门,可回收物,3.5,回收利用\n"
+    );
+    let (code, v) = post(&format!("{path}/import"), CLERK, &csv);
+    assert_eq!((code, v["accepted"].as_i64()), (200, Some(2)), "{v}");
+    // stat last year: kitchen 2 + recyclable 3.5 = 5.5 kg, all recovered.
+    let (_, v) = get(
+        p,
+        &format!("/api/v1/ledgers/waste/summary?year={prev}"),
+        Some(MANAGER),
+    );
+    let stat = v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["agency"] == "stat")
+        .cloned()
+        .expect("stat");
+    assert_eq!(
+        stat["kg_by_category"]["kitchen"].as_f64(),
+        Some(2.0),
+        "{stat}"
+    );
+    assert_eq!(stat["total_kg"].as_f64(), Some(5.5));
+    assert_eq!(stat["recovery_rate_pct"].as_f64(), Some(100.0));
 }

@@ -37,14 +37,63 @@ pub fn parse_timestamp(s: &str, tz: Tz) -> Result<i64, String> {
     ))
 }
 
-/// A `--from`/`--to` argument or a query parameter: a local date
-/// (`2025-03-09`, the start of that day in `tz`) or anything
-/// [`parse_timestamp`] takes; UTC ms.
+/// A `--from`/`--to` argument, a query parameter or a ledger entry's time:
+/// a local date (`2025-03-09`, the start of that day in `tz`) or anything
+/// [`parse_timestamp`] takes; dates and times as people write them in China
+/// are read too (`2026年12月2日`, `2026/12/2 8:30`, `2026.12.2`,
+/// `2026年12月2日 8时30分`); UTC ms.
 pub fn parse_time_arg(s: &str, tz: Tz) -> Result<i64, String> {
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Ok(crate::time::day_start(d, tz));
     }
-    parse_timestamp(s, tz)
+    match parse_timestamp(s, tz) {
+        Ok(t) => Ok(t),
+        Err(e) => match written_date(s) {
+            Some((d, None)) => Ok(crate::time::day_start(d, tz)),
+            Some((d, Some((h, m)))) => parse_timestamp(&format!("{d} {h:02}:{m:02}"), tz),
+            None => Err(e),
+        },
+    }
+}
+
+/// A date as people write it (`2026年12月2日`, `2026/12/2`, `2026.12.2`,
+/// `2026-12-2`), with an optional time (`8:30`, `8时30分`, `8点`): the date
+/// and (hour, minute). `None` when it is not one.
+pub fn written_date(s: &str) -> Option<(NaiveDate, Option<(u32, u32)>)> {
+    let s = s.trim();
+    let (date, time) = match s.find(|c: char| c.is_whitespace() || c == 'T') {
+        Some(i) => (
+            &s[..i],
+            Some(s[i..].trim_start_matches(|c: char| c.is_whitespace() || c == 'T')),
+        ),
+        None => match s.find('日') {
+            // `2026年12月2日8时30分` without a space.
+            Some(i) if i + '日'.len_utf8() < s.len() => {
+                (&s[..i + '日'.len_utf8()], Some(&s[i + '日'.len_utf8()..]))
+            }
+            _ => (s, None),
+        },
+    };
+    let parts: Vec<&str> = date
+        .trim_end_matches('日')
+        .split(['年', '月', '/', '.', '-'])
+        .collect();
+    let [y, m, d] = parts[..] else { return None };
+    let number = |t: &str, max: u32| t.parse::<u32>().ok().filter(|n| *n <= max);
+    let date = NaiveDate::from_ymd_opt(y.parse().ok()?, number(m, 12)?, number(d, 31)?)?;
+    let time = match time.map(str::trim).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => {
+            let t = t.trim_end_matches(['分', '秒']);
+            let (h, m) = match t.split_once([':', '时', '点']) {
+                Some((h, m)) => (h, m.split([':', '分']).next().unwrap_or("0")),
+                None => (t, "0"),
+            };
+            let m = if m.is_empty() { "0" } else { m };
+            Some((number(h, 23)?, number(m, 59)?))
+        }
+    };
+    Some((date, time))
 }
 
 #[cfg(test)]
@@ -68,6 +117,23 @@ mod tests {
         );
         assert!(parse_timestamp("yesterday", Shanghai).is_err());
         assert!(parse_timestamp("2025-13-01 00:00", Shanghai).is_err());
+        // As people write dates: 2025年1月1日 0时15分 is the same instant.
+        assert_eq!(parse_time_arg("2025年1月1日 0时15分", Shanghai), Ok(want));
+        assert_eq!(parse_time_arg("2025/1/1 0:15", Shanghai), Ok(want));
+        // A date alone is its local midnight: 2024-12-31T16:00Z.
+        let midnight = 1_735_660_800_000;
+        for d in [
+            "2025年1月1日",
+            "2025/1/1",
+            "2025.1.1",
+            "2025-1-1",
+            "2025年01月01日",
+        ] {
+            assert_eq!(parse_time_arg(d, Shanghai), Ok(midnight), "{d}");
+        }
+        assert!(parse_time_arg("2025年13月1日", Shanghai).is_err());
+        assert!(parse_time_arg("2025年2月30日", Shanghai).is_err());
+        assert!(parse_time_arg("1/2/3/4", Shanghai).is_err());
         // 2025-03-09 02:30 does not exist in New York.
         assert!(
             parse_timestamp("2025-03-09 02:30", New_York).is_err_and(|e| e.contains("DST gap"))

@@ -314,6 +314,106 @@ pub fn schema(kind: &Kind) -> Value {
     json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
 }
 
+/// The Chinese names clerks write for the coded values, by field:
+/// `(field, written, code)`.
+pub const ALIASES: &[(&str, &str, &str)] = &[
+    ("category", "可回收物", "recyclable"),
+    ("category", "可回收垃圾", "recyclable"),
+    ("category", "厨余垃圾", "kitchen"),
+    ("category", "餐厨垃圾", "kitchen"),
+    ("category", "湿垃圾", "kitchen"),
+    ("category", "有害垃圾", "hazardous"),
+    ("category", "其他垃圾", "residual"),
+    ("category", "干垃圾", "residual"),
+    ("destination", "回收利用", "recycling"),
+    ("destination", "再生利用", "recycling"),
+    ("destination", "资源化利用", "recycling"),
+    ("destination", "堆肥", "composting"),
+    ("destination", "厌氧消化", "anaerobic_digestion"),
+    ("destination", "无害化处理", "hazardous_treatment"),
+    ("destination", "危废处置", "hazardous_treatment"),
+    ("destination", "焚烧", "incineration"),
+    ("destination", "焚烧发电", "incineration"),
+    ("destination", "填埋", "landfill"),
+    ("fuel", "汽油", "gasoline"),
+    ("fuel", "柴油", "diesel"),
+    ("fuel", "电动", "electric"),
+    ("fuel", "纯电动", "electric"),
+    ("purpose", "执法执勤", "enforcement"),
+    ("purpose", "领导保障", "leadership"),
+    ("purpose", "调研接待", "reception"),
+    ("purpose", "一般公务", "general"),
+    ("work", "保养", "routine"),
+    ("work", "例行保养", "routine"),
+    ("work", "维护", "service"),
+    ("work", "二级维护", "service"),
+    ("work", "轮胎", "tyres"),
+    ("work", "更换轮胎", "tyres"),
+    ("work", "维修", "repair"),
+    ("work", "修理", "repair"),
+    ("use_type", "办公用房", "office"),
+    ("use_type", "办公室", "office"),
+    ("use_type", "服务用房", "service"),
+    ("use_type", "设备用房", "equipment"),
+    ("use_type", "附属用房", "ancillary"),
+];
+
+/// An entry as a clerk wrote it into the form the rules read: numbers given
+/// as text (`"2.0"`, ` 1,234.5 `) become numbers, Chinese names of coded
+/// values become their codes (`厨余垃圾` → `kitchen`), dates written
+/// `2026/12/2` or `2026年12月2日` become `2026-12-02`. What cannot be read is
+/// left for the rules to refuse, naming the field.
+fn as_written(kind: &Kind, body: &mut Value) -> Result<(), Reject> {
+    let Some(o) = body.as_object_mut() else {
+        return Ok(());
+    };
+    for f in kind.fields {
+        let Some(Value::String(text)) = o.get(f.name) else {
+            continue;
+        };
+        let t = text.trim();
+        let new = match f.ty {
+            Ty::Num => {
+                let n: f64 = t
+                    .replace([',', '，'], "")
+                    .parse()
+                    .map_err(|_| reject(f.name, format!("`{t}` is not a number")))?;
+                json!(n)
+            }
+            Ty::Enum(codes) => {
+                if codes.contains(&t) {
+                    json!(t)
+                } else if let Some((_, _, code)) =
+                    ALIASES.iter().find(|(n, w, _)| *n == f.name && *w == t)
+                {
+                    json!(code)
+                } else {
+                    let named: Vec<String> = codes
+                        .iter()
+                        .map(|c| {
+                            match ALIASES
+                                .iter()
+                                .find(|(n, _, code)| *n == f.name && code == c)
+                            {
+                                Some((_, w, _)) => format!("{c} ({w})"),
+                                None => (*c).to_string(),
+                            }
+                        })
+                        .collect();
+                    return Err(reject(
+                        f.name,
+                        format!("`{t}`: one of {}", named.join(", ")),
+                    ));
+                }
+            }
+            Ty::Date => json!(crate::rules::date_field(f.name, t)?.to_string()),
+            Ty::Str => continue,
+        };
+        o.insert(f.name.to_string(), new);
+    }
+    Ok(())
+}
+
 /// Check an entry of `kind` (a JSON object with `time`) against the site and
 /// the ledger's events in effect so far (`state`, in time order).
 pub fn check(
@@ -342,6 +442,7 @@ pub fn check(
         // Absent and null are the same for optional fields.
         o.retain(|_, x| !x.is_null());
     }
+    as_written(kind, &mut body)?;
     for f in kind.fields {
         if let (Ty::Date, Some(s)) = (f.ty, body.get(f.name).and_then(Value::as_str)) {
             date_field(f.name, s)?;

@@ -18,7 +18,18 @@ pub(crate) fn reject(field: &str, message: impl Into<String>) -> Reject {
 /// Parse a local date field.
 pub fn date_field(field: &str, s: &str) -> Result<chrono::NaiveDate, Reject> {
     let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| reject(field, format!("`{s}` is not a date (YYYY-MM-DD)")))?;
+        .ok()
+        .or_else(|| {
+            meterflow_core::timeparse::written_date(s)
+                .filter(|(_, time)| time.is_none())
+                .map(|(d, _)| d)
+        })
+        .ok_or_else(|| {
+            reject(
+                field,
+                format!("`{s}` is not a date (2026-12-02, 2026/12/2 or 2026年12月2日)"),
+            )
+        })?;
     if !(FIRST_YEAR..=LAST_YEAR).contains(&chrono::Datelike::year(&d)) {
         return Err(reject(
             field,

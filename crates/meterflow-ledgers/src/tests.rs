@@ -64,9 +64,13 @@ const DAY: i64 = 86_400_000;
 fn date_fields_are_dates_within_the_years_a_ledger_can_mean() {
     assert_eq!(date_field("until", "2031-06-30"), Ok(day(2031, 6, 30)));
     assert_eq!(date_field("acquired", "1985-03-01"), Ok(day(1985, 3, 1)));
+    // Dates as clerks write them.
+    assert_eq!(date_field("until", "2025/01/01"), Ok(day(2025, 1, 1)));
+    assert_eq!(date_field("until", "2025年1月1日"), Ok(day(2025, 1, 1)));
     for bad in [
         "2025-02-30",
-        "2025/01/01",
+        "2025年2月30日",
+        "2025/01/01 08:00",
         "",
         "+262142-12-31",
         "-262143-01-01",
@@ -839,4 +843,77 @@ fn assets_by_agency_and_idle_by_hand() {
     // 9 000 × 5 / 60 = 750 depreciated, 8 250 left.
     assert_eq!((fin.count, fin.value_cny, fin.idle), (2, 9000.0, 1));
     assert_eq!(fin.net_book_value_cny, 8250.0);
+}
+
+/// What clerks type: `厨余垃圾`, `2026年12月2日`, `"2.0"`, `堆肥` are read as
+/// `kitchen`, 2026-12-02, 2.0 and `composting`; an unknown category is
+/// refused with the codes and their Chinese names; a trip ending below its
+/// start is refused at entry, naming `end_km`.
+#[test]
+fn entries_are_read_as_clerks_write_them() {
+    let s = site("");
+    let weigh = crate::find("waste", "weigh-ins").expect("kind");
+    let c = crate::check(
+        &s,
+        weigh,
+        &[],
+        &json!({"time": "2026年12月2日", "agency": "fin", "point": "P1", "category": "厨余垃圾", "kg": "2.0", "destination": "堆肥"}),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(c.body["category"], "kitchen");
+    assert_eq!(c.body["kg"], 2.0);
+    assert_eq!(c.body["destination"], "composting");
+    // 2026-12-02 00:00 in Shanghai = 2026-12-01T16:00Z.
+    assert_eq!(c.ts_ms, 1_796_140_800_000);
+    let same = crate::check(
+        &s,
+        weigh,
+        &[],
+        &json!({"time": "2026/12/2", "agency": "fin", "point": "P1", "category": "kitchen", "kg": 2, "destination": "composting"}),
+    )
+    .expect("the coded form");
+    assert_eq!(same.ts_ms, c.ts_ms);
+    assert_eq!(same.body, c.body);
+    let e = crate::check(
+        &s,
+        weigh,
+        &[],
+        &json!({"time": "2026-12-02", "agency": "fin", "point": "P1", "category": "大件垃圾", "kg": 2, "destination": "composting"}),
+    )
+    .expect_err("unknown category");
+    assert_eq!(e.0, "category");
+    assert!(e.1.contains("kitchen (厨余垃圾)"), "{}", e.1);
+    let e = crate::check(
+        &s,
+        weigh,
+        &[],
+        &json!({"time": "2026-12-02", "agency": "fin", "point": "P1", "category": "kitchen", "kg": "两公斤", "destination": "composting"}),
+    )
+    .expect_err("not a number");
+    assert_eq!(e.0, "kg");
+
+    let vehicles = crate::find("vehicles", "vehicles").expect("kind");
+    let trips = crate::find("vehicles", "trips").expect("kind");
+    let reg = json!({"time": "2025-01-01", "plate": "鲁A-001", "agency": "fin", "fuel": "汽油", "purpose": "一般公务"});
+    let c = crate::check(&s, vehicles, &[], &reg).expect("registered");
+    assert_eq!(
+        (c.body["fuel"].as_str(), c.body["purpose"].as_str()),
+        (Some("gasoline"), Some("general"))
+    );
+    let state = vec![crate::as_event(vehicles, &c, 1, "clerk")];
+    let e = crate::check(
+        &s,
+        trips,
+        &state,
+        &json!({"time": "2025-02-01", "plate": "鲁A-001", "start_km": 10800, "end_km": 10700}),
+    )
+    .expect_err("end below start");
+    assert_eq!(e.0, "end_km", "{e:?}");
+    assert!(crate::check(
+        &s,
+        trips,
+        &state,
+        &json!({"time": "2025-02-01", "plate": "鲁A-001", "start_km": "10,700", "end_km": "10800"}),
+    )
+    .is_ok());
 }

@@ -7,7 +7,8 @@
 //!
 //! Rules (documented in `docs/ledgers.md`):
 //! - a trip's distance is `end_km − start_km`; a trip whose end is below its
-//!   start is an anomaly and adds no km; a trip starting below the highest
+//!   start is refused at entry (one recorded before that rule is an anomaly
+//!   and adds no km); a trip starting below the highest
 //!   odometer reading before it (the odometer went back) is an anomaly, its
 //!   own distance still counts;
 //! - L/100 km = litres filled in the year / km driven in the year × 100;
@@ -213,6 +214,17 @@ pub fn check(
             let v = live_vehicle(state, &t.plate, ts)?;
             number("start_km", t.start_km, 0.0, KM)?;
             number("end_km", t.end_km, 0.0, KM)?;
+            // Refused at entry: a typo, not a trip (history from before this
+            // rule still counts as an anomaly with no km).
+            if t.end_km < t.start_km {
+                return Err((
+                    "end_km".into(),
+                    format!(
+                        "end_km {} is below start_km {}: one of the odometer readings is wrong",
+                        t.end_km, t.start_km
+                    ),
+                ));
+            }
             Ok((Some(v.agency), norm(&t)))
         }
         "fuel" => {
