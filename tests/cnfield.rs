@@ -255,6 +255,9 @@ fn serial_meters_in_the_field_retry_count_and_decode_their_variants() {
     assert_eq!(status, 200, "{buses}");
     let (status, metrics) = crate::api::request(api, "GET", "/metrics", None, "");
     assert_eq!(status, 200);
+    // The operator's view names the identifiers that fail.
+    let o = crate::support::run(&["status", "--config", p]);
+    let status_text = String::from_utf8_lossy(&o.stdout).into_owned();
     let rc = run.wait().expect("run ends");
     let log = std::fs::read_to_string(dir.path().join("run.log")).expect("log");
     assert!(rc.success(), "{log}");
@@ -348,6 +351,12 @@ fn serial_meters_in_the_field_retry_count_and_decode_their_variants() {
         "{log}"
     );
     assert!(readings(&db, "e2", "energy_import").len() >= 5);
+    assert!(
+        status_text.lines().any(|l| l.contains("e2")
+            && l.contains("02030000")
+            && l.contains("error replies \"no requested data (0x02)\"")),
+        "{status_text}"
+    );
     assert!(metrics.contains("meterflow_meter_item_error_replies_total{bus=\"gw\",meter=\"e2\",item=\"02030000\",error=\"no requested data (0x02)\"}"), "{metrics}");
     // Error replies count as bus errors.
     let bus_errors: f64 = metrics

@@ -26,14 +26,112 @@ pub(crate) fn run(
         );
         return Ok(ExitCode::FAILURE);
     }
-    let live = site.api.as_ref().and_then(|a| live_from_metrics(&a.listen));
+    let metrics = site
+        .api
+        .as_ref()
+        .and_then(|a| match http_get(&a.listen, "/metrics")? {
+            (200, body) => Some(body),
+            _ => None,
+        });
+    let live = metrics.as_deref().map(parse_metrics);
+    let failing = metrics.as_deref().map(parse_items).unwrap_or_default();
     let view = meterflow_runtime::status::view(&site, now, live.as_ref())?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        let mut v = serde_json::to_value(&view)?;
+        if let Some(o) = v.as_object_mut() {
+            let items: Vec<serde_json::Value> = failing
+                .iter()
+                .map(|((meter, item), p)| {
+                    serde_json::json!({
+                        "meter": meter, "item": item, "bad_checksums": p.bad_checksums,
+                        "timeouts": p.timeouts, "error_replies": p.error_replies,
+                    })
+                })
+                .collect();
+            o.insert(
+                "failing_identifiers".into(),
+                serde_json::Value::Array(items),
+            );
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", meterflow_runtime::status::table(&site, &view));
+        if !failing.is_empty() {
+            println!("identifiers with failures since the process started (DL/T 645, CJ/T 188):");
+            for ((meter, item), p) in &failing {
+                let mut what = Vec::new();
+                if p.bad_checksums > 0 {
+                    what.push(format!("{} bad checksum(s)", p.bad_checksums));
+                }
+                if p.timeouts > 0 {
+                    what.push(format!("{} without answer", p.timeouts));
+                }
+                for (e, n) in &p.error_replies {
+                    what.push(format!(
+                        "{n} error repl{} \"{e}\"",
+                        if *n == 1 { "y" } else { "ies" }
+                    ));
+                }
+                println!("  {meter:<18} {item:<10} {}", what.join(", "));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What went wrong with one identifier of one serial meter.
+#[derive(Debug, Default, PartialEq)]
+struct Problems {
+    bad_checksums: u64,
+    timeouts: u64,
+    error_replies: BTreeMap<String, u64>,
+}
+
+/// The label `key` of an exposition line's labels.
+fn label<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
+    let start = labels.find(&format!("{key}=\""))? + key.len() + 2;
+    let rest = &labels[start..];
+    Some(&rest[..rest.find('"')?])
+}
+
+/// The per-identifier failure families of an exposition text, by (meter, item).
+fn parse_items(text: &str) -> BTreeMap<(String, String), Problems> {
+    let mut out: BTreeMap<(String, String), Problems> = BTreeMap::new();
+    for line in text.lines() {
+        let Some((name, rest)) = line.split_once('{') else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let Ok(n) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let n = n as u64;
+        if n == 0 {
+            continue;
+        }
+        let (Some(meter), Some(item)) = (label(labels, "meter"), label(labels, "item")) else {
+            continue;
+        };
+        let key = (meter.to_string(), item.to_string());
+        match name {
+            "meterflow_meter_item_bad_checksums_total" => {
+                out.entry(key).or_default().bad_checksums = n
+            }
+            "meterflow_meter_item_timeouts_total" => out.entry(key).or_default().timeouts = n,
+            "meterflow_meter_item_error_replies_total" => {
+                if let Some(e) = label(labels, "error") {
+                    out.entry(key)
+                        .or_default()
+                        .error_replies
+                        .insert(e.to_string(), n);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// `GET path` on the API of `listen` (a wildcard address is reached on
@@ -57,15 +155,6 @@ fn http_get(listen: &str, path: &str) -> Option<(u16, String)> {
     let code = text.get(9..12)?.parse().ok()?;
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     Some((code, body.to_string()))
-}
-
-/// Parked state and failed polls per meter from a running process's
-/// `/metrics` (`None`: nothing answers there).
-fn live_from_metrics(listen: &str) -> Option<BTreeMap<String, LiveMeter>> {
-    match http_get(listen, "/metrics")? {
-        (200, body) => Some(parse_metrics(&body)),
-        _ => None,
-    }
 }
 
 /// `meterflow ready`: exit 0 when the running process's `/readyz` says
@@ -140,5 +229,20 @@ mod tests {
         );
         assert_eq!(m["m2"], LiveMeter::default());
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn failing_identifiers_are_read_back() {
+        let text = "meterflow_meter_item_bad_checksums_total{bus=\"b\",meter=\"e1\",item=\"00010000\"} 2\n\
+                    meterflow_meter_item_timeouts_total{bus=\"b\",meter=\"e1\",item=\"00010000\"} 0\n\
+                    meterflow_meter_item_error_replies_total{bus=\"b\",meter=\"e2\",item=\"02030000\",error=\"no requested data (0x02)\"} 7\n\
+                    meterflow_meter_item_answers_total{bus=\"b\",meter=\"e3\",item=\"00010000\"} 9\n";
+        let p = parse_items(text);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!(p[&("e1".into(), "00010000".into())].bad_checksums, 2);
+        assert_eq!(
+            p[&("e2".into(), "02030000".into())].error_replies["no requested data (0x02)"],
+            7
+        );
     }
 }
