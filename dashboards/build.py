@@ -48,7 +48,8 @@ class Board:
         })
 
     def panel(self, kind, title, queries, w=12, h=8, unit=None, fmt="time_series",
-              description=None, options=None, interval=None):
+              description=None, options=None, interval=None, defaults=None,
+              overrides=None, links=None):
         if self.x + w > 24:
             self.x, self.y = 0, self.y + self.row_h
             self.row_h = 0
@@ -69,11 +70,16 @@ class Board:
             "datasource": DS,
             "gridPos": {"h": h, "w": w, "x": self.x, "y": self.y},
             "targets": targets,
-            "fieldConfig": {"defaults": {"unit": unit} if unit else {}, "overrides": []},
+            "fieldConfig": {
+                "defaults": {**({"unit": unit} if unit else {}), **(defaults or {})},
+                "overrides": overrides or [],
+            },
             "options": options or {},
         }
         if description:
             p["description"] = description
+        if links:
+            p["links"] = links
         if interval:
             p["interval"] = interval
         self.panels.append(p)
@@ -111,6 +117,21 @@ class Board:
 
 
 SITE_ELEC = "\"level\" = 'site' AND \"class\" = 'electricity' AND \"subitem\" = 'total'"
+# Daily amounts are bars, not lines.
+BARS = {"custom": {"drawStyle": "bars", "fillOpacity": 80, "lineWidth": 1}}
+# Against a quota: green below 90 %, orange to 100 %, red above.
+QUOTA_STEPS = {"mode": "absolute", "steps": [
+    {"color": "green", "value": None}, {"color": "orange", "value": 90}, {"color": "red", "value": 100}]}
+
+
+def link(title, url):
+    """A link in the full shape the dashboard schema wants."""
+    return {"title": title, "type": "link", "url": url, "icon": "external link", "tooltip": "",
+            "tags": [], "asDropdown": False, "targetBlank": False, "includeVars": False, "keepTime": True}
+
+
+AGENCY_LINK = link("Agency drill-down: ${__data.fields.name}",
+                   "/d/meterflow-agency?var-agency=${__data.fields.id}&${__url_time_range}")
 YEAR = "time >= now() - 366d"
 MONTH = "time >= now() - 31d"
 
@@ -129,16 +150,21 @@ def site(tz):
             w=6, h=5, unit="none")
     b.panel("gauge", "Year to date against quota (per capita)",
             [f"SELECT last(\"quota_ratio_to_date\") * 100 FROM \"kpi\" WHERE \"scope\" = 'site' AND \"period\" = 'year' AND {YEAR}"],
-            w=6, h=5, unit="percent",
+            w=6, h=5, unit="percent", defaults={"min": 0, "max": 150, "thresholds": QUOTA_STEPS},
             description="Per-capita energy so far against the quota pro-rated to the elapsed share of the year (100 % = on quota).")
+    b.panel("stat", "This year: CO₂ (t)",
+            [f"SELECT last(\"co2_t\") FROM \"kpi\" WHERE \"scope\" = 'site' AND \"period\" = 'year' AND {YEAR}"],
+            w=6, h=5, unit="none",
+            description="Every carrier's CO₂ (grid electricity with the regional factor of the data year, fuels, heat); absent when a factor is missing.")
     b.panel("timeseries", "Daily electricity, site (local days)",
             [f"SELECT sum(\"value\") FROM \"rollup\" WHERE {SITE_ELEC} AND \"grain\" = '15m' AND $timeFilter GROUP BY time(1d) tz('$tz')"],
-            w=24, h=8, unit="kwatth", options={"legend": {"showLegend": False}})
+            w=18, h=8, unit="kwatth", options={"legend": {"showLegend": False}}, defaults=BARS)
     b.panel("table", "This year by agency: per capita and per m²",
-            [f"SELECT last(\"per_capita_kgce\") AS \"kgce_per_person\", last(\"per_area_kgce\") AS \"kgce_per_m2\", "
-             f"last(\"per_capita_water_m3\") AS \"water_m3_per_person\", last(\"quota_ratio_to_date\") AS \"quota_ratio\" "
+            [f"SELECT last(\"name\") AS \"name\", last(\"per_capita_kgce\") AS \"kgce_per_person\", last(\"per_area_kgce\") AS \"kgce_per_m2\", "
+             f"last(\"per_capita_water_m3\") AS \"water_m3_per_person\", last(\"co2_t\") AS \"co2_t\", last(\"quota_ratio_to_date\") AS \"quota_ratio\" "
              f"FROM \"kpi\" WHERE \"scope\" = 'agency' AND \"period\" = 'year' AND {YEAR} GROUP BY \"id\""],
-            w=12, h=8, fmt="table")
+            w=12, h=8, fmt="table", defaults={"links": [AGENCY_LINK]},
+            description="Click an agency for its drill-down. Quota ratio: this year so far against the pro-rated quota (1 = on quota).")
     b.panel("bargauge", "Year-on-year, per-capita energy this month (%)",
             [f"SELECT last(\"yoy_per_capita_pct\") FROM \"kpi\" WHERE \"scope\" = 'agency' AND \"period\" = 'month' AND {MONTH} GROUP BY \"id\""],
             w=12, h=8, unit="percent",
@@ -153,9 +179,15 @@ def agency(tz):
               "One or several agencies: allocated consumption by class, per-capita and per-area figures, quota tracking.", tz)
     b.var("agency", "Agency", "SHOW TAG VALUES FROM \"kpi\" WITH KEY = \"id\" WHERE \"scope\" = 'agency'")
     a = "\"id\" =~ /^$agency$/"
-    b.panel("timeseries", "Daily consumption by class (allocated)",
-            [f"SELECT sum(\"value\") FROM \"rollup\" WHERE \"level\" = 'agency' AND {a} AND \"subitem\" = 'total' AND \"grain\" = '15m' AND $timeFilter GROUP BY time(1d), \"id\", \"class\" tz('$tz')"],
-            w=24, h=8)
+    # One panel per unit: kWh, m³ and GJ never share an axis.
+    links = [link("Meter detail", "/d/meterflow-meter?${__url_time_range}"),
+             link("Site overview", "/d/meterflow-site?${__url_time_range}")]
+    for title, classes, unit in [("Daily electricity (allocated), kWh", "electricity", "kwatth"),
+                                 ("Daily water and gas (allocated), m³", "water|gas", "m3"),
+                                 ("Daily heat (allocated), GJ", "heat|cooling", "none")]:
+        b.panel("timeseries", title,
+                [f"SELECT sum(\"value\") FROM \"rollup\" WHERE \"level\" = 'agency' AND {a} AND \"class\" =~ /^({classes})$/ AND \"subitem\" = 'total' AND \"grain\" = '15m' AND $timeFilter GROUP BY time(1d), \"id\", \"class\" tz('$tz')"],
+                w=8, h=8, unit=unit, defaults=BARS, links=links)
     b.panel("stat", "Per-capita energy this year (kgce/person)",
             [f"SELECT last(\"per_capita_kgce\") FROM \"kpi\" WHERE \"scope\" = 'agency' AND {a} AND \"period\" = 'year' AND {YEAR} GROUP BY \"id\""],
             w=8, h=5)
@@ -166,7 +198,7 @@ def agency(tz):
             [f"SELECT last(\"water_l_per_person_day\") FROM \"kpi\" WHERE \"scope\" = 'agency' AND {a} AND \"period\" = 'month' AND {MONTH} GROUP BY \"id\""],
             w=8, h=5)
     b.panel("table", "Quota tracking this year",
-            [f"SELECT last(\"quota_ratio_to_date\") AS \"to_date\", last(\"projected_ratio\") AS \"projected\", last(\"projection\") AS \"method\" "
+            [f"SELECT last(\"name\") AS \"name\", last(\"quota_ratio_to_date\") AS \"to_date\", last(\"projected_ratio\") AS \"projected\", last(\"projection\") AS \"method\" "
              f"FROM \"kpi\" WHERE \"scope\" = 'agency' AND {a} AND \"period\" = 'year' AND {YEAR} GROUP BY \"id\""],
             w=12, h=6, fmt="table",
             description="To date: per-capita energy against the quota's 约束值 pro-rated to the days with data. Projected: the year end by "
@@ -203,7 +235,7 @@ def subitems(tz):
     w = "\"level\" = 'building' AND \"id\" =~ /^$building$/ AND \"class\" = 'electricity' AND \"subitem\" != 'total'"
     b.panel("timeseries", "Daily electricity by sub-item",
             [f"SELECT sum(\"value\") FROM \"rollup\" WHERE {w} AND \"grain\" = '15m' AND $timeFilter GROUP BY time(1d), \"subitem\" tz('$tz')"],
-            w=16, h=9, unit="kwatth")
+            w=16, h=9, unit="kwatth", defaults=BARS)
     b.panel("piechart", "This month by sub-item",
             [f"SELECT sum(\"value\") FROM \"rollup\" WHERE {w} AND \"grain\" = 'month' AND {MONTH} GROUP BY \"subitem\""],
             w=8, h=9, unit="kwatth")
@@ -215,14 +247,14 @@ def water(tz):
               "Water per building and day, and each meter's lowest hourly flow per day: a leak keeps it above zero.", tz)
     b.panel("timeseries", "Daily water by building",
             [f"SELECT sum(\"value\") FROM \"rollup\" WHERE \"level\" = 'building' AND \"class\" = 'water' AND \"subitem\" = 'total' AND \"grain\" = '15m' AND $timeFilter GROUP BY time(1d), \"id\" tz('$tz')"],
-            w=12, h=8, unit="m3")
+            w=12, h=8, unit="m3", defaults=BARS)
     b.panel("timeseries", "Lowest hourly flow per day (leak indicator)",
             ["SELECT min(\"hourly\") FROM (SELECT sum(\"value\") AS \"hourly\" FROM \"consumption\" WHERE \"class\" = 'water' AND $timeFilter GROUP BY time(1h), \"meter\") "
              "WHERE $timeFilter GROUP BY time(1d), \"meter\" tz('$tz')"],
             w=12, h=8, unit="m3",
             description="Minimum over the day's hours of the hourly volume; above zero every night means water never stops (leak).")
     b.panel("table", "Water per person this year",
-            [f"SELECT last(\"per_capita_water_m3\") AS \"m3_per_person\", last(\"water_l_per_person_day\") AS \"l_per_person_day\" FROM \"kpi\" WHERE \"scope\" = 'agency' AND \"period\" = 'year' AND {YEAR} GROUP BY \"id\""],
+            [f"SELECT last(\"name\") AS \"name\", last(\"per_capita_water_m3\") AS \"m3_per_person\", last(\"water_l_per_person_day\") AS \"l_per_person_day\" FROM \"kpi\" WHERE \"scope\" = 'agency' AND \"period\" = 'year' AND {YEAR} GROUP BY \"id\""],
             w=24, h=6, fmt="table")
     return b
 
@@ -231,7 +263,7 @@ def quality(tz):
     b = Board("meterflow-quality", "meterflow · Data quality",
               "Completeness per agency, estimated share, and the normaliser's anomalies.", tz)
     b.panel("table", "Completeness this month by agency (%)",
-            [f"SELECT last(\"completeness_pct\") AS \"completeness_pct\", last(\"coverage_pct\") AS \"coverage_pct\" FROM \"kpi\" WHERE \"scope\" = 'agency' AND \"period\" = 'month' AND {MONTH} GROUP BY \"id\""],
+            [f"SELECT last(\"name\") AS \"name\", last(\"completeness_pct\") AS \"completeness_pct\", last(\"coverage_pct\") AS \"coverage_pct\" FROM \"kpi\" WHERE \"scope\" = 'agency' AND \"period\" = 'month' AND {MONTH} GROUP BY \"id\""],
             w=8, h=8, fmt="table",
             description="completeness: measured buckets of the expected; coverage: measured or estimated. Year-on-year, grades and "
                         "reductions need coverage at the site's threshold (default 95 %).")
@@ -289,7 +321,7 @@ def waste(tz):
               "The waste-sorting ledger: weighed per category, 回收利用率 and the one-vote veto per agency.", tz)
     b.panel("timeseries", "Weighed per day by category",
             ["SELECT sum(\"kg\") FROM \"waste\" WHERE $timeFilter GROUP BY time(1d), \"category\" tz('$tz')"],
-            w=16, h=8, unit="masskg")
+            w=16, h=8, unit="masskg", defaults=BARS)
     b.panel("piechart", "Recovered or not (recyclables and kitchen waste to recycling, composting, digestion)",
             ["SELECT sum(\"kg\") FROM \"waste\" WHERE $timeFilter GROUP BY \"recovered\""],
             w=8, h=8, unit="masskg")

@@ -418,6 +418,11 @@ pub static KPI: Measurement = Measurement {
         ("period", "month or year"),
     ],
     fields: &[
+        (
+            "name",
+            FieldType::Str,
+            "the agency's or building's name (the site's for the site), for tables",
+        ),
         ("electricity_kwh", FieldType::Float, "kWh"),
         ("water_m3", FieldType::Float, "m³"),
         ("gas_m3", FieldType::Float, "m³"),

@@ -16,7 +16,14 @@ use meterflow_store::{AlertEvent, OutboxStats, Reader};
 use meterflow_kpi::{KpiContext, Scope, ScopeKpis, period_of, scopes};
 
 /// Encode one scope's KPIs for a period starting at `start_ms`.
-pub fn kpi_point(enc: &mut Encoder, scope: &Scope, period: &str, k: &ScopeKpis, start_ms: i64) {
+pub fn kpi_point(
+    enc: &mut Encoder,
+    scope: &Scope,
+    name: &str,
+    period: &str,
+    k: &ScopeKpis,
+    start_ms: i64,
+) {
     let kind = match scope {
         Scope::Agency(_) => "agency",
         Scope::Building(_) => "building",
@@ -25,6 +32,7 @@ pub fn kpi_point(enc: &mut Encoder, scope: &Scope, period: &str, k: &ScopeKpis, 
     let c = &k.carriers;
     let opt = |x: Option<f64>| Value::F(x.unwrap_or(f64::NAN));
     let mut fields = vec![
+        ("name", Value::S(name)),
         ("electricity_kwh", Value::F(c.electricity_kwh)),
         ("water_m3", Value::F(c.water_m3)),
         ("gas_m3", Value::F(c.gas_m3)),
@@ -75,6 +83,25 @@ pub fn kpi_point(enc: &mut Encoder, scope: &Scope, period: &str, k: &ScopeKpis, 
     );
 }
 
+/// The display name of a scope: the agency's or building's `name` (its id
+/// when it has none), the site's name.
+fn scope_name(site: &Site, scope: &Scope) -> String {
+    match scope {
+        Scope::Agency(a) => site
+            .agencies
+            .iter()
+            .find(|x| &x.id == a)
+            .map_or_else(|| a.clone(), |x| x.name.clone()),
+        Scope::Building(b) => site
+            .buildings
+            .iter()
+            .find(|x| &x.id == b)
+            .and_then(|x| x.name.clone())
+            .unwrap_or_else(|| b.clone()),
+        Scope::Site => site.site.name.clone(),
+    }
+}
+
 /// KPIs of every scope for the month and the year containing `now_ms`.
 pub fn kpi_points(
     site: &Site,
@@ -106,7 +133,7 @@ pub fn kpi_points(
         let start = day_start(period.from, site.tz);
         for scope in scopes(site) {
             let k = kpi.scope_kpis(reader, &scope, period)?;
-            kpi_point(enc, &scope, label, &k, start);
+            kpi_point(enc, &scope, &scope_name(site, &scope), label, &k, start);
         }
     }
     ledger_day_points(site, reader, today, enc)?;
