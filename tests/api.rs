@@ -498,23 +498,34 @@ fn overview_page_renders_in_headless_chromium() {
     };
     let (ok, dom, err) = run(&["--dump-dom".to_string()]);
     assert!(ok, "{err}");
+    // In Chinese by default: every carrier with data, CO₂, coverage so far,
+    // the agencies by name, the alerts; refreshed every minute.
     for name in [
+        "lang=\"zh-CN\"",
         "市财政局",
         "市税务局",
         "市统计局",
         "id=\"chart\"",
-        "Active alerts",
+        "当前告警",
+        "电 (kWh)",
+        "水 (m³)",
+        "本年碳排放",
+        "本月至今数据覆盖率",
+        "http-equiv=\"refresh\"",
     ] {
         assert!(dom.contains(name), "{name} missing from the page:\n{dom}");
     }
-    let points = dom
-        .split("points=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap_or_default();
+    // One bar per imported day (three days), each with its date and value.
+    let bars = dom.matches("class=\"bar\"").count();
+    assert!(bars >= 3, "the chart has the imported days: {bars} bars");
+    // English on request.
+    let (code, en) = request(srv.port, "GET", "/?lang=en", None, "");
+    assert_eq!(code, 200);
     assert!(
-        points.split_whitespace().count() >= 3,
-        "the chart has the imported days: {points:?}"
+        en.contains("Active alerts")
+            && en.contains("lang=\"en\"")
+            && en.contains("Electricity (kWh)"),
+        "{en}"
     );
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("overview.png");
     let (ok, _, err) = run(&[

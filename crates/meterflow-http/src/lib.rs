@@ -1370,7 +1370,8 @@ async fn overview_h(
         return busy("the overview page", 2);
     };
     let app2 = Arc::clone(&app);
-    match tokio::task::spawn_blocking(move || page::overview(&app2.kpi)).await {
+    let lang = page::Lang::from_query(q.get("lang").map(String::as_str));
+    match tokio::task::spawn_blocking(move || page::overview(&app2.kpi, lang)).await {
         Ok(Ok(html)) => Html(html).into_response(),
         Ok(Err(e)) => internal(e).into_response(),
         Err(e) => internal(e).into_response(),

@@ -26,131 +26,267 @@ fn num(x: Option<f64>, digits: usize) -> String {
     }
 }
 
-/// The page for the site of `kpi` now.
-pub fn overview(kpi: &KpiContext) -> anyhow::Result<String> {
+/// The page's language: Chinese by default, English on `?lang=en`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// 简体中文.
+    Zh,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// From the `lang` query parameter.
+    pub fn from_query(q: Option<&str>) -> Lang {
+        match q {
+            Some(l) if l.eq_ignore_ascii_case("en") => Lang::En,
+            _ => Lang::Zh,
+        }
+    }
+
+    fn t(self, zh: &'static str, en: &'static str) -> &'static str {
+        match self {
+            Lang::Zh => zh,
+            Lang::En => en,
+        }
+    }
+}
+
+/// The carriers shown, with their labels and units.
+const CARRIERS: [(EnergyClass, &str, &str, &str); 4] = [
+    (EnergyClass::Electricity, "电", "Electricity", "kWh"),
+    (EnergyClass::Water, "水", "Water", "m³"),
+    (EnergyClass::Gas, "燃气", "Gas", "m³"),
+    (EnergyClass::Heat, "热", "Heat", "GJ"),
+];
+
+/// The page for the site of `kpi` now, in `lang`.
+pub fn overview(kpi: &KpiContext, lang: Lang) -> anyhow::Result<String> {
+    let l = lang;
     let site: &Site = kpi.site();
     let reader = Reader::open(&site.store_path())?;
     let now = chrono::Utc::now().with_timezone(&site.tz);
     let today = now.date_naive();
-    let elec = |grain: Grain, from: i64| -> anyhow::Result<f64> {
+    let total = |class: EnergyClass, grain: Grain, from: i64| -> anyhow::Result<Option<f64>> {
         Ok(reader
-            .agg(
-                Level::Site,
-                "site",
-                EnergyClass::Electricity,
-                "",
-                grain,
-                from,
-                i64::MAX,
-            )?
+            .agg(Level::Site, "site", class, "", grain, from, i64::MAX)?
             .last()
-            .map_or(0.0, |r| r.value))
+            .map(|r| r.value))
     };
     let month_start = today.with_day(1).unwrap_or(today);
     let year_start = today.with_ordinal(1).unwrap_or(today);
-    let today_kwh = elec(Grain::Day, day_start(today, site.tz))?;
-    let month_kwh = elec(Grain::Month, day_start(month_start, site.tz))?;
-    let year_kwh = elec(Grain::Year, day_start(year_start, site.tz))?;
     let year = period_of(today.year(), None).ok_or_else(|| anyhow::anyhow!("period"))?;
     let site_k = kpi.scope_kpis(&reader, &Scope::Site, year)?;
+    // Coverage means something only over the days that have passed.
+    let so_far = meterflow_core::denominators::Period {
+        from: month_start,
+        to: today.succ_opt().unwrap_or(today),
+    };
+    let month_k = kpi.scope_kpis(&reader, &Scope::Site, so_far)?;
 
-    // Daily site electricity, last 30 days.
-    let from = day_start(today - Duration::days(29), site.tz);
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"60\">\
+<title>{name} · meterflow</title><style>\
+body{{font-family:system-ui,\"Noto Sans CJK SC\",\"Microsoft YaHei\",sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse}}\
+td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}th:first-child,td:first-child{{text-align:left}}\
+.cards{{display:flex;gap:1rem;flex-wrap:wrap}}.card{{border:1px solid #ccc;border-radius:6px;padding:.8rem 1.2rem}}.big{{font-size:1.6rem}}\
+.alert{{color:#a00}}.over{{color:#a00;font-weight:bold}}nav{{float:right}}</style></head><body>\
+<nav><a href=\"?lang={other}\">{other_label}</a></nav><h1>{name}</h1><p>{date} · {tz} · {refresh}</p>",
+        lang = l.t("zh-CN", "en"),
+        other = l.t("en", "zh"),
+        other_label = l.t("English", "中文"),
+        name = esc(&site.site.name),
+        date = today,
+        tz = site.tz.name(),
+        refresh = l.t("每分钟自动刷新", "refreshes every minute"),
+    );
+    // Today / month / year per carrier.
+    let _ = write!(
+        html,
+        "<table id=\"carriers\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        l.t("能源品种", "Carrier"),
+        l.t("今日", "Today"),
+        l.t("本月", "This month"),
+        l.t("本年", "This year")
+    );
+    for (class, zh, en, unit) in CARRIERS {
+        let d = total(class, Grain::Day, day_start(today, site.tz))?;
+        let m = total(class, Grain::Month, day_start(month_start, site.tz))?;
+        let y = total(class, Grain::Year, day_start(year_start, site.tz))?;
+        if d.is_none() && m.is_none() && y.is_none() {
+            continue;
+        }
+        let _ = write!(
+            html,
+            "<tr><td>{} ({unit})</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            l.t(zh, en),
+            num(d, 1),
+            num(m, 1),
+            num(y, 1)
+        );
+    }
+    html.push_str("</table>");
+    let quota_ratio = site_k.tracking.as_ref().map(|t| t.ratio_to_date);
+    let _ = write!(
+        html,
+        "<div class=\"cards\">\
+<div class=\"card\" id=\"energy\">{energy_l}<div class=\"big\">{kgce:.1} kgce</div></div>\
+<div class=\"card\" id=\"co2\">{co2_l}<div class=\"big\">{co2}</div></div>\
+<div class=\"card\" id=\"quota\">{quota_l}<div class=\"big{over}\">{quota}</div>{proj}</div>\
+<div class=\"card\" id=\"completeness\">{cov_l}<div class=\"big\">{cov:.1} %</div>{measured_l} {comp:.1} %</div></div>",
+        energy_l = l.t("本年综合能耗", "Comprehensive energy this year"),
+        kgce = site_k.energy_kgce,
+        co2_l = l.t("本年碳排放", "CO₂ this year"),
+        co2 = site_k.co2_t.map_or_else(
+            || l.t("缺少排放因子", "factor missing").to_string(),
+            |t| format!("{t:.2} t")
+        ),
+        quota_l = l.t(
+            "人均能耗定额进度（年初至今）",
+            "Against quota (per capita, year to date)"
+        ),
+        over = if quota_ratio.is_some_and(|r| r > 1.0) {
+            " over"
+        } else {
+            ""
+        },
+        quota = quota_ratio.map_or("–".into(), |r| format!("{:.0} %", r * 100.0)),
+        proj = site_k.tracking.as_ref().map_or(String::new(), |t| {
+            match (t.projected_ratio, t.method) {
+                (Some(r), Some(_)) => {
+                    format!("{} {:.0} %", l.t("预计全年", "projected"), r * 100.0)
+                }
+                _ => format!(
+                    "{} ({:.0} {})",
+                    l.t("数据不足，暂不预测", "projection: not enough data"),
+                    t.days_with_data,
+                    l.t("天", "days")
+                ),
+            }
+        }),
+        cov_l = l.t("本月至今数据覆盖率", "Data coverage this month so far"),
+        cov = month_k.coverage_pct,
+        measured_l = l.t("其中实测", "measured"),
+        comp = month_k.completeness_pct,
+    );
+
+    // Daily site electricity, last 30 days: bars with a scale and dates.
+    let first = today - Duration::days(29);
     let days = reader.agg(
         Level::Site,
         "site",
         EnergyClass::Electricity,
         "",
         Grain::Day,
-        from,
+        day_start(first, site.tz),
         i64::MAX,
     )?;
-    let (w, h, pad) = (720.0, 220.0, 36.0);
+    let (w, h, left, bottom, top) = (760.0, 240.0, 64.0, 28.0, 12.0);
     let max = days
         .iter()
         .map(|d| d.value)
         .fold(0.0f64, f64::max)
         .max(1e-9);
-    let mut points = String::new();
+    let slot = (w - left - 8.0) / 30.0;
+    let plot_h = h - bottom - top;
+    let _ = write!(
+        html,
+        "<h2>{title}</h2><svg id=\"chart\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{title}\">\
+<line x1=\"{left}\" y1=\"{base}\" x2=\"{right}\" y2=\"{base}\" stroke=\"#999\"/><line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{base}\" stroke=\"#999\"/>\
+<text x=\"{lx}\" y=\"{ty}\" font-size=\"11\" text-anchor=\"end\">{max:.0}</text><text x=\"{lx}\" y=\"{base}\" font-size=\"11\" text-anchor=\"end\">0</text>\
+<text x=\"4\" y=\"{mid}\" font-size=\"11\">kWh</text>",
+        title = l.t(
+            "近30天每日用电（全站）",
+            "Daily electricity, last 30 days (site)"
+        ),
+        base = h - bottom,
+        right = w - 8.0,
+        lx = left - 4.0,
+        ty = top + 4.0,
+        mid = top + plot_h / 2.0,
+    );
     for d in &days {
-        let day = site
+        let Some(day) = site
             .tz
             .timestamp_millis_opt(d.start_ms)
             .single()
-            .map_or(0, |t| {
-                (t.date_naive() - (today - Duration::days(29))).num_days()
-            });
-        let x = pad + (w - 2.0 * pad) * day as f64 / 29.0;
-        let y = h - pad - (h - 2.0 * pad) * d.value / max;
-        let _ = write!(points, "{x:.1},{y:.1} ");
-    }
-
-    let mut html = String::new();
-    let _ = write!(
-        html,
-        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>{name} · meterflow</title><style>\
-body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}\
-th:first-child,td:first-child{{text-align:left}}.cards{{display:flex;gap:1rem}}.card{{border:1px solid #ccc;border-radius:6px;padding:.8rem 1.2rem}}.big{{font-size:1.6rem}}\
-.alert{{color:#a00}}</style></head><body><h1>{name}</h1><p>{date} · {tz}</p>",
-        name = esc(&site.site.name),
-        date = today,
-        tz = site.tz.name()
-    );
-    let _ = write!(
-        html,
-        "<div class=\"cards\"><div class=\"card\" id=\"today\">Today<div class=\"big\">{today_kwh:.1} kWh</div></div>\
-<div class=\"card\" id=\"month\">This month<div class=\"big\">{month_kwh:.1} kWh</div></div>\
-<div class=\"card\" id=\"year\">This year<div class=\"big\">{year_kwh:.1} kWh</div>{kgce:.1} kgce</div>\
-<div class=\"card\" id=\"quota\">Against quota (per capita, year to date)<div class=\"big\">{quota}</div>{proj}</div>\
-<div class=\"card\" id=\"completeness\">Data completeness<div class=\"big\">{comp:.1} %</div></div></div>",
-        kgce = site_k.energy_kgce,
-        quota = site_k.tracking.as_ref().map_or("–".into(), |t| format!(
-            "{:.0} %",
-            t.ratio_to_date * 100.0
-        )),
-        proj = site_k.tracking.as_ref().map_or(String::new(), |t| {
-            match (t.projected_ratio, t.method) {
-                (Some(r), Some(m)) => format!("projected {:.0} % ({})", r * 100.0, m.as_str()),
-                _ => format!(
-                    "projection: insufficient data ({:.0} days)",
-                    t.days_with_data
-                ),
-            }
-        }),
-        comp = site_k.completeness_pct,
-    );
-    let _ = write!(
-        html,
-        "<h2>Daily electricity, last 30 days</h2><svg id=\"chart\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"daily site electricity\">\
-<line x1=\"{pad}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"#999\"/><text x=\"4\" y=\"{pad}\" font-size=\"11\">{max:.0} kWh</text>\
-<polyline fill=\"none\" stroke=\"#1769aa\" stroke-width=\"2\" points=\"{points}\"/></svg>",
-        y0 = h - pad,
-        x1 = w - pad,
-    );
-    html.push_str("<h2>Agencies, this year</h2><table id=\"agencies\"><tr><th>Agency</th><th>Persons</th><th>kgce / person</th><th>kgce / m²</th><th>Water m³ / person</th><th>Quota, year to date</th><th>Completeness</th></tr>");
-    for a in &site.agencies {
-        let k = kpi.scope_kpis(&reader, &Scope::Agency(a.id.clone()), year)?;
+            .map(|t| t.date_naive())
+        else {
+            continue;
+        };
+        let i = (day - first).num_days() as f64;
+        let bh = plot_h * d.value / max;
         let _ = write!(
             html,
-            "<tr><td>{name} <small>({id})</small></td><td>{p:.0}</td><td>{pc}</td><td>{pa}</td><td>{pw}</td><td>{q}</td><td>{c:.1} %</td></tr>",
+            "<rect class=\"bar\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{bw:.1}\" height=\"{bh:.1}\" fill=\"#1769aa\"><title>{day}: {v:.1} kWh</title></rect>",
+            x = left + i * slot + 1.0,
+            y = h - bottom - bh,
+            bw = (slot - 2.0).max(1.0),
+            v = d.value,
+        );
+    }
+    // Dates under the axis every fifth day.
+    for k in (0..30).step_by(5) {
+        let day = first + Duration::days(k);
+        let _ = write!(
+            html,
+            "<text x=\"{x:.1}\" y=\"{y}\" font-size=\"10\">{md}</text>",
+            x = left + k as f64 * slot,
+            y = h - 8.0,
+            md = day.format("%m-%d"),
+        );
+    }
+    html.push_str("</svg>");
+
+    let _ = write!(
+        html,
+        "<h2>{}</h2><table id=\"agencies\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        l.t("各单位（本年）", "Agencies, this year"),
+        l.t("单位", "Agency"),
+        l.t("用能人数", "Persons"),
+        l.t("人均综合能耗 kgce/人", "kgce / person"),
+        l.t("单位面积能耗 kgce/m²", "kgce / m²"),
+        l.t("人均用水 m³/人", "Water m³ / person"),
+        l.t("碳排放 t", "CO₂ t"),
+        l.t("定额进度", "Quota, year to date"),
+        l.t("本月至今覆盖率", "Coverage this month so far"),
+    );
+    for a in &site.agencies {
+        let k = kpi.scope_kpis(&reader, &Scope::Agency(a.id.clone()), year)?;
+        let cover = kpi
+            .scope_kpis(&reader, &Scope::Agency(a.id.clone()), so_far)?
+            .coverage_pct;
+        let ratio = k.tracking.as_ref().map(|t| t.ratio_to_date);
+        let _ = write!(
+            html,
+            "<tr><td>{name} <small>({id})</small></td><td>{p:.0}</td><td>{pc}</td><td>{pa}</td><td>{pw}</td><td>{co2}</td><td{over}>{q}</td><td>{c:.1} %</td></tr>",
             name = esc(&a.name),
             id = esc(&a.id),
             p = k.persons,
             pc = num(k.per_capita_energy, 2),
             pa = num(k.per_area_energy, 3),
             pw = num(k.water_per_capita, 2),
-            q = k.tracking.as_ref().map_or("–".into(), |t| format!(
-                "{:.0} %",
-                t.ratio_to_date * 100.0
-            )),
-            c = k.completeness_pct,
+            co2 = num(k.co2_t, 2),
+            over = if ratio.is_some_and(|r| r > 1.0) {
+                " class=\"over\""
+            } else {
+                ""
+            },
+            q = ratio.map_or("–".into(), |r| format!("{:.0} %", r * 100.0)),
+            c = cover,
         );
     }
-    html.push_str("</table><h2>Active alerts</h2><ul id=\"alerts\">");
+    let _ = write!(
+        html,
+        "</table><h2>{}</h2><ul id=\"alerts\">",
+        l.t("当前告警", "Active alerts")
+    );
     let db = meterflow_store::AlertDb::open(&site.store_path())?;
     let firing = db.firing()?;
     if firing.is_empty() {
-        html.push_str("<li>none</li>");
+        let _ = write!(html, "<li>{}</li>", l.t("无", "none"));
     }
     for (rule, target, since, ack, _) in firing {
         let since = site
@@ -161,13 +297,24 @@ th:first-child,td:first-child{{text-align:left}}.cards{{display:flex;gap:1rem}}.
             .unwrap_or_default();
         let _ = write!(
             html,
-            "<li class=\"alert\">{} · {} since {since}{}</li>",
+            "<li class=\"alert\">{} · {} {} {since}{}</li>",
             esc(&rule),
             esc(&target),
-            if ack { " (acknowledged)" } else { "" }
+            l.t("始于", "since"),
+            if ack {
+                l.t("（已确认）", " (acknowledged)")
+            } else {
+                ""
+            }
         );
     }
-    html.push_str("</ul><p><small>meterflow · figures from the embedded store; month figure from the monthly rollup.</small></p></body></html>");
-    let _ = period_of(today.year(), Some(today.month()));
+    let _ = write!(
+        html,
+        "</ul><p><small>{}</small></p></body></html>",
+        l.t(
+            "meterflow · 数据来自内置数据库；本月数值取自月汇总。",
+            "meterflow · figures from the embedded store; month figure from the monthly rollup."
+        )
+    );
     Ok(html)
 }
