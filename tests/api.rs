@@ -540,6 +540,61 @@ fn overview_page_renders_in_headless_chromium() {
         shot.display()
     );
     eprintln!("overview screenshot: {}", shot.display());
+
+    // A manager who opens the page with a token acknowledges an alert from
+    // it: a form per firing alert, POST /ack, back to the page.
+    let firing = || {
+        let (_, v) = get(srv.port, "/api/v1/alerts", Some(MANAGER));
+        v["firing"]
+            .as_array()
+            .and_then(|a| a.iter().find(|f| f["acknowledged"] == false).cloned())
+    };
+    let t = std::time::Instant::now();
+    let alert = loop {
+        if let Some(a) = firing() {
+            break a;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "an alert fires on the imported days"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let (rule, target) = (
+        alert["rule"].as_str().expect("rule").to_string(),
+        alert["target"].as_str().expect("target").to_string(),
+    );
+    let (_, public) = request(srv.port, "GET", "/", None, "");
+    assert!(
+        !public.contains("action=\"/ack\""),
+        "no button without a token"
+    );
+    let (_, page) = request(srv.port, "GET", &format!("/?token={MANAGER}"), None, "");
+    assert!(
+        page.contains("action=\"/ack\"")
+            && page.contains(&format!("name=\"rule\" value=\"{rule}\"")),
+        "{page}"
+    );
+    let ack = |extra: &str| {
+        request(
+            srv.port,
+            "POST",
+            "/ack",
+            None,
+            &format!("rule={rule}&target={target}{extra}"),
+        )
+        .0
+    };
+    assert_eq!(ack(&format!("&token={FIN}")), 403, "an agency cannot");
+    assert_eq!(ack(""), 401, "nobody without a token");
+    assert_eq!(ack(&format!("&token={MANAGER}&lang=zh")), 303);
+    let (_, v) = get(srv.port, "/api/v1/alerts", Some(MANAGER));
+    let acked = v["firing"].as_array().into_iter().flatten().any(|f| {
+        f["rule"] == rule.as_str() && f["target"] == target.as_str() && f["acknowledged"] == true
+    });
+    assert!(acked, "{v}");
+    let (_, page) = request(srv.port, "GET", &format!("/?token={MANAGER}"), None, "");
+    assert!(page.contains("（已确认）"), "{page}");
 }
 
 /// A property-based run of schemathesis (PyPI) against the live server and

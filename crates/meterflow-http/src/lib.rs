@@ -1340,6 +1340,15 @@ async fn readyz_h(State(app): State<Arc<App>>) -> Response {
     }
 }
 
+/// The headers with the `token` of a query or form as a bearer token.
+fn with_token(h: &HeaderMap, token: Option<&String>) -> HeaderMap {
+    let mut headers = h.clone();
+    if let Some(t) = token.and_then(|t| format!("Bearer {t}").parse().ok()) {
+        headers.insert(header::AUTHORIZATION, t);
+    }
+    headers
+}
+
 async fn overview_h(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): Peer,
@@ -1347,16 +1356,13 @@ async fn overview_h(
     Query(q): Q,
 ) -> Response {
     let public = app.site.api.as_ref().is_some_and(|a| a.public_overview);
-    if !public {
-        let mut headers = h.clone();
-        if let Some(t) = q
-            .get("token")
-            .and_then(|t| format!("Bearer {t}").parse().ok())
-        {
-            headers.insert(header::AUTHORIZATION, t);
-        }
+    let headers = with_token(&h, q.get("token"));
+    let has_token = headers.contains_key(header::AUTHORIZATION);
+    let role = if public && !has_token {
+        None
+    } else {
         match app.auth(&headers, peer) {
-            Ok(Role::Admin | Role::Manager | Role::Clerk(_)) => {}
+            Ok(r @ (Role::Admin | Role::Manager | Role::Clerk(_))) => Some(r),
             Ok(Role::Agency(_)) => {
                 return forbidden(
                     "the overview shows every agency: a manager or admin token is needed",
@@ -1365,15 +1371,57 @@ async fn overview_h(
             }
             Err(e) => return e.into_response(),
         }
-    }
+    };
+    // A manager or admin who came with the token in the address may
+    // acknowledge alerts from the page (the form carries the same token).
+    let ack_token = match role {
+        Some(Role::Admin | Role::Manager) => q.get("token").cloned(),
+        _ => None,
+    };
     let Ok(_slot) = app.page_slots.try_acquire() else {
         return busy("the overview page", 2);
     };
     let app2 = Arc::clone(&app);
     let lang = page::Lang::from_query(q.get("lang").map(String::as_str));
-    match tokio::task::spawn_blocking(move || page::overview(&app2.kpi, lang)).await {
+    match tokio::task::spawn_blocking(move || page::overview(&app2.kpi, lang, ack_token.as_deref()))
+        .await
+    {
         Ok(Ok(html)) => Html(html).into_response(),
         Ok(Err(e)) => internal(e).into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}
+
+/// `POST /ack` from the overview page's form (`rule`, `target`, `token`,
+/// `lang`, form-encoded): acknowledge the alert (manager, admin) and go back
+/// to the page.
+async fn page_ack_h(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): Peer,
+    h: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let form = page::form_fields(&body);
+    let headers = with_token(&h, form.get("token"));
+    match app.auth(&headers, peer) {
+        Ok(Role::Admin | Role::Manager) => {}
+        Ok(_) => {
+            return forbidden("acknowledging alerts needs a manager or admin token")
+                .into_response();
+        }
+        Err(e) => return e.into_response(),
+    }
+    let (Some(rule), Some(target)) = (form.get("rule"), form.get("target")) else {
+        return bad("rule", "`rule` and `target` are required").into_response();
+    };
+    let acked = meterflow_runtime::alerting::Evaluator::open(&app.site)
+        .and_then(|mut ev| ev.acknowledge(rule, target, meterflow_model::clock::now_ms()));
+    match acked {
+        Ok(true) => {
+            let back = page::back_to(form.get("token"), form.get("lang"));
+            (StatusCode::SEE_OTHER, [(header::LOCATION, back)]).into_response()
+        }
+        Ok(false) => not_found(format!("no firing alert {rule}:{target}")).into_response(),
         Err(e) => internal(e).into_response(),
     }
 }
@@ -1402,6 +1450,7 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
     });
     Router::new()
         .route("/", get(overview_h))
+        .route("/ack", post(page_ack_h))
         .route("/api/v1/site", get(site_h))
         .route("/api/v1/buildings", get(buildings_h))
         .route("/api/v1/zones", get(zones_h))

@@ -60,8 +60,61 @@ const CARRIERS: [(EnergyClass, &str, &str, &str); 4] = [
     (EnergyClass::Heat, "热", "Heat", "GJ"),
 ];
 
-/// The page for the site of `kpi` now, in `lang`.
-pub fn overview(kpi: &KpiContext, lang: Lang) -> anyhow::Result<String> {
+/// Percent-decoding of a form value (`+` is a space).
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 2;
+            }
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The fields of an `application/x-www-form-urlencoded` body.
+pub fn form_fields(body: &[u8]) -> std::collections::HashMap<String, String> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+/// The page's address with its token and language.
+pub fn back_to(token: Option<&String>, lang: Option<&String>) -> String {
+    let mut q = Vec::new();
+    if let Some(t) = token {
+        q.push(format!(
+            "token={}",
+            meterflow_runtime::notify::url_encode(t)
+        ));
+    }
+    if let Some(l) = lang {
+        q.push(format!("lang={}", meterflow_runtime::notify::url_encode(l)));
+    }
+    if q.is_empty() {
+        "/".into()
+    } else {
+        format!("/?{}", q.join("&"))
+    }
+}
+
+/// The page for the site of `kpi` now, in `lang`; with `ack_token` (a
+/// manager's or admin's, as given in the address) each firing alert gets
+/// an acknowledge button.
+pub fn overview(kpi: &KpiContext, lang: Lang, ack_token: Option<&str>) -> anyhow::Result<String> {
     let l = lang;
     let site: &Site = kpi.site();
     let reader = Reader::open(&site.store_path())?;
@@ -295,9 +348,23 @@ td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}th:fir
             .single()
             .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
             .unwrap_or_default();
+        let button = match ack_token {
+            Some(token) if !ack => format!(
+                "<form method=\"post\" action=\"/ack\" style=\"display:inline\">\
+<input type=\"hidden\" name=\"rule\" value=\"{}\"><input type=\"hidden\" name=\"target\" value=\"{}\">\
+<input type=\"hidden\" name=\"token\" value=\"{}\"><input type=\"hidden\" name=\"lang\" value=\"{}\">\
+<button type=\"submit\" class=\"ack\">{}</button></form>",
+                esc(&rule),
+                esc(&target),
+                esc(token),
+                l.t("zh", "en"),
+                l.t("确认", "Acknowledge")
+            ),
+            _ => String::new(),
+        };
         let _ = write!(
             html,
-            "<li class=\"alert\">{} · {} {} {since}{}</li>",
+            "<li class=\"alert\">{} · {} {} {since}{} {button}</li>",
             esc(&rule),
             esc(&target),
             l.t("始于", "since"),
@@ -317,4 +384,24 @@ td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}th:fir
         )
     );
     Ok(html)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_values_decode_and_the_way_back_encodes() {
+        let f =
+            form_fields(b"rule=meter-silent&target=w%2B1&token=a%2Fb+c&lang=zh&bad=%ZZ%e4%b8%ad");
+        assert_eq!(f["rule"], "meter-silent");
+        assert_eq!(f["target"], "w+1");
+        assert_eq!(f["token"], "a/b c");
+        assert_eq!(f["bad"], "%ZZ中");
+        assert_eq!(
+            back_to(f.get("token"), f.get("lang")),
+            "/?token=a%2Fb%20c&lang=zh"
+        );
+        assert_eq!(back_to(None, None), "/");
+    }
 }

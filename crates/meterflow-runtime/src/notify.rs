@@ -196,7 +196,8 @@ pub fn redact(url: &str, text: &str) -> String {
     out
 }
 
-fn url_encode(s: &str) -> String {
+/// Percent-encoding of a URL query value (unreserved characters kept).
+pub fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
