@@ -3,49 +3,45 @@
 
 use super::*;
 
+/// Every polled meter's health with its bus, copied out of the locks:
+/// `(bus, meter, health)`, in bus and meter order.
+fn snapshot(app: &App) -> Vec<(String, String, meterflow_modbus::MeterHealth)> {
+    let mut out = Vec::new();
+    for (bus, b) in &app.live.buses {
+        let meters = b.meters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<_> = meters
+            .iter()
+            .map(|(m, h)| (bus.clone(), m.clone(), h.clone()))
+            .collect();
+        list.sort_by(|x, y| x.1.cmp(&y.1));
+        out.extend(list);
+    }
+    out
+}
+
 /// Per-meter poll state for `/metrics` (what `meterflow status` reads of a
 /// running process).
 pub(crate) fn meter_metrics(e: &mut Exposition, app: &App) {
-    let live = meterflow_runtime::pipeline::live_meters(&app.live.buses);
-    let owner: Vec<(String, String)> = app
-        .live
-        .buses
-        .iter()
-        .flat_map(|(bus, b)| {
-            let meters = b.meters.lock().unwrap_or_else(|e| e.into_inner());
-            meters
-                .keys()
-                .map(|m| (m.clone(), bus.clone()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let bus_of = |m: &str| {
-        owner
-            .iter()
-            .find(|(id, _)| id == m)
-            .map_or("", |(_, b)| b.as_str())
-            .to_string()
-    };
-    type Pick = fn(&meterflow_runtime::status::LiveMeter) -> u64;
+    type Pick = fn(&meterflow_modbus::MeterHealth) -> u64;
     let families: [(&str, &str, &str, Pick); 2] = [
         (
             "meterflow_meter_consecutive_failures",
             "gauge",
             "Polls of a meter that gave nothing in a row (> 0: parked with back-off).",
-            |l| l.consecutive_failures,
+            |h| u64::from(h.consecutive_failures),
         ),
         (
             "meterflow_meter_failed_polls_total",
             "counter",
             "Polls of a meter that gave nothing, since start.",
-            |l| l.failed_polls,
+            |h| h.failed_polls,
         ),
     ];
+    let meters = snapshot(app);
     for (name, kind, help, pick) in families {
         e.family(name, kind, help);
-        for (m, l) in &live {
-            let bus = bus_of(m);
-            e.sample(name, &[("bus", &bus), ("meter", m)], pick(l) as f64);
+        for (bus, m, h) in &meters {
+            e.sample(name, &[("bus", bus), ("meter", m)], pick(h) as f64);
         }
     }
 }
@@ -75,21 +71,12 @@ pub(crate) fn item_metrics(e: &mut Exposition, app: &App) {
             |h| h.timeouts,
         ),
     ];
-    let snapshot: Vec<(String, String, String, meterflow_modbus::bus::ItemHealth)> = app
-        .live
-        .buses
-        .iter()
-        .flat_map(|(bus, b)| {
-            let meters = b.meters.lock().unwrap_or_else(|e| e.into_inner());
-            meters
-                .iter()
-                .flat_map(|(m, mh)| {
-                    mh.items
-                        .iter()
-                        .map(|(id, h)| (bus.clone(), m.clone(), id.clone(), h.clone()))
-                        .collect::<Vec<_>>()
-                })
-                .collect::<Vec<_>>()
+    let snapshot: Vec<(String, String, String, meterflow_modbus::bus::ItemHealth)> = snapshot(app)
+        .into_iter()
+        .flat_map(|(bus, m, mh)| {
+            mh.items
+                .into_iter()
+                .map(move |(id, h)| (bus.clone(), m.clone(), id, h))
         })
         .collect();
     for (name, help, pick) in families {
@@ -137,17 +124,16 @@ pub(crate) async fn buses_h(
     if !matches!(role, Role::Admin | Role::Manager) {
         return Err(forbidden("bus health needs a manager or admin token"));
     }
+    let all = snapshot(&app);
     let buses: Vec<Value> = app
         .live
         .buses
         .iter()
         .map(|(id, b)| {
-            let meters = b.meters.lock().unwrap_or_else(|e| e.into_inner());
-            let mut list: Vec<(&String, _)> = meters.iter().collect();
-            list.sort_by(|a, b| a.0.cmp(b.0));
-            let meters: Vec<Value> = list
-                .into_iter()
-                .map(|(m, mh)| {
+            let meters: Vec<Value> = all
+                .iter()
+                .filter(|(bus, _, _)| bus == id)
+                .map(|(_, m, mh)| {
                     let items: serde_json::Map<String, Value> = mh
                         .items
                         .iter()

@@ -52,6 +52,12 @@ impl Lang {
     }
 }
 
+/// A table's header row.
+fn header(cells: &[&str]) -> String {
+    let cells: String = cells.iter().map(|c| format!("<th>{c}</th>")).collect();
+    format!("<tr>{cells}</tr>")
+}
+
 /// The carriers shown, with their labels and units.
 const CARRIERS: [(EnergyClass, &str, &str, &str); 4] = [
     (EnergyClass::Electricity, "电", "Electricity", "kWh"),
@@ -158,11 +164,13 @@ td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}th:fir
     // Today / month / year per carrier.
     let _ = write!(
         html,
-        "<table id=\"carriers\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-        l.t("能源品种", "Carrier"),
-        l.t("今日", "Today"),
-        l.t("本月", "This month"),
-        l.t("本年", "This year")
+        "<table id=\"carriers\">{}",
+        header(&[
+            l.t("能源品种", "Carrier"),
+            l.t("今日", "Today"),
+            l.t("本月", "This month"),
+            l.t("本年", "This year"),
+        ])
     );
     for (class, zh, en, unit) in CARRIERS {
         let d = total(class, Grain::Day, day_start(today, site.tz))?;
@@ -295,16 +303,18 @@ td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}th:fir
 
     let _ = write!(
         html,
-        "<h2>{}</h2><table id=\"agencies\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        "<h2>{}</h2><table id=\"agencies\">{}",
         l.t("各单位（本年）", "Agencies, this year"),
-        l.t("单位", "Agency"),
-        l.t("用能人数", "Persons"),
-        l.t("人均综合能耗 kgce/人", "kgce / person"),
-        l.t("单位面积能耗 kgce/m²", "kgce / m²"),
-        l.t("人均用水 m³/人", "Water m³ / person"),
-        l.t("碳排放 t", "CO₂ t"),
-        l.t("定额进度", "Quota, year to date"),
-        l.t("本月至今覆盖率", "Coverage this month so far"),
+        header(&[
+            l.t("单位", "Agency"),
+            l.t("用能人数", "Persons"),
+            l.t("人均综合能耗 kgce/人", "kgce / person"),
+            l.t("单位面积能耗 kgce/m²", "kgce / m²"),
+            l.t("人均用水 m³/人", "Water m³ / person"),
+            l.t("碳排放 t", "CO₂ t"),
+            l.t("定额进度", "Quota, year to date"),
+            l.t("本月至今覆盖率", "Coverage this month so far"),
+        ])
     );
     for a in &site.agencies {
         let k = kpi.scope_kpis(&reader, &Scope::Agency(a.id.clone()), year)?;

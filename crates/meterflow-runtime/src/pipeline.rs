@@ -91,7 +91,7 @@ pub struct RunSummary {
 }
 
 /// What the buses know of their meters, for the status view.
-pub fn live_meters(
+fn live_meters(
     buses: &BTreeMap<String, Arc<BusHealth>>,
 ) -> BTreeMap<String, crate::status::LiveMeter> {
     let mut out = BTreeMap::new();
