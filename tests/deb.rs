@@ -117,10 +117,7 @@ fn the_deb_installs_runs_as_its_user_keeps_a_changed_config_and_purges_cleanly()
     let mut site = std::fs::read_to_string("/etc/meterflow/site.toml").expect("site");
     site.push_str("\n# changed by the site's IT\n");
     std::fs::write("/etc/meterflow/site.toml", &site).expect("edit");
-    ok(
-        &sh("dpkg", &["-i", "--force-confold", &deb]),
-        "dpkg -i again",
-    );
+    ok(&sh("dpkg", &["-i", &deb]), "dpkg -i again");
     assert_eq!(
         std::fs::read_to_string("/etc/meterflow/site.toml").expect("site"),
         site
