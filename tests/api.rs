@@ -356,16 +356,18 @@ fn authorization_matrix_and_figures() {
             && m.contains("meterflow_alerts_firing"),
         "{m}"
     );
-    // Overview without a token: refused (public_overview = false); with an agency token: 403.
-    assert_eq!(request(p, "GET", "/", None, "").0, 401);
-    assert_eq!(
-        request(p, "GET", &format!("/?token={FIN}"), None, "").0,
-        403
+    // Overview without a session or token: to the sign-in page
+    // (public_overview = false); a token in the address is not taken; an
+    // agency's bearer token: 403; a manager's: the page.
+    let (code, head, _) = raw(p, "GET", "/", &[], "");
+    assert_eq!(code, 303);
+    assert!(
+        head.to_ascii_lowercase().contains("location: /login?next=/"),
+        "{head}"
     );
-    assert_eq!(
-        request(p, "GET", &format!("/?token={MANAGER}"), None, "").0,
-        200
-    );
+    assert_eq!(raw(p, "GET", &format!("/?token={MANAGER}"), &[], "").0, 303);
+    assert_eq!(request(p, "GET", "/", Some(FIN), "").0, 403);
+    assert_eq!(request(p, "GET", "/", Some(MANAGER), "").0, 200);
 
     // The OpenAPI document lists every route, and each answers for an admin.
     let (code, doc) = get(p, "/api/v1/openapi.json", None);
@@ -541,8 +543,9 @@ fn overview_page_renders_in_headless_chromium() {
     );
     eprintln!("overview screenshot: {}", shot.display());
 
-    // A manager who opens the page with a token acknowledges an alert from
-    // it: a form per firing alert, POST /ack, back to the page.
+    // A manager signed in on the page acknowledges an alert from it: a form
+    // per firing alert carrying the session's CSRF token, POST /ack, back
+    // to the page.
     let firing = || {
         let (_, v) = get(srv.port, "/api/v1/alerts", Some(MANAGER));
         v["firing"]
@@ -567,34 +570,124 @@ fn overview_page_renders_in_headless_chromium() {
     let (_, public) = request(srv.port, "GET", "/", None, "");
     assert!(
         !public.contains("action=\"/ack\""),
-        "no button without a token"
+        "no button without a session"
     );
-    let (_, page) = request(srv.port, "GET", &format!("/?token={MANAGER}"), None, "");
+    let manager = sign_in(srv.port, MANAGER);
+    let cookie = format!("mf_session={manager}");
+    let (_, _, page) = raw(srv.port, "GET", "/", &[("Cookie", &cookie)], "");
     assert!(
         page.contains("action=\"/ack\"")
             && page.contains(&format!("name=\"rule\" value=\"{rule}\"")),
         "{page}"
     );
-    let ack = |extra: &str| {
-        request(
+    let csrf = csrf_of(&page);
+    let fin = format!("mf_session={}", sign_in(srv.port, FIN));
+    let ack = |cookie: &str, extra: &str| {
+        let headers: Vec<(&str, &str)> = if cookie.is_empty() {
+            vec![]
+        } else {
+            vec![("Cookie", cookie)]
+        };
+        raw(
             srv.port,
             "POST",
             "/ack",
-            None,
+            &headers,
             &format!("rule={rule}&target={target}{extra}"),
         )
         .0
     };
-    assert_eq!(ack(&format!("&token={FIN}")), 403, "an agency cannot");
-    assert_eq!(ack(""), 401, "nobody without a token");
-    assert_eq!(ack(&format!("&token={MANAGER}&lang=zh")), 303);
+    assert_eq!(ack("", ""), 401, "nobody without a session or token");
+    assert_eq!(ack(&cookie, ""), 403, "a form without the CSRF token");
+    assert_eq!(ack(&cookie, "&csrf=forged"), 403, "a forged CSRF token");
+    let fin_csrf = csrf_of(&raw(srv.port, "GET", "/ledgers", &[("Cookie", &fin)], "").2);
+    assert_eq!(
+        ack(&fin, &format!("&csrf={fin_csrf}")),
+        403,
+        "an agency cannot"
+    );
+    assert_eq!(ack(&cookie, &format!("&csrf={csrf}&lang=zh")), 303);
     let (_, v) = get(srv.port, "/api/v1/alerts", Some(MANAGER));
     let acked = v["firing"].as_array().into_iter().flatten().any(|f| {
         f["rule"] == rule.as_str() && f["target"] == target.as_str() && f["acknowledged"] == true
     });
     assert!(acked, "{v}");
-    let (_, page) = request(srv.port, "GET", &format!("/?token={MANAGER}"), None, "");
+    let (_, _, page) = raw(srv.port, "GET", "/", &[("Cookie", &cookie)], "");
     assert!(page.contains("（已确认）"), "{page}");
+}
+
+/// A request with extra headers (a cookie, a form's content type): status,
+/// response head and body.
+pub(crate) fn raw(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    raw_bytes(port, method, path, headers, body.as_bytes())
+}
+
+/// [`raw`] with a body of bytes (a multipart upload).
+pub(crate) fn raw_bytes(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(head.as_bytes()).expect("send");
+    s.write_all(body).expect("send");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+/// Sign in on the page with `token`: the session cookie's value.
+pub(crate) fn sign_in(port: u16, token: &str) -> String {
+    let (code, head, body) = raw(port, "POST", "/login", &[], &format!("token={token}"));
+    assert_eq!(code, 303, "{head}{body}");
+    let cookie = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie: mf_session="))
+        .and_then(|l| l.split_once('='))
+        .map(|(_, v)| v)
+        .expect("a session cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    cookie.split(';').next().expect("value").to_string()
+}
+
+/// The CSRF token in a page's forms.
+pub(crate) fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a form with the CSRF token")
+        .to_string()
 }
 
 /// A property-based run of schemathesis (PyPI) against the live server and

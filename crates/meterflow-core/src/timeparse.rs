@@ -96,8 +96,50 @@ pub fn written_date(s: &str) -> Option<(NaiveDate, Option<(u32, u32)>)> {
     Some((date, time))
 }
 
+/// An Excel serial date (`46358` = 2026-12-02, `46358.5` = its noon), as a
+/// spreadsheet's date cell becomes when saved as CSV or typed as a number:
+/// days since 1899-12-30 (Excel's 1900 system, whose phantom 1900-02-29
+/// this origin absorbs for every date after February 1900). Only plain
+/// numbers from 1 (1900) to 2 958 465 (9999-12-31) are taken.
+pub fn excel_serial(s: &str) -> Option<NaiveDateTime> {
+    let s = s.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let v: f64 = s.parse().ok()?;
+    if !(61.0..=2_958_465.999_999).contains(&v) {
+        return None;
+    }
+    let days = v.trunc() as i64;
+    // Rounded to the second: 0.5 is noon, 0.25 six o'clock.
+    let secs = ((v - v.trunc()) * 86_400.0).round() as i64;
+    let origin = NaiveDate::from_ymd_opt(1899, 12, 30)?.and_hms_opt(0, 0, 0)?;
+    origin.checked_add_signed(chrono::Duration::days(days) + chrono::Duration::seconds(secs))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn excel_serial_dates() {
+        // 45658 is 2025-01-01 in Excel (=DATE(2025,1,1)); 45658.75 its 18:00.
+        assert_eq!(
+            excel_serial("45658").map(|t| t.to_string()),
+            Some("2025-01-01 00:00:00".into())
+        );
+        assert_eq!(
+            excel_serial("45658.75").map(|t| t.to_string()),
+            Some("2025-01-01 18:00:00".into())
+        );
+        // 61 is 1900-03-01, the first day after Excel's phantom 29 February.
+        assert_eq!(
+            excel_serial("61").map(|t| t.date().to_string()),
+            Some("1900-03-01".into())
+        );
+        for no in ["2026-12-02", "1e5", "-3", "", "12", "99999999"] {
+            assert_eq!(excel_serial(no), None, "{no}");
+        }
+    }
+
     use super::*;
     use chrono_tz::{America::New_York, Asia::Shanghai};
 

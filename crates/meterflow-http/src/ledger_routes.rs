@@ -140,16 +140,31 @@ pub(super) async fn correction_h(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let (role, kind) = writer(&app, &h, peer, &ledger, &path, "correcting")?;
+    let v = json_body(&body)?;
+    let new = correct(&app, &role, kind, &id, &v).await?;
+    Ok(created(
+        json!({"id": new, "corrects": id.parse::<i64>().unwrap_or_default()}),
+    ))
+}
+
+/// Record a correction of entry `id` (`v` a whole new entry, or
+/// `{"void": true, "reason": …}`) by `role`: the new entry's id.
+pub(super) async fn correct(
+    app: &Arc<App>,
+    role: &Role,
+    kind: &'static Kind,
+    id: &str,
+    v: &Value,
+) -> Result<i64, ApiError> {
     let id: i64 = id
         .parse()
         .map_err(|_| not_found(format!("no {} `{id}`", kind.noun)))?;
-    let v = json_body(&body)?;
-    let author = role_name(&role);
+    let author = role_name(role);
     let now = meterflow_model::clock::now_ms();
     let mut changes: Vec<Change> = Vec::new();
     let new = {
         let _one = app.ledger_write.lock().await;
-        let mut db = ledger_db(&app)?;
+        let mut db = ledger_db(app)?;
         let Some(old) = db
             .get(id)
             .map_err(internal)?
@@ -185,14 +200,30 @@ pub(super) async fn correction_h(
                 .into_iter()
                 .filter(|e| e.id != id)
                 .collect();
-            let c = ledgers::check(&app.site, kind, &state, &v).map_err(rejected)?;
+            let c = ledgers::check(&app.site, kind, &state, v).map_err(rejected)?;
             let new = append(&mut db, kind, &c, Some(id), &author)?;
             changes.push((c.ts_ms, c.body, new, false));
             new
         }
     };
-    after_write(&app, kind, &changes);
-    Ok(created(json!({"id": new, "corrects": id})))
+    after_write(app, kind, &changes);
+    Ok(new)
+}
+
+/// Append a checked entry (for the pages).
+pub(super) fn append_entry(
+    db: &mut meterflow_store::LedgerDb,
+    kind: &Kind,
+    c: &Checked,
+    corrects: Option<i64>,
+    author: &str,
+) -> Result<i64, ApiError> {
+    append(db, kind, c, corrects, author)
+}
+
+/// Publish what was written (for the pages).
+pub(super) fn published(app: &App, kind: &Kind, changes: &[Change]) {
+    after_write(app, kind, changes);
 }
 
 /// Entries in effect, paginated; an agency token sees its own.
@@ -265,8 +296,6 @@ pub(super) async fn import_h(
         Some("true") => true,
         Some(_) => return Err(bad("partial", "`partial` is true or false")),
     };
-    let text = std::str::from_utf8(&body).map_err(|e| bad("body", format!("not UTF-8: {e}")))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text).to_string();
     let author = role_name(&role);
     // The rows are checked one by one against the ledger so far: blocking
     // work, done on the blocking pool under the heavy-request bound, so an
@@ -275,55 +304,12 @@ pub(super) async fn import_h(
     let app2 = Arc::clone(&app);
     tokio::task::spawn_blocking(move || -> Result<Response, ApiError> {
         let app = app2;
-        let mut rdr = csv::ReaderBuilder::new()
-            .flexible(true)
-            .from_reader(text.as_bytes());
-        let headers: Vec<String> = rdr
-            .headers()
-            .map_err(|e| bad("body", format!("no CSV header row: {e}")))?
-            .iter()
-            .map(|h| h.trim().to_string())
-            .collect();
-        ledgers::csv_header(kind, &headers).map_err(rejected)?;
+        let table = ledgers::table::read(&body).map_err(|e| bad("body", e))?;
         let _one = app.ledger_write.blocking_lock();
         let mut db = ledger_db(&app)?;
-        let mut state = db.ledger_until(kind.ledger, i64::MAX).map_err(internal)?;
-        let mut good: Vec<(usize, Checked)> = Vec::new();
-        let mut errors: Vec<Value> = Vec::new();
-        let mut rows = 0;
-        for (i, rec) in rdr.records().enumerate() {
-            let line = i + 2;
-            rows += 1;
-            if rows > 100_000 {
-                return Err(bad("body", "at most 100 000 rows per import"));
-            }
-            let rec = match rec {
-                Ok(r) => r,
-                Err(e) => {
-                    errors
-                        .push(json!({"row": line, "field": null, "message": format!("not CSV: {e}")}));
-                    continue;
-                }
-            };
-            let cells: Vec<String> = rec.iter().map(str::to_string).collect();
-            if cells.len() != headers.len() {
-                errors.push(json!({"row": line, "field": null, "message": format!("{} cells, the header has {}", cells.len(), headers.len())}));
-                continue;
-            }
-            let checked = ledgers::csv_row(kind, &headers, &cells)
-                .and_then(|v| ledgers::check(&app.site, kind, &state, &v));
-            match checked {
-                Ok(c) => {
-                    // Later rows are checked against the earlier ones.
-                    state.push(ledgers::as_event(kind, &c, -(line as i64), &author));
-                    state.sort_by_key(|e| e.ts_ms);
-                    good.push((line, c));
-                }
-                Err((field, message)) => {
-                    errors.push(json!({"row": line, "field": field, "message": message}));
-                }
-            }
-        }
+        let state = db.ledger_until(kind.ledger, i64::MAX).map_err(internal)?;
+        let (good, errors) = check_table(&app.site, kind, &table, state, &author)?;
+        let rows = table.rows.len();
         if !errors.is_empty() && !partial {
             return Ok((
                 StatusCode::BAD_REQUEST,
@@ -354,6 +340,57 @@ pub(super) async fn import_h(
     })
     .await
     .map_err(internal)?
+}
+
+/// The good rows of a table with their row numbers, and the errors.
+pub(super) type RowsChecked = (Vec<(usize, Checked)>, Vec<Value>);
+
+/// The rows of a table (a CSV file or a workbook), each checked as if
+/// entered alone, in order, against the ledger so far and the rows before
+/// it; nothing is written. The good rows with their row numbers, and one
+/// error per bad row (`row`, `field`, `message`).
+pub(super) fn check_table(
+    site: &meterflow_model::Site,
+    kind: &'static Kind,
+    table: &ledgers::table::Table,
+    mut state: Vec<meterflow_store::LedgerEvent>,
+    author: &str,
+) -> Result<RowsChecked, ApiError> {
+    ledgers::csv_header(kind, &table.headers).map_err(rejected)?;
+    let mut good: Vec<(usize, Checked)> = Vec::new();
+    let mut errors: Vec<Value> = Vec::new();
+    for (line, cells) in &table.rows {
+        let line = *line;
+        let cells = match cells {
+            Ok(c) if c.len() != table.headers.len() => {
+                errors.push(json!({"row": line, "field": null, "message": format!("{} cells, the header has {}", c.len(), table.headers.len())}));
+                continue;
+            }
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(json!({"row": line, "field": null, "message": e}));
+                continue;
+            }
+        };
+        if cells.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        let checked = ledgers::csv_row(kind, &table.headers, cells)
+            .and_then(|v| ledgers::check(site, kind, &state, &v));
+        match checked {
+            Ok(c) => {
+                // Later rows are checked against the earlier ones, in time order.
+                let e = ledgers::as_event(kind, &c, -(line as i64), author);
+                let at = state.partition_point(|x| x.ts_ms <= e.ts_ms);
+                state.insert(at, e);
+                good.push((line, c));
+            }
+            Err((field, message)) => {
+                errors.push(json!({"row": line, "field": field, "message": message}));
+            }
+        }
+    }
+    Ok((good, errors))
 }
 
 fn date_param(app: &App, q: &HashMap<String, String>) -> Result<chrono::NaiveDate, ApiError> {

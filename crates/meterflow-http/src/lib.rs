@@ -35,7 +35,10 @@ use meterflow_kpi::{Scope, ScopeKpis, period_of};
 
 mod buses;
 mod ledger_routes;
+mod ledger_views;
 pub mod page;
+pub mod session;
+mod web;
 
 /// A role of a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +166,8 @@ struct App {
     /// Assessment exports running at once.
     #[cfg(feature = "export")]
     export_slots: tokio::sync::Semaphore,
+    /// The pages' signed-in browsers.
+    sessions: Mutex<session::Sessions>,
 }
 
 /// An API error.
@@ -1356,45 +1361,55 @@ async fn overview_h(
     Query(q): Q,
 ) -> Response {
     let public = app.site.api.as_ref().is_some_and(|a| a.public_overview);
-    let headers = with_token(&h, q.get("token"));
-    let has_token = headers.contains_key(header::AUTHORIZATION);
-    let role = if public && !has_token {
-        None
-    } else {
-        match app.auth(&headers, peer) {
-            Ok(r @ (Role::Admin | Role::Manager | Role::Clerk(_))) => Some(r),
-            Ok(Role::Agency(_)) => {
-                return forbidden(
-                    "the overview shows every agency: a manager or admin token is needed",
-                )
-                .into_response();
-            }
+    let lang = web::lang_of(&h, &q);
+    let session = web::signed_in(&app, &h);
+    let has_token = h.contains_key(header::AUTHORIZATION);
+    // A browser signs in and carries a session; an API client may send its
+    // bearer token. A token in the address is not taken: addresses end up
+    // in logs, histories and bookmarks.
+    let role = match (&session, has_token) {
+        (Some(s), _) => Some(s.role.clone()),
+        (None, true) => match app.auth(&h, peer) {
+            Ok(r) => Some(r),
             Err(e) => return e.into_response(),
+        },
+        (None, false) if public => None,
+        (None, false) => {
+            return (StatusCode::SEE_OTHER, [(header::LOCATION, "/login?next=/")]).into_response();
         }
     };
-    // A manager or admin who came with the token in the address may
-    // acknowledge alerts from the page (the form carries the same token).
-    let ack_token = match role {
-        Some(Role::Admin | Role::Manager) => q.get("token").cloned(),
-        _ => None,
+    if let Some(Role::Agency(_)) = role {
+        if session.is_some() {
+            return (StatusCode::SEE_OTHER, [(header::LOCATION, "/ledgers")]).into_response();
+        }
+        return forbidden("the overview shows every agency: a manager or admin token is needed")
+            .into_response();
+    }
+    let viewer = page::Viewer {
+        csrf: session.as_ref().map(|s| s.csrf.clone()),
+        acknowledges: session
+            .as_ref()
+            .is_some_and(|s| matches!(s.role, Role::Admin | Role::Manager)),
+        who: session
+            .as_ref()
+            .map(|s| role_name(&s.role))
+            .unwrap_or_default(),
     };
     let Ok(_slot) = app.page_slots.try_acquire() else {
         return busy("the overview page", 2);
     };
     let app2 = Arc::clone(&app);
-    let lang = page::Lang::from_query(q.get("lang").map(String::as_str));
-    match tokio::task::spawn_blocking(move || page::overview(&app2.kpi, lang, ack_token.as_deref()))
-        .await
-    {
+    match tokio::task::spawn_blocking(move || page::overview(&app2.kpi, lang, &viewer)).await {
         Ok(Ok(html)) => Html(html).into_response(),
         Ok(Err(e)) => internal(e).into_response(),
         Err(e) => internal(e).into_response(),
     }
 }
 
-/// `POST /ack` from the overview page's form (`rule`, `target`, `token`,
+/// `POST /ack` from the overview page's form (`rule`, `target`, `csrf`,
 /// `lang`, form-encoded): acknowledge the alert (manager, admin) and go back
-/// to the page.
+/// to the page. A signed-in browser's form must carry its CSRF token; an
+/// API client may send a bearer token instead.
 async fn page_ack_h(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): Peer,
@@ -1402,14 +1417,19 @@ async fn page_ack_h(
     body: axum::body::Bytes,
 ) -> Response {
     let form = page::form_fields(&body);
-    let headers = with_token(&h, form.get("token"));
-    match app.auth(&headers, peer) {
-        Ok(Role::Admin | Role::Manager) => {}
-        Ok(_) => {
-            return forbidden("acknowledging alerts needs a manager or admin token")
+    let role = match web::signed_in(&app, &h) {
+        Some(s) if session::csrf_ok(&s, form.get("csrf")) => s.role,
+        Some(_) => {
+            return forbidden("the form did not come from this site's page (CSRF check failed)")
                 .into_response();
         }
-        Err(e) => return e.into_response(),
+        None => match app.auth(&h, peer) {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        },
+    };
+    if !matches!(role, Role::Admin | Role::Manager) {
+        return forbidden("acknowledging alerts needs a manager or admin").into_response();
     }
     let (Some(rule), Some(target)) = (form.get("rule"), form.get("target")) else {
         return bad("rule", "`rule` and `target` are required").into_response();
@@ -1418,7 +1438,7 @@ async fn page_ack_h(
         .and_then(|mut ev| ev.acknowledge(rule, target, meterflow_model::clock::now_ms()));
     match acked {
         Ok(true) => {
-            let back = page::back_to(form.get("token"), form.get("lang"));
+            let back = page::back_to(form.get("lang"));
             (StatusCode::SEE_OTHER, [(header::LOCATION, back)]).into_response()
         }
         Ok(false) => not_found(format!("no firing alert {rule}:{target}")).into_response(),
@@ -1444,6 +1464,7 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
         page_slots: tokio::sync::Semaphore::new(2),
         #[cfg(feature = "export")]
         export_slots: tokio::sync::Semaphore::new(1),
+        sessions: Mutex::new(session::Sessions::default()),
         heavy: tokio::sync::Semaphore::new(
             2 * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
         ),
@@ -1451,6 +1472,27 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
     Router::new()
         .route("/", get(overview_h))
         .route("/ack", post(page_ack_h))
+        .route("/login", get(web::login_page).post(web::login_post))
+        .route("/logout", post(web::logout_post))
+        .route("/ledgers", get(web::ledgers_page))
+        .route("/ledgers/{ledger}", get(web::ledger_page))
+        .route(
+            "/ledgers/{ledger}/{kind}",
+            get(web::kind_page).post(web::create_post),
+        )
+        .route(
+            "/ledgers/{ledger}/{kind}/upload",
+            post(web::upload_post).layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024)),
+        )
+        .route(
+            "/ledgers/{ledger}/{kind}/upload/confirm",
+            post(web::confirm_post),
+        )
+        .route(
+            "/ledgers/{ledger}/{kind}/{id}",
+            get(web::entry_page).post(web::correct_post),
+        )
+        .route("/ledgers/{ledger}/{kind}/{id}/void", post(web::void_post))
         .route("/api/v1/site", get(site_h))
         .route("/api/v1/buildings", get(buildings_h))
         .route("/api/v1/zones", get(zones_h))

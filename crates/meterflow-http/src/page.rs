@@ -44,7 +44,7 @@ impl Lang {
         }
     }
 
-    fn t(self, zh: &'static str, en: &'static str) -> &'static str {
+    pub(crate) fn t(self, zh: &'static str, en: &'static str) -> &'static str {
         match self {
             Lang::Zh => zh,
             Lang::En => en,
@@ -98,15 +98,9 @@ pub fn form_fields(body: &[u8]) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-/// The page's address with its token and language.
-pub fn back_to(token: Option<&String>, lang: Option<&String>) -> String {
+/// The page's address with its language.
+pub fn back_to(lang: Option<&String>) -> String {
     let mut q = Vec::new();
-    if let Some(t) = token {
-        q.push(format!(
-            "token={}",
-            meterflow_runtime::notify::url_encode(t)
-        ));
-    }
     if let Some(l) = lang {
         q.push(format!("lang={}", meterflow_runtime::notify::url_encode(l)));
     }
@@ -117,10 +111,34 @@ pub fn back_to(token: Option<&String>, lang: Option<&String>) -> String {
     }
 }
 
-/// The page for the site of `kpi` now, in `lang`; with `ack_token` (a
-/// manager's or admin's, as given in the address) each firing alert gets
-/// an acknowledge button.
-pub fn overview(kpi: &KpiContext, lang: Lang, ack_token: Option<&str>) -> anyhow::Result<String> {
+/// What the signed-in browser of a page may do there.
+#[derive(Debug, Clone, Default)]
+pub struct Viewer {
+    /// The session's CSRF token (signed in), for its forms.
+    pub csrf: Option<String>,
+    /// A manager or admin: each firing alert gets an acknowledge button.
+    pub acknowledges: bool,
+    /// Who it is, as the menu shows it.
+    pub who: String,
+}
+
+/// The menu: the ledgers and sign-out for a session, sign-in otherwise.
+fn menu(l: Lang, viewer: &Viewer) -> String {
+    match &viewer.csrf {
+        Some(csrf) => format!(
+            "<span>{}</span><a href=\"/ledgers\">{}</a><form method=\"post\" action=\"/logout\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">{}</button></form>",
+            esc(&viewer.who),
+            l.t("台账", "Ledgers"),
+            esc(csrf),
+            l.t("退出", "Sign out")
+        ),
+        None => format!("<a href=\"/login\">{}</a>", l.t("登录", "Sign in")),
+    }
+}
+
+/// The page for the site of `kpi` now, in `lang`, for `viewer`.
+pub fn overview(kpi: &KpiContext, lang: Lang, viewer: &Viewer) -> anyhow::Result<String> {
     let l = lang;
     let site: &Site = kpi.site();
     let reader = Reader::open(&site.store_path())?;
@@ -148,12 +166,14 @@ pub fn overview(kpi: &KpiContext, lang: Lang, ack_token: Option<&str>) -> anyhow
         html,
         "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"60\">\
 <title>{name} · meterflow</title><style>\
-body{{font-family:system-ui,\"Noto Sans CJK SC\",\"Microsoft YaHei\",sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse}}\
+body{{font-family:{fonts};margin:2rem;color:#222}}nav form{{display:inline}}nav a,nav button{{margin-left:1em}}table{{border-collapse:collapse}}\
 td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}th:first-child,td:first-child{{text-align:left}}\
 .cards{{display:flex;gap:1rem;flex-wrap:wrap}}.card{{border:1px solid #ccc;border-radius:6px;padding:.8rem 1.2rem}}.big{{font-size:1.6rem}}\
 .alert{{color:#a00}}.over{{color:#a00;font-weight:bold}}nav{{float:right}}</style></head><body>\
-<nav><a href=\"?lang={other}\">{other_label}</a></nav><h1>{name}</h1><p>{date} · {tz} · {refresh}</p>",
+<nav>{menu}<a href=\"?lang={other}\">{other_label}</a></nav><h1>{name}</h1><p>{date} · {tz} · {refresh}</p>",
         lang = l.t("zh-CN", "en"),
+        fonts = crate::web::FONTS,
+        menu = menu(l, viewer),
         other = l.t("en", "zh"),
         other_label = l.t("English", "中文"),
         name = esc(&site.site.name),
@@ -358,11 +378,11 @@ td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}th:fir
             .single()
             .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
             .unwrap_or_default();
-        let button = match ack_token {
+        let button = match viewer.csrf.as_deref().filter(|_| viewer.acknowledges) {
             Some(token) if !ack => format!(
                 "<form method=\"post\" action=\"/ack\" style=\"display:inline\">\
 <input type=\"hidden\" name=\"rule\" value=\"{}\"><input type=\"hidden\" name=\"target\" value=\"{}\">\
-<input type=\"hidden\" name=\"token\" value=\"{}\"><input type=\"hidden\" name=\"lang\" value=\"{}\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"lang\" value=\"{}\">\
 <button type=\"submit\" class=\"ack\">{}</button></form>",
                 esc(&rule),
                 esc(&target),
@@ -408,10 +428,7 @@ mod tests {
         assert_eq!(f["target"], "w+1");
         assert_eq!(f["token"], "a/b c");
         assert_eq!(f["bad"], "%ZZ中");
-        assert_eq!(
-            back_to(f.get("token"), f.get("lang")),
-            "/?token=a%2Fb%20c&lang=zh"
-        );
-        assert_eq!(back_to(None, None), "/");
+        assert_eq!(back_to(f.get("lang")), "/?lang=zh");
+        assert_eq!(back_to(None), "/");
     }
 }

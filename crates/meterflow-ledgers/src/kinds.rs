@@ -356,6 +356,12 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
     ("use_type", "服务用房", "service"),
     ("use_type", "设备用房", "equipment"),
     ("use_type", "附属用房", "ancillary"),
+    ("action", "领用", "assign"),
+    ("action", "调拨", "transfer"),
+    ("action", "维修", "repair"),
+    ("action", "归还", "return"),
+    ("action", "处置", "dispose"),
+    ("action", "报废", "dispose"),
 ];
 
 /// An entry as a clerk wrote it into the form the rules read: numbers given
@@ -469,8 +475,24 @@ pub fn check(
     })
 }
 
+/// The field a column header names: the field's name (`plate`) or its
+/// Chinese label (`车牌号`); `time` is also `时间` or the kind's own word for
+/// it (`出车时间`).
+pub fn column<'k>(kind: &'k Kind, header: &str) -> Option<&'k str> {
+    let h = header.trim();
+    if h == "time" || h == "时间" || h == kind_zh(kind).1 {
+        return Some("time");
+    }
+    kind.fields
+        .iter()
+        .find(|f| f.name == h || label_zh(f.name) == h)
+        .map(|f| f.name)
+}
+
 /// One row of a CSV file as an entry: the header names the fields (`time`
-/// and the kind's fields); empty cells are absent; numbers are parsed.
+/// and the kind's fields, by name or Chinese label); empty cells are
+/// absent; numbers are parsed; an Excel serial date (`46358`) in the time
+/// or a date column is read as the date it stands for.
 pub fn csv_row(kind: &Kind, headers: &[String], row: &[String]) -> Result<Value, Reject> {
     let mut o = Map::new();
     for (h, cell) in headers.iter().zip(row) {
@@ -478,31 +500,43 @@ pub fn csv_row(kind: &Kind, headers: &[String], row: &[String]) -> Result<Value,
         if cell.is_empty() {
             continue;
         }
-        if h == "time" {
-            o.insert("time".into(), json!(cell));
-            continue;
-        }
-        let Some(f) = kind.fields.iter().find(|f| f.name == h) else {
+        let Some(name) = column(kind, h) else {
             return Err(reject(h, format!("unknown column `{h}`")));
         };
-        let v = match f.ty {
-            Ty::Num => {
+        let serial = meterflow_core::timeparse::excel_serial(cell);
+        if name == "time" {
+            let t = match serial {
+                Some(t) if t.time() == chrono::NaiveTime::MIN => t.date().to_string(),
+                Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+                None => cell.to_string(),
+            };
+            o.insert("time".into(), json!(t));
+            continue;
+        }
+        let Some(f) = kind.fields.iter().find(|f| f.name == name) else {
+            continue;
+        };
+        let v = match (f.ty, serial) {
+            (Ty::Num, _) => {
                 let n: f64 = cell
+                    .replace([',', '，'], "")
                     .parse()
-                    .map_err(|_| reject(h, format!("`{cell}` is not a number")))?;
+                    .map_err(|_| reject(name, format!("`{cell}` is not a number")))?;
                 json!(n)
             }
+            (Ty::Date, Some(t)) => json!(t.date().to_string()),
             _ => json!(cell),
         };
-        o.insert(h.clone(), v);
+        o.insert(name.to_string(), v);
     }
     Ok(Value::Object(o))
 }
 
 /// Check that a CSV header names only known columns and every required one.
 pub fn csv_header(kind: &Kind, headers: &[String]) -> Result<(), Reject> {
+    let named: Vec<&str> = headers.iter().filter_map(|h| column(kind, h)).collect();
     for h in headers {
-        if h != "time" && !kind.fields.iter().any(|f| f.name == h) {
+        if column(kind, h).is_none() {
             let known: Vec<&str> = std::iter::once("time")
                 .chain(kind.fields.iter().map(|f| f.name))
                 .collect();
@@ -515,8 +549,11 @@ pub fn csv_header(kind: &Kind, headers: &[String]) -> Result<(), Reject> {
     for f in
         std::iter::once("time").chain(kind.fields.iter().filter(|f| f.required).map(|f| f.name))
     {
-        if !headers.iter().any(|h| h == f) {
-            return Err(reject(f, format!("the column `{f}` is required")));
+        if !named.contains(&f) {
+            return Err(reject(
+                f,
+                format!("the column `{f}` ({}) is required", label_zh(f)),
+            ));
         }
     }
     Ok(())
@@ -537,4 +574,105 @@ pub fn as_event(kind: &Kind, c: &Checked, id: i64, author: &str) -> LedgerEvent 
         author: author.to_string(),
         created_ms: 0,
     }
+}
+
+/// The Chinese label of a field, as forms show it and import headers may
+/// name it; the field's own name when it has none.
+pub fn label_zh(field: &str) -> &str {
+    LABELS_ZH
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map_or(field, |(_, l)| l)
+}
+
+/// The Chinese labels of the fields of every kind: `(field, label)`.
+pub const LABELS_ZH: &[(&str, &str)] = &[
+    ("time", "时间"),
+    ("room", "房间号"),
+    ("building", "楼栋"),
+    ("zone", "区域"),
+    ("floor", "楼层"),
+    ("use_type", "用房类型"),
+    ("usable_m2", "使用面积(m²)"),
+    ("area_m2", "建筑面积(m²)"),
+    ("agency", "单位"),
+    ("agreement", "协议编号"),
+    ("until", "截止日期"),
+    ("person", "人员"),
+    ("rank", "职级"),
+    ("persons", "人数"),
+    ("establishment", "编制数"),
+    ("off_establishment", "编外人数"),
+    ("source", "依据"),
+    ("plate", "车牌号"),
+    ("fuel", "燃料"),
+    ("purpose", "用途"),
+    ("vehicle_type", "车型"),
+    ("odometer_km", "里程表读数(km)"),
+    ("start_km", "出车里程(km)"),
+    ("end_km", "收车里程(km)"),
+    ("driver", "驾驶员"),
+    ("order", "派车单号"),
+    ("litres", "加油量(升)"),
+    ("amount_cny", "金额(元)"),
+    ("card", "油卡号"),
+    ("work", "项目"),
+    ("garage", "维修单位"),
+    ("policy", "保单号"),
+    ("reason", "原因"),
+    ("point", "投放点"),
+    ("category", "类别"),
+    ("kg", "重量(kg)"),
+    ("destination", "去向"),
+    ("company", "收运单位"),
+    ("receipt", "联单号"),
+    ("epc", "标签(EPC)"),
+    ("value_cny", "原值(元)"),
+    ("life_years", "使用年限(年)"),
+    ("custodian", "保管人"),
+    ("model", "型号"),
+    ("action", "事项"),
+    ("note", "备注"),
+    ("reader", "读写器"),
+];
+
+/// A kind's Chinese noun and its word for `time`.
+pub fn kind_zh(kind: &Kind) -> (&'static str, &'static str) {
+    match kind.kind {
+        "room" => ("房间", "登记日期"),
+        "allocation" => ("用房分配", "生效日期"),
+        "occupant" => ("人员入驻", "入驻日期"),
+        "headcount" => ("编制人数", "生效日期"),
+        "vehicle" => ("车辆", "登记日期"),
+        "trip" => ("出车", "出车时间"),
+        "fuel" => ("加油", "加油时间"),
+        "maintenance" => ("维修保养", "完成日期"),
+        "insurance" => ("保险", "缴费日期"),
+        "toll" => ("通行费", "缴费时间"),
+        "disposal" => ("车辆处置", "处置日期"),
+        "weigh_in" => ("垃圾称重", "称重时间"),
+        "card" => ("资产卡片", "取得日期"),
+        "event" => ("资产变动", "发生日期"),
+        "scan" => ("盘点扫描", "扫描时间"),
+        _ => (kind.noun, "时间"),
+    }
+}
+
+/// A ledger's Chinese name.
+pub fn ledger_zh(ledger: &str) -> &str {
+    match ledger {
+        "space" => "办公用房",
+        "vehicles" => "公务用车",
+        "waste" => "垃圾分类",
+        "assets" => "固定资产",
+        other => other,
+    }
+}
+
+/// The Chinese name of a coded value of `field` (the first alias), if any.
+pub fn value_zh(field: &str, code: &str) -> Option<&'static str> {
+    ALIASES
+        .iter()
+        .find(|(f, _, c)| *f == field && *c == code)
+        .map(|(_, w, _)| *w)
 }

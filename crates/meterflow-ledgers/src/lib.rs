@@ -9,11 +9,13 @@ pub mod assets;
 pub mod kinds;
 pub mod rules;
 pub mod space;
+pub mod table;
 pub mod vehicles;
 pub mod waste;
 
 pub use kinds::{
-    Checked, Field, KINDS, Kind, LEDGERS, Ty, as_event, check, csv_header, csv_row, find, schema,
+    Checked, Field, KINDS, Kind, LEDGERS, Ty, as_event, check, column, csv_header, csv_row, find,
+    kind_zh, label_zh, ledger_zh, schema, value_zh,
 };
 pub use rules::{Reject, agency, date_field, norm, number, of_kind, text, typed};
 

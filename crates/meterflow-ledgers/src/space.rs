@@ -445,6 +445,8 @@ pub struct RoomStatus {
     pub room: String,
     /// Building.
     pub building: String,
+    /// Floor, as registered.
+    pub floor: Option<String>,
     /// Use type.
     pub use_type: String,
     /// Usable area, m².
@@ -559,6 +561,7 @@ pub fn summarize(site: &Site, events: &[LedgerEvent], date: NaiveDate) -> SpaceS
         statuses.push(RoomStatus {
             room: id.clone(),
             building: r.building.clone(),
+            floor: r.floor.clone(),
             use_type: r.use_type.clone(),
             usable_m2: r.usable_m2,
             agency: a.map(|a| a.agency.clone()),
