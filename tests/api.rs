@@ -362,7 +362,8 @@ fn authorization_matrix_and_figures() {
     let (code, head, _) = raw(p, "GET", "/", &[], "");
     assert_eq!(code, 303);
     assert!(
-        head.to_ascii_lowercase().contains("location: /login?next=/"),
+        head.to_ascii_lowercase()
+            .contains("location: /login?next=/"),
         "{head}"
     );
     assert_eq!(raw(p, "GET", &format!("/?token={MANAGER}"), &[], "").0, 303);
@@ -670,7 +671,10 @@ pub(crate) fn sign_in(port: u16, token: &str) -> String {
     assert_eq!(code, 303, "{head}{body}");
     let cookie = head
         .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie: mf_session="))
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: mf_session=")
+        })
         .and_then(|l| l.split_once('='))
         .map(|(_, v)| v)
         .expect("a session cookie");

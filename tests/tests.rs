@@ -28,3 +28,4 @@ mod secrets;
 mod shards;
 mod standalone;
 mod status;
+mod web;

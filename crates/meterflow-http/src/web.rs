@@ -89,6 +89,11 @@ fn role_label(l: Lang, site: &Site, role: &Role) -> String {
     }
 }
 
+/// Who entered an entry (`clerk:waste`), as the page names them.
+fn author_label(l: Lang, site: &Site, author: &str) -> String {
+    Role::parse(author).map_or_else(|| author.to_string(), |r| role_label(l, site, &r))
+}
+
 fn agency_name(site: &Site, id: &str) -> String {
     site.agencies
         .iter()
@@ -124,7 +129,11 @@ fn value_label(l: Lang, site: &Site, field: &str, v: &Value) -> String {
     let text = match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
-        Value::Number(n) => n.to_string(),
+        // 1000 rather than 1000.0; 2.25 as it is.
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
         other => other.to_string(),
     };
     if field == "agency" {
@@ -562,6 +571,16 @@ fn message(l: Lang, kind: &Kind, field: &str, msg: &str) -> String {
             );
         }
     }
+    if let Some(Ty::Enum(codes)) = kind.fields.iter().find(|f| f.name == field).map(|f| f.ty)
+        && msg.contains(": one of ")
+    {
+        let given = msg.split('`').nth(1).unwrap_or_default();
+        let names: Vec<String> = codes
+            .iter()
+            .map(|c| ledgers::value_zh(field, c).unwrap_or(c).to_string())
+            .collect();
+        return format!("{label}“{given}”不是可选值，应为：{}", names.join("、"));
+    }
     if msg.contains("is required") {
         return format!("请填写{label}");
     }
@@ -745,7 +764,7 @@ fn render_kind(
                             td { a href={ (base) "/" (e.id) } { (e.id) } @if e.corrects.is_some() { span.muted { (tr(l, "（更正）", " (corrected)")) } } }
                             td { (local_time(site, e.ts_ms)) }
                             @for c in cells(l, site, kind, &body) { td { (c) } }
-                            td { (e.author) }
+                            td { (author_label(l, site, &e.author)) }
                         }
                     }
                 }
@@ -993,7 +1012,7 @@ fn render_entry(
             @for (f, c) in kind.fields.iter().zip(cells(l, site, kind, &body)) {
                 tr { th { (field_label(l, kind, f.name)) } td { (c) } }
             }
-            tr { th { (tr(l, "录入人", "Entered by")) } td { (e.author) " · " (local_time(site, e.created_ms)) } }
+            tr { th { (tr(l, "录入人", "Entered by")) } td { (author_label(l, site, &e.author)) " · " (local_time(site, e.created_ms)) } }
         }
         section {
             h2 { (tr(l, "修改记录", "History")) }
@@ -1004,7 +1023,7 @@ fn render_entry(
                     tr {
                         td { a href={ (base) "/" (x.id) } { (x.id) } }
                         td { @if x.void { (tr(l, "作废", "voided")) } @else if x.corrects.is_some() { (tr(l, "更正", "corrected")) } @else { (tr(l, "录入", "entered")) } }
-                        td { (x.author) }
+                        td { (author_label(l, site, &x.author)) }
                         td { (local_time(site, x.created_ms)) }
                         td { @if x.void { (note.get("reason").and_then(Value::as_str).unwrap_or("")) } }
                     }

@@ -449,6 +449,12 @@ pub fn check(
         o.retain(|_, x| !x.is_null());
     }
     as_written(kind, &mut body)?;
+    // An agency written by its name (市财政局) is the agency of that name.
+    if let Some(Value::String(a)) = body.get_mut("agency")
+        && let Some(x) = site.agencies.iter().find(|x| x.name == a.trim())
+    {
+        *a = x.id.clone();
+    }
     for f in kind.fields {
         if let (Ty::Date, Some(s)) = (f.ty, body.get(f.name).and_then(Value::as_str)) {
             date_field(f.name, s)?;

@@ -917,3 +917,33 @@ fn entries_are_read_as_clerks_write_them() {
     )
     .is_ok());
 }
+
+#[test]
+fn import_columns_by_chinese_label_agencies_by_name_and_excel_dates() {
+    let s = site("");
+    let weigh = crate::find("waste", "weigh-ins").expect("kind");
+    let agency = s.agencies.first().expect("an agency");
+    // A sheet as a clerk makes it: Chinese column labels, the agency by its
+    // name, the day as an Excel serial (46358 = 2026-12-02), a number as text.
+    let headers: Vec<String> = ["称重时间", "单位", "投放点", "类别", "重量(kg)", "去向"]
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    crate::csv_header(weigh, &headers).expect("labels name the columns");
+    let row: Vec<String> = ["46358", &agency.name, "P1", "厨余垃圾", "1,234.5", "堆肥"]
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let v = crate::csv_row(weigh, &headers, &row).expect("row");
+    assert_eq!(v["time"], "2026-12-02");
+    assert_eq!(v["kg"], 1234.5);
+    let c = crate::check(&s, weigh, &[], &v).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(c.agency.as_deref(), Some(agency.id.as_str()));
+    assert_eq!(c.body["agency"], agency.id.as_str());
+    // 2026-12-02 00:00 in Shanghai = 2026-12-01T16:00Z.
+    assert_eq!(c.ts_ms, 1_796_140_800_000);
+    // A required column missing is named with its label.
+    let e = crate::csv_header(weigh, &headers[..5]).expect_err("no destination");
+    assert_eq!(e.0, "destination");
+    assert!(e.1.contains("去向"), "{e:?}");
+}
