@@ -508,7 +508,7 @@ fn overview_page_renders_in_headless_chromium() {
         "市财政局",
         "市税务局",
         "市统计局",
-        "id=\"chart\"",
+        "id=\"chart-electricity\"",
         "当前告警",
         "电 (kWh)",
         "水 (m³)",
@@ -521,6 +521,67 @@ fn overview_page_renders_in_headless_chromium() {
     // One bar per imported day (three days), each with its date and value.
     let bars = dom.matches("class=\"bar\"").count();
     assert!(bars >= 3, "the chart has the imported days: {bars} bars");
+    // Each carrier's bars are the store's daily figures for the site, and
+    // their heights are in proportion (the plot is 200 units high; the
+    // largest bar fills it).
+    let store = meterflow_store::Reader::open(&srv.site.with_file_name("store.db")).expect("store");
+    let tz = chrono_tz::Asia::Shanghai;
+    let mut carriers_checked = 0;
+    for class in [
+        meterflow_model::EnergyClass::Electricity,
+        meterflow_model::EnergyClass::Water,
+    ] {
+        let Some(svg) = dom
+            .split(&format!("id=\"chart-{}\"", class.as_str()))
+            .nth(1)
+            .and_then(|r| r.split("</svg>").next())
+        else {
+            panic!("no chart for {class:?}");
+        };
+        let drawn = chart_bars(svg);
+        let rows = store
+            .agg(
+                meterflow_core::aggregate::Level::Site,
+                "site",
+                class,
+                "",
+                meterflow_core::aggregate::Grain::Day,
+                0,
+                i64::MAX,
+            )
+            .expect("agg");
+        let max = drawn.iter().map(|b| b.1).fold(0.0f64, f64::max);
+        for (day, value, height) in &drawn {
+            let start = meterflow_core::time::day_start(
+                chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").expect("date"),
+                tz,
+            );
+            let row = rows
+                .iter()
+                .find(|r| r.start_ms == start)
+                .expect("a stored day");
+            // Live data may land between the page and this read: the
+            // imported days are closed, today may have grown a little.
+            assert!(
+                (row.value - value).abs() <= 1e-9 * row.value.abs().max(1.0)
+                    || (*day
+                        == chrono::Utc::now()
+                            .with_timezone(&tz)
+                            .date_naive()
+                            .to_string()
+                        && row.value >= *value),
+                "{class:?} {day}: page {value}, store {}",
+                row.value
+            );
+            assert!(
+                (height - 200.0 * value / max).abs() < 0.01,
+                "{class:?} {day}: height {height} for {value} of {max}"
+            );
+        }
+        assert!(drawn.len() >= 3, "{class:?}: {drawn:?}");
+        carriers_checked += 1;
+    }
+    assert_eq!(carriers_checked, 2);
     // English on request.
     let (code, en) = request(srv.port, "GET", "/?lang=en", None, "");
     assert_eq!(code, 200);
@@ -615,6 +676,26 @@ fn overview_page_renders_in_headless_chromium() {
     assert!(acked, "{v}");
     let (_, _, page) = raw(srv.port, "GET", "/", &[("Cookie", &cookie)], "");
     assert!(page.contains("（已确认）"), "{page}");
+}
+
+/// The bars of a chart's SVG: (period, value, height).
+fn chart_bars(svg: &str) -> Vec<(String, f64, f64)> {
+    svg.split("<rect class=\"bar\" ")
+        .skip(1)
+        .filter_map(|r| {
+            let attr = |name: &str| {
+                r.split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|v| v.split('"').next())
+                    .map(str::to_string)
+            };
+            Some((
+                attr("data-key")?,
+                attr("data-value")?.parse().ok()?,
+                attr("height")?.parse().ok()?,
+            ))
+        })
+        .collect()
 }
 
 /// A request with extra headers (a cookie, a form's content type): status,

@@ -56,6 +56,7 @@ fn clerks_record_in_the_browser_and_agencies_see_only_their_own() {
             CLERK,
             FIN,
             &tax_entry,
+            crate::api::MANAGER,
         ])
         .output()
         .expect("python3 tests/browser/clerk.py (pip install selenium; apt chromium-driver)");
@@ -72,7 +73,8 @@ fn clerks_record_in_the_browser_and_agencies_see_only_their_own() {
     assert_eq!(seen["untranslated"], serde_json::json!([]), "{seen}");
     // Every page at both sizes, real pictures.
     let files = seen["shots"].as_array().expect("shots");
-    assert!(files.len() >= 20, "{seen}");
+    assert!(files.len() >= 34, "{seen}");
+    assert!(seen["assessment_rows"].as_u64().unwrap_or(0) >= 4, "{seen}");
     for f in files {
         let png = std::fs::read(f.as_str().expect("path")).expect("screenshot");
         assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{f}");
@@ -186,6 +188,79 @@ fn pages_refuse_what_a_role_may_not_do() {
         .0,
         403
     );
+    // Drill-down: its own agency page yes, another's no; no building page
+    // (it shows other agencies); another agency's meter no.
+    assert_eq!(
+        raw(p, "GET", "/agencies/fin", &[("Cookie", &fin)], "").0,
+        200
+    );
+    assert_eq!(
+        raw(p, "GET", "/agencies/tax", &[("Cookie", &fin)], "").0,
+        403
+    );
+    let (_, meters) = get(p, "/api/v1/meters", Some(TAX));
+    let (_, mine) = get(p, "/api/v1/meters", Some(FIN));
+    let tax_only = meters["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_str())
+        .find(|id| {
+            !mine["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m["id"] == *id)
+        })
+        .expect("a meter of the tax bureau only")
+        .to_string();
+    assert_eq!(
+        raw(
+            p,
+            "GET",
+            &format!("/meters/{tax_only}"),
+            &[("Cookie", &fin)],
+            ""
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        raw(
+            p,
+            "GET",
+            &format!("/meters/{tax_only}"),
+            &[("Cookie", &tax)],
+            ""
+        )
+        .0,
+        200
+    );
+    let (_, site) = get(p, "/api/v1/buildings", Some(ADMIN));
+    let building = site["items"][0]["id"]
+        .as_str()
+        .expect("a building")
+        .to_string();
+    assert_eq!(
+        raw(
+            p,
+            "GET",
+            &format!("/buildings/{building}"),
+            &[("Cookie", &fin)],
+            ""
+        )
+        .0,
+        403
+    );
+    // The assessment download for an agency is its own agency's workbook.
+    let (code, head, _) = raw(
+        p,
+        "GET",
+        "/assessment/download?year=2026&format=csv",
+        &[("Cookie", &fin)],
+        "",
+    );
+    assert_eq!(code, 200, "{head}");
     // The waste clerk: the vehicles ledger is not theirs.
     assert_eq!(
         raw(

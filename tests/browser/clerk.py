@@ -3,7 +3,7 @@
 Chromium through Selenium and Debian's chromedriver, against a running
 `meterflow run`.
 
-    clerk.py BASE_URL SHOTS_DIR VEHICLE_CLERK WASTE_CLERK AGENCY_FIN TAX_ENTRY_PATH
+    clerk.py BASE_URL SHOTS_DIR VEHICLE_CLERK WASTE_CLERK AGENCY_FIN TAX_ENTRY_PATH MANAGER
 
 Prints one JSON line of what it saw (entries recorded, report rows, the
 pages it saved as screenshots) for the Rust test to check against the
@@ -22,10 +22,10 @@ import urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-BASE, SHOTS, VCLERK, CLERK, FIN, TAX_ENTRY = sys.argv[1:7]
+BASE, SHOTS, VCLERK, CLERK, FIN, TAX_ENTRY, MANAGER = sys.argv[1:8]
 SIZES = {"desktop": (1400, 900), "phone": (390, 844)}
 CJK = re.compile(r"[\u3400-\u9fff]")
 # Labels that are the same in Chinese pages: the language switch, units,
@@ -55,10 +55,19 @@ driver.set_page_load_timeout(60)
 
 
 def click_and_wait(el):
-    """Click what submits a form and wait for the next page to replace this one."""
-    old = driver.find_element(By.TAG_NAME, "html")
+    """Click what submits a form and wait until the next page has replaced
+    this one and finished loading (the old page is marked first; asking
+    while the browser swaps documents may fail, and is asked again)."""
+    driver.execute_script("window.__leaving = true")
     el.click()
-    WebDriverWait(driver, 20).until(EC.staleness_of(old))
+
+    def arrived(d):
+        try:
+            return d.execute_script("return !window.__leaving && document.readyState === 'complete'")
+        except WebDriverException:
+            return False
+
+    WebDriverWait(driver, 20).until(arrived)
 
 
 def go(path):
@@ -249,6 +258,45 @@ try:
     seen["agency_refused"] = driver.find_element(By.CSS_SELECTOR, "p.err").text
     go("/ledgers/space")
     shot("space")
+    go("/agencies/fin")
+    check(driver.find_elements(By.ID, "figures"), "the agency's own page has its figures")
+    shot("agency-own")
+    go("/agencies/tax")
+    check("无权访问" in driver.title, f"another agency's page is refused: {driver.title}")
+    sign_out()
+
+    # The manager: the overview, a period chosen, down to an agency and one
+    # of its meters, a building, the assessment.
+    sign_in(MANAGER)
+    check(driver.current_url.rstrip("/") == BASE, f"a manager lands on the overview: {driver.current_url}")
+    shot("overview")
+    driver.find_element(By.CSS_SELECTOR, "form.picker input[value=week]").click()
+    click_and_wait(driver.find_element(By.CSS_SELECTOR, "form.picker button"))
+    check("period=week" in driver.current_url, f"the week is chosen: {driver.current_url}")
+    week_bars = driver.find_elements(By.CSS_SELECTOR, "#chart-electricity rect[data-key]")
+    check(len(week_bars) == 7, f"seven days in a week: {len(week_bars)}")
+    shot("overview-week")
+    click_and_wait(driver.find_element(By.CSS_SELECTOR, "#agencies a"))
+    check("/agencies/" in driver.current_url, f"down to an agency: {driver.current_url}")
+    check(driver.find_elements(By.CSS_SELECTOR, "#chart-electricity rect.bar"), "the agency's chart has bars")
+    shot("agency")
+    click_and_wait(driver.find_element(By.CSS_SELECTOR, "#meters a"))
+    check("/meters/" in driver.current_url, f"down to a meter: {driver.current_url}")
+    qualities = {r.get_attribute("data-quality") for r in driver.find_elements(By.CSS_SELECTOR, "#chart-meter rect[data-quality]")}
+    seen["meter_qualities"] = sorted(qualities)
+    check(qualities & {"measured", "mixed", "estimated"}, f"the meter's bars show their quality: {qualities}")
+    shot("meter")
+    buildings = driver.find_elements(By.CSS_SELECTOR, "main p a[href^='/buildings/']")
+    if buildings:
+        click_and_wait(buildings[0])
+        shot("building")
+    go("/assessment")
+    rows_a = driver.find_elements(By.CSS_SELECTOR, "#assessment tr[data-scope]")
+    seen["assessment_rows"] = len(rows_a)
+    check(rows_a, "the assessment preview has rows")
+    check([a.text for a in driver.find_elements(By.CSS_SELECTOR, "#downloads a")] == ["xlsx", "csv", "parquet"],
+          "the three downloads are offered")
+    shot("assessment")
     sign_out()
 finally:
     driver.quit()

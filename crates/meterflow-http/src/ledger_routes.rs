@@ -571,8 +571,19 @@ pub(super) async fn export_h(
     h: HeaderMap,
     Query(q): Q,
 ) -> Result<Response, ApiError> {
-    use meterflow_export::{Format, Profile};
     let role = app.auth(&h, peer)?;
+    export_for(app, role, q).await
+}
+
+/// The assessment export for `role` (an agency gets its own), as the API
+/// and the assessment page serve it.
+#[cfg(feature = "export")]
+pub(super) async fn export_for(
+    app: Arc<App>,
+    role: Role,
+    q: HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    use meterflow_export::{Format, Profile};
     let year = year_param(&q)?;
     let agency = match (role.agency(), q.get("agency")) {
         (Some(mine), Some(a)) if a != mine => return Err(not_found(format!("no agency `{a}`"))),

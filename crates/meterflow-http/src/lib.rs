@@ -34,6 +34,8 @@ use tokio::sync::watch;
 use meterflow_kpi::{Scope, ScopeKpis, period_of};
 
 mod buses;
+pub mod chart;
+mod drill;
 mod ledger_routes;
 mod ledger_views;
 pub mod page;
@@ -1392,14 +1394,21 @@ async fn overview_h(
             .is_some_and(|s| matches!(s.role, Role::Admin | Role::Manager)),
         who: session
             .as_ref()
-            .map(|s| role_name(&s.role))
+            .map(|s| web::role_label(lang, &app.site, &s.role))
             .unwrap_or_default(),
     };
     let Ok(_slot) = app.page_slots.try_acquire() else {
         return busy("the overview page", 2);
     };
     let app2 = Arc::clone(&app);
-    match tokio::task::spawn_blocking(move || page::overview(&app2.kpi, lang, &viewer)).await {
+    let chosen = chart::choose(
+        chart::Span::parse(q.get("period").map(String::as_str)),
+        q.get("date").map(String::as_str),
+        chrono::Utc::now().with_timezone(&app.site.tz).date_naive(),
+    );
+    match tokio::task::spawn_blocking(move || page::overview(&app2.kpi, lang, &viewer, &chosen))
+        .await
+    {
         Ok(Ok(html)) => Html(html).into_response(),
         Ok(Err(e)) => internal(e).into_response(),
         Err(e) => internal(e).into_response(),
@@ -1475,6 +1484,11 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
         .route("/login", get(web::login_page).post(web::login_post))
         .route("/logout", post(web::logout_post))
         .route("/ledgers", get(web::ledgers_page))
+        .route("/agencies/{id}", get(drill::agency_page))
+        .route("/buildings/{id}", get(drill::building_page))
+        .route("/meters/{id}", get(drill::meter_page))
+        .route("/assessment", get(drill::assessment_page))
+        .route("/assessment/download", get(drill::assessment_download))
         .route("/ledgers/{ledger}", get(web::ledger_page))
         .route(
             "/ledgers/{ledger}/{kind}",

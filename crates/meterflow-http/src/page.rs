@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use chrono::{Datelike, Duration, TimeZone};
+use chrono::{Datelike, TimeZone};
 use meterflow_core::aggregate::{Grain, Level};
 use meterflow_core::time::day_start;
 use meterflow_model::{EnergyClass, Site};
@@ -122,13 +122,32 @@ pub struct Viewer {
     pub who: String,
 }
 
+/// A quota gauge: the share used so far on a 0–150 % scale, the 100 % mark
+/// drawn across it, red beyond it.
+fn gauge(ratio: Option<f64>) -> String {
+    let Some(r) = ratio.filter(|r| r.is_finite()) else {
+        return String::new();
+    };
+    let w = 90.0;
+    let filled = (r.clamp(0.0, 1.5) / 1.5) * w;
+    let mark = w / 1.5;
+    format!(
+        "<svg class=\"gauge\" data-ratio=\"{r:.4}\" width=\"{w}\" height=\"10\" viewBox=\"0 0 {w} 10\" role=\"img\" aria-label=\"{p:.0} %\">\
+<rect width=\"{w}\" height=\"10\" fill=\"#e8ecf0\"/><rect width=\"{filled:.1}\" height=\"10\" fill=\"{fill}\"/>\
+<line x1=\"{mark:.1}\" y1=\"0\" x2=\"{mark:.1}\" y2=\"10\" stroke=\"#000\" stroke-width=\"1.5\"/></svg>",
+        p = r * 100.0,
+        fill = if r > 1.0 { "#c0392b" } else { "#2e8b57" },
+    )
+}
+
 /// The menu: the ledgers and sign-out for a session, sign-in otherwise.
 fn menu(l: Lang, viewer: &Viewer) -> String {
     match &viewer.csrf {
         Some(csrf) => format!(
-            "<span>{}</span><a href=\"/ledgers\">{}</a><form method=\"post\" action=\"/logout\">\
+            "<span>{}</span><a href=\"/assessment\">{}</a><a href=\"/ledgers\">{}</a><form method=\"post\" action=\"/logout\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">{}</button></form>",
             esc(&viewer.who),
+            l.t("年度考核", "Assessment"),
             l.t("台账", "Ledgers"),
             esc(csrf),
             l.t("退出", "Sign out")
@@ -138,7 +157,12 @@ fn menu(l: Lang, viewer: &Viewer) -> String {
 }
 
 /// The page for the site of `kpi` now, in `lang`, for `viewer`.
-pub fn overview(kpi: &KpiContext, lang: Lang, viewer: &Viewer) -> anyhow::Result<String> {
+pub fn overview(
+    kpi: &KpiContext,
+    lang: Lang,
+    viewer: &Viewer,
+    chosen: &crate::chart::Chosen,
+) -> anyhow::Result<String> {
     let l = lang;
     let site: &Site = kpi.site();
     let reader = Reader::open(&site.store_path())?;
@@ -164,12 +188,12 @@ pub fn overview(kpi: &KpiContext, lang: Lang, viewer: &Viewer) -> anyhow::Result
     let mut html = String::new();
     let _ = write!(
         html,
-        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"60\">\
+        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><meta http-equiv=\"refresh\" content=\"60\">\
 <title>{name} · meterflow</title><style>\
-body{{font-family:{fonts};margin:2rem;color:#222}}nav form{{display:inline}}nav a,nav button{{margin-left:1em}}table{{border-collapse:collapse}}\
+body{{font-family:{fonts};margin:1rem;color:#222}}.scroll{{overflow-x:auto}}nav form{{display:inline}}nav a,nav button{{margin-left:1em}}table{{border-collapse:collapse}}\
 td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}th:first-child,td:first-child{{text-align:left}}\
 .cards{{display:flex;gap:1rem;flex-wrap:wrap}}.card{{border:1px solid #ccc;border-radius:6px;padding:.8rem 1.2rem}}.big{{font-size:1.6rem}}\
-.alert{{color:#a00}}.over{{color:#a00;font-weight:bold}}nav{{float:right}}</style></head><body>\
+.alert{{color:#a00}}.over{{color:#a00;font-weight:bold}}figure.chart{{margin:1em 0;max-width:760px}}.legend{{font-size:.85em;color:#555}}nav{{float:right}}</style></head><body>\
 <nav>{menu}<a href=\"?lang={other}\">{other_label}</a></nav><h1>{name}</h1><p>{date} · {tz} · {refresh}</p>",
         lang = l.t("zh-CN", "en"),
         fonts = crate::web::FONTS,
@@ -253,77 +277,36 @@ td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}th:fir
         comp = month_k.completeness_pct,
     );
 
-    // Daily site electricity, last 30 days: bars with a scale and dates.
-    let first = today - Duration::days(29);
-    let days = reader.agg(
+    // Bars for the chosen period, one chart per carrier with data.
+    html.push_str(&crate::chart::picker(l, "/", chosen));
+    html.push_str(&crate::chart::charts(
+        l,
+        &reader,
+        site,
         Level::Site,
         "site",
-        EnergyClass::Electricity,
-        "",
-        Grain::Day,
-        day_start(first, site.tz),
-        i64::MAX,
-    )?;
-    let (w, h, left, bottom, top) = (760.0, 240.0, 64.0, 28.0, 12.0);
-    let max = days
-        .iter()
-        .map(|d| d.value)
-        .fold(0.0f64, f64::max)
-        .max(1e-9);
-    let slot = (w - left - 8.0) / 30.0;
-    let plot_h = h - bottom - top;
-    let _ = write!(
-        html,
-        "<h2>{title}</h2><svg id=\"chart\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{title}\">\
-<line x1=\"{left}\" y1=\"{base}\" x2=\"{right}\" y2=\"{base}\" stroke=\"#999\"/><line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{base}\" stroke=\"#999\"/>\
-<text x=\"{lx}\" y=\"{ty}\" font-size=\"11\" text-anchor=\"end\">{max:.0}</text><text x=\"{lx}\" y=\"{base}\" font-size=\"11\" text-anchor=\"end\">0</text>\
-<text x=\"4\" y=\"{mid}\" font-size=\"11\">kWh</text>",
-        title = l.t(
-            "近30天每日用电（全站）",
-            "Daily electricity, last 30 days (site)"
-        ),
-        base = h - bottom,
-        right = w - 8.0,
-        lx = left - 4.0,
-        ty = top + 4.0,
-        mid = top + plot_h / 2.0,
-    );
-    for d in &days {
-        let Some(day) = site
-            .tz
-            .timestamp_millis_opt(d.start_ms)
-            .single()
-            .map(|t| t.date_naive())
-        else {
-            continue;
-        };
-        let i = (day - first).num_days() as f64;
-        let bh = plot_h * d.value / max;
+        chosen,
+    )?);
+    if !site.buildings.is_empty() {
         let _ = write!(
             html,
-            "<rect class=\"bar\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{bw:.1}\" height=\"{bh:.1}\" fill=\"#1769aa\"><title>{day}: {v:.1} kWh</title></rect>",
-            x = left + i * slot + 1.0,
-            y = h - bottom - bh,
-            bw = (slot - 2.0).max(1.0),
-            v = d.value,
+            "<h2>{}</h2><ul id=\"buildings\">",
+            l.t("楼栋", "Buildings")
         );
+        for b in &site.buildings {
+            let _ = write!(
+                html,
+                "<li><a href=\"/buildings/{id}\">{name}</a></li>",
+                id = esc(&b.id),
+                name = esc(b.name.as_deref().unwrap_or(&b.id)),
+            );
+        }
+        html.push_str("</ul>");
     }
-    // Dates under the axis every fifth day.
-    for k in (0..30).step_by(5) {
-        let day = first + Duration::days(k);
-        let _ = write!(
-            html,
-            "<text x=\"{x:.1}\" y=\"{y}\" font-size=\"10\">{md}</text>",
-            x = left + k as f64 * slot,
-            y = h - 8.0,
-            md = day.format("%m-%d"),
-        );
-    }
-    html.push_str("</svg>");
 
     let _ = write!(
         html,
-        "<h2>{}</h2><table id=\"agencies\">{}",
+        "<h2>{}</h2><div class=\"scroll\"><table id=\"agencies\">{}",
         l.t("各单位（本年）", "Agencies, this year"),
         header(&[
             l.t("单位", "Agency"),
@@ -344,7 +327,8 @@ td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}th:fir
         let ratio = k.tracking.as_ref().map(|t| t.ratio_to_date);
         let _ = write!(
             html,
-            "<tr><td>{name} <small>({id})</small></td><td>{p:.0}</td><td>{pc}</td><td>{pa}</td><td>{pw}</td><td>{co2}</td><td{over}>{q}</td><td>{c:.1} %</td></tr>",
+            "<tr><td><a href=\"/agencies/{id}\">{name}</a></td><td>{p:.0}</td><td>{pc}</td><td>{pa}</td><td>{pw}</td><td>{co2}</td><td{over}>{gauge} {q}</td><td>{c:.1} %</td></tr>",
+            gauge = gauge(ratio),
             name = esc(&a.name),
             id = esc(&a.id),
             p = k.persons,
@@ -363,7 +347,7 @@ td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}th:fir
     }
     let _ = write!(
         html,
-        "</table><h2>{}</h2><ul id=\"alerts\">",
+        "</table></div><h2>{}</h2><ul id=\"alerts\">",
         l.t("当前告警", "Active alerts")
     );
     let db = meterflow_store::AlertDb::open(&site.store_path())?;

@@ -32,7 +32,9 @@ form.entry{display:grid;grid-template-columns:repeat(auto-fill,minmax(14em,1fr))
 form.entry label{display:flex;flex-direction:column;font-size:.9em}form.entry .req::after{content:' *';color:#a00}\
 input,select,button{font:inherit;padding:.25em}.err{color:#a00;font-weight:bold}.ok{color:#060;font-weight:bold}\
 .bad td{background:#fde8e8}.over{color:#a00;font-weight:bold}.idle{color:#a60}.muted{color:#667}\
-section{margin:1.2em 0}h1{font-size:1.4em}h2{font-size:1.15em}";
+section{margin:1.2em 0}h1{font-size:1.4em}h2{font-size:1.15em}\
+figure.chart{margin:1em 0;max-width:760px}figure.chart svg{background:#fff}.legend{font-size:.85em;color:#555}\
+form.picker{margin:.5em 0}form.picker label{margin-right:.4em}";
 
 /// A page's language: `?lang=` if given, else the `mf_lang` cookie, else Chinese.
 pub(crate) fn lang_of(h: &HeaderMap, q: &HashMap<String, String>) -> Lang {
@@ -77,7 +79,7 @@ fn need_session(app: &App, h: &HeaderMap, back: &str) -> Result<Session, Box<Res
     })
 }
 
-fn role_label(l: Lang, site: &Site, role: &Role) -> String {
+pub(crate) fn role_label(l: Lang, site: &Site, role: &Role) -> String {
     match role {
         Role::Admin => tr(l, "管理员", "administrator").to_string(),
         Role::Manager => tr(l, "能源管理员", "energy manager").to_string(),
@@ -171,8 +173,13 @@ fn shell(l: Lang, app: &App, s: Option<&Session>, title: &str, body: Markup) -> 
                 header {
                     strong { (site.site.name) }
                     @if let Some(s) = s {
-                        @if !matches!(s.role, Role::Agency(_)) {
+                        @if let Role::Agency(a) = &s.role {
+                            a href={ "/agencies/" (a) } { (tr(l, "本单位能耗", "Our energy")) }
+                        } @else {
                             a href="/" { (tr(l, "能耗概览", "Overview")) }
+                        }
+                        @if matches!(s.role, Role::Admin | Role::Manager | Role::Agency(_)) {
+                            a href="/assessment" { (tr(l, "年度考核", "Assessment")) }
                         }
                         @for ledger in ledgers::LEDGERS {
                             @if visible_ledger(&s.role, ledger) {
@@ -201,6 +208,30 @@ fn visible_ledger(role: &Role, ledger: &str) -> bool {
         Role::Clerk(l) => l == ledger,
         _ => true,
     }
+}
+
+/// A page in the shell, for the drill-down pages.
+pub(crate) fn page_for(
+    status: StatusCode,
+    l: Lang,
+    app: &App,
+    s: Option<&Session>,
+    title: &str,
+    body: Markup,
+    q: &HashMap<String, String>,
+) -> Response {
+    page(status, l, shell(l, app, s, title, body), q)
+}
+
+/// A refusal page, for the drill-down pages.
+pub(crate) fn refusal(
+    l: Lang,
+    app: &App,
+    s: Option<&Session>,
+    status: StatusCode,
+    why: &str,
+) -> Response {
+    refuse(l, app, s, status, why)
 }
 
 fn page(status: StatusCode, l: Lang, html: String, q: &HashMap<String, String>) -> Response {
