@@ -41,10 +41,20 @@ pub fn synthetic_site(dir: &Path, meters: usize, batch_rows: usize) -> anyhow::R
 /// `days` of 15-minute readings of every meter of `site` from 2025-01-01
 /// (local) written as an import CSV at `csv`; the number of rows.
 pub fn year_csv(site: &meterflow_model::Site, csv: &Path, days: u32) -> anyhow::Result<u64> {
-    let from = meterflow_core::time::day_start(
-        chrono::NaiveDate::from_ymd_opt(2025, 1, 1).ok_or_else(|| anyhow::anyhow!("date"))?,
-        site.tz,
-    );
+    let from =
+        chrono::NaiveDate::from_ymd_opt(2025, 1, 1).ok_or_else(|| anyhow::anyhow!("date"))?;
+    days_csv(site, csv, from, days)
+}
+
+/// `days` of 15-minute readings of every meter of `site` from the local
+/// day `from`, written as an import CSV at `csv`; the number of rows.
+pub fn days_csv(
+    site: &meterflow_model::Site,
+    csv: &Path,
+    from: chrono::NaiveDate,
+    days: u32,
+) -> anyhow::Result<u64> {
+    let from = meterflow_core::time::day_start(from, site.tz);
     meterflow_sim::site::write_csv(
         site,
         from,
@@ -81,6 +91,8 @@ pub fn cpu_seconds() -> Option<f64> {
 pub fn children_cpu_seconds() -> Option<f64> {
     stat_ticks_s(13, 14)
 }
+
+pub mod api_fixture;
 
 /// The assessment-scale site: 5 000 meters, 200 agencies, 20 buildings,
 /// shared by the aggregator and export benchmarks.
