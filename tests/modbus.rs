@@ -499,6 +499,31 @@ fn demo_runs_twice_and_fills_intervals_for_every_meter() {
     }
     // Every poll answered: no timeouts or exceptions on the loopback simulator.
     assert!(out.contains(" 0 timeouts, 0 exceptions"), "{out}");
+    // One sign-in token per role, owner-only, named on the way in; their
+    // hashes (not the tokens) in the tokens file.
+    assert!(
+        out.contains("/login with a token from data/demo/demo-tokens.txt"),
+        "{out}"
+    );
+    let tokens = dir.path().join("data/demo/demo-tokens.txt");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&tokens)
+            .expect("demo tokens")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "owner-only: {mode:o}");
+    }
+    let plain = std::fs::read_to_string(&tokens).expect("demo tokens");
+    let manager = plain
+        .lines()
+        .find_map(|l| l.strip_prefix("manager "))
+        .expect("a manager token");
+    let hashes = std::fs::read_to_string(dir.path().join("data/demo/api-tokens")).expect("hashes");
+    assert!(
+        hashes.contains(&meterflow_http::hash_token(manager)) && !hashes.contains(manager),
+        "{hashes}"
+    );
     drop(s);
     drop(c);
 

@@ -76,7 +76,6 @@ pub fn site_file(
     Ok(path)
 }
 
-
 /// Import `days` of readings from `from` into the site's store, and the
 /// ledger's headcounts.
 pub fn build(
@@ -125,4 +124,3 @@ pub fn build(
     );
     Ok(())
 }
-

@@ -36,7 +36,11 @@ fn main() -> anyhow::Result<()> {
     let site = Site::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let today = chrono::Utc::now().with_timezone(&site.tz).date_naive();
     let stamp = format!("{meters} {days} {today}\n");
-    if std::fs::read_to_string(dir.join("fixture-done")).ok().as_deref() == Some(stamp.as_str()) {
+    if std::fs::read_to_string(dir.join("fixture-done"))
+        .ok()
+        .as_deref()
+        == Some(stamp.as_str())
+    {
         println!("fixture: reused from {}", dir.display());
     } else {
         let _ = std::fs::remove_file(site.store_path());
@@ -56,11 +60,16 @@ fn main() -> anyhow::Result<()> {
         stop_rx,
     ))?;
     std::thread::sleep(Duration::from_millis(300));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()?;
     let month = today.format("%Y-%m-15");
     let cases: Vec<(&str, Vec<String>)> = vec![
         ("/healthz (reference)", vec!["/healthz".into()]),
-        ("overview `/` (30 days, every carrier, 20 agencies' KPIs)", vec!["/".into()]),
+        (
+            "overview `/` (30 days, every carrier, 20 agencies' KPIs)",
+            vec!["/".into()],
+        ),
         (
             "agency page (30 days: figures, 4 charts, meters)",
             (0..AGENCIES).map(|a| format!("/agencies/a{a}")).collect(),

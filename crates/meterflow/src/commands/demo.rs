@@ -55,6 +55,16 @@ pub(crate) async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::E
                 )
                 .with_context(|| format!("writing {}", path.display()))?;
             }
+            // A demo without tokens gets one per role, so that every page can
+            // be tried: hashes in the tokens file, the tokens themselves in
+            // `demo-tokens.txt` beside it (both owner-only).
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if !text
+                .lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            {
+                demo_tokens(&site, &path)?;
+            }
             // The demo's own file (also one an older demo left readable).
             meterflow_model::secret_file::restrict(&path)
                 .with_context(|| format!("restricting {}", path.display()))?;
@@ -90,8 +100,19 @@ pub(crate) async fn demo(seconds: Option<u64>) -> anyhow::Result<std::process::E
         Duration::from_secs(5),
         site.tz,
     ));
-    if site.api.is_some() {
+    if let Some(a) = &site.api {
         println!("overview page: http://127.0.0.1:{api_port}/");
+        let tokens = a
+            .tokens_file
+            .as_ref()
+            .and_then(|f| site.path.parent().map(|d| d.join(f)))
+            .map(|p| p.with_file_name(DEMO_TOKENS));
+        if let Some(t) = tokens.filter(|t| t.exists()) {
+            println!(
+                "sign in (clerks' ledgers, drill-down, assessment): http://127.0.0.1:{api_port}/login with a token from {}",
+                t.display()
+            );
+        }
     }
     println!(
         "polling every few seconds; Ctrl-C to stop{}",
@@ -183,4 +204,43 @@ fn pushed_meters(site: &Site) -> Vec<meterflow_sim::mqtt::Pushed> {
             }
         })
         .collect()
+}
+
+/// The demo's tokens in plain text, beside its tokens file.
+const DEMO_TOKENS: &str = "demo-tokens.txt";
+
+/// One token per role for the demo: hashes appended to `tokens_file`, the
+/// tokens written owner-only to `demo-tokens.txt` beside it.
+fn demo_tokens(site: &meterflow_model::Site, tokens_file: &std::path::Path) -> anyhow::Result<()> {
+    let mut roles = vec![
+        "manager".to_string(),
+        "clerk:space".into(),
+        "clerk:vehicles".into(),
+        "clerk:waste".into(),
+        "clerk:assets".into(),
+    ];
+    if let Some(a) = site.agencies.first() {
+        roles.push(format!("agency:{}", a.id));
+    }
+    let mut hashes =
+        String::from("# ROLE sha256:HEX, one per line (meterflow token --role ROLE)\n");
+    let mut plain =
+        String::from("# The demo's sign-in tokens (http://127.0.0.1:8080/login): ROLE TOKEN\n");
+    for role in roles {
+        let token = meterflow_http::session::random_token()
+            .ok_or_else(|| anyhow::anyhow!("no randomness for the demo's tokens"))?;
+        hashes.push_str(&format!(
+            "{role} sha256:{}\n",
+            meterflow_http::hash_token(&token)
+        ));
+        plain.push_str(&format!("{role} {token}\n"));
+    }
+    let plain_path = tokens_file.with_file_name(DEMO_TOKENS);
+    std::fs::write(&plain_path, plain)
+        .with_context(|| format!("writing {}", plain_path.display()))?;
+    meterflow_model::secret_file::restrict(&plain_path)
+        .with_context(|| format!("restricting {}", plain_path.display()))?;
+    std::fs::write(tokens_file, hashes)
+        .with_context(|| format!("writing {}", tokens_file.display()))?;
+    Ok(())
 }
