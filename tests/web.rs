@@ -81,15 +81,18 @@ fn clerks_record_in_the_browser_and_agencies_see_only_their_own() {
     }
 
     // What the browser recorded is in the store and in the agency's figures.
-    // The trip: 1 042 − 1 000 = 42 km for the finance bureau's car.
+    // The trips: 1 042 − 1 000 = 42 km, and the confirmed one from 1 030 to
+    // 1 050 = 20 km (its start below the 1 042 read before stays an anomaly):
+    // 62 km for the finance bureau's car.
     let (_, fleet) = get(p, "/api/v1/ledgers/vehicles/summary?year=2026", Some(FIN));
     let car = fleet["vehicles"]
         .as_array()
         .and_then(|v| v.iter().find(|x| x["plate"] == "京A·12345"))
         .cloned()
         .unwrap_or(Value::Null);
-    assert_eq!(car["km"], 42.0, "{fleet}");
-    assert_eq!(car["trips"], 1, "the refused trip is not there: {fleet}");
+    assert_eq!(car["km"], 62.0, "{fleet}");
+    assert_eq!(car["trips"], 2, "the refused trip is not there: {fleet}");
+    assert_eq!(car["anomalies"][0]["kind"], "went_back", "{fleet}");
     // Waste: the form's 2.0 kg kitchen waste and the upload's three good rows
     // (3.5 recyclable + 4.25 residual + 6 kitchen): 2.0 + 3.5 + 4.25 + 6 = 15.75 kg.
     let (_, waste) = get(p, "/api/v1/ledgers/waste/summary?year=2026", Some(FIN));

@@ -172,6 +172,21 @@ try:
     check(driver.find_element(By.NAME, "start_km").get_attribute("value") == "1100",
           "the form keeps what was typed")
     shot("trip-refused")
+    # An odometer below one read before would become an anomaly: the form
+    # asks for confirmation first, and records nothing until it has it.
+    fill("time", "2026-12-01T09:00")
+    fill("plate", "京A·12345")
+    fill("start_km", "1030")
+    fill("end_km", "1050")
+    save()
+    warns = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "form.entry .warn")]
+    check(any("里程表倒退" in w and "1042" in w for w in warns), f"the warning names the earlier reading: {warns}")
+    check(len(rows()) == 1, "not recorded before the confirmation")
+    shot("trip-confirm")
+    driver.find_element(By.CSS_SELECTOR, "form.entry input[name=confirm]").click()
+    save()
+    check("已记录" in status_text(), f"recorded once confirmed: {page_errors()}")
+    check(len(rows()) == 2, "the confirmed trip is listed")
     # The trip's page: history, and a void with its reason.
     go(f"/ledgers/vehicles/trips/{seen['trip_id']}")
     shot("trip-entry")

@@ -31,7 +31,7 @@ th{background:#eef1f5}.scroll{overflow-x:auto}\
 form.entry{display:grid;grid-template-columns:repeat(auto-fill,minmax(14em,1fr));gap:.6em 1em;background:#fff;padding:1em;border:1px solid #ccd}\
 form.entry label{display:flex;flex-direction:column;font-size:.9em}form.entry .req::after{content:' *';color:#a00}\
 input,select,button{font:inherit;padding:.25em}.err{color:#a00;font-weight:bold}.ok{color:#060;font-weight:bold}\
-.bad td{background:#fde8e8}.over{color:#a00;font-weight:bold}.idle{color:#a60}.muted{color:#667}\
+.bad td{background:#fde8e8}.warn{color:#a60;font-weight:bold}.over{color:#a00;font-weight:bold}.idle{color:#a60}.muted{color:#667}\
 section{margin:1.2em 0}h1{font-size:1.4em}h2{font-size:1.15em}\
 figure.chart{margin:1em 0;max-width:760px}figure.chart svg{background:#fff}.legend{font-size:.85em;color:#555}\
 form.picker{margin:.5em 0}form.picker label{margin-right:.4em}";
@@ -530,11 +530,19 @@ fn entry_form(
     action: &str,
     csrf: &str,
     values: &HashMap<String, String>,
-    err: Option<&(String, String)>,
+    notes: &Notes,
     submit: &str,
 ) -> Markup {
+    let err = notes.err.as_ref();
     let v = |f: &str| values.get(f).cloned().unwrap_or_default();
     let err_at = |f: &str| err.filter(|(ef, _)| ef == f).map(|(_, m)| m.clone());
+    let warn_at = |f: &str| {
+        notes
+            .warn
+            .iter()
+            .find(|(wf, _)| wf == f)
+            .map(|(_, m)| m.clone())
+    };
     let stray = err.filter(|(ef, _)| ef != "time" && !kind.fields.iter().any(|f| f.name == ef));
     html! {
         form.entry method="post" action=(action) {
@@ -576,11 +584,26 @@ fn entry_form(
                         Ty::Str => input type="text" name=(f.name) value=(v(f.name)) required[f.required];
                     }
                     @if let Some(m) = err_at(f.name) { span.err { (m) } }
+                    @if let Some(m) = warn_at(f.name) { span.warn { (m) } }
+                }
+            }
+            @if !notes.warn.is_empty() {
+                label.confirm style="grid-column:1/-1" {
+                    span { input type="checkbox" name="confirm" value="1" required; " " (notes.confirm_label) }
                 }
             }
             div style="grid-column:1/-1" { button type="submit" { (submit) } }
         }
     }
+}
+
+/// What a form shows beside its fields: the refusal, and the warnings the
+/// clerk must confirm before the entry is recorded.
+#[derive(Debug, Default)]
+struct Notes {
+    err: Option<(String, String)>,
+    warn: Vec<(String, String)>,
+    confirm_label: &'static str,
 }
 
 /// A rule's refusal as the page shows it: in Chinese for the messages a
@@ -611,6 +634,15 @@ fn message(l: Lang, kind: &Kind, field: &str, msg: &str) -> String {
             .map(|c| ledgers::value_zh(field, c).unwrap_or(c).to_string())
             .collect();
         return format!("{label}“{given}”不是可选值，应为：{}", names.join("、"));
+    }
+    if msg.contains("the odometer went back") {
+        let nums: Vec<&str> = msg
+            .split_whitespace()
+            .filter(|w| w.parse::<f64>().is_ok())
+            .collect();
+        if let [now, before] = nums[..] {
+            return format!("{label} {now} 低于此前读数 {before} km：里程表倒退了，请核实");
+        }
     }
     if msg.contains("is required") {
         return format!("请填写{label}");
@@ -664,7 +696,16 @@ pub(super) async fn kind_page(
         Err(r) => return *r,
     };
     let values: HashMap<String, String> = HashMap::new();
-    render_kind(&app, l, &s, kind, &q, &values, None, StatusCode::OK)
+    render_kind(
+        &app,
+        l,
+        &s,
+        kind,
+        &q,
+        &values,
+        Notes::default(),
+        StatusCode::OK,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -675,7 +716,7 @@ fn render_kind(
     kind: &'static Kind,
     q: &HashMap<String, String>,
     values: &HashMap<String, String>,
-    err: Option<(String, String)>,
+    notes: Notes,
     status: StatusCode,
 ) -> Response {
     let site = &app.site;
@@ -731,9 +772,22 @@ fn render_kind(
         format!("{base}?{}", parts.join("&"))
     };
     let can_write = writes(&s.role, kind.ledger);
-    let err_text = err
-        .as_ref()
-        .map(|(f, m)| (f.clone(), message(l, kind, f, m)));
+    let shown_notes = Notes {
+        err: notes
+            .err
+            .as_ref()
+            .map(|(f, m)| (f.clone(), message(l, kind, f, m))),
+        warn: notes
+            .warn
+            .iter()
+            .map(|(f, m)| (f.clone(), message(l, kind, f, m)))
+            .collect(),
+        confirm_label: tr(
+            l,
+            "以上提示已核实，确认记录",
+            "I have checked the warnings above; record it",
+        ),
+    };
     let body = html! {
         p { a href={ "/ledgers/" (kind.ledger) } { "← " (ledger_label(l, kind.ledger)) } }
         @if let Some(id) = q.get("ok") {
@@ -745,7 +799,7 @@ fn render_kind(
         @if can_write {
             section {
                 h2 { (tr(l, "新增", "New entry")) }
-                (entry_form(l, site, kind, &base, &s.csrf, values, err_text.as_ref(), tr(l, "保存", "Save")))
+                (entry_form(l, site, kind, &base, &s.csrf, values, &shown_notes, tr(l, "保存", "Save")))
             }
             section {
                 h2 { (tr(l, "批量导入（CSV 或 Excel）", "Upload (CSV or Excel)")) }
@@ -882,20 +936,33 @@ pub(super) async fn create_post(
     };
     let entry = form_entry(kind, &form);
     let author = role_name(&s.role);
+    let confirmed = form.get("confirm").map(String::as_str) == Some("1");
     let result = {
         let _one = app.ledger_write.lock().await;
         let app2 = Arc::clone(&app);
         let author = author.clone();
         tokio::task::spawn_blocking(
-            move || -> Result<Result<(i64, ledgers::Checked), ledgers::Reject>, ApiError> {
+            move || -> Result<Result<(i64, ledgers::Checked), Notes>, ApiError> {
                 let mut db = ledger_db(&app2)?;
                 let state = db.ledger_until(kind.ledger, i64::MAX).map_err(internal)?;
                 match ledgers::check(&app2.site, kind, &state, &entry) {
-                    Ok(c) => Ok(Ok((
-                        ledger_routes::append_entry(&mut db, kind, &c, None, &author)?,
-                        c,
-                    ))),
-                    Err(r) => Ok(Err(r)),
+                    Ok(c) => {
+                        // What would become an anomaly is recorded only once
+                        // the clerk has confirmed it.
+                        let warn = ledgers::warnings(kind, &state, &c);
+                        if !warn.is_empty() && !confirmed {
+                            return Ok(Err(Notes {
+                                warn,
+                                ..Notes::default()
+                            }));
+                        }
+                        let id = ledger_routes::append_entry(&mut db, kind, &c, None, &author)?;
+                        Ok(Ok((id, c)))
+                    }
+                    Err(r) => Ok(Err(Notes {
+                        err: Some(r),
+                        ..Notes::default()
+                    })),
                 }
             },
         )
@@ -906,16 +973,14 @@ pub(super) async fn create_post(
             ledger_routes::published(&app, kind, &[(c.ts_ms, c.body, id, false)]);
             see_other(&format!("/ledgers/{}/{}?ok={id}", kind.ledger, kind.path))
         }
-        Ok(Ok(Err(reject))) => render_kind(
-            &app,
-            l,
-            &s,
-            kind,
-            &HashMap::new(),
-            &form,
-            Some(reject),
-            StatusCode::BAD_REQUEST,
-        ),
+        Ok(Ok(Err(notes))) => {
+            let status = if notes.err.is_some() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            render_kind(&app, l, &s, kind, &HashMap::new(), &form, notes, status)
+        }
         Ok(Err(e)) => e.into_response(),
         Err(e) => internal(e).into_response(),
     }
@@ -1035,6 +1100,10 @@ fn render_entry(
     let err_text = err
         .as_ref()
         .map(|(f, m)| (f.clone(), message(l, kind, f, m)));
+    let notes = Notes {
+        err: err_text.clone(),
+        ..Notes::default()
+    };
     let html_body = html! {
         p { a href=(base) { "← " (kind_label(l, kind)) } }
         table {
@@ -1067,7 +1136,7 @@ fn render_entry(
         @if is_current && writes(&s.role, kind.ledger) {
             section {
                 h2 { (tr(l, "更正", "Correct")) }
-                (entry_form(l, site, kind, &format!("{base}/{}", e.id), &s.csrf, &values, err_text.as_ref(), tr(l, "保存更正", "Save the correction")))
+                (entry_form(l, site, kind, &format!("{base}/{}", e.id), &s.csrf, &values, &notes, tr(l, "保存更正", "Save the correction")))
             }
             section {
                 h2 { (tr(l, "作废", "Void")) }
@@ -1235,7 +1304,10 @@ pub(super) async fn upload_post(
             kind,
             &HashMap::new(),
             &HashMap::new(),
-            Some(("file".into(), tr(l, "请选择文件", "choose a file").into())),
+            Notes {
+                err: Some(("file".into(), tr(l, "请选择文件", "choose a file").into())),
+                ..Notes::default()
+            },
             StatusCode::BAD_REQUEST,
         );
     };

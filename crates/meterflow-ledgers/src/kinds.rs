@@ -682,3 +682,13 @@ pub fn value_zh(field: &str, code: &str) -> Option<&'static str> {
         .find(|(f, _, c)| *f == field && *c == code)
         .map(|(_, w, _)| *w)
 }
+
+/// What a checked entry would raise as an anomaly once recorded (an
+/// odometer below one read before), for a form to ask for confirmation:
+/// `(field, message)`; empty when nothing.
+pub fn warnings(kind: &Kind, state: &[LedgerEvent], c: &Checked) -> Vec<(String, String)> {
+    match kind.ledger {
+        "vehicles" => crate::vehicles::warnings(kind.kind, state, c.ts_ms, &c.body),
+        _ => Vec::new(),
+    }
+}

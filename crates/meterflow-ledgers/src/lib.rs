@@ -15,7 +15,7 @@ pub mod waste;
 
 pub use kinds::{
     Checked, Field, KINDS, Kind, LEDGERS, Ty, as_event, check, column, csv_header, csv_row, find,
-    kind_zh, label_zh, ledger_zh, schema, value_zh,
+    kind_zh, label_zh, ledger_zh, schema, value_zh, warnings,
 };
 pub use rules::{Reject, agency, date_field, norm, number, of_kind, text, typed};
 

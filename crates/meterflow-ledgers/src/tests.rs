@@ -947,3 +947,42 @@ fn import_columns_by_chinese_label_agencies_by_name_and_excel_dates() {
     assert_eq!(e.0, "destination");
     assert!(e.1.contains("去向"), "{e:?}");
 }
+
+#[test]
+fn an_odometer_below_one_read_before_is_a_warning_to_confirm() {
+    let s = site("");
+    let agency = s.agencies.first().expect("an agency").id.clone();
+    let vehicle = crate::find("vehicles", "vehicles").expect("kind");
+    let trip = crate::find("vehicles", "trips").expect("kind");
+    let mut state = Vec::new();
+    let v = crate::check(
+        &s,
+        vehicle,
+        &state,
+        &json!({"time": "2026-01-05", "plate": "P1", "agency": agency, "fuel": "gasoline", "purpose": "general", "odometer_km": 1000}),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    state.push(crate::as_event(vehicle, &v, 1, "t"));
+    // 1 000 → 1 042: nothing to confirm.
+    let t1 = crate::check(
+        &s,
+        trip,
+        &state,
+        &json!({"time": "2026-11-30 08:30", "plate": "P1", "start_km": 1000, "end_km": 1042}),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(crate::warnings(trip, &state, &t1).is_empty());
+    state.push(crate::as_event(trip, &t1, 2, "t"));
+    // The next day from 1 030: 12 km below the 1 042 read before.
+    let t2 = crate::check(
+        &s,
+        trip,
+        &state,
+        &json!({"time": "2026-12-01 08:30", "plate": "P1", "start_km": 1030, "end_km": 1050}),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let w = crate::warnings(trip, &state, &t2);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].0, "start_km");
+    assert!(w[0].1.contains("1042"), "{w:?}");
+}

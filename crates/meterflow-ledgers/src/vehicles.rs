@@ -560,3 +560,59 @@ pub fn fuel_litres(
     }
     (gasoline, diesel)
 }
+
+/// What a checked trip, fuel fill or maintenance entry would raise as an
+/// anomaly later (an odometer below one read before it: `went_back`), for
+/// a form to ask the clerk to confirm before it is recorded: `(field,
+/// message)`. Nothing for other kinds.
+pub fn warnings(kind: &str, state: &[LedgerEvent], ts: i64, body: &Value) -> Vec<(String, String)> {
+    let plate = body
+        .get("plate")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (field, km) = match kind {
+        "trip" => ("start_km", body.get("start_km").and_then(Value::as_f64)),
+        "fuel" | "maintenance" => (
+            "odometer_km",
+            body.get("odometer_km").and_then(Value::as_f64),
+        ),
+        _ => return Vec::new(),
+    };
+    let Some(km) = km else {
+        return Vec::new();
+    };
+    // The highest odometer read for the vehicle before this entry.
+    let mut before: Option<f64> = None;
+    let mut see = |x: Option<f64>| {
+        if let Some(x) = x.filter(|x| x.is_finite()) {
+            before = Some(before.map_or(x, |b: f64| b.max(x)));
+        }
+    };
+    for (e, v) in of_kind::<Vehicle>(state, "vehicle") {
+        if v.plate == plate && e.ts_ms <= ts {
+            see(v.odometer_km);
+        }
+    }
+    for (e, t) in of_kind::<Trip>(state, "trip") {
+        if t.plate == plate && e.ts_ms < ts {
+            see(Some(t.end_km));
+        }
+    }
+    for (e, f) in of_kind::<FuelFill>(state, "fuel") {
+        if f.plate == plate && e.ts_ms < ts {
+            see(f.odometer_km);
+        }
+    }
+    for (e, m) in of_kind::<Maintenance>(state, "maintenance") {
+        if m.plate == plate && e.ts_ms < ts {
+            see(Some(m.odometer_km));
+        }
+    }
+    match before {
+        Some(b) if km + 1e-9 < b => vec![(
+            field.to_string(),
+            format!("{field} {km} is below the {b} km read before: the odometer went back"),
+        )],
+        _ => Vec::new(),
+    }
+}
