@@ -440,3 +440,104 @@ fn alerts_at_another_time_is_a_dry_run_unless_recorded() {
         "{events_n} events, {states} states"
     );
 }
+
+/// The off-hours rule reads the national working calendar: Sunday
+/// 2026-09-20 is a make-up working day (国庆调休上班) and Monday 2026-10-05
+/// is inside the National Day holiday (10-01..10-07). Building B: 40 kW in
+/// working hours of worked days, 5 kW otherwise, except on the holiday
+/// Monday, when the lights stay on (40 kW 08-18).
+/// - Sunday 09-20, 12:00-13:00: a working hour → "working hours", value 0
+///   (with weekends alone it would be 40 / 40 = 100 % of the reference and
+///   fire at the 50 % threshold);
+/// - Monday 10-05, 12:00-13:00: off-hours; the last worked day before is
+///   Wednesday 09-30 with a working-hours mean of 40 kWh/h → 40 / 40 = 1.0;
+/// - Monday 10-12, 12:00-13:00 (a normal Monday): working hours again.
+#[test]
+fn the_off_hours_rule_knows_make_up_sundays_and_holiday_mondays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("site.toml");
+    std::fs::write(
+        &path,
+        "[site]\nname = \"calendar\"\ntimezone = \"Asia/Shanghai\"\n\n[store]\npath = \"s.db\"\n\n\
+[[building]]\nid = \"B\"\ntotal_area_m2 = 2000\noffice_area_m2 = 1500\n\n[[agency]]\nid = \"A\"\nname = \"A\"\n\n\
+[[space]]\nagency = \"A\"\nbuilding = \"B\"\nfrom = 2026-01-01\narea_m2 = 1000\n\n\
+[[meter]]\nid = \"EL\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = { building = \"B\" }\n\n\
+[[alert]]\nid = \"off-hours\"\nkind = \"off_hours_baseload\"\nlevel = \"building\"\nthreshold = 0.5\nwork_hours = \"08:00-18:00\"\n",
+    )
+    .expect("site");
+    let site = Site::load(&path).expect("valid site");
+    let day = |s: &str| {
+        meterflow_core::time::day_start(
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date"),
+            site.tz,
+        )
+    };
+    let worked = |ms: i64| {
+        let d = chrono::DateTime::from_timestamp_millis(ms)
+            .expect("t")
+            .with_timezone(&site.tz)
+            .date_naive();
+        // The scenario's own list, not the calendar under test.
+        let wd = chrono::Datelike::weekday(&d).number_from_monday();
+        let s = d.to_string();
+        // 中秋节 09-25..09-27 and 国庆节 10-01..10-07.
+        let holiday = ("2026-09-25".."2026-09-28").contains(&s.as_str())
+            || ("2026-10-01".."2026-10-08").contains(&s.as_str());
+        (wd <= 5 && !holiday) || s == "2026-09-20" || s == "2026-10-10"
+    };
+    let start = day("2026-09-14");
+    let end = day("2026-10-14");
+    let mut writer = meterflow_store::Writer::open(&site).expect("store");
+    let mut counter = 0.0f64;
+    let mut t = start;
+    let mut batch = Vec::new();
+    while t <= end {
+        batch.push(Reading {
+            meter: "EL".into(),
+            quantity: "energy_import".into(),
+            ts_ms: t,
+            value: counter,
+            recv_ms: t,
+            time_source: TimeSource::Device,
+        });
+        let h = (t - day("2026-09-14")).rem_euclid(24 * HOUR) / HOUR;
+        let work_hour = (8..18).contains(&h);
+        let lights_on = t >= day("2026-10-05") && t < day("2026-10-06");
+        let kw = if work_hour && (worked(t) || lights_on) {
+            40.0
+        } else {
+            5.0
+        };
+        counter += kw * 0.25;
+        t += 900_000;
+    }
+    writer.write_batch(&batch, "test").expect("write");
+    let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
+    let rule = site
+        .alert_rules
+        .iter()
+        .find(|r| r.id == "off-hours")
+        .expect("rule");
+    let at = |s: &str| {
+        let obs = meterflow_runtime::alerting::observe(
+            &site,
+            &reader,
+            rule,
+            day(s) + 13 * HOUR,
+            &LiveMetrics::default(),
+        )
+        .expect("observe");
+        obs.into_iter().next().expect("an observation for B")
+    };
+    let sunday = at("2026-09-20");
+    assert_eq!(sunday.value, 0.0, "{}", sunday.detail);
+    assert_eq!(sunday.detail, "working hours");
+    let holiday = at("2026-10-05");
+    assert!((holiday.value - 1.0).abs() < 1e-9, "{}", holiday.detail);
+    assert!(
+        holiday.detail.contains("2026-10-05 12:00"),
+        "{}",
+        holiday.detail
+    );
+    assert_eq!(at("2026-10-12").detail, "working hours");
+}

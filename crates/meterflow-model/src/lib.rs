@@ -5,6 +5,7 @@
 //! No I/O here except reading a configuration file from disk; everything else
 //! is plain data.
 
+pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod factors;

@@ -113,7 +113,10 @@ fn local(site: &Site, ms: i64) -> chrono::DateTime<chrono_tz::Tz> {
 struct WorkCalendar {
     start: u32,
     end: u32,
-    days: Vec<u8>,
+    /// The rule's own working days, if it names them; else the national
+    /// working calendar (weekends, statutory holidays, make-up days).
+    days: Option<Vec<u8>>,
+    /// The rule's site closures (off all day).
     holidays: Vec<NaiveDate>,
 }
 
@@ -127,14 +130,21 @@ impl WorkCalendar {
         WorkCalendar {
             start,
             end,
-            days: rule.workdays.clone().unwrap_or_else(|| vec![1, 2, 3, 4, 5]),
+            days: rule.workdays.clone(),
             holidays: rule.holidays.iter().filter_map(to_date).collect(),
         }
     }
 
     fn workday(&self, d: NaiveDate) -> bool {
-        let wd = d.weekday().number_from_monday() as u8;
-        self.days.contains(&wd) && !self.holidays.contains(&d)
+        if self.holidays.contains(&d) {
+            return false;
+        }
+        match &self.days {
+            Some(days) => days.contains(&(d.weekday().number_from_monday() as u8)),
+            None => meterflow_model::calendar::Calendar::shipped()
+                .kind(d)
+                .worked(),
+        }
     }
 
     /// Is the hour starting at local time `t` a working hour?

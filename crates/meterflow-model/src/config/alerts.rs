@@ -154,7 +154,8 @@ pub struct AlertRule {
     /// Working hours, local `HH:MM-HH:MM` (off-hours rule; default 08:00-18:00).
     #[serde(default)]
     pub work_hours: Option<String>,
-    /// Working days, 1 = Monday … 7 = Sunday (default 1-5).
+    /// Working days, 1 = Monday … 7 = Sunday (default: the national
+    /// working calendar, with its holidays and make-up working days).
     #[serde(default)]
     pub workdays: Option<Vec<u8>>,
     /// Holidays (off-hours all day).

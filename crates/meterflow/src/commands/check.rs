@@ -108,6 +108,20 @@ pub(crate) fn run(path: &Path) -> ExitCode {
             ));
         }
     }
+    // The working calendar of the off-hours rule: a year without the State
+    // Council's notice knows weekends but no holidays or make-up days.
+    let year = chrono::Datelike::year(&chrono::Utc::now().with_timezone(&site.tz));
+    let cal = meterflow_model::calendar::Calendar::shipped();
+    if !site.alert_rules.is_empty() && cal.source(year).is_none() {
+        warnings.push(format!(
+            "the working calendar has no holiday notice for {year} (it has {}): rules without their own workdays treat Monday to Friday as worked; update meterflow or set workdays and holidays on the rules",
+            cal.years()
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     for w in &warnings {
         println!("  warning   {w}");
     }
