@@ -6,6 +6,7 @@
 //! annual export call, through a [`KpiContext`] each of them owns.
 
 mod clip;
+pub mod cost;
 pub mod figures;
 pub mod ownership;
 mod sums;

@@ -22,6 +22,7 @@ mod raw;
 mod registry;
 mod resolved;
 mod site;
+mod tariffs;
 mod validate;
 
 pub use alerts::*;
@@ -42,6 +43,7 @@ pub use notifiers::*;
 pub(crate) use registry::parse_registry;
 pub use resolved::Site;
 pub use site::*;
+pub use tariffs::{Band, Critical, TOU_PERIODS, Tariff, tariff_on};
 
 use std::path::Path;
 

@@ -35,6 +35,7 @@ pub(crate) struct RawDocument<'s> {
     pub(crate) influx: Option<Located<'s, InfluxSink>>,
     pub(crate) dlt645_items: Vec<Located<'s, Dlt645Item>>,
     pub(crate) cjt188_layouts: Vec<Located<'s, Cjt188Layout>>,
+    pub(crate) tariffs: Vec<Located<'s, super::tariffs::Tariff>>,
     pub(crate) api: Option<Located<'s, ApiConfig>>,
     pub(crate) waste: Option<Located<'s, WasteSettings>>,
     pub(crate) office: Option<Located<'s, OfficeSettings>>,
@@ -69,6 +70,7 @@ pub(crate) const ARRAY_SECTIONS: &[&str] = &[
     "notifier",
     "dlt645_item",
     "cjt188_layout",
+    "tariff",
 ];
 
 pub(crate) fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
@@ -103,6 +105,7 @@ pub(crate) fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
         influx: None,
         dlt645_items: Vec::new(),
         cjt188_layouts: Vec::new(),
+        tariffs: Vec::new(),
         api: None,
         waste: None,
         office: None,
@@ -139,6 +142,7 @@ pub(crate) fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
             "influx" => doc.influx = one(ctx, "influx", value),
             "dlt645_item" => doc.dlt645_items = many(ctx, "dlt645_item", value),
             "cjt188_layout" => doc.cjt188_layouts = many(ctx, "cjt188_layout", value),
+            "tariff" => doc.tariffs = many(ctx, "tariff", value),
             "api" => doc.api = one(ctx, "api", value),
             "waste" => doc.waste = one(ctx, "waste", value),
             "office" => doc.office = one(ctx, "office", value),

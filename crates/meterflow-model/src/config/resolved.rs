@@ -57,6 +57,8 @@ pub struct Site {
     pub dlt645_items: Vec<Dlt645Item>,
     /// `[[cjt188_layout]]`: site CJ/T 188 model layouts (beside the shipped `standard` and `collector`).
     pub cjt188_layouts: Vec<Cjt188Layout>,
+    /// `[[tariff]]`: prices in force by carrier and date.
+    pub tariffs: Vec<super::tariffs::Tariff>,
     /// `[api]`: the read API and overview page, if configured.
     pub api: Option<ApiConfig>,
     /// `[waste]`: waste-ledger settings (defaults when absent).

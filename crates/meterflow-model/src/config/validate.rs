@@ -92,6 +92,7 @@ pub(crate) fn validate(
         doc.waste.as_ref(),
     );
     api::check_api(ctx, doc.api.as_ref());
+    super::tariffs::check_tariffs(ctx, &doc.tariffs);
     cn::validate_cn(
         ctx,
         &doc.buses,
@@ -136,6 +137,7 @@ pub(crate) fn validate(
         influx: doc.influx.map(|i| i.value),
         dlt645_items: doc.dlt645_items.into_iter().map(|i| i.value).collect(),
         cjt188_layouts: doc.cjt188_layouts.into_iter().map(|i| i.value).collect(),
+        tariffs: doc.tariffs.into_iter().map(|t| t.value).collect(),
         api: doc.api.map(|a| a.value),
         waste: doc.waste.map(|w| w.value).unwrap_or_default(),
         office: doc.office.map(|o| o.value).unwrap_or_default(),

@@ -1,0 +1,341 @@
+//! Energy cost (`docs/methodology.md` §14): consumption × the price in
+//! force for each bucket. Computed from the scope rollups, so a scope's cost
+//! is allocated with the same keys as its consumption, and a late reading
+//! re-prices exactly the buckets it re-derives. Electricity by time of use
+//! from the 15-minute rows; gas and heat from the daily rows; water by
+//! calendar month, with the progressive surcharge on the part above the
+//! agency's monthly quota.
+
+use chrono::{Datelike, NaiveDate, Timelike};
+use meterflow_core::aggregate::Grain;
+use meterflow_core::denominators::Period;
+use meterflow_core::time::day_start;
+use meterflow_model::config::{TOU_PERIODS, Tariff, tariff_on};
+use meterflow_model::{EnergyClass, Site};
+use meterflow_store::Reader;
+use serde::Serialize;
+
+use crate::{KpiContext, Scope};
+
+/// Cost and quantity of one time-of-use period (or of one price).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeriodCost {
+    /// `critical`, `peak`, `flat`, `valley`; `""` for one price.
+    pub period: String,
+    /// Quantity in the carrier's unit.
+    pub quantity: f64,
+    /// CNY.
+    pub cny: f64,
+}
+
+/// One month of an agency's water against its quota.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WaterMonth {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// The agency's allocated water in the whole month, m³.
+    pub m3: f64,
+    /// Its monthly quota: the per-capita quota × persons × the month's share
+    /// of the year, m³.
+    pub quota_m3: f64,
+    /// Above the quota, % (0 when within it).
+    pub over_pct: f64,
+    /// Surcharge of the whole month, CNY.
+    pub surcharge_cny: f64,
+    /// The month is still running: compared with the full month's quota.
+    pub provisional: bool,
+}
+
+/// One carrier's cost.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CarrierCost {
+    /// `electricity`, `water`, `gas`, `heat`.
+    pub carrier: String,
+    /// Quantity priced, in the carrier's unit.
+    pub quantity: f64,
+    /// Consumption × price, CNY (without the water surcharge).
+    pub base_cny: f64,
+    /// The water surcharge in the period, CNY.
+    pub surcharge_cny: f64,
+    /// By time-of-use period (electricity), most expensive first.
+    pub periods: Vec<PeriodCost>,
+    /// Water: the months against the quota.
+    pub months: Vec<WaterMonth>,
+}
+
+/// A scope's cost over a period.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Cost {
+    /// By carrier (those with a tariff).
+    pub carriers: Vec<CarrierCost>,
+    /// All carriers, CNY.
+    pub total_cny: f64,
+    /// What could not be priced, and why.
+    pub unpriced: Vec<String>,
+}
+
+const CARRIERS: [EnergyClass; 4] = [
+    EnergyClass::Electricity,
+    EnergyClass::Water,
+    EnergyClass::Gas,
+    EnergyClass::Heat,
+];
+
+fn local(site: &Site, ms: i64) -> Option<chrono::DateTime<chrono_tz::Tz>> {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.with_timezone(&site.tz))
+}
+
+/// The surcharge on `m3` against a monthly quota of `quota` m³ at `price`:
+/// each band's volume (from `quota × (1 + above_pct / 100)` up to the next
+/// band's start) × its factor × the price.
+pub fn surcharge(tariff: &Tariff, price: f64, m3: f64, quota: f64) -> f64 {
+    if quota <= 0.0 {
+        return 0.0;
+    }
+    let bands = &tariff.surcharge;
+    bands
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let lo = quota * (1.0 + b.above_pct / 100.0);
+            let hi = bands
+                .get(i + 1)
+                .map_or(f64::INFINITY, |n| quota * (1.0 + n.above_pct / 100.0));
+            (m3.min(hi) - lo).max(0.0) * b.factor * price
+        })
+        .sum()
+}
+
+impl KpiContext {
+    /// The cost of `scope` over `period` with the site's tariffs.
+    pub fn cost(&self, reader: &Reader, scope: &Scope, period: Period) -> anyhow::Result<Cost> {
+        let site = self.site();
+        let mut out = Cost::default();
+        if site.tariffs.is_empty() {
+            out.unpriced.push("no [[tariff]] in the site file".into());
+            return Ok(out);
+        }
+        let (level, id) = scope.level_id();
+        let (from, to) = (
+            day_start(period.from, site.tz),
+            day_start(period.to, site.tz),
+        );
+        for class in CARRIERS {
+            if !site.tariffs.iter().any(|t| t.carrier == class) {
+                continue;
+            }
+            let mut c = CarrierCost {
+                carrier: class.as_str().to_string(),
+                quantity: 0.0,
+                base_cny: 0.0,
+                surcharge_cny: 0.0,
+                periods: Vec::new(),
+                months: Vec::new(),
+            };
+            // Electricity by the quarter hour (time of use); the others by day.
+            let grain = if class == EnergyClass::Electricity {
+                Grain::Quarter
+            } else {
+                Grain::Day
+            };
+            let mut unpriced_days: Vec<NaiveDate> = Vec::new();
+            let mut unpriced = 0.0;
+            for r in reader.agg(level, id, class, "", grain, from, to)? {
+                let Some(t) = local(site, r.start_ms) else {
+                    continue;
+                };
+                let day = t.date_naive();
+                let minute = t.hour() * 60 + t.minute();
+                let priced = tariff_on(&site.tariffs, class, day)
+                    .and_then(|tf| tf.price_at(t.month(), minute));
+                match priced {
+                    Some((name, price)) => {
+                        c.quantity += r.value;
+                        c.base_cny += r.value * price;
+                        match c.periods.iter_mut().find(|p| p.period == name) {
+                            Some(p) => {
+                                p.quantity += r.value;
+                                p.cny += r.value * price;
+                            }
+                            None => c.periods.push(PeriodCost {
+                                period: name.to_string(),
+                                quantity: r.value,
+                                cny: r.value * price,
+                            }),
+                        }
+                    }
+                    None => {
+                        unpriced += r.value;
+                        if unpriced_days.last() != Some(&day) {
+                            unpriced_days.push(day);
+                        }
+                    }
+                }
+            }
+            c.periods.sort_by_key(|p| {
+                TOU_PERIODS
+                    .iter()
+                    .position(|x| *x == p.period)
+                    .unwrap_or(TOU_PERIODS.len())
+            });
+            if let (Some(a), Some(b)) = (unpriced_days.first(), unpriced_days.last()) {
+                out.unpriced.push(format!(
+                    "{}: {unpriced:.3} on {} day(s) from {a} to {b} had no tariff in force",
+                    class.as_str(),
+                    unpriced_days.len()
+                ));
+            }
+            if class == EnergyClass::Water {
+                self.water_surcharge(reader, scope, period, &mut c, &mut out.unpriced)?;
+            }
+            out.total_cny += c.base_cny + c.surcharge_cny;
+            out.carriers.push(c);
+        }
+        Ok(out)
+    }
+
+    /// The surcharge of each month the period touches: the whole month's
+    /// water against the whole month's quota, taken in the share of that
+    /// month's water that lies inside the period.
+    fn water_surcharge(
+        &self,
+        reader: &Reader,
+        scope: &Scope,
+        period: Period,
+        c: &mut CarrierCost,
+        notes: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
+        let site = self.site();
+        let agencies: Vec<String> = match scope {
+            Scope::Agency(a) => vec![a.clone()],
+            // The site's surcharge is the sum of its agencies'.
+            Scope::Site => site.agencies.iter().map(|a| a.id.clone()).collect(),
+            Scope::Building(_) => {
+                if site.tariffs.iter().any(|t| !t.surcharge.is_empty()) {
+                    notes.push("water surcharge: computed per agency, not per building".into());
+                }
+                return Ok(());
+            }
+        };
+        let quota = site
+            .site
+            .quota_set
+            .as_deref()
+            .and_then(|set| {
+                site.factors
+                    .quotas_of(set)
+                    .find(|q| q.indicator == "per_capita_water")
+            })
+            .map(|q| q.constraint);
+        let today = self.today.unwrap_or_else(|| {
+            meterflow_core::time::local_date(meterflow_model::clock::now_ms(), site.tz)
+        });
+        let mut month = NaiveDate::from_ymd_opt(period.from.year(), period.from.month(), 1)
+            .unwrap_or(period.from);
+        while month < period.to {
+            let next = if month.month() == 12 {
+                NaiveDate::from_ymd_opt(month.year() + 1, 1, 1)
+            } else {
+                NaiveDate::from_ymd_opt(month.year(), month.month() + 1, 1)
+            }
+            .unwrap_or(period.to);
+            let Some(tariff) = tariff_on(&site.tariffs, EnergyClass::Water, month)
+                .filter(|t| !t.surcharge.is_empty())
+            else {
+                month = next;
+                continue;
+            };
+            let Some(price) = tariff.price else {
+                month = next;
+                continue;
+            };
+            let Some(per_person_year) = quota else {
+                notes.push(
+                    "water surcharge: the site's quota set has no per_capita_water quota".into(),
+                );
+                return Ok(());
+            };
+            let days_in_year = if NaiveDate::from_ymd_opt(month.year(), 2, 29).is_some() {
+                366.0
+            } else {
+                365.0
+            };
+            let days = (next - month).num_days() as f64;
+            let whole = Period {
+                from: month,
+                to: next,
+            };
+            let inside = Period {
+                from: month.max(period.from),
+                to: next.min(period.to),
+            };
+            for a in &agencies {
+                let scope = Scope::Agency(a.clone());
+                let k = self.scope_kpis(reader, &scope, whole)?;
+                let m3 = k.carriers.water_m3;
+                let quota_m3 = per_person_year * k.persons * days / days_in_year;
+                let s = surcharge(tariff, price, m3, quota_m3);
+                let share = if inside == whole || m3 <= 0.0 {
+                    1.0
+                } else {
+                    self.scope_kpis(reader, &scope, inside)?.carriers.water_m3 / m3
+                };
+                c.surcharge_cny += s * share;
+                if matches!(scope, Scope::Agency(_)) && agencies.len() == 1 {
+                    c.months.push(WaterMonth {
+                        month: month.format("%Y-%m").to_string(),
+                        m3,
+                        quota_m3,
+                        over_pct: if quota_m3 > 0.0 {
+                            ((m3 / quota_m3 - 1.0) * 100.0).max(0.0)
+                        } else {
+                            0.0
+                        },
+                        surcharge_cny: s,
+                        provisional: next > today,
+                    });
+                }
+            }
+            month = next;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meterflow_model::config::Band;
+
+    #[test]
+    fn water_30_percent_over_the_quota_by_hand() {
+        // Quota 100 m³, 130 m³ used at 5 CNY/m³; bands: 0-20 % over at +0.5×
+        // the price, above 20 % at +1×. Band 1: 100..120 = 20 m³ × 0.5 × 5 =
+        // 50 CNY; band 2: 120..130 = 10 m³ × 1 × 5 = 50 CNY; surcharge 100.
+        let t = Tariff {
+            id: "w".into(),
+            carrier: EnergyClass::Water,
+            from: "2026-01-01".parse().expect("date"),
+            to: None,
+            source: "test".into(),
+            price: Some(5.0),
+            periods: Default::default(),
+            prices: Default::default(),
+            critical: None,
+            surcharge: vec![
+                Band {
+                    above_pct: 0.0,
+                    factor: 0.5,
+                },
+                Band {
+                    above_pct: 20.0,
+                    factor: 1.0,
+                },
+            ],
+        };
+        assert!((surcharge(&t, 5.0, 130.0, 100.0) - 100.0).abs() < 1e-9);
+        // Within the quota: nothing; 10 % over: 10 × 0.5 × 5 = 25.
+        assert_eq!(surcharge(&t, 5.0, 90.0, 100.0), 0.0);
+        assert!((surcharge(&t, 5.0, 110.0, 100.0) - 25.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,302 @@
+//! Energy cost against hand computations (`docs/methodology.md` §14): a
+//! shared meter under a three-period tariff with a July 尖峰, a tariff
+//! change at midnight, a late reading that re-prices only its buckets, and
+//! an agency's water 30 % over its monthly quota.
+
+use meterflow_core::denominators::Period;
+use meterflow_kpi::{KpiContext, Scope};
+use meterflow_model::{Reading, Site, TimeSource};
+
+const SITE: &str = r#"
+[site]
+name = "cost"
+timezone = "Asia/Shanghai"
+quota_set = "shandong-db37"
+
+[store]
+path = "s.db"
+
+[[building]]
+id = "B"
+total_area_m2 = 2000
+office_area_m2 = 1000
+
+[[agency]]
+id = "A1"
+name = "一局"
+
+[[agency]]
+id = "A2"
+name = "二局"
+
+[[agency]]
+id = "AW"
+name = "水局"
+
+[[headcount]]
+agency = "A1"
+from = 2026-01-01
+persons = 10
+
+[[headcount]]
+agency = "A2"
+from = 2026-01-01
+persons = 10
+
+# 73 persons: June's quota is 25 m³/person·a × 73 × 30 / 365 = 150 m³.
+[[headcount]]
+agency = "AW"
+from = 2026-01-01
+persons = 73
+
+[[space]]
+agency = "A1"
+building = "B"
+from = 2026-01-01
+area_m2 = 600
+
+[[space]]
+agency = "A2"
+building = "B"
+from = 2026-01-01
+area_m2 = 400
+
+[[meter]]
+id = "MAIN"
+kind = "electricity"
+unit = "kWh"
+serves = { building = "B" }
+allocation = "area_share"
+interval_s = 900
+
+[[meter]]
+id = "WAT"
+kind = "water"
+unit = "m3"
+serves = { agency = "AW" }
+interval_s = 900
+
+[[tariff]]
+id = "elec-h1"
+carrier = "electricity"
+from = 2026-01-01
+to = 2026-07-15
+source = "test tariff (shape of methodology §14)"
+periods = { valley = ["23:00-07:00"], flat = ["07:00-08:00", "11:00-18:00"], peak = ["08:00-11:00", "18:00-23:00"] }
+prices = { critical = 1.3, peak = 1.0, flat = 0.7, valley = 0.3 }
+critical = { months = [7, 8], hours = ["10:00-11:00", "19:00-21:00"] }
+
+[[tariff]]
+id = "elec-h2"
+carrier = "electricity"
+from = 2026-07-16
+source = "test tariff, new prices from 16 July"
+periods = { valley = ["23:00-07:00"], flat = ["07:00-08:00", "11:00-18:00"], peak = ["08:00-11:00", "18:00-23:00"] }
+prices = { critical = 1.4, peak = 1.1, flat = 0.75, valley = 0.32 }
+critical = { months = [7, 8], hours = ["10:00-11:00", "19:00-21:00"] }
+
+[[tariff]]
+id = "water"
+carrier = "water"
+from = 2026-01-01
+source = "test: 5 CNY/m³, +0.5× up to 20 % over the quota, +1× above"
+price = 5.0
+surcharge = [{ above_pct = 0, factor = 0.5 }, { above_pct = 20, factor = 1.0 }]
+"#;
+
+const Q: i64 = 900_000;
+
+fn day(site: &Site, s: &str) -> i64 {
+    meterflow_core::time::day_start(
+        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date"),
+        site.tz,
+    )
+}
+
+fn reading(meter: &str, quantity: &str, ts: i64, value: f64) -> Reading {
+    Reading {
+        meter: meter.into(),
+        quantity: quantity.into(),
+        ts_ms: ts,
+        value,
+        recv_ms: ts,
+        time_source: TimeSource::Device,
+    }
+}
+
+fn period(a: &str, b: &str) -> Period {
+    Period {
+        from: chrono::NaiveDate::parse_from_str(a, "%Y-%m-%d").expect("date"),
+        to: chrono::NaiveDate::parse_from_str(b, "%Y-%m-%d").expect("date"),
+    }
+}
+
+fn electricity(c: &meterflow_kpi::cost::Cost) -> (f64, Vec<(String, f64, f64)>) {
+    let e = c
+        .carriers
+        .iter()
+        .find(|x| x.carrier == "electricity")
+        .expect("electricity");
+    (
+        e.base_cny,
+        e.periods
+            .iter()
+            .map(|p| (p.period.clone(), p.quantity, p.cny))
+            .collect(),
+    )
+}
+
+#[test]
+fn cost_by_time_of_use_tariff_change_late_data_and_water_surcharge_by_hand() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, SITE).expect("site");
+    let site = Site::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut writer = meterflow_store::Writer::open(&site).expect("store");
+
+    // MAIN: 10 kW (2.5 kWh a quarter) on 15 and 16 July 2026, except on the
+    // 16th 10:00-11:00 at 20 kW and 11:00-12:00 at 0 kW. The 11:00 reading
+    // is held back (it arrives late, below).
+    let (d15, d17) = (day(&site, "2026-07-15"), day(&site, "2026-07-17"));
+    let (ten, eleven, noon) = (
+        day(&site, "2026-07-16") + 10 * 3_600_000,
+        day(&site, "2026-07-16") + 11 * 3_600_000,
+        day(&site, "2026-07-16") + 12 * 3_600_000,
+    );
+    let kw = |t: i64| {
+        if (ten..eleven).contains(&t) {
+            20.0
+        } else if (eleven..noon).contains(&t) {
+            0.0
+        } else {
+            10.0
+        }
+    };
+    let mut value = 1000.0;
+    let mut batch = Vec::new();
+    let mut late = None;
+    let mut t = d15;
+    while t <= d17 {
+        let r = reading("MAIN", "energy_import", t, value);
+        if t > ten && t < noon {
+            if t == eleven {
+                late = Some(r);
+            }
+        } else {
+            batch.push(r);
+        }
+        value += kw(t) * 0.25;
+        t += Q;
+    }
+    // WAT: 6.5 m³ a day through June 2026 = 195 m³, 30 % over the 150 m³ quota.
+    let (j1, j30) = (day(&site, "2026-06-01"), day(&site, "2026-07-01"));
+    let mut w = 0.0;
+    let mut t = j1;
+    while t <= j30 {
+        batch.push(reading("WAT", "volume", t, w));
+        w += 6.5 / 96.0;
+        t += Q;
+    }
+    writer.write_batch(&batch, "test").expect("write");
+
+    let kpi =
+        KpiContext::new(&site).with_today(chrono::NaiveDate::from_ymd_opt(2026, 12, 3).expect("d"));
+    let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
+    let two_days = period("2026-07-15", "2026-07-17");
+    let cost = |scope: &Scope| kpi.cost(&reader, scope, two_days).expect("cost");
+
+    // Before the late reading, 10:00-12:00 on the 16th is spread evenly:
+    // 10 kWh in 10-11 (尖峰) and 10 kWh in 11-12 (平).
+    // 15 July (first tariff, July has 尖峰): valley 23-07 8 h = 80 kWh × 0.3 = 24;
+    //   flat 07-08 + 11-18 = 8 h = 80 × 0.7 = 56; peak 08-11 + 18-23 = 8 h of
+    //   which 10-11 and 19-21 (3 h) are 尖峰: 50 kWh × 1.0 = 50, 30 × 1.3 = 39;
+    //   the day: 169 CNY for 240 kWh.
+    // 16 July (second tariff): valley 80 × 0.32 = 25.6; flat 80 × 0.75 = 60;
+    //   peak 50 × 1.1 = 55; critical 30 × 1.4 = 42; the day: 182.6 CNY.
+    // Two days: 351.6 CNY.
+    let (b0, periods0) = electricity(&cost(&Scope::Building("B".into())));
+    assert!((b0 - 351.6).abs() < 1e-6, "{b0} {periods0:?}");
+    let names: Vec<&str> = periods0.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(names, ["critical", "peak", "flat", "valley"]);
+    // The shared meter's cost splits with its kWh: 60 % / 40 % by area.
+    let (a1, _) = electricity(&cost(&Scope::Agency("A1".into())));
+    let (a2, _) = electricity(&cost(&Scope::Agency("A2".into())));
+    assert!((a1 - 0.6 * 351.6).abs() < 1e-6, "{a1}");
+    assert!((a2 - 0.4 * 351.6).abs() < 1e-6, "{a2}");
+    assert!((a1 + a2 - b0).abs() < 1e-6);
+
+    // The late 11:00 reading: 10-11 really took 20 kWh (尖峰 1.4) and 11-12
+    // none: 28 instead of 14 + 7.5 = 21.5, so +6.5 CNY; the 尖峰 grows by
+    // 10 kWh and 14 CNY, the 平 shrinks by 10 kWh and 7.5 CNY, nothing else moves.
+    writer
+        .write_batch(&[late.expect("the 11:00 reading")], "test")
+        .expect("late");
+    let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
+    let (b1, periods1) = electricity(
+        &kpi.cost(&reader, &Scope::Building("B".into()), two_days)
+            .expect("cost"),
+    );
+    assert!((b1 - b0 - 6.5).abs() < 1e-6, "{b0} → {b1}");
+    for ((n0, q0, c0), (n1, q1, c1)) in periods0.iter().zip(&periods1) {
+        assert_eq!(n0, n1);
+        let (dq, dc) = match n0.as_str() {
+            "critical" => (10.0, 14.0),
+            "flat" => (-10.0, -7.5),
+            _ => (0.0, 0.0),
+        };
+        assert!(
+            (q1 - q0 - dq).abs() < 1e-6 && (c1 - c0 - dc).abs() < 1e-6,
+            "{n0}: {q0} {c0} → {q1} {c1}"
+        );
+    }
+
+    // Water in June: 195 m³ × 5 = 975 CNY; surcharge: 150..180 m³ = 30 × 0.5
+    // × 5 = 75, 180..195 = 15 × 1 × 5 = 75: 150 CNY.
+    let june = kpi
+        .cost(
+            &reader,
+            &Scope::Agency("AW".into()),
+            period("2026-06-01", "2026-07-01"),
+        )
+        .expect("cost");
+    let water = june
+        .carriers
+        .iter()
+        .find(|c| c.carrier == "water")
+        .expect("water");
+    assert!((water.quantity - 195.0).abs() < 1e-6, "{water:?}");
+    assert!((water.base_cny - 975.0).abs() < 1e-6, "{water:?}");
+    assert!((water.surcharge_cny - 150.0).abs() < 1e-6, "{water:?}");
+    let m = &water.months[0];
+    assert!(
+        (m.quota_m3 - 150.0).abs() < 1e-9 && (m.over_pct - 30.0).abs() < 1e-6,
+        "{m:?}"
+    );
+    assert!(!m.provisional);
+}
+
+#[test]
+fn tariff_gaps_overlaps_and_bad_periods_are_config_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("site.toml");
+    let bad = SITE.replace(
+        r#"id = "elec-h2"
+carrier = "electricity"
+from = 2026-07-16"#,
+        r#"id = "elec-h2"
+carrier = "electricity"
+from = 2026-07-10"#,
+    )
+    .replace(
+        r#"periods = { valley = ["23:00-07:00"], flat = ["07:00-08:00", "11:00-18:00"], peak = ["08:00-11:00", "18:00-23:00"] }
+prices = { critical = 1.3"#,
+        r#"periods = { valley = ["23:00-06:00"], flat = ["07:00-08:00", "11:00-18:00"], peak = ["08:00-11:00", "17:00-23:00"] }
+prices = { critical = 1.3"#,
+    );
+    std::fs::write(&path, bad).expect("site");
+    let e = Site::load(&path).expect_err("refused").to_string();
+    assert!(e.contains("overlaps `elec-h1`"), "{e}");
+    assert!(e.contains("06:00 is in no period"), "{e}");
+    assert!(e.contains("17:00 is in both"), "{e}");
+    assert!(e.contains("site.toml:"), "file and line named: {e}");
+}
