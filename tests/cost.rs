@@ -273,6 +273,66 @@ fn cost_by_time_of_use_tariff_change_late_data_and_water_surcharge_by_hand() {
         "{m:?}"
     );
     assert!(!m.provisional);
+    drop(writer);
+
+    // The same figures through the API and on the agency's page: July's
+    // electricity of the building is the two days, 351.6 + 6.5 = 358.1 CNY;
+    // the finance side's 60 % is 214.86 CNY.
+    let port = crate::support::free_port();
+    let token = "cost-manager-token-0123456789";
+    std::fs::write(
+        dir.path().join("tokens"),
+        format!("manager sha256:{}\n", meterflow_http::hash_token(token)),
+    )
+    .expect("tokens");
+    let mut text = std::fs::read_to_string(&path).expect("site");
+    text.push_str(&format!(
+        "\n[api]\nlisten = \"127.0.0.1:{port}\"\ntokens_file = \"tokens\"\n"
+    ));
+    std::fs::write(&path, text).expect("site");
+    let _run = crate::support::Proc(
+        crate::support::bin()
+            .args([
+                "run",
+                "--config",
+                path.to_str().expect("p"),
+                "--seconds",
+                "60",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run"),
+    );
+    crate::support::wait_port(port);
+    let (code, v) = crate::api::get(
+        port,
+        "/api/v1/kpis?scope=building&id=B&year=2026&month=7",
+        Some(token),
+    );
+    assert_eq!(code, 200, "{v}");
+    let e = v["cost"]["carriers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["carrier"] == "electricity"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        (e["base_cny"].as_f64().unwrap_or(0.0) - 358.1).abs() < 1e-6,
+        "{v}"
+    );
+    let (code, page) = crate::api::request(
+        port,
+        "GET",
+        "/agencies/A1?period=month&date=2026-07-15",
+        Some(token),
+        "",
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("id=\"cost-total\">214.86<"),
+        "{}",
+        page.split("id=\"cost\"").nth(1).unwrap_or(&page)
+    );
 }
 
 #[test]

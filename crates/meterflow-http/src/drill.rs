@@ -114,6 +114,62 @@ fn meter_bars(reader: &Reader, site: &Site, series: i64, c: &Chosen) -> anyhow::
     Ok(out)
 }
 
+/// The cost of a scope over the chosen period, by carrier and time-of-use
+/// period, with the water months against the quota.
+fn cost_table(l: Lang, c: &meterflow_kpi::cost::Cost) -> Markup {
+    let period_label = |p: &str| match p {
+        "critical" => tr(l, "尖峰", "critical peak"),
+        "peak" => tr(l, "峰", "peak"),
+        "flat" => tr(l, "平", "flat"),
+        "valley" => tr(l, "谷", "valley"),
+        _ => tr(l, "单一价格", "one price"),
+    };
+    let carrier_label = |c: &str| match c {
+        "electricity" => tr(l, "电", "electricity"),
+        "water" => tr(l, "水", "water"),
+        "gas" => tr(l, "天然气", "gas"),
+        "heat" => tr(l, "热力", "heat"),
+        _ => tr(l, "其他", "other"),
+    };
+    html! {
+        h2 { (tr(l, "能源费用（所选期间）", "Energy cost (the chosen period)")) }
+        div.scroll { table id="cost" {
+            tr { th { (tr(l, "能源", "Carrier")) } th { (tr(l, "时段", "Period")) } th { (tr(l, "用量", "Quantity")) } th { (tr(l, "费用(元)", "CNY")) } th { (tr(l, "占比", "Share")) } }
+            @for car in &c.carriers {
+                @for p in &car.periods {
+                    tr data-carrier=(car.carrier) data-period=(p.period) {
+                        td { (carrier_label(&car.carrier)) }
+                        td { (period_label(&p.period)) }
+                        td { (n(Some(p.quantity), 1)) }
+                        td { (n(Some(p.cny), 2)) }
+                        td { (if car.quantity > 0.0 { format!("{:.1} %", p.quantity / car.quantity * 100.0) } else { "–".into() }) }
+                    }
+                }
+                @if car.surcharge_cny > 0.0 {
+                    tr { td { (carrier_label(&car.carrier)) } td { (tr(l, "超定额加价", "surcharge above the quota")) } td {} td.over { (n(Some(car.surcharge_cny), 2)) } td {} }
+                }
+            }
+            tr { th { (tr(l, "合计", "Total")) } th {} th {} th id="cost-total" { (n(Some(c.total_cny), 2)) } th {} }
+        } }
+        @for car in c.carriers.iter().filter(|x| !x.months.is_empty()) {
+            div.scroll { table id="water-quota" {
+                tr { th { (tr(l, "月份", "Month")) } th { (tr(l, "用水(m³)", "Water m³")) } th { (tr(l, "月定额(m³)", "Monthly quota m³")) } th { (tr(l, "超定额", "Over")) } th { (tr(l, "加价(元)", "Surcharge CNY")) } }
+                @for m in &car.months {
+                    tr {
+                        td { (m.month) @if m.provisional { (tr(l, "（未结束）", " (running)")) } }
+                        td { (n(Some(m.m3), 1)) } td { (n(Some(m.quota_m3), 1)) }
+                        td class=(if m.over_pct > 0.0 { "over" } else { "" }) { (format!("{:.1} %", m.over_pct)) }
+                        td { (n(Some(m.surcharge_cny), 2)) }
+                    }
+                }
+            } }
+        }
+        @if !c.unpriced.is_empty() {
+            ul.muted { @for u in &c.unpriced { li { (tr(l, "未计价：", "Not priced: ")) (u) } } }
+        }
+    }
+}
+
 /// The figures of a scope over the chosen period.
 fn figures(l: Lang, k: &ScopeKpis) -> Markup {
     let c = &k.carriers;
@@ -221,6 +277,14 @@ pub(super) async fn agency_page(
         let k = app2
             .kpi
             .scope_kpis(&reader, &Scope::Agency(id2.clone()), period_of_chosen(&c))?;
+        let cost = if site.tariffs.is_empty() {
+            html! {}
+        } else {
+            let c = app2
+                .kpi
+                .cost(&reader, &Scope::Agency(id2.clone()), period_of_chosen(&c))?;
+            cost_table(l, &c)
+        };
         let meters: Vec<&Meter> = site
             .meters
             .iter()
@@ -233,6 +297,7 @@ pub(super) async fn agency_page(
             (charts)
             h2 { (tr(l, "指标（所选期间）", "Figures (the chosen period)")) }
             (figures(l, &k))
+            (cost)
             h2 { (tr(l, "表计", "Meters")) }
             (meters_table(l, &reader, &meters))
         })
@@ -283,6 +348,12 @@ pub(super) async fn building_page(
         let site = &app2.site;
         let reader = Reader::open(&site.store_path())?;
         let k = app2.kpi.scope_kpis(&reader, &Scope::Building(id2.clone()), period_of_chosen(&c))?;
+        let cost = if site.tariffs.is_empty() {
+            html! {}
+        } else {
+            let c = app2.kpi.cost(&reader, &Scope::Building(id2.clone()), period_of_chosen(&c))?;
+            cost_table(l, &c)
+        };
         let meters: Vec<&Meter> = site.meters.iter().filter(|m| building_of(site, m).as_deref() == Some(id2.as_str())).collect();
         let agencies: Vec<&meterflow_model::config::Agency> = site
             .agencies
@@ -297,6 +368,7 @@ pub(super) async fn building_page(
             ul id="agencies" { @for a in &agencies { li { a href={ "/agencies/" (a.id) } { (a.name) } } } }
             h2 { (tr(l, "指标（所选期间）", "Figures (the chosen period)")) }
             (figures(l, &k))
+            (cost)
             h2 { (tr(l, "表计", "Meters")) }
             (meters_table(l, &reader, &meters))
         })

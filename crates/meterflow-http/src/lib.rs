@@ -435,7 +435,7 @@ pub const ROUTES: &[StaticRoute] = &[
     StaticRoute {
         method: "get",
         path: "/api/v1/kpis",
-        summary: "KPIs of an agency, building or the site for a month or year, with quota tracking.",
+        summary: "KPIs of an agency, building or the site for a month or year, with quota tracking, and the energy cost with the site's tariffs (`cost`: by carrier and time-of-use period, the water surcharge, what could not be priced; null without [[tariff]]).",
         query: &[
             ("scope", "agency, building or site"),
             ("id", "agency or building id"),
@@ -1046,15 +1046,27 @@ async fn kpis_h(
     let _permit = heavy_permit(&app).await?;
     let app2 = Arc::clone(&app);
     let scope2 = scope.clone();
-    let k = tokio::task::spawn_blocking(move || {
+    let (k, cost) = tokio::task::spawn_blocking(move || {
         let reader = app2.reader()?;
-        app2.kpi
+        let k = app2
+            .kpi
             .scope_kpis(&reader, &scope2, period)
-            .map_err(internal)
+            .map_err(internal)?;
+        // The cost with the site's tariffs (none without [[tariff]]).
+        let cost = if app2.site.tariffs.is_empty() {
+            None
+        } else {
+            Some(app2.kpi.cost(&reader, &scope2, period).map_err(internal)?)
+        };
+        Ok::<_, ApiError>((k, cost))
     })
     .await
     .map_err(internal)??;
     let mut v = kpis_json(site, &k);
+    v["cost"] = match cost {
+        Some(c) => serde_json::to_value(&c).map_err(internal)?,
+        None => Value::Null,
+    };
     v["scope"] = json!(match &scope {
         Scope::Agency(_) => "agency",
         Scope::Building(_) => "building",
