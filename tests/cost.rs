@@ -12,6 +12,7 @@ const SITE: &str = r#"
 name = "cost"
 timezone = "Asia/Shanghai"
 quota_set = "shandong-db37"
+projection_min_days = 0
 
 [store]
 path = "s.db"
@@ -94,6 +95,16 @@ source = "test tariff, new prices from 16 July"
 periods = { valley = ["23:00-07:00"], flat = ["07:00-08:00", "11:00-18:00"], peak = ["08:00-11:00", "18:00-23:00"] }
 prices = { critical = 1.4, peak = 1.1, flat = 0.75, valley = 0.32 }
 critical = { months = [7, 8], hours = ["10:00-11:00", "19:00-21:00"] }
+
+[[budget]]
+agency = "A1"
+year = 2026
+cny = 300
+source = "test budget"
+
+[[alert]]
+id = "budget"
+kind = "budget_overrun"
 
 [[tariff]]
 id = "water"
@@ -273,6 +284,45 @@ fn cost_by_time_of_use_tariff_change_late_data_and_water_surcharge_by_hand() {
         "{m:?}"
     );
     assert!(!m.provisional);
+    // A1's budget: 214.86 CNY spent on 2 days with data (15 and 16 July).
+    // Pro-rated: 300 × 2 / 365 = 1.6438 CNY → 214.86 / 1.6438 = 130.7×; no
+    // last year, so the run-rate: 214.86 × 365 / 2 = 39 211.95 CNY = 130.7×
+    // the budget; the budget_overrun rule observes that ratio.
+    let b = kpi
+        .budget(&reader, "A1", 2026)
+        .expect("budget")
+        .expect("A1 has a budget");
+    let pro_rated = 300.0 * 2.0 / 365.0;
+    assert!((b.to_date_cny - 214.86).abs() < 1e-6, "{b:?}");
+    assert!((b.budget_to_date_cny - pro_rated).abs() < 1e-9, "{b:?}");
+    assert!((b.ratio_to_date - 214.86 / pro_rated).abs() < 1e-6, "{b:?}");
+    assert!(
+        b.projected_cny
+            .is_some_and(|p| (p - 214.86 * 365.0 / 2.0).abs() < 1e-6),
+        "{b:?}"
+    );
+    assert_eq!(b.method.as_deref(), Some("run-rate"));
+    assert!(kpi.budget(&reader, "A2", 2026).expect("budget").is_none());
+    let rule = site
+        .alert_rules
+        .iter()
+        .find(|r| r.id == "budget")
+        .expect("rule");
+    let obs = meterflow_runtime::alerting::observe(
+        &site,
+        &reader,
+        rule,
+        day(&site, "2026-07-17"),
+        &meterflow_runtime::alerting::LiveMetrics::default(),
+    )
+    .expect("observe");
+    assert_eq!(obs.len(), 1, "only A1 has a budget");
+    assert_eq!(obs[0].target, "A1");
+    assert!(
+        (obs[0].value - 214.86 * 365.0 / 2.0 / 300.0).abs() < 1e-6,
+        "{}",
+        obs[0].detail
+    );
     drop(writer);
 
     // The same figures through the API and on the agency's page: July's
@@ -328,6 +378,10 @@ fn cost_by_time_of_use_tariff_change_late_data_and_water_surcharge_by_hand() {
         "",
     );
     assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("id=\"budget\""),
+        "the agency page shows its budget"
+    );
     assert!(
         page.contains("id=\"cost-total\">214.86<"),
         "{}",

@@ -285,6 +285,9 @@ pub(super) async fn agency_page(
                 .cost(&reader, &Scope::Agency(id2.clone()), period_of_chosen(&c))?;
             cost_table(l, &c)
         };
+        let budget = app2
+            .kpi
+            .budget(&reader, &id2, chrono::Datelike::year(&c.date))?;
         let meters: Vec<&Meter> = site
             .meters
             .iter()
@@ -298,6 +301,20 @@ pub(super) async fn agency_page(
             h2 { (tr(l, "指标（所选期间）", "Figures (the chosen period)")) }
             (figures(l, &k))
             (cost)
+            @if let Some(b) = &budget {
+                h2 { (b.year) (tr(l, " 年能耗经费预算", " energy budget")) }
+                div.scroll { table id="budget" {
+                    tr { th { (tr(l, "预算(元)", "Budget CNY")) } td { (n(Some(b.budget_cny), 0)) } }
+                    tr { th { (tr(l, "已用(元)", "Spent CNY")) } td { (n(Some(b.to_date_cny), 2)) } }
+                    tr { th { (tr(l, "进度（按有数据天数折算）", "Against the budget to date")) } td class=(if b.ratio_to_date > 1.0 { "over" } else { "" }) { (format!("{:.0} %", b.ratio_to_date * 100.0)) } }
+                    tr { th { (tr(l, "预计全年(元)", "Projected year CNY")) } td class=(if b.projected_ratio.is_some_and(|r| r > 1.0) { "over" } else { "" }) {
+                        @match (b.projected_cny, b.projected_ratio) {
+                            (Some(p), Some(r)) => { (n(Some(p), 0)) " (" (format!("{:.0} %", r * 100.0)) ")" }
+                            _ => { (tr(l, "数据不足，暂不预测", "not enough data to project")) }
+                        }
+                    } }
+                } }
+            }
             h2 { (tr(l, "表计", "Meters")) }
             (meters_table(l, &reader, &meters))
         })

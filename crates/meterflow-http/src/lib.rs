@@ -435,7 +435,7 @@ pub const ROUTES: &[StaticRoute] = &[
     StaticRoute {
         method: "get",
         path: "/api/v1/kpis",
-        summary: "KPIs of an agency, building or the site for a month or year, with quota tracking, and the energy cost with the site's tariffs (`cost`: by carrier and time-of-use period, the water surcharge, what could not be priced; null without [[tariff]]).",
+        summary: "KPIs of an agency, building or the site for a month or year, with quota tracking, and the energy cost with the site's tariffs (`cost`: by carrier and time-of-use period, the water surcharge, what could not be priced; null without [[tariff]]); for an agency's year, `budget`: its cost against its [[budget]], tracked and projected like the quota.",
         query: &[
             ("scope", "agency, building or site"),
             ("id", "agency or building id"),
@@ -1046,25 +1046,37 @@ async fn kpis_h(
     let _permit = heavy_permit(&app).await?;
     let app2 = Arc::clone(&app);
     let scope2 = scope.clone();
-    let (k, cost) = tokio::task::spawn_blocking(move || {
+    let k = tokio::task::spawn_blocking(move || {
         let reader = app2.reader()?;
         let k = app2
             .kpi
             .scope_kpis(&reader, &scope2, period)
             .map_err(internal)?;
-        // The cost with the site's tariffs (none without [[tariff]]).
+        // The cost with the site's tariffs (none without [[tariff]]), and
+        // an agency's budget for the year.
         let cost = if app2.site.tariffs.is_empty() {
             None
         } else {
             Some(app2.kpi.cost(&reader, &scope2, period).map_err(internal)?)
         };
-        Ok::<_, ApiError>((k, cost))
+        let budget = match &scope2 {
+            Scope::Agency(a) if month.is_none() => {
+                app2.kpi.budget(&reader, a, year).map_err(internal)?
+            }
+            _ => None,
+        };
+        Ok::<_, ApiError>((k, cost, budget))
     })
     .await
     .map_err(internal)??;
+    let (k, cost, budget) = (k.0, k.1, k.2);
     let mut v = kpis_json(site, &k);
     v["cost"] = match cost {
         Some(c) => serde_json::to_value(&c).map_err(internal)?,
+        None => Value::Null,
+    };
+    v["budget"] = match budget {
+        Some(b) => serde_json::to_value(&b).map_err(internal)?,
         None => Value::Null,
     };
     v["scope"] = json!(match &scope {

@@ -106,7 +106,101 @@ pub fn surcharge(tariff: &Tariff, price: f64, m3: f64, quota: f64) -> f64 {
         .sum()
 }
 
+/// Where an agency stands against its energy budget for a year.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetStatus {
+    /// Agency.
+    pub agency: String,
+    /// Year.
+    pub year: i32,
+    /// The budget, CNY.
+    pub budget_cny: f64,
+    /// Cost so far, CNY.
+    pub to_date_cny: f64,
+    /// The budget pro-rated to the days with data, CNY.
+    pub budget_to_date_cny: f64,
+    /// `to_date / budget_to_date`.
+    pub ratio_to_date: f64,
+    /// Projected year-end cost, CNY; `None` below the minimum window.
+    pub projected_cny: Option<f64>,
+    /// `projected / budget`.
+    pub projected_ratio: Option<f64>,
+    /// `run-rate` or `same period last year`.
+    pub method: Option<String>,
+    /// Days with data.
+    pub days_with_data: f64,
+}
+
 impl KpiContext {
+    /// An agency's cost against its `[[budget]]` for `year`, tracked and
+    /// projected with the rules of the quotas (pro-rated to the days with
+    /// data; last year's shape when last year was priced, else the
+    /// run-rate; no projection below the minimum window).
+    pub fn budget(
+        &self,
+        reader: &Reader,
+        agency: &str,
+        year: i32,
+    ) -> anyhow::Result<Option<BudgetStatus>> {
+        let site = self.site();
+        let Some(b) = site
+            .budgets
+            .iter()
+            .find(|b| b.agency == agency && b.year == year)
+        else {
+            return Ok(None);
+        };
+        let Some(whole) = crate::period_of(year, None) else {
+            return Ok(None);
+        };
+        let scope = Scope::Agency(agency.to_string());
+        let k = self.scope_kpis(reader, &scope, whole)?;
+        if k.days_with_data == 0 {
+            return Ok(None);
+        }
+        let to_date = self.cost(reader, &scope, whole)?.total_cny;
+        let elapsed = k.days_with_data as f64;
+        // Last year's shape: its cost over the same days and over the year.
+        let shape = match (k.last_day, crate::period_of(year - 1, None)) {
+            (Some(last), Some(prev)) => {
+                let same = Period {
+                    from: prev.from,
+                    to: NaiveDate::from_ymd_opt(year - 1, last.month(), last.day())
+                        .or_else(|| NaiveDate::from_ymd_opt(year - 1, last.month(), 28))
+                        .and_then(|d| d.succ_opt())
+                        .unwrap_or(prev.to),
+                };
+                let window = self.cost(reader, &scope, same)?;
+                let all = self.cost(reader, &scope, prev)?;
+                (window.unpriced.is_empty() && window.total_cny > 0.0)
+                    .then_some((window.total_cny, all.total_cny))
+            }
+            _ => None,
+        };
+        let Some(t) =
+            meterflow_core::quota::track(to_date, elapsed, whole.days() as f64, b.cny, shape)
+        else {
+            return Ok(None);
+        };
+        let t = if elapsed < f64::from(site.site.projection_min_days) {
+            t.without_projection()
+        } else {
+            t
+        };
+        Ok(Some(BudgetStatus {
+            agency: agency.to_string(),
+            year,
+            budget_cny: b.cny,
+            to_date_cny: to_date,
+            budget_to_date_cny: t.quota_to_date,
+            ratio_to_date: t.ratio_to_date,
+            projected_cny: t.projected,
+            projected_ratio: t.projected_ratio,
+            method: t.method.map(|m| m.as_str().to_string()),
+            days_with_data: elapsed,
+        }))
+    }
+
     /// The cost of `scope` over `period` with the site's tariffs.
     pub fn cost(&self, reader: &Reader, scope: &Scope, period: Period) -> anyhow::Result<Cost> {
         let site = self.site();

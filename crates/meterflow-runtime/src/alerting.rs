@@ -42,7 +42,7 @@ pub struct Observation {
 /// Threshold (with the rule's default) and direction.
 pub fn threshold(rule: &AlertRule) -> f64 {
     rule.threshold.unwrap_or(match rule.kind {
-        AlertKind::QuotaOverrun | AlertKind::QuotaProjection => 1.0,
+        AlertKind::QuotaOverrun | AlertKind::QuotaProjection | AlertKind::BudgetOverrun => 1.0,
         AlertKind::OffHoursBaseload => 0.5,
         AlertKind::NightFlow => 0.02,
         AlertKind::Imbalance => 0.1,
@@ -206,6 +206,31 @@ pub fn observe(
                     target: scope.label().to_string(),
                     value,
                     detail,
+                });
+            }
+        }
+        AlertKind::BudgetOverrun => {
+            let year = local_date(now_ms, site.tz).year();
+            let kpi = KpiContext::new(site).with_today(local_date(now_ms, site.tz));
+            for scope in scopes(site, rule, "agency") {
+                let Some(b) = kpi.budget(reader, scope.label(), year)? else {
+                    continue;
+                };
+                // No projection (and no alert) below the minimum window.
+                let (Some(projected), Some(ratio), Some(method)) =
+                    (b.projected_cny, b.projected_ratio, b.method)
+                else {
+                    continue;
+                };
+                out.push(Observation {
+                    target: scope.label().to_string(),
+                    value: ratio,
+                    detail: format!(
+                        "projected {year} energy cost {projected:.0} CNY = {:.0} % of the budget {:.0} CNY ({method} projection; {:.0} CNY so far)",
+                        ratio * 100.0,
+                        b.budget_cny,
+                        b.to_date_cny
+                    ),
                 });
             }
         }

@@ -59,6 +59,9 @@ pub enum AlertKind {
     QuotaOverrun,
     /// Projected year end above the quota's 约束值 (ratio > threshold, default 1).
     QuotaProjection,
+    /// An agency's projected year-end energy cost above its `[[budget]]`
+    /// (ratio > threshold, default 1).
+    BudgetOverrun,
     /// Mean power in off-hours above a share of the last working day's working-hours mean (default 0.5).
     OffHoursBaseload,
     /// Minimum hourly night flow above `threshold` m³/h (default 0.02) on `nights` nights in a row (default 3).
@@ -88,6 +91,7 @@ impl AlertKind {
         match self {
             AlertKind::QuotaOverrun => "quota_overrun",
             AlertKind::QuotaProjection => "quota_projection",
+            AlertKind::BudgetOverrun => "budget_overrun",
             AlertKind::OffHoursBaseload => "off_hours_baseload",
             AlertKind::NightFlow => "night_flow",
             AlertKind::Imbalance => "imbalance",
@@ -307,7 +311,9 @@ pub(crate) fn validate_alerts(
             AlertKind::QuotaOverrun | AlertKind::QuotaProjection if level == Some("building") => {
                 (buildings, "building")
             }
-            AlertKind::QuotaOverrun | AlertKind::QuotaProjection => (agencies, "agency"),
+            AlertKind::QuotaOverrun | AlertKind::QuotaProjection | AlertKind::BudgetOverrun => {
+                (agencies, "agency")
+            }
             AlertKind::OffHoursBaseload if level == Some("agency") => (agencies, "agency"),
             AlertKind::OffHoursBaseload => (buildings, "building"),
             AlertKind::BusErrorRate => (&buses, "bus"),

@@ -36,6 +36,7 @@ pub(crate) struct RawDocument<'s> {
     pub(crate) dlt645_items: Vec<Located<'s, Dlt645Item>>,
     pub(crate) cjt188_layouts: Vec<Located<'s, Cjt188Layout>>,
     pub(crate) tariffs: Vec<Located<'s, super::tariffs::Tariff>>,
+    pub(crate) budgets: Vec<Located<'s, super::tariffs::Budget>>,
     pub(crate) api: Option<Located<'s, ApiConfig>>,
     pub(crate) waste: Option<Located<'s, WasteSettings>>,
     pub(crate) office: Option<Located<'s, OfficeSettings>>,
@@ -71,6 +72,7 @@ pub(crate) const ARRAY_SECTIONS: &[&str] = &[
     "dlt645_item",
     "cjt188_layout",
     "tariff",
+    "budget",
 ];
 
 pub(crate) fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
@@ -106,6 +108,7 @@ pub(crate) fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
         dlt645_items: Vec::new(),
         cjt188_layouts: Vec::new(),
         tariffs: Vec::new(),
+        budgets: Vec::new(),
         api: None,
         waste: None,
         office: None,
@@ -143,6 +146,7 @@ pub(crate) fn read_document<'s>(ctx: &mut Ctx<'s>) -> Option<RawDocument<'s>> {
             "dlt645_item" => doc.dlt645_items = many(ctx, "dlt645_item", value),
             "cjt188_layout" => doc.cjt188_layouts = many(ctx, "cjt188_layout", value),
             "tariff" => doc.tariffs = many(ctx, "tariff", value),
+            "budget" => doc.budgets = many(ctx, "budget", value),
             "api" => doc.api = one(ctx, "api", value),
             "waste" => doc.waste = one(ctx, "waste", value),
             "office" => doc.office = one(ctx, "office", value),

@@ -59,6 +59,8 @@ pub struct Site {
     pub cjt188_layouts: Vec<Cjt188Layout>,
     /// `[[tariff]]`: prices in force by carrier and date.
     pub tariffs: Vec<super::tariffs::Tariff>,
+    /// `[[budget]]`: agencies' energy budgets by year.
+    pub budgets: Vec<super::tariffs::Budget>,
     /// `[api]`: the read API and overview page, if configured.
     pub api: Option<ApiConfig>,
     /// `[waste]`: waste-ledger settings (defaults when absent).

@@ -124,6 +124,64 @@ impl Tariff {
     }
 }
 
+/// `[[budget]]`: an agency's energy budget (能耗经费预算) for a year.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Agency.
+    pub agency: String,
+    /// Calendar year.
+    pub year: i32,
+    /// CNY for the year's energy and water.
+    pub cny: f64,
+    /// Where the figure comes from (the budget document).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// The checks of `[[budget]]`: a known agency, a plausible year and amount,
+/// one budget per agency and year.
+pub(crate) fn check_budgets(
+    ctx: &mut Ctx<'_>,
+    budgets: &[Located<'_, Budget>],
+    agencies: &std::collections::BTreeSet<String>,
+) {
+    for (i, l) in budgets.iter().enumerate() {
+        let b = &l.value;
+        if !agencies.contains(&b.agency) {
+            ctx.error(
+                l.span_of(&["agency"]),
+                l.key("agency"),
+                format!("no agency `{}`", b.agency),
+            );
+        }
+        if !(2000..=2100).contains(&b.year) {
+            ctx.error(
+                l.span_of(&["year"]),
+                l.key("year"),
+                format!("{}: a year from 2000 to 2100", b.year),
+            );
+        }
+        if !(b.cny.is_finite() && b.cny > 0.0) {
+            ctx.error(
+                l.span_of(&["cny"]),
+                l.key("cny"),
+                format!("{}: a budget above 0 CNY", b.cny),
+            );
+        }
+        if budgets[..i]
+            .iter()
+            .any(|o| o.value.agency == b.agency && o.value.year == b.year)
+        {
+            ctx.error(
+                l.span_of(&["year"]),
+                l.key("year"),
+                format!("a second budget for `{}` in {}", b.agency, b.year),
+            );
+        }
+    }
+}
+
 /// The checks of `[[tariff]]`: prices given, periods covering each quarter
 /// hour of the day exactly once, critical hours and months readable, bands
 /// ascending, and no two tariffs of a carrier in force on the same day.

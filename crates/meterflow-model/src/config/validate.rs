@@ -93,6 +93,9 @@ pub(crate) fn validate(
     );
     api::check_api(ctx, doc.api.as_ref());
     super::tariffs::check_tariffs(ctx, &doc.tariffs);
+    let agency_ids: std::collections::BTreeSet<String> =
+        doc.agencies.iter().map(|a| a.value.id.clone()).collect();
+    super::tariffs::check_budgets(ctx, &doc.budgets, &agency_ids);
     cn::validate_cn(
         ctx,
         &doc.buses,
@@ -138,6 +141,7 @@ pub(crate) fn validate(
         dlt645_items: doc.dlt645_items.into_iter().map(|i| i.value).collect(),
         cjt188_layouts: doc.cjt188_layouts.into_iter().map(|i| i.value).collect(),
         tariffs: doc.tariffs.into_iter().map(|t| t.value).collect(),
+        budgets: doc.budgets.into_iter().map(|b| b.value).collect(),
         api: doc.api.map(|a| a.value),
         waste: doc.waste.map(|w| w.value).unwrap_or_default(),
         office: doc.office.map(|o| o.value).unwrap_or_default(),
