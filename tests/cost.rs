@@ -323,6 +323,24 @@ fn cost_by_time_of_use_tariff_change_late_data_and_water_surcharge_by_hand() {
         "{}",
         obs[0].detail
     );
+    // The peak-shifting view for July 2026 (after the late reading), by
+    // hand per day: the 15th has 峰 50 + 尖峰 30 = 80 kWh of 240; the 16th
+    // 峰 50 + 尖峰 40 (20 kW in 10-11) = 90 of 240: July 170 / 480 = 35.42 %.
+    // There is no July 2025, so no comparison.
+    let peaks = kpi
+        .peak_shares(&reader, &Scope::Building("B".into()), 2026)
+        .expect("peaks");
+    let july = peaks.iter().find(|p| p.month == "2026-07").expect("July");
+    assert!(
+        (july.kwh - 480.0).abs() < 1e-6 && (july.peak_kwh - 170.0).abs() < 1e-6,
+        "{july:?}"
+    );
+    assert!(
+        july.peak_share_pct
+            .is_some_and(|p| (p - 170.0 / 480.0 * 100.0).abs() < 1e-9)
+    );
+    assert_eq!(july.last_year_share_pct, None);
+    assert_eq!(peaks.len(), 12, "January to December of a past year");
     drop(writer);
 
     // The same figures through the API and on the agency's page: July's

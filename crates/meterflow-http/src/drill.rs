@@ -288,6 +288,12 @@ pub(super) async fn agency_page(
         let budget = app2
             .kpi
             .budget(&reader, &id2, chrono::Datelike::year(&c.date))?;
+        // The peak-shifting view on the year's page.
+        let peaks = if c.span == Span::Year && !site.tariffs.is_empty() {
+            app2.kpi.peak_shares(&reader, &Scope::Agency(id2.clone()), chrono::Datelike::year(&c.date))?
+        } else {
+            Vec::new()
+        };
         let meters: Vec<&Meter> = site
             .meters
             .iter()
@@ -301,6 +307,20 @@ pub(super) async fn agency_page(
             h2 { (tr(l, "指标（所选期间）", "Figures (the chosen period)")) }
             (figures(l, &k))
             (cost)
+            @if !peaks.is_empty() {
+                h2 { (tr(l, "峰段用电占比（峰＋尖峰，按月）", "Electricity in peak hours (峰 + 尖峰), by month")) }
+                div.scroll { table id="peak-shares" {
+                    tr { th { (tr(l, "月份", "Month")) } th { (tr(l, "用电(kWh)", "kWh")) } th { (tr(l, "峰＋尖峰(kWh)", "Peak kWh")) } th { (tr(l, "占比", "Share")) } th { (tr(l, "去年同期", "Last year, same days")) } th { (tr(l, "变化(百分点)", "Change (pp)")) } }
+                    @for p in &peaks {
+                        tr data-month=(p.month) {
+                            td { (p.month) } td { (n(Some(p.kwh), 1)) } td { (n(Some(p.peak_kwh), 1)) }
+                            td { (p.peak_share_pct.map(|x| format!("{x:.1} %")).unwrap_or_else(|| "–".into())) }
+                            td { (p.last_year_share_pct.map(|x| format!("{x:.1} %")).unwrap_or_else(|| "–".into())) }
+                            td { (p.change_pp.map(|x| format!("{x:+.1}")).unwrap_or_else(|| "–".into())) }
+                        }
+                    }
+                } }
+            }
             @if let Some(b) = &budget {
                 h2 { (b.year) (tr(l, " 年能耗经费预算", " energy budget")) }
                 div.scroll { table id="budget" {

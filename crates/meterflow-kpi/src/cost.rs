@@ -131,7 +131,92 @@ pub struct BudgetStatus {
     pub days_with_data: f64,
 }
 
+/// One month's electricity by time of use, against last year's same days.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeakMonth {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// Priced electricity of the month (to date for the running month), kWh.
+    pub kwh: f64,
+    /// Of it in 峰 and 尖峰, kWh.
+    pub peak_kwh: f64,
+    /// `peak_kwh / kwh`, %.
+    pub peak_share_pct: Option<f64>,
+    /// The same days of last year, %.
+    pub last_year_share_pct: Option<f64>,
+    /// Change in percentage points.
+    pub change_pp: Option<f64>,
+}
+
 impl KpiContext {
+    /// The share of electricity in 峰 and 尖峰 month by month of `year`
+    /// (to today), with the same days of the year before: the figure a
+    /// manager asks load shifting with.
+    pub fn peak_shares(
+        &self,
+        reader: &Reader,
+        scope: &Scope,
+        year: i32,
+    ) -> anyhow::Result<Vec<PeakMonth>> {
+        let site = self.site();
+        let today = self.today.unwrap_or_else(|| {
+            meterflow_core::time::local_date(meterflow_model::clock::now_ms(), site.tz)
+        });
+        let share = |period: Period| -> anyhow::Result<(f64, f64)> {
+            let c = self.cost(reader, scope, period)?;
+            let Some(e) = c.carriers.iter().find(|x| x.carrier == "electricity") else {
+                return Ok((0.0, 0.0));
+            };
+            let peak = e
+                .periods
+                .iter()
+                .filter(|p| p.period == "peak" || p.period == "critical")
+                .map(|p| p.quantity)
+                .sum();
+            Ok((e.quantity, peak))
+        };
+        let mut out = Vec::new();
+        for m in 1..=12u32 {
+            let Some(from) = NaiveDate::from_ymd_opt(year, m, 1) else {
+                continue;
+            };
+            if from > today {
+                break;
+            }
+            let end = if m == 12 {
+                NaiveDate::from_ymd_opt(year + 1, 1, 1)
+            } else {
+                NaiveDate::from_ymd_opt(year, m + 1, 1)
+            }
+            .unwrap_or(from);
+            let to = end.min(today.succ_opt().unwrap_or(today));
+            let (kwh, peak) = share(Period { from, to })?;
+            let pct = (kwh > 0.0).then(|| peak / kwh * 100.0);
+            // The same days a year before (29 February has none).
+            let before = NaiveDate::from_ymd_opt(year - 1, m, 1).and_then(|f| {
+                let days = (to - from).num_days();
+                f.checked_add_days(chrono::Days::new(u64::try_from(days).ok()?))
+                    .map(|t| Period { from: f, to: t })
+            });
+            let last = match before {
+                Some(p) => {
+                    let (k, pk) = share(p)?;
+                    (k > 0.0).then(|| pk / k * 100.0)
+                }
+                None => None,
+            };
+            out.push(PeakMonth {
+                month: from.format("%Y-%m").to_string(),
+                kwh,
+                peak_kwh: peak,
+                peak_share_pct: pct,
+                last_year_share_pct: last,
+                change_pp: pct.zip(last).map(|(a, b)| a - b),
+            });
+        }
+        Ok(out)
+    }
+
     /// An agency's cost against its `[[budget]]` for `year`, tracked and
     /// projected with the rules of the quotas (pro-rated to the days with
     /// data; last year's shape when last year was priced, else the
