@@ -12,7 +12,7 @@ use meterflow_core::aggregate::{Grain, Level};
 use meterflow_core::time::day_start;
 use meterflow_model::EnergyClass;
 
-use crate::page::Lang;
+use crate::ui::Lang;
 
 /// The period a page shows, chosen with `?period=` and `?date=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,8 @@
 
 use super::*;
 use crate::chart::{self, Bar, Chosen, Quality, Span};
-use crate::page::Lang;
-use crate::session::Session;
+use crate::ui::Lang;
+use crate::web::Session;
 use maud::{Markup, PreEscaped, html};
 use meterflow_core::aggregate::{Grain, Level};
 

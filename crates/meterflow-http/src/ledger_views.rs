@@ -4,7 +4,7 @@
 //! the waste year. An agency sees its own rows only.
 
 use super::*;
-use crate::page::Lang;
+use crate::ui::Lang;
 use maud::{Markup, html};
 
 fn tr(l: Lang, zh: &'static str, en: &'static str) -> &'static str {

@@ -40,6 +40,7 @@ mod ledger_routes;
 mod ledger_views;
 pub mod page;
 pub mod session;
+pub mod ui;
 mod web;
 
 /// A role of a token.
@@ -169,7 +170,7 @@ struct App {
     #[cfg(feature = "export")]
     export_slots: tokio::sync::Semaphore,
     /// The pages' signed-in browsers.
-    sessions: Mutex<session::Sessions>,
+    sessions: Mutex<session::Sessions<Role>>,
 }
 
 /// An API error.

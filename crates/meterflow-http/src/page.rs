@@ -26,31 +26,7 @@ fn num(x: Option<f64>, digits: usize) -> String {
     }
 }
 
-/// The page's language: Chinese by default, English on `?lang=en`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    /// 简体中文.
-    Zh,
-    /// English.
-    En,
-}
-
-impl Lang {
-    /// From the `lang` query parameter.
-    pub fn from_query(q: Option<&str>) -> Lang {
-        match q {
-            Some(l) if l.eq_ignore_ascii_case("en") => Lang::En,
-            _ => Lang::Zh,
-        }
-    }
-
-    pub(crate) fn t(self, zh: &'static str, en: &'static str) -> &'static str {
-        match self {
-            Lang::Zh => zh,
-            Lang::En => en,
-        }
-    }
-}
+pub use crate::ui::Lang;
 
 /// A table's header row.
 fn header(cells: &[&str]) -> String {
@@ -196,7 +172,7 @@ td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}th:fir
 .alert{{color:#a00}}.over{{color:#a00;font-weight:bold}}figure.chart{{margin:1em 0;max-width:760px}}.legend{{font-size:.85em;color:#555}}nav{{float:right}}</style></head><body>\
 <nav>{menu}<a href=\"?lang={other}\">{other_label}</a></nav><h1>{name}</h1><p>{date} · {tz} · {refresh}</p>",
         lang = l.t("zh-CN", "en"),
-        fonts = crate::web::FONTS,
+        fonts = crate::ui::FONTS,
         menu = menu(l, viewer),
         other = l.t("en", "zh"),
         other_label = l.t("English", "中文"),

@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, header};
 use sha2::Digest as _;
 
-use crate::Role;
-
 /// The cookie's name.
 pub const COOKIE: &str = "mf_session";
 /// A session ends after this long without a request.
@@ -35,11 +33,11 @@ pub struct Pending {
     pub bytes: Vec<u8>,
 }
 
-/// One signed-in browser.
+/// One signed-in browser (`R`: who signed in, the server's role type).
 #[derive(Debug, Clone)]
-pub struct Session {
+pub struct Session<R> {
     /// Who signed in.
-    pub role: Role,
+    pub role: R,
     /// The token every form of this session carries.
     pub csrf: String,
     created: Instant,
@@ -50,9 +48,17 @@ pub struct Session {
 
 /// The sessions, keyed by the SHA-256 of the cookie's value (the table
 /// holds nothing a memory dump could replay).
-#[derive(Debug, Default)]
-pub struct Sessions {
-    map: HashMap<String, Session>,
+#[derive(Debug)]
+pub struct Sessions<R> {
+    map: HashMap<String, Session<R>>,
+}
+
+impl<R> Default for Sessions<R> {
+    fn default() -> Self {
+        Sessions {
+            map: HashMap::new(),
+        }
+    }
 }
 
 /// 32 random bytes, URL-safe base64 (43 characters).
@@ -70,13 +76,13 @@ fn key(sid: &str) -> String {
         .collect()
 }
 
-fn alive(s: &Session, now: Instant) -> bool {
+fn alive<R>(s: &Session<R>, now: Instant) -> bool {
     now.duration_since(s.created) < MAX_AGE && now.duration_since(s.seen) < IDLE
 }
 
-impl Sessions {
+impl<R> Sessions<R> {
     /// A new session for `role`: the cookie's value.
-    pub fn start(&mut self, role: Role, now: Instant) -> Option<String> {
+    pub fn start(&mut self, role: R, now: Instant) -> Option<String> {
         let sid = random_token()?;
         let csrf = random_token()?;
         self.map.retain(|_, s| alive(s, now));
@@ -103,7 +109,7 @@ impl Sessions {
     }
 
     /// The live session of cookie value `sid` (its idle clock restarted).
-    pub fn touch(&mut self, sid: &str, now: Instant) -> Option<&mut Session> {
+    pub fn touch(&mut self, sid: &str, now: Instant) -> Option<&mut Session<R>> {
         let k = key(sid);
         if self.map.get(&k).is_some_and(|s| !alive(s, now)) {
             self.map.remove(&k);
@@ -163,7 +169,7 @@ pub fn clear_cookie() -> String {
 }
 
 /// Whether a form's CSRF token is the session's (constant time).
-pub fn csrf_ok(session: &Session, given: Option<&String>) -> bool {
+pub fn csrf_ok<R>(session: &Session<R>, given: Option<&String>) -> bool {
     use subtle::ConstantTimeEq as _;
     given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(session.csrf.as_bytes())))
 }
@@ -174,9 +180,9 @@ mod tests {
 
     #[test]
     fn sessions_expire_when_idle_and_at_their_age() {
-        let mut s = Sessions::default();
+        let mut s = Sessions::<&str>::default();
         let t0 = Instant::now();
-        let sid = s.start(Role::Manager, t0).expect("random");
+        let sid = s.start("manager", t0).expect("random");
         assert!(s.touch(&sid, t0 + Duration::from_secs(60)).is_some());
         // 29 minutes after the last request: still there; 31 minutes: gone.
         let t1 = t0 + Duration::from_secs(60);
@@ -184,7 +190,7 @@ mod tests {
         let t2 = t1 + Duration::from_secs(29 * 60);
         assert!(s.touch(&sid, t2 + Duration::from_secs(31 * 60)).is_none());
         // Used every 10 minutes, a session still ends 8 h after sign-in.
-        let sid = s.start(Role::Manager, t0).expect("random");
+        let sid = s.start("manager", t0).expect("random");
         let mut t = t0;
         let mut alive_until = t0;
         while t < t0 + Duration::from_secs(9 * 3600) {
@@ -199,11 +205,11 @@ mod tests {
 
     #[test]
     fn the_table_is_bounded() {
-        let mut s = Sessions::default();
+        let mut s = Sessions::<&str>::default();
         let t0 = Instant::now();
-        let first = s.start(Role::Manager, t0).expect("random");
+        let first = s.start("manager", t0).expect("random");
         for i in 0..MAX_SESSIONS {
-            s.start(Role::Manager, t0 + Duration::from_millis(1 + i as u64))
+            s.start("manager", t0 + Duration::from_millis(1 + i as u64))
                 .expect("random");
         }
         assert_eq!(s.len(), MAX_SESSIONS);
@@ -221,8 +227,8 @@ mod tests {
             "a=1; mf_session=abc; b=2".parse().expect("header"),
         );
         assert_eq!(cookie(&h), Some("abc"));
-        let mut s = Sessions::default();
-        let sid = s.start(Role::Manager, Instant::now()).expect("random");
+        let mut s = Sessions::<&str>::default();
+        let sid = s.start("manager", Instant::now()).expect("random");
         let sess = s.touch(&sid, Instant::now()).expect("live").clone();
         assert!(csrf_ok(&sess, Some(&sess.csrf)));
         assert!(!csrf_ok(&sess, Some(&"x".repeat(43))));

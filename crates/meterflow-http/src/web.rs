@@ -10,17 +10,16 @@
 //! entries and writes none, a manager or admin writes every ledger.
 
 use super::*;
-use crate::page::Lang;
-use crate::session::{self, Pending, Session};
+use crate::session::{self, Pending};
+use crate::ui::{FONTS, Lang};
+
+/// A signed-in browser of this server.
+pub(crate) type Session = session::Session<Role>;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use meterflow_ledgers::{self as ledgers, Kind, Ty};
 
 /// Entries per list page.
 const PAGE_ROWS: usize = 50;
-
-/// The CJK font stack of every page (Noto/Source Han on Linux, PingFang on
-/// macOS, YaHei on Windows).
-pub(crate) const FONTS: &str = "\"Noto Sans CJK SC\",\"Source Han Sans SC\",\"PingFang SC\",\"Microsoft YaHei\",\"WenQuanYi Micro Hei\",sans-serif";
 
 const CSS: &str = "body{margin:0;color:#222;background:#f6f7f9}\
 header{background:#1f3a5f;color:#fff;padding:.4em 1em;display:flex;flex-wrap:wrap;gap:.2em 1em;align-items:center}\

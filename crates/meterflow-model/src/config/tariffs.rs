@@ -73,7 +73,7 @@ pub struct Band {
 
 /// Minutes of the day `[start, end)`, the day wrapping at midnight.
 fn minutes(h: &str) -> Option<Vec<u32>> {
-    let (a, b) = super::parse_hours(h)?;
+    let (a, b) = super::alerts::parse_hours(h)?;
     let mut out = Vec::new();
     let mut m = a;
     while m != b {
