@@ -294,6 +294,15 @@ try:
     click_and_wait(driver.find_element(By.CSS_SELECTOR, "#agencies a"))
     check("/agencies/" in driver.current_url, f"down to an agency: {driver.current_url}")
     check(driver.find_elements(By.CSS_SELECTOR, "#chart-electricity rect.bar"), "the agency's chart has bars")
+    # With script, each chart offers the interactive view (uPlot, vendored),
+    # drawn from the same bars when opened.
+    summaries = driver.find_elements(By.CSS_SELECTOR, "figure.chart details.interactive summary")
+    check(summaries, "the charts offer an interactive view")
+    summaries[0].click()
+    WebDriverWait(driver, 10).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "figure.chart details.interactive .uplot canvas"))
+    seen["interactive_points"] = driver.execute_script(
+        "return document.querySelectorAll('svg.bars')[0].querySelectorAll('rect[data-value]').length")
     shot("agency")
     click_and_wait(driver.find_element(By.CSS_SELECTOR, "#meters a"))
     check("/meters/" in driver.current_url, f"down to a meter: {driver.current_url}")

@@ -259,13 +259,18 @@ fn bars_svg(l: Lang, id: &str, title: &str, unit: &str, bars: &[Bar]) -> String 
     let _ = write!(
         s,
         "<figure class=\"chart\"><figcaption>{t} ({u})</figcaption>\
-<svg id=\"{id}\" class=\"bars\" data-unit=\"{u}\" width=\"100%\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{t}\">\
+<svg id=\"{id}\" class=\"bars\" data-unit=\"{u}\" data-interactive=\"{inter}\" data-x=\"{xl}\" width=\"100%\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{t}\">\
 <line x1=\"{left}\" y1=\"{base}\" x2=\"{r}\" y2=\"{base}\" stroke=\"#999\"/><line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{base}\" stroke=\"#999\"/>\
 <text x=\"{lx}\" y=\"{ty}\" font-size=\"11\" text-anchor=\"end\">{max}</text><text x=\"{lx}\" y=\"{base}\" font-size=\"11\" text-anchor=\"end\">0</text>\
 <text x=\"4\" y=\"{mid}\" font-size=\"11\">{u}</text>",
         t = esc(title),
         u = esc(unit),
         id = esc(id),
+        inter = l.t(
+            "交互图表（缩放、数值提示）",
+            "Interactive chart (zoom, values)"
+        ),
+        xl = l.t("时段", "Period"),
         r = w - 8.0,
         lx = left - 4.0,
         ty = top + 4.0,

@@ -33,6 +33,7 @@ use tokio::sync::watch;
 
 use meterflow_kpi::{Scope, ScopeKpis, period_of};
 
+pub mod assets;
 mod buses;
 pub mod chart;
 mod drill;
@@ -1506,6 +1507,7 @@ pub fn router(site: Arc<Site>, tokens: Vec<(String, Role)>, live: Live) -> Route
     Router::new()
         .route("/", get(overview_h))
         .route("/ack", post(page_ack_h))
+        .route("/assets/{name}", get(assets::asset))
         .route("/login", get(web::login_page).post(web::login_post))
         .route("/logout", post(web::logout_post))
         .route("/ledgers", get(web::ledgers_page))

@@ -165,7 +165,7 @@ pub fn overview(
     let _ = write!(
         html,
         "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><meta http-equiv=\"refresh\" content=\"60\">\
-<title>{name} · meterflow</title><style>\
+<title>{name} · meterflow</title>{assets}<style>\
 body{{font-family:{fonts};margin:1rem;color:#222}}.scroll{{overflow-x:auto}}nav form{{display:inline}}nav a,nav button{{margin-left:1em}}table{{border-collapse:collapse}}\
 td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}th:first-child,td:first-child{{text-align:left}}\
 .cards{{display:flex;gap:1rem;flex-wrap:wrap}}.card{{border:1px solid #ccc;border-radius:6px;padding:.8rem 1.2rem}}.big{{font-size:1.6rem}}\
@@ -173,6 +173,7 @@ td,th{{border-bottom:1px solid #ddd;padding:.3rem .8rem;text-align:right}}th:fir
 <nav>{menu}<a href=\"?lang={other}\">{other_label}</a></nav><h1>{name}</h1><p>{date} · {tz} · {refresh}</p>",
         lang = l.t("zh-CN", "en"),
         fonts = crate::ui::FONTS,
+        assets = crate::assets::HEAD,
         menu = menu(l, viewer),
         other = l.t("en", "zh"),
         other_label = l.t("English", "中文"),

@@ -33,7 +33,7 @@ input,select,button{font:inherit;padding:.25em}.err{color:#a00;font-weight:bold}
 .bad td{background:#fde8e8}.warn{color:#a60;font-weight:bold}.over{color:#a00;font-weight:bold}.idle{color:#a60}.muted{color:#667}\
 section{margin:1.2em 0}h1{font-size:1.4em}h2{font-size:1.15em}\
 figure.chart{margin:1em 0;max-width:760px}figure.chart svg{background:#fff}.legend{font-size:.85em;color:#555}\
-form.picker{margin:.5em 0}form.picker label{margin-right:.4em}";
+form.picker{margin:.5em 0}form.picker label{margin-right:.4em}details.interactive{margin:.3em 0}";
 
 /// A page's language: `?lang=` if given, else the `mf_lang` cookie, else Chinese.
 pub(crate) fn lang_of(h: &HeaderMap, q: &HashMap<String, String>) -> Lang {
@@ -167,6 +167,7 @@ fn shell(l: Lang, app: &App, s: Option<&Session>, title: &str, body: Markup) -> 
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · " (site.site.name) }
                 style { (PreEscaped(format!("body{{font-family:{FONTS}}}{CSS}"))) }
+                (PreEscaped(crate::assets::HEAD))
             }
             body {
                 header {
