@@ -341,6 +341,39 @@ fn cost_by_time_of_use_tariff_change_late_data_and_water_surcharge_by_hand() {
     );
     assert_eq!(july.last_year_share_pct, None);
     assert_eq!(peaks.len(), 12, "January to December of a past year");
+    // The `cost` points as the pipeline writes them, into a real InfluxDB
+    // 1.x and read back with InfluxQL: July's building point has the
+    // 358.1 CNY, 尖峰 30 + 40 = 70 kWh and 峰 50 + 50 = 100 kWh (170 of
+    // 480 kWh); A1's year point carries its budget.
+    let mut enc = meterflow_core::lineproto::Encoder::new();
+    meterflow_runtime::points::kpi_points(&site, &reader, day(&site, "2026-07-20"), &mut enc)
+        .expect("points");
+    let (lines, _) = enc.take();
+    let influx = crate::influx::Influx::start(dir.path());
+    let (code, body) = crate::influx::http(
+        influx.port,
+        "POST",
+        "/write?db=meterflow&precision=ms",
+        &lines,
+    );
+    assert_eq!(code, 204, "{body}");
+    let v = influx.query(
+        "SELECT total_cny, critical_kwh, peak_kwh, peak_share_pct FROM cost WHERE id = 'B' AND \"period\" = 'month'",
+    );
+    let row = &v["results"][0]["series"][0]["values"][0];
+    assert!((row[1].as_f64().unwrap_or(0.0) - 358.1).abs() < 1e-6, "{v}");
+    assert!((row[2].as_f64().unwrap_or(0.0) - 70.0).abs() < 1e-6, "{v}");
+    assert!((row[3].as_f64().unwrap_or(0.0) - 100.0).abs() < 1e-6, "{v}");
+    assert!(
+        (row[4].as_f64().unwrap_or(0.0) - 170.0 / 480.0 * 100.0).abs() < 1e-6,
+        "{v}"
+    );
+    let v = influx.query(
+        "SELECT budget_cny, budget_projected_ratio FROM cost WHERE id = 'A1' AND \"period\" = 'year'",
+    );
+    let row = &v["results"][0]["series"][0]["values"][0];
+    assert_eq!(row[1].as_f64(), Some(300.0), "{v}");
+    drop(influx);
     drop(writer);
 
     // The same figures through the API and on the agency's page: July's

@@ -758,12 +758,74 @@ pub static ASSET_REGISTER: Measurement = Measurement {
     ],
 };
 
+/// `cost`: the energy cost of a scope for a month or year (issue 22).
+pub static COST: Measurement = Measurement {
+    name: "cost",
+    doc: "Energy cost of an agency, building or the site for a calendar month or year with the site's tariffs (timestamp = period start); rewritten as the period runs. Written only with [[tariff]].",
+    tags: &[
+        ("scope", "agency, building or site"),
+        ("id", "agency or building id; `site` for the site"),
+        ("period", "month or year"),
+    ],
+    fields: &[
+        ("name", FieldType::Str, "the scope's name, for tables"),
+        (
+            "total_cny",
+            FieldType::Float,
+            "all carriers with a tariff, CNY",
+        ),
+        ("electricity_cny", FieldType::Float, "electricity, CNY"),
+        (
+            "water_cny",
+            FieldType::Float,
+            "water at its price, CNY (without the surcharge)",
+        ),
+        (
+            "water_surcharge_cny",
+            FieldType::Float,
+            "water above the agencies' monthly quotas, CNY",
+        ),
+        ("gas_cny", FieldType::Float, "natural gas, CNY"),
+        ("heat_cny", FieldType::Float, "heat, CNY"),
+        ("critical_kwh", FieldType::Float, "electricity in 尖峰, kWh"),
+        ("peak_kwh", FieldType::Float, "electricity in 峰, kWh"),
+        ("flat_kwh", FieldType::Float, "electricity in 平, kWh"),
+        ("valley_kwh", FieldType::Float, "electricity in 谷, kWh"),
+        (
+            "peak_share_pct",
+            FieldType::Float,
+            "峰 + 尖峰 share of priced electricity, %",
+        ),
+        (
+            "unpriced",
+            FieldType::Int,
+            "carriers with consumption that had no tariff in force",
+        ),
+        (
+            "budget_cny",
+            FieldType::Float,
+            "an agency's [[budget]] for the year (year points only)",
+        ),
+        (
+            "budget_ratio_to_date",
+            FieldType::Float,
+            "cost so far against the budget pro-rated to the days with data",
+        ),
+        (
+            "budget_projected_ratio",
+            FieldType::Float,
+            "projected year-end cost against the budget",
+        ),
+    ],
+};
+
 /// Every measurement meterflow writes now.
 pub static MEASUREMENTS: &[&Measurement] = &[
     &READING,
     &CONSUMPTION,
     &ROLLUP,
     &KPI,
+    &COST,
     &ALERT,
     &ANOMALY,
     &BUS_HEALTH,

@@ -83,6 +83,76 @@ pub fn kpi_point(
     );
 }
 
+/// Encode one scope's cost for a period starting at `start_ms`.
+pub fn cost_point(
+    enc: &mut Encoder,
+    scope: &Scope,
+    name: &str,
+    period: &str,
+    c: &meterflow_kpi::cost::Cost,
+    budget: Option<&meterflow_kpi::cost::BudgetStatus>,
+    start_ms: i64,
+) {
+    let kind = match scope {
+        Scope::Agency(_) => "agency",
+        Scope::Building(_) => "building",
+        Scope::Site => "site",
+    };
+    let carrier = |n: &str| c.carriers.iter().find(|x| x.carrier == n);
+    let base = |n: &str| Value::F(carrier(n).map_or(f64::NAN, |x| x.base_cny));
+    let elec = carrier("electricity");
+    let kwh = |p: &str| {
+        Value::F(elec.map_or(f64::NAN, |e| {
+            e.periods
+                .iter()
+                .filter(|x| x.period == p)
+                .map(|x| x.quantity)
+                .sum()
+        }))
+    };
+    let peak_share = elec.filter(|e| e.quantity > 0.0).map(|e| {
+        e.periods
+            .iter()
+            .filter(|x| x.period == "peak" || x.period == "critical")
+            .map(|x| x.quantity)
+            .sum::<f64>()
+            / e.quantity
+            * 100.0
+    });
+    let mut fields = vec![
+        ("name", Value::S(name)),
+        ("total_cny", Value::F(c.total_cny)),
+        ("electricity_cny", base("electricity")),
+        ("water_cny", base("water")),
+        (
+            "water_surcharge_cny",
+            Value::F(carrier("water").map_or(f64::NAN, |w| w.surcharge_cny)),
+        ),
+        ("gas_cny", base("gas")),
+        ("heat_cny", base("heat")),
+        ("critical_kwh", kwh("critical")),
+        ("peak_kwh", kwh("peak")),
+        ("flat_kwh", kwh("flat")),
+        ("valley_kwh", kwh("valley")),
+        ("peak_share_pct", Value::F(peak_share.unwrap_or(f64::NAN))),
+        ("unpriced", Value::I(c.unpriced.len() as i64)),
+    ];
+    if let Some(b) = budget {
+        fields.push(("budget_cny", Value::F(b.budget_cny)));
+        fields.push(("budget_ratio_to_date", Value::F(b.ratio_to_date)));
+        fields.push((
+            "budget_projected_ratio",
+            Value::F(b.projected_ratio.unwrap_or(f64::NAN)),
+        ));
+    }
+    let _ = enc.point(
+        &lineproto::COST,
+        &[("scope", kind), ("id", scope.label()), ("period", period)],
+        &fields,
+        start_ms,
+    );
+}
+
 /// The display name of a scope: the agency's or building's `name` (its id
 /// when it has none), the site's name.
 fn scope_name(site: &Site, scope: &Scope) -> String {
@@ -134,6 +204,22 @@ pub fn kpi_points(
         for scope in scopes(site) {
             let k = kpi.scope_kpis(reader, &scope, period)?;
             kpi_point(enc, &scope, &scope_name(site, &scope), label, &k, start);
+            if !site.tariffs.is_empty() {
+                let c = kpi.cost(reader, &scope, period)?;
+                let budget = match (&scope, month) {
+                    (Scope::Agency(a), None) => kpi.budget(reader, a, today.year())?,
+                    _ => None,
+                };
+                cost_point(
+                    enc,
+                    &scope,
+                    &scope_name(site, &scope),
+                    label,
+                    &c,
+                    budget.as_ref(),
+                    start,
+                );
+            }
         }
     }
     ledger_day_points(site, reader, today, enc)?;
