@@ -156,6 +156,10 @@ def site(tz):
             [f"SELECT last(\"co2_t\") FROM \"kpi\" WHERE \"scope\" = 'site' AND \"period\" = 'year' AND {YEAR}"],
             w=6, h=5, unit="none",
             description="Every carrier's CO₂ (grid electricity with the regional factor of the data year, fuels, heat); absent when a factor is missing.")
+    b.panel("stat", "This year: energy cost (CNY)",
+            [f"SELECT last(\"total_cny\") FROM \"cost\" WHERE \"scope\" = 'site' AND \"period\" = 'year' AND {YEAR}"],
+            w=6, h=5, unit="none",
+            description="Consumption × the tariff in force for each 15-minute bucket (electricity by time of use), water with its surcharge above the agencies' quotas; see [[tariff]].")
     b.panel("timeseries", "Daily electricity, site (local days)",
             [f"SELECT sum(\"value\") FROM \"rollup\" WHERE {SITE_ELEC} AND \"grain\" = '15m' AND $timeFilter GROUP BY time(1d) tz('$tz')"],
             w=18, h=8, unit="kwatth", options={"legend": {"showLegend": False}}, defaults=BARS)
@@ -204,6 +208,18 @@ def agency(tz):
             description="To date: per-capita energy against the quota's 约束值 pro-rated to the days with data. Projected: the year end by "
                         "last year's shape (method last_year) where last year covers the same days and its whole year, by run-rate otherwise, "
                         "and not before 30 days with data. A running year is tracked, never graded.")
+    b.panel("table", "Energy cost this year",
+            [f"SELECT last(\"name\") AS \"name\", last(\"total_cny\") AS \"total_cny\", last(\"electricity_cny\") AS \"electricity_cny\", "
+             f"last(\"water_cny\") AS \"water_cny\", last(\"water_surcharge_cny\") AS \"water_surcharge_cny\", last(\"peak_share_pct\") AS \"peak_share_pct\", "
+             f"last(\"budget_cny\") AS \"budget_cny\", last(\"budget_projected_ratio\") AS \"budget_projected\" "
+             f"FROM \"cost\" WHERE \"scope\" = 'agency' AND {a} AND \"period\" = 'year' AND {YEAR} GROUP BY \"id\""],
+            w=12, h=6, fmt="table",
+            description="Cost with the site's tariffs, allocated like the consumption. Peak share: electricity in 峰 and 尖峰 (the load-shifting figure). "
+                        "Budget projected: the year-end cost against the agency's 能耗经费预算, projected like the quota.")
+    b.panel("bargauge", "Electricity by time-of-use period this month (kWh)",
+            [f"SELECT last(\"critical_kwh\") AS \"尖峰\", last(\"peak_kwh\") AS \"峰\", last(\"flat_kwh\") AS \"平\", last(\"valley_kwh\") AS \"谷\" "
+             f"FROM \"cost\" WHERE \"scope\" = 'agency' AND {a} AND \"period\" = 'month' AND {MONTH} GROUP BY \"id\""],
+            w=12, h=6, unit="kwatth")
     b.panel("timeseries", "Per-capita energy by month (kgce/person)",
             [f"SELECT \"per_capita_kgce\" FROM \"kpi\" WHERE \"scope\" = 'agency' AND {a} AND \"period\" = 'month' AND {YEAR} GROUP BY \"id\""],
             w=12, h=6)
