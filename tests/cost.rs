@@ -376,6 +376,66 @@ fn cost_by_time_of_use_tariff_change_late_data_and_water_surcharge_by_hand() {
     drop(influx);
     drop(writer);
 
+    // The annual export carries the cost columns: building B's year is the
+    // two July days, 358.1 CNY, all electricity; AW's water is June's 975 +
+    // 150 surcharge = 1 125 CNY.
+    let out = dir.path().join("export");
+    let o = crate::support::bin()
+        .args([
+            "export",
+            "assessment",
+            "--config",
+            path.to_str().expect("p"),
+            "--year",
+            "2026",
+            "--format",
+            "csv",
+            "--out",
+            out.to_str().expect("p"),
+        ])
+        .output()
+        .expect("export");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(out.join("assessment.csv")).expect("csv");
+    let mut rdr = csv::Reader::from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let headers: Vec<String> = rdr
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let col = |h: &str| {
+        headers
+            .iter()
+            .position(|x| x == h)
+            .unwrap_or_else(|| panic!("no column {h}: {headers:?}"))
+    };
+    let (id, cost, elec, water) = (
+        col("编号"),
+        col("能源费用 (元)"),
+        col("其中电费 (元)"),
+        col("其中水费 (元, 含超定额加价)"),
+    );
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.expect("row")).collect();
+    let num = |r: &csv::StringRecord, i: usize| {
+        r.get(i)
+            .and_then(|x| x.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let b = rows
+        .iter()
+        .find(|r| r.get(id) == Some("B"))
+        .expect("building B");
+    assert!(
+        (num(b, cost) - 358.1).abs() < 1e-6 && (num(b, elec) - 358.1).abs() < 1e-6,
+        "{b:?}"
+    );
+    let aw = rows
+        .iter()
+        .find(|r| r.get(id) == Some("AW"))
+        .expect("agency AW");
+    assert!((num(aw, water) - 1125.0).abs() < 1e-6, "{aw:?}");
+
     // The same figures through the API and on the agency's page: July's
     // electricity of the building is the two days, 351.6 + 6.5 = 358.1 CNY;
     // the finance side's 60 % is 214.86 CNY.

@@ -26,8 +26,10 @@ pub struct Request {
     pub profile: Profile,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn scope_row(
     site: &Site,
+    kpi: &KpiContext,
     reader: &Reader,
     scope: &Scope,
     k: &ScopeKpis,
@@ -98,7 +100,39 @@ fn scope_row(
         // planned work, not a data-quality finding.
         .filter(|a| a.kind != "replacement" && meters.contains(&a.meter.as_str()))
         .count() as i64;
+    // The year's cost with the site's tariffs.
+    let cost = if site.tariffs.is_empty() {
+        None
+    } else {
+        let period = meterflow_kpi::period_of(year, None).context("no such year")?;
+        Some(kpi.cost(reader, scope, period)?)
+    };
+    let part = |carrier: &str| {
+        cost.as_ref().map(|c| {
+            c.carriers
+                .iter()
+                .filter(|x| x.carrier == carrier)
+                .map(|x| x.base_cny + x.surcharge_cny)
+                .sum::<f64>()
+        })
+    };
+    let peak_share_pct = cost.as_ref().and_then(|c| {
+        let e = c.carriers.iter().find(|x| x.carrier == "electricity")?;
+        (e.quantity > 0.0).then(|| {
+            e.periods
+                .iter()
+                .filter(|p| p.period == "peak" || p.period == "critical")
+                .map(|p| p.quantity)
+                .sum::<f64>()
+                / e.quantity
+                * 100.0
+        })
+    });
     Ok(ScopeRow {
+        cost_cny: cost.as_ref().map(|c| c.total_cny),
+        electricity_cny: part("electricity"),
+        water_cny: part("water"),
+        peak_share_pct,
         level: level.as_str().to_string(),
         id,
         name,
@@ -193,7 +227,7 @@ pub fn gather(
         last_day = last_day.max(k.last_day);
         grid_year = grid_year.or(k.carbon.grid_factor_year);
         carbon_warnings.extend(k.carbon.warnings.iter().cloned());
-        rows.push(scope_row(site, reader, scope, &k, year, from, to)?);
+        rows.push(scope_row(site, &kpi, reader, scope, &k, year, from, to)?);
         let (level, id) = match scope {
             Scope::Agency(a) => (Level::Agency, a.as_str()),
             Scope::Building(b) => (Level::Building, b.as_str()),

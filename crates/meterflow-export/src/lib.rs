@@ -90,6 +90,15 @@ pub struct ScopeRow {
     pub estimated_pct: Option<f64>,
     /// Anomalies recorded for its meters in the year.
     pub anomalies: i64,
+    /// Energy cost of the year with the site's tariffs, CNY (`None` without
+    /// `[[tariff]]`): all carriers, electricity, water with its surcharge.
+    pub cost_cny: Option<f64>,
+    /// Electricity's part of it, CNY.
+    pub electricity_cny: Option<f64>,
+    /// Water's part of it, surcharge included, CNY.
+    pub water_cny: Option<f64>,
+    /// Electricity in 峰 and 尖峰, % of the priced electricity.
+    pub peak_share_pct: Option<f64>,
     /// Quota grades, e.g. `[("per_capita_energy", "B")]`.
     pub grades: Vec<(String, String)>,
     /// Cumulative reductions against a plan's base year: (indicator, %,
@@ -270,6 +279,10 @@ fn scope_frame(rows: &[ScopeRow]) -> PolarsResult<DataFrame> {
             "anomalies".into(),
             rows.iter().map(|r| r.anomalies).collect::<Vec<i64>>(),
         ),
+        opt_col("cost_cny", rows.iter().map(|r| r.cost_cny)),
+        opt_col("electricity_cny", rows.iter().map(|r| r.electricity_cny)),
+        opt_col("water_cny", rows.iter().map(|r| r.water_cny)),
+        opt_col("peak_share_pct", rows.iter().map(|r| r.peak_share_pct)),
     ];
     for ind in INDICATORS {
         let find = |r: &ScopeRow| r.reductions.iter().find(|x| x.0 == ind).cloned();
@@ -578,6 +591,10 @@ pub const ASSESSMENT: &[ColumnSpec] = &[
     c("completeness_pct", "数据完整率 (%)", N2),
     c("estimated_pct", "估算数据占比 (%)", N2),
     c("anomalies", "异常数 (个)", N0),
+    c("cost_cny", "能源费用 (元)", N2),
+    c("electricity_cny", "其中电费 (元)", N2),
+    c("water_cny", "其中水费 (元, 含超定额加价)", N2),
+    c("peak_share_pct", "峰段用电占比 (%, 峰+尖峰)", N2),
 ];
 
 /// The monthly table's columns.
