@@ -67,6 +67,21 @@ pub fn site_file(
             i / 10
         )?;
     }
+    // Prices (issue 22): a time-of-use tariff with 尖峰, water with the
+    // surcharge, gas and heat; a budget for the first agency. Pricing is
+    // done where figures are read, so the store is the same with or without.
+    writeln!(
+        s,
+        "[[tariff]]\nid = \"e\"\ncarrier = \"electricity\"\nfrom = 2024-01-01\nsource = \"bench\"\n\
+periods = {{ valley = [\"23:00-07:00\"], flat = [\"07:00-08:00\", \"11:00-18:00\"], peak = [\"08:00-11:00\", \"18:00-23:00\"] }}\n\
+prices = {{ critical = 1.25, peak = 0.98, flat = 0.65, valley = 0.32 }}\n\
+critical = {{ months = [1, 7, 8, 12], hours = [\"10:00-11:00\", \"19:00-21:00\"] }}\n\n\
+[[tariff]]\nid = \"w\"\ncarrier = \"water\"\nfrom = 2024-01-01\nsource = \"bench\"\nprice = 5.0\n\
+surcharge = [{{ above_pct = 0, factor = 0.5 }}, {{ above_pct = 20, factor = 1.0 }}]\n\n\
+[[tariff]]\nid = \"g\"\ncarrier = \"gas\"\nfrom = 2024-01-01\nsource = \"bench\"\nprice = 3.5\n\n\
+[[tariff]]\nid = \"h\"\ncarrier = \"heat\"\nfrom = 2024-01-01\nsource = \"bench\"\nprice = 60.0\n\n\
+[[budget]]\nagency = \"a0\"\nyear = 2026\ncny = 2000000\n"
+    )?;
     std::fs::write(
         dir.join("tokens"),
         format!("manager sha256:{}\n", meterflow_http::hash_token(token)),

@@ -3,7 +3,8 @@
 //! have data), the server in this process, one client asking in turn: the
 //! overview, an agency's page (its figures for the 30 days, four charts,
 //! its meters) and a meter's month. p50/p95 of the time to the last byte,
-//! and the bytes of each page, against `/healthz` on the same connection.
+//! and the bytes of each page, against `/healthz` on the same connection;
+//! then the KPI API with the energy cost and budget (the site has tariffs).
 //!
 //! `cargo run --release -p meterflow-benches --bin page-latency -- [METERS] [DAYS] [REQUESTS] [KEEP_DIR]`
 
@@ -64,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(1)
         .build()?;
     let month = today.format("%Y-%m-15");
+    let year = chrono::Datelike::year(&today);
     let cases: Vec<(&str, Vec<String>)> = vec![
         ("/healthz (reference)", vec!["/healthz".into()]),
         (
@@ -79,6 +81,16 @@ fn main() -> anyhow::Result<()> {
             (0..AGENCIES)
                 .map(|a| format!("/agencies/a{a}?period=year"))
                 .collect(),
+        ),
+        (
+            "API: an agency's KPIs for the year with cost (time of use, water surcharge) and budget",
+            (0..AGENCIES)
+                .map(|a| format!("/api/v1/kpis?scope=agency&id=a{a}&year={year}"))
+                .collect(),
+        ),
+        (
+            "API: the site's KPIs for the year with cost (every agency's water surcharge, 12 months)",
+            vec![format!("/api/v1/kpis?scope=site&year={year}")],
         ),
         (
             "meter page, a month by day with quality",
