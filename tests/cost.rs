@@ -525,3 +525,110 @@ prices = { critical = 1.3"#,
     assert!(e.contains("17:00 is in both"), "{e}");
     assert!(e.contains("site.toml:"), "file and line named: {e}");
 }
+
+/// A meter's own tariff registers (DL/T 645 费率 1–4) against the time-of-use
+/// split of its 15-minute consumption on Wednesday 2026-07-15, under 谷
+/// 23-07, 平 07-08 and 11-18, 峰 08-11 and 18-23, 尖峰 10-11 and 19-21
+/// (July). The load is 10 kW from 09:00 to 17:00 and 2 kW otherwise: 112 kWh.
+/// Our split: 谷 8 h × 2 = 16; 平 2 (07) + 60 (11-17) + 2 (17) = 64; 峰 2 (08)
+/// + 10 (09) + 2 (18) + 4 (21-23) = 18; 尖峰 10 (10) + 4 (19-21) = 14.
+/// A meter with the same table agrees (0 %). A meter whose clock runs an hour
+/// fast files hour h under the period of hour h + 1: 谷 16, 平 2 (06) + 10
+/// (10) + 60 (11-17) = 72, 峰 2 (07) + 2 (08) + 2 (17) + 4 (20-22) = 10,
+/// 尖峰 10 (09) + 4 (18-20) = 14: 8 kWh moved from 峰 to 平, 8 / 112 = 7.1 %,
+/// above the 5 % default. (A constant load would hide the shift: the
+/// periods' totals do not change when the whole day turns by an hour.)
+#[test]
+fn tariff_registers_that_disagree_with_the_bucket_split_raise_the_alert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("site.toml");
+    let site_text = SITE.to_string()
+        + r#"
+[[meter]]
+id = "E_OK"
+kind = "electricity"
+unit = "kWh"
+serves = { building = "B" }
+interval_s = 900
+
+[[meter]]
+id = "E_FAST"
+kind = "electricity"
+unit = "kWh"
+serves = { building = "B" }
+interval_s = 900
+
+[[alert]]
+id = "tou"
+kind = "tou_mismatch"
+"#;
+    std::fs::write(&path, site_text).expect("site");
+    let site = Site::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let tariff = site
+        .tariffs
+        .iter()
+        .find(|t| t.id == "elec-h1")
+        .expect("tariff");
+    let (d15, d16) = (day(&site, "2026-07-15"), day(&site, "2026-07-16"));
+    let mut batch = Vec::new();
+    for (meter, shift_h) in [("E_OK", 0), ("E_FAST", 1)] {
+        let mut total = 5000.0;
+        let mut regs = [1000.0f64; 4];
+        let mut t = d15;
+        while t <= d16 {
+            batch.push(reading(meter, "energy_import", t, total));
+            for (k, q) in [
+                "energy_import_t1",
+                "energy_import_t2",
+                "energy_import_t3",
+                "energy_import_t4",
+            ]
+            .iter()
+            .enumerate()
+            {
+                batch.push(reading(meter, q, t, regs[k]));
+            }
+            // The meter files this quarter hour under the period of its own clock.
+            let minute = ((t - d15) / 60_000 + shift_h * 60).rem_euclid(24 * 60) as u32;
+            let (name, _) = tariff.price_at(7, minute).expect("a period");
+            let k = ["critical", "peak", "flat", "valley"]
+                .iter()
+                .position(|p| *p == name)
+                .expect("known period");
+            let hour = (t - d15) / 3_600_000 % 24;
+            let kwh = if (9..17).contains(&hour) { 2.5 } else { 0.5 };
+            total += kwh;
+            regs[k] += kwh;
+            t += Q;
+        }
+    }
+    let mut writer = meterflow_store::Writer::open(&site).expect("store");
+    writer.write_batch(&batch, "test").expect("write");
+    let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
+    let rule = site
+        .alert_rules
+        .iter()
+        .find(|r| r.id == "tou")
+        .expect("rule");
+    let obs = meterflow_runtime::alerting::observe(
+        &site,
+        &reader,
+        rule,
+        d16 + 8 * 3_600_000,
+        &meterflow_runtime::alerting::LiveMetrics::default(),
+    )
+    .expect("observe");
+    let value = |m: &str| {
+        obs.iter()
+            .find(|o| o.target == m)
+            .map(|o| (o.value, o.detail.clone()))
+            .unwrap_or_else(|| panic!("no observation for {m}: {obs:?}"))
+    };
+    let (ok, detail) = value("E_OK");
+    assert!(ok.abs() < 1e-9, "{detail}");
+    let (fast, detail) = value("E_FAST");
+    assert!((fast - 8.0 / 112.0).abs() < 1e-9, "{detail}");
+    assert!(detail.contains("clock"), "{detail}");
+    // Meters without tariff registers are not judged.
+    assert!(obs.iter().all(|o| o.target != "MAIN"), "{obs:?}");
+}

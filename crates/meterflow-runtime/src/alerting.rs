@@ -47,6 +47,7 @@ pub fn threshold(rule: &AlertRule) -> f64 {
         AlertKind::NightFlow => 0.02,
         AlertKind::Imbalance => 0.1,
         AlertKind::MeterSilent => 1.0,
+        AlertKind::TouMismatch => 0.05,
         AlertKind::CounterReset | AlertKind::ImplausibleDelta => 0.5,
         AlertKind::BusErrorRate => 0.2,
         AlertKind::BatteryLow | AlertKind::ValveFault => 0.5,
@@ -441,6 +442,108 @@ pub fn observe(
                     target: p.id.clone(),
                     value: share.abs(),
                     detail,
+                });
+            }
+        }
+        AlertKind::TouMismatch => {
+            // The last complete local day, with the tariff in force on it.
+            let today = local_date(now_ms, site.tz);
+            let Some(day) = today.pred_opt() else {
+                return Ok(out);
+            };
+            let Some(tariff) =
+                meterflow_model::config::tariff_on(&site.tariffs, EnergyClass::Electricity, day)
+                    .filter(|t| !t.periods.is_empty())
+            else {
+                return Ok(out);
+            };
+            let (from, to) = (
+                day_start(day, site.tz),
+                day_start(day.succ_opt().unwrap_or(day), site.tz),
+            );
+            // DL/T 645 费率 1–4 are 尖峰, 峰, 平, 谷.
+            const REGISTERS: [(&str, &str); 4] = [
+                ("critical", "energy_import_t1"),
+                ("peak", "energy_import_t2"),
+                ("flat", "energy_import_t3"),
+                ("valley", "energy_import_t4"),
+            ];
+            for id in wanted(rule, site.meters.iter().map(|m| m.id.as_str())) {
+                let Some(total) = reader.series_id(&id, "energy_import")? else {
+                    continue;
+                };
+                // The registers are read like any other value (not counted
+                // into intervals): their change between the day's first and
+                // last reading, and our split over the same span.
+                let mut registers = BTreeMap::new();
+                let (mut span_from, mut span_to) = (i64::MAX, i64::MIN);
+                for (period, quantity) in REGISTERS {
+                    let Some(s) = reader.series_id(&id, quantity)? else {
+                        continue;
+                    };
+                    let rows: Vec<_> = reader
+                        .readings(s, from, to + 1)?
+                        .into_iter()
+                        .filter(|r| r.kind == 0 && r.value.is_finite())
+                        .collect();
+                    if let (Some(a), Some(b)) = (rows.first(), rows.last())
+                        && b.ts_ms > a.ts_ms
+                    {
+                        registers.insert(period, b.value - a.value);
+                        span_from = span_from.min(a.ts_ms);
+                        span_to = span_to.max(b.ts_ms);
+                    }
+                }
+                if registers.is_empty() {
+                    continue;
+                }
+                let mut split: BTreeMap<&str, f64> = BTreeMap::new();
+                for r in reader.intervals(total, span_from, span_to)? {
+                    let t = local(site, r.bucket_ms);
+                    let Some((name, _)) = tariff.price_at(t.month(), t.hour() * 60 + t.minute())
+                    else {
+                        continue;
+                    };
+                    let key = REGISTERS
+                        .iter()
+                        .map(|(p, _)| *p)
+                        .find(|p| *p == name)
+                        .unwrap_or("flat");
+                    *split.entry(key).or_default() += meterflow_core::from_micro(r.micro);
+                }
+                let energy: f64 = split.values().sum();
+                if energy < 1.0 {
+                    continue;
+                }
+                // Energy counted in another period: half the sum of the
+                // differences (what one period gains, another loses).
+                let moved: f64 = REGISTERS
+                    .iter()
+                    .map(|(p, _)| {
+                        (registers.get(p).copied().unwrap_or(0.0)
+                            - split.get(p).copied().unwrap_or(0.0))
+                        .abs()
+                    })
+                    .sum::<f64>()
+                    / 2.0;
+                let show = |m: &BTreeMap<&str, f64>| {
+                    REGISTERS
+                        .iter()
+                        .map(|(p, _)| format!("{p} {:.1}", m.get(p).copied().unwrap_or(0.0)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                out.push(Observation {
+                    target: id.clone(),
+                    value: moved / energy,
+                    detail: format!(
+                        "{day}: the meter's tariff registers ({}) against the tariff `{}` split of its consumption ({}) kWh: {:.1} kWh ({:.0} %) in another period — check the meter's TOU table and clock",
+                        show(&registers),
+                        tariff.id,
+                        show(&split),
+                        moved,
+                        moved / energy * 100.0
+                    ),
                 });
             }
         }

@@ -62,6 +62,11 @@ pub enum AlertKind {
     /// An agency's projected year-end energy cost above its `[[budget]]`
     /// (ratio > threshold, default 1).
     BudgetOverrun,
+    /// A meter's own tariff registers (DL/T 645 费率 1–4: 尖峰, 峰, 平, 谷)
+    /// disagree with the time-of-use split of its 15-minute consumption on
+    /// the last complete day: the share of energy in another period above
+    /// `threshold` (default 0.05) — a wrong TOU table or the meter's clock.
+    TouMismatch,
     /// Mean power in off-hours above a share of the last working day's working-hours mean (default 0.5).
     OffHoursBaseload,
     /// Minimum hourly night flow above `threshold` m³/h (default 0.02) on `nights` nights in a row (default 3).
@@ -92,6 +97,7 @@ impl AlertKind {
             AlertKind::QuotaOverrun => "quota_overrun",
             AlertKind::QuotaProjection => "quota_projection",
             AlertKind::BudgetOverrun => "budget_overrun",
+            AlertKind::TouMismatch => "tou_mismatch",
             AlertKind::OffHoursBaseload => "off_hours_baseload",
             AlertKind::NightFlow => "night_flow",
             AlertKind::Imbalance => "imbalance",
