@@ -530,14 +530,17 @@ prices = { critical = 1.3"#,
 /// split of its 15-minute consumption on Wednesday 2026-07-15, under 谷
 /// 23-07, 平 07-08 and 11-18, 峰 08-11 and 18-23, 尖峰 10-11 and 19-21
 /// (July). The load is 10 kW from 09:00 to 17:00 and 2 kW otherwise: 112 kWh.
-/// Our split: 谷 8 h × 2 = 16; 平 2 (07) + 60 (11-17) + 2 (17) = 64; 峰 2 (08)
-/// + 10 (09) + 2 (18) + 4 (21-23) = 18; 尖峰 10 (10) + 4 (19-21) = 14.
-/// A meter with the same table agrees (0 %). A meter whose clock runs an hour
-/// fast files hour h under the period of hour h + 1: 谷 16, 平 2 (06) + 10
-/// (10) + 60 (11-17) = 72, 峰 2 (07) + 2 (08) + 2 (17) + 4 (20-22) = 10,
-/// 尖峰 10 (09) + 4 (18-20) = 14: 8 kWh moved from 峰 to 平, 8 / 112 = 7.1 %,
-/// above the 5 % default. (A constant load would hide the shift: the
-/// periods' totals do not change when the whole day turns by an hour.)
+///
+/// Our split: 谷 8 h × 2 = 16; 平 2 (07) and 60 (11-17) and 2 (17) = 64;
+/// 峰 2 (08) and 10 (09) and 2 (18) and 4 (21-23) = 18; 尖峰 10 (10) and
+/// 4 (19-21) = 14. A meter with the same table agrees (0 %).
+///
+/// A meter whose clock runs an hour fast files hour h under the period of
+/// hour h + 1: 谷 16; 平 2 (06) and 10 (10) and 60 (11-17) = 72; 峰 2 (07)
+/// and 2 (08) and 2 (17) and 4 (20-22) = 10; 尖峰 10 (09) and 4 (18-20) =
+/// 14: 8 kWh moved from 峰 to 平, 8 / 112 = 7.1 %, above the 5 % default.
+/// (A constant load would hide the shift: the periods' totals do not change
+/// when the whole day turns by an hour.)
 #[test]
 fn tariff_registers_that_disagree_with_the_bucket_split_raise_the_alert() {
     let dir = tempfile::tempdir().expect("tempdir");
