@@ -376,6 +376,33 @@ fn cost_by_time_of_use_tariff_change_late_data_and_water_surcharge_by_hand() {
     drop(influx);
     drop(writer);
 
+    // `meterflow kpi` prints the cost and the budget too.
+    let o = crate::support::bin()
+        .args([
+            "kpi",
+            "--config",
+            path.to_str().expect("p"),
+            "--year",
+            "2026",
+        ])
+        .output()
+        .expect("kpi");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    assert!(
+        text.contains("B: energy cost 358.10 CNY: electricity 358.10"),
+        "{text}"
+    );
+    assert!(
+        text.contains("AW: energy cost 1125.00 CNY: water 1125.00"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(surcharge above the quota 150.00)"),
+        "{text}"
+    );
+    assert!(text.contains("A1: budget 300 CNY, 214.86 spent"), "{text}");
+
     // The annual export carries the cost columns: building B's year is the
     // two July days, 358.1 CNY, all electricity; AW's water is June's 975 +
     // 150 surcharge = 1 125 CNY.

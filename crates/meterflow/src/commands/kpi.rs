@@ -73,15 +73,68 @@ pub(crate) fn run(
     let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
     let mut notes = Vec::new();
     let kpi = KpiContext::new(&site);
-    let mut rows = Vec::new();
-    for id in &ids {
-        rows.push(kpi.scope_kpis(&reader, &Scope::Agency(id.clone()), period)?);
-    }
+    let mut scopes: Vec<Scope> = ids.iter().map(|id| Scope::Agency(id.clone())).collect();
     if agency.is_none() {
-        for b in &site.buildings {
-            rows.push(kpi.scope_kpis(&reader, &Scope::Building(b.id.clone()), period)?);
+        scopes.extend(site.buildings.iter().map(|b| Scope::Building(b.id.clone())));
+        scopes.push(Scope::Site);
+    }
+    let mut rows = Vec::new();
+    for scope in &scopes {
+        rows.push(kpi.scope_kpis(&reader, scope, period)?);
+    }
+    for (scope, k) in scopes.iter().zip(&rows) {
+        // The energy cost with the site's tariffs, and an agency's budget.
+        if !site.tariffs.is_empty() {
+            let c = kpi.cost(&reader, scope, period)?;
+            let parts: Vec<String> = c
+                .carriers
+                .iter()
+                .map(|x| {
+                    let periods: Vec<String> = x
+                        .periods
+                        .iter()
+                        .filter(|p| !p.period.is_empty())
+                        .map(|p| format!("{} {:.1} kWh", p.period, p.quantity))
+                        .collect();
+                    let mut t = format!("{} {:.2}", x.carrier, x.base_cny + x.surcharge_cny);
+                    if !periods.is_empty() {
+                        t.push_str(&format!(" ({})", periods.join(", ")));
+                    }
+                    if x.surcharge_cny > 0.0 {
+                        t.push_str(&format!(
+                            " (surcharge above the quota {:.2})",
+                            x.surcharge_cny
+                        ));
+                    }
+                    t
+                })
+                .collect();
+            notes.push(format!(
+                "{}: energy cost {:.2} CNY: {}",
+                k.agency,
+                c.total_cny,
+                parts.join("; ")
+            ));
+            for u in &c.unpriced {
+                notes.push(format!("{}: not priced: {u}", k.agency));
+            }
         }
-        rows.push(kpi.scope_kpis(&reader, &Scope::Site, period)?);
+        if let Scope::Agency(a) = scope
+            && period.days() > 31
+            && let Some(b) = kpi.budget(&reader, a, chrono::Datelike::year(&period.from))?
+        {
+            notes.push(format!(
+                "{}: budget {:.0} CNY, {:.2} spent = {:.0} % of it pro-rated; {}",
+                k.agency,
+                b.budget_cny,
+                b.to_date_cny,
+                b.ratio_to_date * 100.0,
+                match (b.projected_cny, b.projected_ratio) {
+                    (Some(p), Some(r)) => format!("projected {p:.0} = {:.0} %", r * 100.0),
+                    _ => "no projection yet".to_string(),
+                }
+            ));
+        }
     }
     for k in &rows {
         let c = &k.carriers;
