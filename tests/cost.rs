@@ -393,14 +393,13 @@ fn cost_by_time_of_use_tariff_change_late_data_and_water_surcharge_by_hand() {
         text.contains("B: energy cost 358.10 CNY: electricity 358.10"),
         "{text}"
     );
+    assert!(text.contains("AW: energy cost 1125.00 CNY"), "{text}");
     assert!(
-        text.contains("AW: energy cost 1125.00 CNY: water 1125.00"),
+        text.contains("water 1125.00 (surcharge above the quota 150.00)"),
         "{text}"
     );
-    assert!(
-        text.contains("(surcharge above the quota 150.00)"),
-        "{text}"
-    );
+    // The site: the building's 358.10 and AW's water 1 125.00 = 1 483.10.
+    assert!(text.contains("site: energy cost 1483.10 CNY"), "{text}");
     assert!(text.contains("A1: budget 300 CNY, 214.86 spent"), "{text}");
 
     // The annual export carries the cost columns: building B's year is the
