@@ -550,6 +550,27 @@ prices = { critical = 1.3"#,
     assert!(e.contains("06:00 is in no period"), "{e}");
     assert!(e.contains("17:00 is in both"), "{e}");
     assert!(e.contains("site.toml:"), "file and line named: {e}");
+
+    // A gap between two tariffs is allowed, and `check` names it.
+    let gap = SITE.replace(
+        r#"id = "elec-h2"
+carrier = "electricity"
+from = 2026-07-16"#,
+        r#"id = "elec-h2"
+carrier = "electricity"
+from = 2026-07-20"#,
+    );
+    std::fs::write(&path, gap).expect("site");
+    let o = crate::support::bin()
+        .args(["check", "--config", path.to_str().expect("p")])
+        .output()
+        .expect("check");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("tariffs `elec-h1` and `elec-h2` leave 2026-07-16 to 2026-07-19 without a electricity price"),
+        "{out}"
+    );
 }
 
 /// A meter's own tariff registers (DL/T 645 费率 1–4) against the time-of-use

@@ -108,6 +108,36 @@ pub(crate) fn run(path: &Path) -> ExitCode {
             ));
         }
     }
+    // Days with no tariff in force between two tariffs of a carrier (their
+    // consumption is not priced, and the cost says so).
+    for class in [
+        meterflow_model::EnergyClass::Electricity,
+        meterflow_model::EnergyClass::Water,
+        meterflow_model::EnergyClass::Gas,
+        meterflow_model::EnergyClass::Heat,
+    ] {
+        let mut ts: Vec<_> = site
+            .tariffs
+            .iter()
+            .filter(|t| t.carrier == class)
+            .filter_map(|t| Some((t.days().0?, t.days().1, t.id.as_str())))
+            .collect();
+        ts.sort_by_key(|t| t.0);
+        for w in ts.windows(2) {
+            if let Some(end) = w[0].1
+                && (w[1].0 - end).num_days() > 1
+            {
+                warnings.push(format!(
+                    "tariffs `{}` and `{}` leave {} to {} without a {} price: that consumption will not be priced",
+                    w[0].2,
+                    w[1].2,
+                    end.succ_opt().unwrap_or(end),
+                    w[1].0.pred_opt().unwrap_or(w[1].0),
+                    class.as_str()
+                ));
+            }
+        }
+    }
     // The working calendar of the off-hours rule: a year without the State
     // Council's notice knows weekends but no holidays or make-up days.
     let year = chrono::Datelike::year(&chrono::Utc::now().with_timezone(&site.tz));
