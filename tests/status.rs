@@ -50,10 +50,10 @@ status demo at 2025-03-03 02:10:00 +08:00
 process   not reachable: no [api], or not running (poll state unknown)
 outbox    0 point(s) waiting
 alerts    0 firing
-meter              state    last reading                      age            value anomalies failed polls
-hall               ok       2025-03-03 02:00:00 +08:00     10 min          108.000         0            -
-pump               silent   2025-03-03 00:30:00 +08:00 1 h 40 min           21.000         0            -
-spare              no data  -                                   -                -         0            -
+meter              state    last reading                      age            value anomalies polls taken failed polls
+hall               ok       2025-03-03 02:00:00 +08:00     10 min          108.000         0           -            -
+pump               silent   2025-03-03 00:30:00 +08:00 1 h 40 min           21.000         0           -            -
+spare              no data  -                                   -                -         0           -            -
 ";
     assert_eq!(out, want);
     let o = run(&[
@@ -130,6 +130,26 @@ fn status_shows_what_the_running_process_knows_and_run_has_a_status_line_on_a_te
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     assert!(failed >= 1, "{out}");
+    // Every due poll is taken or counted as skipped, with its reason: a
+    // parked meter's due polls are skipped as parked, none silently.
+    let (_, metrics) = crate::api::request(api, "GET", "/metrics", None, "");
+    let metric = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{bus=\"gone\",meter=\"m\"}}")))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}")) as u64
+    };
+    let (due, taken, late, parked) = (
+        metric("meterflow_meter_polls_due_total"),
+        metric("meterflow_meter_polls_taken_total"),
+        metric("meterflow_meter_polls_skipped_late_total"),
+        metric("meterflow_meter_polls_skipped_parked_total"),
+    );
+    assert_eq!(due, taken + late + parked, "{metrics}");
+    assert!(parked >= 1 && taken >= 1, "{metrics}");
+    assert!(out.contains("polls taken"), "{out}");
     let o = child.wait_with_output().expect("run ends");
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(

@@ -23,7 +23,7 @@ fn snapshot(app: &App) -> Vec<(String, String, meterflow_modbus::MeterHealth)> {
 /// running process).
 pub(crate) fn meter_metrics(e: &mut Exposition, app: &App) {
     type Pick = fn(&meterflow_modbus::MeterHealth) -> u64;
-    let families: [(&str, &str, &str, Pick); 2] = [
+    let families: [(&str, &str, &str, Pick); 6] = [
         (
             "meterflow_meter_consecutive_failures",
             "gauge",
@@ -35,6 +35,30 @@ pub(crate) fn meter_metrics(e: &mut Exposition, app: &App) {
             "counter",
             "Polls of a meter that gave nothing, since start.",
             |h| h.failed_polls,
+        ),
+        (
+            "meterflow_meter_polls_due_total",
+            "counter",
+            "Polls due by the meter's period(s) since start (taken + skipped late + skipped parked).",
+            |h| h.polls_due,
+        ),
+        (
+            "meterflow_meter_polls_taken_total",
+            "counter",
+            "Polls taken since start.",
+            |h| h.polls,
+        ),
+        (
+            "meterflow_meter_polls_skipped_late_total",
+            "counter",
+            "Due polls skipped because the bus was busy past their time.",
+            |h| h.skipped_late,
+        ),
+        (
+            "meterflow_meter_polls_skipped_parked_total",
+            "counter",
+            "Due polls skipped while the meter was parked after failures.",
+            |h| h.skipped_parked,
         ),
     ];
     let meters = snapshot(app);

@@ -61,6 +61,15 @@ pub struct BusHealth {
 pub struct MeterHealth {
     /// Polls attempted (not counting polls skipped while parked).
     pub polls: u64,
+    /// Polls due by the meter's period(s) since start: taken, or skipped
+    /// (`skipped_late` + `skipped_parked`); `polls / polls_due` is the share
+    /// of due polls taken.
+    pub polls_due: u64,
+    /// Due polls whose time passed while the bus was busy with others (the
+    /// scheduler runs late): not taken, the next aligned time is.
+    pub skipped_late: u64,
+    /// Due polls not taken because the meter was parked after failures.
+    pub skipped_parked: u64,
     /// Polls that ended without an answer (timeout or transport error).
     pub timeouts: u64,
     /// Fields answered with a Modbus exception.
@@ -174,6 +183,7 @@ async fn run_scheduler(
         polls,
     };
     let mut link = Link::new(&bus, Arc::clone(&health));
+    let mut late_warned: HashMap<String, i64> = HashMap::new();
     let mut jobs: Vec<Job> = Vec::new();
     let now = now_ms();
     for (i, p) in state.polls.iter().enumerate() {
@@ -220,8 +230,38 @@ async fn run_scheduler(
             } else {
                 state.polls[m].poll_ms
             };
-            jobs[k].due_ms = aligned_next(now_ms(), period);
-            if state.parked_until[m] > now {
+            let served = jobs[k].due_ms;
+            let next = aligned_next(now_ms(), period);
+            jobs[k].due_ms = next;
+            // Aligned times that passed between the one served now and the
+            // next one: the bus was busy past them. Counted, and said once
+            // an hour per meter, never skipped silently.
+            let late = u64::try_from(((next - served) / period.max(1) - 1).max(0)).unwrap_or(0);
+            let parked = state.parked_until[m] > now;
+            {
+                let mut meters = health.meters.lock().unwrap_or_else(|p| p.into_inner());
+                let mh = meters.entry(state.polls[m].meter.clone()).or_default();
+                mh.polls_due += 1 + late;
+                mh.skipped_late += late;
+                if parked {
+                    mh.skipped_parked += 1;
+                }
+            }
+            if late > 0 {
+                let meter = &state.polls[m].meter;
+                let quiet = late_warned.get(meter).is_some_and(|t| now - *t < 3_600_000);
+                if !quiet {
+                    late_warned.insert(meter.clone(), now);
+                    tracing::warn!(
+                        bus = %bus.id,
+                        meter = %meter,
+                        skipped = late,
+                        behind_ms = now_ms() - served,
+                        "Poll(s) skipped: the bus was busy past their time (more meters or slower answers than the period allows); counted in meterflow_meter_polls_skipped_late_total."
+                    );
+                }
+            }
+            if parked {
                 continue;
             }
             let reads = if fast {

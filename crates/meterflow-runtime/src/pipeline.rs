@@ -103,6 +103,8 @@ fn live_meters(
                 crate::status::LiveMeter {
                     consecutive_failures: u64::from(h.consecutive_failures),
                     failed_polls: h.failed_polls,
+                    polls_due: h.polls_due,
+                    polls_taken: h.polls,
                 },
             );
         }

@@ -28,6 +28,9 @@ pub struct MeterStatus {
     pub anomalies_24h: usize,
     /// Polls that gave nothing since the process started (live only).
     pub failed_polls: Option<u64>,
+    /// Polls taken of those due since the process started, % (live only,
+    /// Modbus meters).
+    pub polls_taken_pct: Option<f64>,
 }
 
 /// The whole view.
@@ -54,6 +57,10 @@ pub struct LiveMeter {
     pub consecutive_failures: u64,
     /// Failed polls since start.
     pub failed_polls: u64,
+    /// Polls due since start.
+    pub polls_due: u64,
+    /// Polls taken since start.
+    pub polls_taken: u64,
 }
 
 /// The view of `site` at `now_ms` from its store, with `live` poll state
@@ -95,6 +102,9 @@ pub fn view(
             age_s: last.map(|(t, _)| (now_ms - t).max(0) / 1000),
             anomalies_24h: anomalies.get(&m.id).copied().unwrap_or(0),
             failed_polls: l.map(|l| l.failed_polls),
+            polls_taken_pct: l
+                .filter(|l| l.polls_due > 0)
+                .map(|l| l.polls_taken as f64 * 100.0 / l.polls_due as f64),
         });
     }
     let outbox = meterflow_store::Outbox::open(&path)?.stats()?;
@@ -139,13 +149,20 @@ pub fn table(site: &Site, v: &View) -> String {
     let _ = writeln!(out, "alerts    {} firing", v.alerts_firing);
     let _ = writeln!(
         out,
-        "{:<18} {:<8} {:<26} {:>10} {:>16} {:>9} {:>12}",
-        "meter", "state", "last reading", "age", "value", "anomalies", "failed polls"
+        "{:<18} {:<8} {:<26} {:>10} {:>16} {:>9} {:>11} {:>12}",
+        "meter",
+        "state",
+        "last reading",
+        "age",
+        "value",
+        "anomalies",
+        "polls taken",
+        "failed polls"
     );
     for m in &v.meters {
         let _ = writeln!(
             out,
-            "{:<18} {:<8} {:<26} {:>10} {:>16} {:>9} {:>12}",
+            "{:<18} {:<8} {:<26} {:>10} {:>16} {:>9} {:>11} {:>12}",
             m.meter,
             m.state,
             m.last_ms
@@ -158,6 +175,9 @@ pub fn table(site: &Site, v: &View) -> String {
                 .map(|x| format!("{x:.3}"))
                 .unwrap_or_else(|| "-".into()),
             m.anomalies_24h,
+            m.polls_taken_pct
+                .map(|p| format!("{p:.1} %"))
+                .unwrap_or_else(|| "-".into()),
             m.failed_polls
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "-".into()),

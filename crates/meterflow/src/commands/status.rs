@@ -195,6 +195,8 @@ fn parse_metrics(text: &str) -> BTreeMap<String, LiveMeter> {
         let field: fn(&mut LiveMeter, u64) = match name {
             "meterflow_meter_consecutive_failures" => |l, v| l.consecutive_failures = v,
             "meterflow_meter_failed_polls_total" => |l, v| l.failed_polls = v,
+            "meterflow_meter_polls_due_total" => |l, v| l.polls_due = v,
+            "meterflow_meter_polls_taken_total" => |l, v| l.polls_taken = v,
             _ => continue,
         };
         let Some((labels, value)) = rest.rsplit_once("} ") else {
@@ -218,13 +220,15 @@ mod tests {
 
     #[test]
     fn the_meter_families_are_read_back() {
-        let text = "# HELP x\nmeterflow_meter_consecutive_failures{bus=\"b\",meter=\"m1\"} 3\nmeterflow_meter_failed_polls_total{bus=\"b\",meter=\"m1\"} 7\nmeterflow_meter_failed_polls_total{bus=\"b\",meter=\"m2\"} 0\nmeterflow_bus_requests_total{bus=\"b\"} 9\n";
+        let text = "# HELP x\nmeterflow_meter_consecutive_failures{bus=\"b\",meter=\"m1\"} 3\nmeterflow_meter_failed_polls_total{bus=\"b\",meter=\"m1\"} 7\nmeterflow_meter_polls_due_total{bus=\"b\",meter=\"m1\"} 12\nmeterflow_meter_polls_taken_total{bus=\"b\",meter=\"m1\"} 9\nmeterflow_meter_failed_polls_total{bus=\"b\",meter=\"m2\"} 0\nmeterflow_bus_requests_total{bus=\"b\"} 9\n";
         let m = parse_metrics(text);
         assert_eq!(
             m["m1"],
             LiveMeter {
                 consecutive_failures: 3,
-                failed_polls: 7
+                failed_polls: 7,
+                polls_due: 12,
+                polls_taken: 9,
             }
         );
         assert_eq!(m["m2"], LiveMeter::default());
