@@ -147,7 +147,9 @@ fn status_shows_what_the_running_process_knows_and_run_has_a_status_line_on_a_te
         metric("meterflow_meter_polls_skipped_late_total"),
         metric("meterflow_meter_polls_skipped_parked_total"),
     );
-    assert_eq!(due, taken + late + parked, "{metrics}");
+    // (One poll may be in flight: counted due, not yet taken.)
+    let accounted = taken + late + parked;
+    assert!(due == accounted || due == accounted + 1, "{metrics}");
     assert!(parked >= 1 && taken >= 1, "{metrics}");
     assert!(out.contains("polls taken"), "{out}");
     let o = child.wait_with_output().expect("run ends");

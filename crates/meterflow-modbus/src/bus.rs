@@ -233,34 +233,21 @@ async fn run_scheduler(
             let served = jobs[k].due_ms;
             let next = aligned_next(now_ms(), period);
             jobs[k].due_ms = next;
-            // Aligned times that passed between the one served now and the
-            // next one: the bus was busy past them. Counted, and said once
-            // an hour per meter, never skipped silently.
-            let late = u64::try_from(((next - served) / period.max(1) - 1).max(0)).unwrap_or(0);
             let parked = state.parked_until[m] > now;
-            {
-                let mut meters = health.meters.lock().unwrap_or_else(|p| p.into_inner());
-                let mh = meters.entry(state.polls[m].meter.clone()).or_default();
-                mh.polls_due += 1 + late;
-                mh.skipped_late += late;
-                if parked {
-                    mh.skipped_parked += 1;
-                }
-            }
-            if late > 0 {
-                let meter = &state.polls[m].meter;
-                let quiet = late_warned.get(meter).is_some_and(|t| now - *t < 3_600_000);
-                if !quiet {
-                    late_warned.insert(meter.clone(), now);
-                    tracing::warn!(
-                        bus = %bus.id,
-                        meter = %meter,
-                        skipped = late,
-                        behind_ms = now_ms() - served,
-                        "Poll(s) skipped: the bus was busy past their time (more meters or slower answers than the period allows); counted in meterflow_meter_polls_skipped_late_total."
-                    );
-                }
-            }
+            let due = Due {
+                served,
+                next,
+                period,
+                parked,
+                now,
+            };
+            account_due(
+                &health,
+                &bus.id,
+                &state.polls[m].meter,
+                &due,
+                &mut late_warned,
+            );
             if parked {
                 continue;
             }
@@ -328,6 +315,53 @@ fn reads_for(bus: &Bus, p: &MeterPoll, fast: bool) -> Vec<Read> {
         bus.max_registers.clamp(1, 125),
         bus.max_gap,
     )
+}
+
+/// One due poll as the scheduler handles it.
+pub(crate) struct Due {
+    /// The aligned time being served now.
+    pub(crate) served: i64,
+    /// The next aligned time after now.
+    pub(crate) next: i64,
+    /// The poll period, ms.
+    pub(crate) period: i64,
+    /// The meter is parked: the poll is not taken.
+    pub(crate) parked: bool,
+    /// Now, ms.
+    pub(crate) now: i64,
+}
+
+/// Count a due poll of `meter`, and the aligned times between the one
+/// served and the next that passed while the bus was busy with others:
+/// skipped late (said once an hour per meter), never silently; a parked
+/// meter's poll is skipped as parked.
+pub(crate) fn account_due(
+    health: &BusHealth,
+    bus: &str,
+    meter: &str,
+    d: &Due,
+    warned: &mut HashMap<String, i64>,
+) {
+    let late = u64::try_from(((d.next - d.served) / d.period.max(1) - 1).max(0)).unwrap_or(0);
+    {
+        let mut meters = health.meters.lock().unwrap_or_else(|p| p.into_inner());
+        let mh = meters.entry(meter.to_string()).or_default();
+        mh.polls_due += 1 + late;
+        mh.skipped_late += late;
+        if d.parked {
+            mh.skipped_parked += 1;
+        }
+    }
+    if late > 0 && warned.get(meter).is_none_or(|t| d.now - *t >= 3_600_000) {
+        warned.insert(meter.to_string(), d.now);
+        tracing::warn!(
+            bus = %bus,
+            meter = %meter,
+            skipped = late,
+            behind_ms = d.now - d.served,
+            "Poll(s) skipped: the bus was busy past their time (more meters or slower answers than the period allows); counted in meterflow_meter_polls_skipped_late_total."
+        );
+    }
 }
 
 /// Next multiple of `period_ms` strictly after `now_ms`.

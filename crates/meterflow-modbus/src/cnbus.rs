@@ -18,7 +18,7 @@ use meterflow_model::{Batch, Reading, Site, TimeSource};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::{mpsc, watch};
 
-use crate::bus::{BusHealth, aligned_next, inter_frame};
+use crate::bus::{BusHealth, Due, account_due, aligned_next, inter_frame};
 use crate::decode::FieldError;
 use meterflow_model::clock::now_ms;
 
@@ -697,6 +697,7 @@ pub async fn run_cn_bus(
     let now = now_ms();
     let mut due: Vec<i64> = polls.iter().map(|p| aligned_next(now, p.poll_ms)).collect();
     let mut parked_until = vec![i64::MIN; polls.len()];
+    let mut late_warned: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     loop {
         let next = due.iter().copied().min().unwrap_or(i64::MAX);
         let wait = Duration::from_millis((next - now_ms()).max(0) as u64);
@@ -716,8 +717,18 @@ pub async fn run_cn_bus(
                 break;
             }
             let p = &polls[i];
+            let served = due[i];
             due[i] = aligned_next(now_ms(), p.poll_ms);
-            if parked_until[i] > now {
+            let parked = parked_until[i] > now;
+            let d = Due {
+                served,
+                next: due[i],
+                period: p.poll_ms,
+                parked,
+                now,
+            };
+            account_due(&health, &bus.id, &p.meter, &d, &mut late_warned);
+            if parked {
                 continue;
             }
             let started = Instant::now();
