@@ -461,6 +461,36 @@ fn cost_by_time_of_use_tariff_change_late_data_and_water_surcharge_by_hand() {
         .find(|r| r.get(id) == Some("AW"))
         .expect("agency AW");
     assert!((num(aw, water) - 1125.0).abs() < 1e-6, "{aw:?}");
+    // The cost table: the building's July electricity, AW's June water.
+    let text = std::fs::read_to_string(out.join("cost.csv")).expect("cost.csv");
+    let mut rdr = csv::Reader::from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let rows: Vec<Vec<String>> = rdr
+        .records()
+        .map(|r| r.expect("row").iter().map(str::to_string).collect())
+        .collect();
+    let find = |id: &str, month: &str, carrier: &str| -> f64 {
+        rows.iter()
+            .find(|r| r[1] == id && r[2] == month && r[3] == carrier)
+            .and_then(|r| r[4].parse().ok())
+            .unwrap_or_else(|| panic!("no {id} {month} {carrier}: {rows:?}"))
+    };
+    assert!((find("B", "7", "electricity") - 358.1).abs() < 1e-6);
+    assert!((find("AW", "6", "water") - 1125.0).abs() < 1e-6);
+    // The workbook, with its 费用 sheet, is written too.
+    let o = crate::support::bin()
+        .args([
+            "export",
+            "assessment",
+            "--config",
+            path.to_str().expect("p"),
+            "--year",
+            "2026",
+            "--out",
+            dir.path().join("a.xlsx").to_str().expect("p"),
+        ])
+        .output()
+        .expect("export xlsx");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // The same figures through the API and on the agency's page: July's
     // electricity of the building is the two days, 351.6 + 6.5 = 358.1 CNY;

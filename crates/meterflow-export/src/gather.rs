@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::{DayRow, Format, Input, Profile, ScopeRow, SourceRow, VehicleRow, WasteRow};
+use crate::{CostRow, DayRow, Format, Input, Profile, ScopeRow, SourceRow, VehicleRow, WasteRow};
 use anyhow::Context;
 use chrono::Datelike;
 use meterflow_core::aggregate::{Grain, Level};
@@ -30,6 +30,7 @@ pub struct Request {
 fn scope_row(
     site: &Site,
     kpi: &KpiContext,
+    costs: &mut Vec<CostRow>,
     reader: &Reader,
     scope: &Scope,
     k: &ScopeKpis,
@@ -107,6 +108,29 @@ fn scope_row(
         let period = meterflow_kpi::period_of(year, None).context("no such year")?;
         Some(kpi.cost(reader, scope, period)?)
     };
+    // The cost table: this scope's months by carrier.
+    if let Some(c) = &cost {
+        let (lv, sid) = match scope {
+            Scope::Agency(a) => ("agency", a.clone()),
+            Scope::Building(b) => ("building", b.clone()),
+            Scope::Site => ("site", "site".to_string()),
+        };
+        for car in &c.carriers {
+            for (month, cny) in &car.by_month {
+                let m = month
+                    .get(5..7)
+                    .and_then(|m| m.parse::<i32>().ok())
+                    .unwrap_or(0);
+                costs.push(CostRow {
+                    level: lv.to_string(),
+                    id: sid.clone(),
+                    month: m,
+                    carrier: car.carrier.clone(),
+                    cny: *cny,
+                });
+            }
+        }
+    }
     let part = |carrier: &str| {
         cost.as_ref().map(|c| {
             c.carriers
@@ -215,6 +239,7 @@ pub fn gather(
         None => meterflow_kpi::scopes(site),
     };
     let mut rows = Vec::new();
+    let mut costs: Vec<CostRow> = Vec::new();
     let mut grid_year = None;
     let mut carbon_warnings = std::collections::BTreeSet::new();
     let mut unverified = std::collections::BTreeSet::new();
@@ -227,7 +252,9 @@ pub fn gather(
         last_day = last_day.max(k.last_day);
         grid_year = grid_year.or(k.carbon.grid_factor_year);
         carbon_warnings.extend(k.carbon.warnings.iter().cloned());
-        rows.push(scope_row(site, &kpi, reader, scope, &k, year, from, to)?);
+        rows.push(scope_row(
+            site, &kpi, &mut costs, reader, scope, &k, year, from, to,
+        )?);
         let (level, id) = match scope {
             Scope::Agency(a) => (Level::Agency, a.as_str()),
             Scope::Building(b) => (Level::Building, b.as_str()),
@@ -411,6 +438,7 @@ pub fn gather(
         },
         data_through,
         scopes: rows,
+        costs,
         conventions,
         days,
         waste,

@@ -43,6 +43,21 @@ impl Profile {
     }
 }
 
+/// One scope's cost of one carrier in one month.
+#[derive(Debug, Clone)]
+pub struct CostRow {
+    /// `agency`, `building` or `site`.
+    pub level: String,
+    /// Id (`site` for the site).
+    pub id: String,
+    /// Month 1-12.
+    pub month: i32,
+    /// Carrier.
+    pub carrier: String,
+    /// CNY, the water surcharge included.
+    pub cny: f64,
+}
+
 /// One scope's year, as the store and the KPI functions give it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScopeRow {
@@ -212,6 +227,8 @@ pub struct Input {
     pub vehicles: Vec<VehicleRow>,
     /// Factors, quotas, targets.
     pub sources: Vec<SourceRow>,
+    /// Cost by scope, month and carrier (empty without `[[tariff]]`).
+    pub costs: Vec<CostRow>,
     /// Warning lines (grade-C factors, gaps).
     pub warnings: Vec<String>,
 }
@@ -226,6 +243,8 @@ pub struct Tables {
     pub sources: DataFrame,
     /// Cover lines (key, value).
     pub cover: Vec<(String, String)>,
+    /// Cost by scope × month × carrier.
+    pub cost: DataFrame,
 }
 
 /// The indicators compared year on year.
@@ -488,11 +507,25 @@ pub fn build(input: &Input) -> anyhow::Result<Tables> {
     for w in &input.warnings {
         cover.push(("警告 Warning".to_string(), w.clone()));
     }
+    let cost = DataFrame::new(
+        input.costs.len(),
+        vec![
+            str_col("level", input.costs.iter().map(|c| c.level.clone())),
+            str_col("id", input.costs.iter().map(|c| c.id.clone())),
+            Column::new(
+                "month".into(),
+                input.costs.iter().map(|c| c.month).collect::<Vec<i32>>(),
+            ),
+            str_col("carrier", input.costs.iter().map(|c| c.carrier.clone())),
+            f64_col("cny", input.costs.iter().map(|c| c.cny)),
+        ],
+    )?;
     Ok(Tables {
         assessment,
         monthly,
         sources,
         cover,
+        cost,
     })
 }
 
@@ -517,6 +550,15 @@ const fn c(name: &'static str, header: &'static str, format: &'static str) -> Co
 
 const N2: &str = "#,##0.00";
 const N0: &str = "#,##0";
+
+/// The cost table's columns: scope, month and carrier, CNY.
+pub const COST: &[ColumnSpec] = &[
+    c("level", "层级", ""),
+    c("id", "编号", ""),
+    c("month", "月份", "0"),
+    c("carrier", "能源", ""),
+    c("cny", "费用 (元, 含水超定额加价)", N2),
+];
 
 /// The assessment table's columns, in order.
 pub const ASSESSMENT: &[ColumnSpec] = &[
@@ -638,10 +680,11 @@ fn with_headers(df: &DataFrame, specs: &[ColumnSpec]) -> PolarsResult<DataFrame>
 
 /// Write the tables; the files written.
 pub fn write(tables: &Tables, format: Format, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let named: [(&str, &DataFrame, &[ColumnSpec]); 3] = [
+    let named: [(&str, &DataFrame, &[ColumnSpec]); 4] = [
         ("assessment", &tables.assessment, ASSESSMENT),
         ("monthly", &tables.monthly, MONTHLY),
         ("sources", &tables.sources, SOURCES),
+        ("cost", &tables.cost, COST),
     ];
     match format {
         Format::Xlsx => {
@@ -718,6 +761,7 @@ fn xlsx(tables: &Tables, out: &Path) -> anyhow::Result<()> {
         ("按单位 Assessment", &tables.assessment, ASSESSMENT),
         ("按月 Monthly", &tables.monthly, MONTHLY),
         ("系数与定额 Sources", &tables.sources, SOURCES),
+        ("费用 Cost", &tables.cost, COST),
     ] {
         let ws = wb.add_worksheet().set_name(title)?;
         ws.set_freeze_panes(1, 0)?;

@@ -61,6 +61,8 @@ pub struct CarrierCost {
     pub periods: Vec<PeriodCost>,
     /// Water: the months against the quota.
     pub months: Vec<WaterMonth>,
+    /// CNY by calendar month (`YYYY-MM`), the surcharge included.
+    pub by_month: std::collections::BTreeMap<String, f64>,
 }
 
 /// A scope's cost over a period.
@@ -310,6 +312,7 @@ impl KpiContext {
                 surcharge_cny: 0.0,
                 periods: Vec::new(),
                 months: Vec::new(),
+                by_month: std::collections::BTreeMap::new(),
             };
             // Electricity by the quarter hour (time of use); the others by day.
             let grain = if class == EnergyClass::Electricity {
@@ -331,6 +334,8 @@ impl KpiContext {
                     Some((name, price)) => {
                         c.quantity += r.value;
                         c.base_cny += r.value * price;
+                        *c.by_month.entry(t.format("%Y-%m").to_string()).or_default() +=
+                            r.value * price;
                         match c.periods.iter_mut().find(|p| p.period == name) {
                             Some(p) => {
                                 p.quantity += r.value;
@@ -460,6 +465,9 @@ impl KpiContext {
                     self.scope_kpis(reader, &scope, inside)?.carriers.water_m3 / m3
                 };
                 c.surcharge_cny += s * share;
+                *c.by_month
+                    .entry(month.format("%Y-%m").to_string())
+                    .or_default() += s * share;
                 if matches!(scope, Scope::Agency(_)) && agencies.len() == 1 {
                     c.months.push(WaterMonth {
                         month: month.format("%Y-%m").to_string(),
