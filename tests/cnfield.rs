@@ -295,19 +295,24 @@ fn serial_meters_in_the_field_retry_count_and_decode_their_variants() {
     // every 2 s with no gap over 3 s, and each poll stored both items.
     let energy = readings(&db, "e1", "energy_import");
     let voltage = readings(&db, "e1", "voltage_l1");
+    // (Polls a period or more before the silence: the one under way when
+    // it began may have had its first item answered and not its second.)
     let before: Vec<i64> = energy
         .iter()
         .map(|(t, _)| *t)
-        .filter(|t| *t < silence_start)
+        .filter(|t| *t < silence_start - 2_000)
         .collect();
-    assert!(before.len() >= 4, "{before:?}");
+    assert!(before.len() >= 3, "{before:?}");
     for w in before.windows(2) {
         assert!(
             w[1] - w[0] <= 3_000,
             "no parking after one bad checksum: {before:?}"
         );
     }
-    let voltage_before = voltage.iter().filter(|(t, _)| *t < silence_start).count();
+    let voltage_before = voltage
+        .iter()
+        .filter(|(t, _)| *t < silence_start - 2_000)
+        .count();
     assert_eq!(voltage_before, before.len(), "both items in every poll");
     assert!(voltage.iter().all(|(_, v)| *v == 229.8));
     let bus = &buses["buses"][0];
