@@ -114,6 +114,33 @@ fn meter_bars(reader: &Reader, site: &Site, series: i64, c: &Chosen) -> anyhow::
     Ok(out)
 }
 
+/// The period a page was asked for (`?period=`, `?date=`), around today.
+fn chosen(app: &App, q: &HashMap<String, String>) -> Chosen {
+    chart::choose(
+        Span::parse(q.get("period").map(String::as_str)),
+        q.get("date").map(String::as_str),
+        today(&app.site),
+    )
+}
+
+/// The cost table of `scope` over the chosen period (nothing without
+/// `[[tariff]]`).
+fn cost_section(
+    app: &App,
+    reader: &Reader,
+    l: Lang,
+    scope: &Scope,
+    c: &Chosen,
+) -> anyhow::Result<Markup> {
+    if app.site.tariffs.is_empty() {
+        return Ok(html! {});
+    }
+    Ok(cost_table(
+        l,
+        &app.kpi.cost(reader, scope, period_of_chosen(c))?,
+    ))
+}
+
 /// The cost of a scope over the chosen period, by carrier and time-of-use
 /// period, with the water months against the quota.
 fn cost_table(l: Lang, c: &meterflow_kpi::cost::Cost) -> Markup {
@@ -264,11 +291,7 @@ pub(super) async fn agency_page(
             tr(l, "这是其他单位的页面。", "This is another agency's page."),
         );
     }
-    let c = chart::choose(
-        Span::parse(q.get("period").map(String::as_str)),
-        q.get("date").map(String::as_str),
-        today(&app.site),
-    );
+    let c = chosen(&app, &q);
     let app2 = Arc::clone(&app);
     let id2 = id.clone();
     let body = tokio::task::spawn_blocking(move || -> anyhow::Result<Markup> {
@@ -277,14 +300,7 @@ pub(super) async fn agency_page(
         let k = app2
             .kpi
             .scope_kpis(&reader, &Scope::Agency(id2.clone()), period_of_chosen(&c))?;
-        let cost = if site.tariffs.is_empty() {
-            html! {}
-        } else {
-            let c = app2
-                .kpi
-                .cost(&reader, &Scope::Agency(id2.clone()), period_of_chosen(&c))?;
-            cost_table(l, &c)
-        };
+        let cost = cost_section(&app2, &reader, l, &Scope::Agency(id2.clone()), &c)?;
         let budget = app2
             .kpi
             .budget(&reader, &id2, chrono::Datelike::year(&c.date))?;
@@ -374,23 +390,14 @@ pub(super) async fn building_page(
             ),
         );
     }
-    let c = chart::choose(
-        Span::parse(q.get("period").map(String::as_str)),
-        q.get("date").map(String::as_str),
-        today(&app.site),
-    );
+    let c = chosen(&app, &q);
     let app2 = Arc::clone(&app);
     let id2 = id.clone();
     let body = tokio::task::spawn_blocking(move || -> anyhow::Result<Markup> {
         let site = &app2.site;
         let reader = Reader::open(&site.store_path())?;
         let k = app2.kpi.scope_kpis(&reader, &Scope::Building(id2.clone()), period_of_chosen(&c))?;
-        let cost = if site.tariffs.is_empty() {
-            html! {}
-        } else {
-            let c = app2.kpi.cost(&reader, &Scope::Building(id2.clone()), period_of_chosen(&c))?;
-            cost_table(l, &c)
-        };
+        let cost = cost_section(&app2, &reader, l, &Scope::Building(id2.clone()), &c)?;
         let meters: Vec<&Meter> = site.meters.iter().filter(|m| building_of(site, m).as_deref() == Some(id2.as_str())).collect();
         let agencies: Vec<&meterflow_model::config::Agency> = site
             .agencies
@@ -446,11 +453,7 @@ pub(super) async fn meter_page(
             ),
         );
     }
-    let c = chart::choose(
-        Span::parse(q.get("period").map(String::as_str)),
-        q.get("date").map(String::as_str),
-        today(&app.site),
-    );
+    let c = chosen(&app, &q);
     let app2 = Arc::clone(&app);
     let id2 = id.clone();
     let body = tokio::task::spawn_blocking(move || -> anyhow::Result<Markup> {
