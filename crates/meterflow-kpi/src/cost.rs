@@ -453,7 +453,25 @@ impl KpiContext {
                 from: month.max(period.from),
                 to: next.min(period.to),
             };
+            let (m_from, m_to) = (day_start(month, site.tz), day_start(next, site.tz));
             for a in &agencies {
+                // No water in the month, no surcharge: the KPI computation
+                // (persons for the quota) is needed only where there is water.
+                let any_water = reader
+                    .agg(
+                        meterflow_core::aggregate::Level::Agency,
+                        a,
+                        EnergyClass::Water,
+                        "",
+                        Grain::Month,
+                        m_from,
+                        m_to,
+                    )?
+                    .iter()
+                    .any(|r| r.value > 0.0);
+                if !any_water {
+                    continue;
+                }
                 let scope = Scope::Agency(a.clone());
                 let k = self.scope_kpis(reader, &scope, whole)?;
                 let m3 = k.carriers.water_m3;
