@@ -451,14 +451,17 @@ fn alerts_at_another_time_is_a_dry_run_unless_recorded() {
 ///   fire at the 50 % threshold);
 /// - Monday 10-05, 12:00-13:00: off-hours; the last worked day before is
 ///   Wednesday 09-30 with a working-hours mean of 40 kWh/h → 40 / 40 = 1.0;
-/// - Monday 10-12, 12:00-13:00 (a normal Monday): working hours again.
+/// - Monday 10-12, 12:00-13:00 (a normal Monday): working hours again;
+/// - Tuesday 10-13 is a site closure (`[site] closures`): the lights that
+///   stay on 08-18 as on any Tuesday are off-hours load, 40 / 40 = 1.0
+///   against Monday 10-12's working-hours mean.
 #[test]
 fn the_off_hours_rule_knows_make_up_sundays_and_holiday_mondays() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("site.toml");
     std::fs::write(
         &path,
-        "[site]\nname = \"calendar\"\ntimezone = \"Asia/Shanghai\"\n\n[store]\npath = \"s.db\"\n\n\
+        "[site]\nname = \"calendar\"\ntimezone = \"Asia/Shanghai\"\nclosures = [2026-10-13]\n\n[store]\npath = \"s.db\"\n\n\
 [[building]]\nid = \"B\"\ntotal_area_m2 = 2000\noffice_area_m2 = 1500\n\n[[agency]]\nid = \"A\"\nname = \"A\"\n\n\
 [[space]]\nagency = \"A\"\nbuilding = \"B\"\nfrom = 2026-01-01\narea_m2 = 1000\n\n\
 [[meter]]\nid = \"EL\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = { building = \"B\" }\n\n\
@@ -540,4 +543,11 @@ fn the_off_hours_rule_knows_make_up_sundays_and_holiday_mondays() {
         holiday.detail
     );
     assert_eq!(at("2026-10-12").detail, "working hours");
+    let closed = at("2026-10-13");
+    assert!((closed.value - 1.0).abs() < 1e-9, "{}", closed.detail);
+    assert!(
+        closed.detail.contains("2026-10-13 12:00"),
+        "{}",
+        closed.detail
+    );
 }

@@ -850,3 +850,94 @@ fn a_long_estimated_gap_keeps_its_total_but_not_its_coverage() {
     assert!(close(long, 30.0 / 31.0 * 100.0, 1e-6), "{long}");
     assert!(close(total_long, total, 1e-9));
 }
+
+/// A per-day water quota on the working-day basis (`day_basis = "working"`,
+/// the 250-day convention) divides by the worked days with data: the
+/// national calendar (holidays, make-up days) less the site's closures.
+/// 2026 begins on a Thursday: 52 weeks and a Thursday = 261 weekdays. The
+/// State Council's notice takes the weekdays of 元旦 01-01/02 (2), 春节
+/// 02-16..20 and 02-23 (6), 清明 04-06 (1), 劳动节 05-01, 04, 05 (3), 端午
+/// 06-19 (1), 中秋 09-25 (1), 国庆 10-01, 02, 05, 06, 07 (5): 19; it adds
+/// six make-up weekend days (01-04, 02-14, 02-28, 05-09, 09-20, 10-10):
+/// 261 − 19 + 6 = 248 worked days; the site's closure on Tuesday 10-13
+/// leaves 247. Water 0.85 m³ a day for 10 persons, 365 days: 310 250 L.
+/// - calendar basis: 310 250 / (10 × 365) = 85.0 L/person·d (within 90);
+/// - working basis: 310 250 / (10 × 247) = 125.607 L/person·d (over 90).
+#[test]
+fn a_working_day_water_quota_divides_by_the_worked_days() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = r#"
+[site]
+name = "working days"
+quota_set = "test-working"
+closures = [2026-10-13]
+
+[store]
+path = "store.db"
+
+[[building]]
+id = "B"
+total_area_m2 = 1000
+
+[[agency]]
+id = "X"
+name = "X"
+
+[[headcount]]
+agency = "X"
+from = 2026-01-01
+persons = 10
+
+[[space]]
+agency = "X"
+building = "B"
+from = 2026-01-01
+area_m2 = 1000
+
+[[meter]]
+id = "W"
+kind = "water"
+unit = "m3"
+serves = { agency = "X" }
+interval_s = 86400
+
+[[quota]]
+quota_set = "test-working"
+institution_type = "office"
+admin_level = "city"
+climate_zone = "A"
+indicator = "water_per_person_day"
+unit = "L/person·d"
+day_basis = "working"
+constraint = 90.0
+source = "test quota"
+confidence = "C"
+"#;
+    let site = store(
+        dir.path(),
+        toml,
+        &[("W", vec![(date(2026, 1, 1), date(2027, 1, 1), 0.85)])],
+    );
+    let (k, g) = year_grade(
+        &site,
+        date(2027, 1, 5),
+        Scope::Agency("X".into()),
+        2026,
+        "water_per_person_day",
+    );
+    assert_eq!(k.water_days, 365);
+    assert_eq!(k.water_working_days, 247);
+    let cal = k.water_l_per_person_day.expect("calendar figure");
+    assert!(close(cal, 85.0, 1e-6), "{cal}");
+    let work = k.water_l_per_person_working_day.expect("working figure");
+    assert!(close(work, 310_250.0 / 2470.0, 1e-9), "{work}");
+    assert!(close(g.value, work, 1e-12), "graded on {}", g.value);
+    assert!(g.value > 90.0);
+
+    // A typo in the basis is refused where it is written.
+    let bad = toml.replace("day_basis = \"working\"", "day_basis = \"workday\"");
+    let e = Site::parse(&bad, std::path::Path::new("site.toml"))
+        .expect_err("a bad day basis")
+        .to_string();
+    assert!(e.contains("day_basis") && e.contains("`workday`"), "{e}");
+}

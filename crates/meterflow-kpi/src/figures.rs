@@ -40,6 +40,8 @@ pub(crate) struct Figures {
     pub persons: f64,
     pub area: f64,
     pub water_days: usize,
+    /// Of those, the days worked at the site.
+    pub water_working_days: usize,
     /// Special-function electricity (sub-item D), kWh.
     pub special_kwh: f64,
     /// Special-function floor area, m² (time-weighted).
@@ -58,6 +60,10 @@ impl Figures {
             "water_per_person_day" => per(
                 self.carriers.water_m3 * 1000.0,
                 self.persons * self.water_days as f64,
+            ),
+            "water_per_person_working_day" => per(
+                self.carriers.water_m3 * 1000.0,
+                self.persons * self.water_working_days as f64,
             ),
             _ => None,
         }
@@ -102,6 +108,7 @@ fn figures(
         persons,
         area,
         water_days: sums.water_days(&keep),
+        water_working_days: sums.water_days(&|d| keep(d) && site.worked(d)),
         special_kwh: sums.special_kwh(&keep),
         special_area,
     })
@@ -348,6 +355,8 @@ pub(crate) fn compute(
         water_per_capita: per_person(f.indicator("per_capita_water")),
         water_l_per_person_day: per_person(f.indicator("water_per_person_day")),
         water_days: f.water_days,
+        water_l_per_person_working_day: per_person(f.indicator("water_per_person_working_day")),
+        water_working_days: f.water_working_days,
         completeness_pct,
         coverage_pct,
         complete,
@@ -414,6 +423,11 @@ fn quota_value(
                 e - f.energy.heat - f.energy.vehicle_fuel() - f.special_kwh * kk,
                 f.area - f.special_area,
             ),
+            // A per-day water quota on the working-day basis (250 days a
+            // year) divides by the worked days with data.
+            "water_per_person_day" if q.day_basis.as_deref() == Some("working") => {
+                f.indicator("water_per_person_working_day")
+            }
             other => f.indicator(other),
         }
     };

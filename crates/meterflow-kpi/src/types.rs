@@ -39,6 +39,12 @@ pub struct ScopeKpis {
     pub water_l_per_person_day: Option<f64>,
     /// Days of the period with water data (the divisor of the per-day figure).
     pub water_days: usize,
+    /// L per person per working day with water data (the 250-day basis of
+    /// a quota whose `day_basis` is `working`).
+    pub water_l_per_person_working_day: Option<f64>,
+    /// Of `water_days`, those worked at the site (national calendar less
+    /// the site's closures).
+    pub water_working_days: usize,
     /// Measured buckets / expected, %.
     pub completeness_pct: f64,
     /// Measured or estimated buckets / expected, % (the completeness

@@ -117,12 +117,12 @@ struct WorkCalendar {
     /// The rule's own working days, if it names them; else the national
     /// working calendar (weekends, statutory holidays, make-up days).
     days: Option<Vec<u8>>,
-    /// The rule's site closures (off all day).
+    /// The rule's and the site's closures (off all day).
     holidays: Vec<NaiveDate>,
 }
 
 impl WorkCalendar {
-    fn of(rule: &AlertRule) -> WorkCalendar {
+    fn of(site: &Site, rule: &AlertRule) -> WorkCalendar {
         let (start, end) = rule
             .work_hours
             .as_deref()
@@ -132,7 +132,12 @@ impl WorkCalendar {
             start,
             end,
             days: rule.workdays.clone(),
-            holidays: rule.holidays.iter().filter_map(to_date).collect(),
+            holidays: rule
+                .holidays
+                .iter()
+                .chain(&site.site.closures)
+                .filter_map(to_date)
+                .collect(),
         }
     }
 
@@ -236,7 +241,7 @@ pub fn observe(
             }
         }
         AlertKind::OffHoursBaseload => {
-            let cal = WorkCalendar::of(rule);
+            let cal = WorkCalendar::of(site, rule);
             let hour = hour_floor(now_ms) - 3_600_000;
             let at = local(site, hour);
             for scope in scopes(site, rule, "building") {

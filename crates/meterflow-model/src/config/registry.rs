@@ -149,6 +149,18 @@ pub(crate) fn check_registry_rows(
                 "quota levels must satisfy guide <= baseline <= constraint",
             );
         }
+        if let Some(b) = &v.day_basis
+            && b != "calendar"
+            && b != "working"
+        {
+            ctx.error(
+                q.span_of(&["day_basis"]),
+                q.key("day_basis"),
+                format!(
+                    "`{b}`: `calendar` (365/366 days) or `working` (the worked days, 250 a year)"
+                ),
+            );
+        }
     }
 }
 

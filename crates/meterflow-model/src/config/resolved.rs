@@ -77,6 +77,18 @@ pub struct Site {
 }
 
 impl Site {
+    /// Is local date `d` worked at this site: the national working
+    /// calendar (weekends, statutory holidays, make-up working days) less
+    /// the site's `closures`.
+    pub fn worked(&self, d: chrono::NaiveDate) -> bool {
+        !self
+            .site
+            .closures
+            .iter()
+            .any(|c| crate::factors::to_date(c) == Some(d))
+            && crate::calendar::Calendar::shipped().kind(d).worked()
+    }
+
     /// A Modbus profile by name.
     pub fn profile(&self, name: &str) -> Option<&crate::profile::Profile> {
         self.profiles.iter().find(|p| p.name == name)

@@ -55,6 +55,11 @@ pub struct SiteSection {
     /// not its coverage: its split over days and hours is a guess). Default 24.
     #[serde(default = "default_covered_gap_h")]
     pub covered_gap_max_h: f64,
+    /// Local dates the whole site is closed (本单位闭馆日: on top of the
+    /// national calendar's holidays): not worked for every rule and for
+    /// the working-day water basis.
+    #[serde(default)]
+    pub closures: Vec<toml::value::Datetime>,
 }
 
 fn default_covered_gap_h() -> f64 {
@@ -323,6 +328,16 @@ pub(crate) fn check_site<'d>(
             site.key("grid_region"),
             format!("unknown grid region `{}`{hint}", site.value.grid_region),
         );
+    }
+    for (i, c) in site.value.closures.iter().enumerate() {
+        if crate::factors::to_date(c).is_none() {
+            let idx = i.to_string();
+            ctx.error(
+                site.span_of(&["closures", &idx]),
+                site.key(&format!("closures[{i}]")),
+                format!("`{c}` is not a local date (YYYY-MM-DD)"),
+            );
+        }
     }
     if let Some(store) = store_rows {
         if store.value.batch_rows == 0 {
