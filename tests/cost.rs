@@ -712,3 +712,285 @@ kind = "tou_mismatch"
     // Meters without tariff registers are not judged.
     assert!(obs.iter().all(|o| o.target != "MAIN"), "{obs:?}");
 }
+
+const ASSIGNED: &str = r#"
+[site]
+name = "assigned tariffs"
+timezone = "Asia/Shanghai"
+
+[store]
+path = "s.db"
+
+[[building]]
+id = "B1"
+total_area_m2 = 2000
+office_area_m2 = 1000
+
+[[building]]
+id = "B2"
+total_area_m2 = 1000
+office_area_m2 = 500
+
+[[agency]]
+id = "A1"
+name = "一局"
+
+[[agency]]
+id = "A2"
+name = "二局"
+
+[[space]]
+agency = "A1"
+building = "B1"
+from = 2026-01-01
+area_m2 = 600
+
+[[space]]
+agency = "A1"
+building = "B2"
+from = 2026-01-01
+area_m2 = 500
+
+[[space]]
+agency = "A2"
+building = "B1"
+from = 2026-01-01
+area_m2 = 400
+
+[[meter]]
+id = "E1"
+kind = "electricity"
+unit = "kWh"
+serves = { building = "B1" }
+allocation = "area_share"
+interval_s = 900
+
+[[meter]]
+id = "E2"
+kind = "electricity"
+unit = "kWh"
+serves = { building = "B2" }
+allocation = "area_share"
+interval_s = 900
+
+[[meter]]
+id = "EC"
+kind = "electricity"
+unit = "kWh"
+serves = { agency = "A2" }
+interval_s = 900
+
+[[tariff]]
+id = "e-default"
+carrier = "electricity"
+from = 2026-01-01
+source = "test: one price"
+price = 1.0
+
+[[tariff]]
+id = "e-b2"
+carrier = "electricity"
+from = 2026-01-01
+source = "test: building B2's own supply, two-part"
+price = 0.8
+demand_cny_per_kw = 30.0
+buildings = ["B2"]
+
+[[tariff]]
+id = "e-canteen"
+carrier = "electricity"
+from = 2026-01-01
+source = "test: the canteen meter's own account"
+price = 0.5
+meters = ["EC"]
+
+[[tariff]]
+id = "heat-area"
+carrier = "heat"
+from = 2026-01-01
+source = "test: 30 CNY/m² a season, 15 Nov to 15 Mar"
+per_m2_season = 30.0
+season = ["11-15", "03-15"]
+"#;
+
+/// Quarter-hour readings of `meter` over local 2026-07-01 at `kw(hour)`.
+fn july_first(site: &Site, meter: &str, kw: &dyn Fn(i64) -> f64) -> Vec<Reading> {
+    let d = day(site, "2026-07-01");
+    let mut out = Vec::new();
+    let mut value = 100.0;
+    for q in 0..=96 {
+        let t = d + q * Q;
+        out.push(reading(meter, "energy_import", t, value));
+        value += kw(q / 4) * 0.25;
+    }
+    out
+}
+
+/// Tariffs by building and by meter, a demand charge, and heat by area.
+/// 1 July 2026: E1 (building B1, split by area A1 600 / A2 400) 10 kW all
+/// day = 240 kWh; E2 (building B2, A1 alone) 20 kW 08-12 h and 5 kW the
+/// other 20 h = 80 + 100 = 180 kWh, greatest quarter 5 kWh = 20 kW; EC
+/// (serving A2, so in B1) 2 kW = 48 kWh on its own tariff.
+/// - B1: 240 × 1.0 + 48 × 0.5 = 264 CNY;
+/// - B2: 180 × 0.8 = 144, demand 20 kW × 30 = 600 (all of the tariff's
+///   July kWh are B2's): 744 CNY;
+/// - A1: 144 kWh of E1 × 1.0 = 144, E2 144 + 600 = 744: 888 CNY;
+/// - A2: 96 × 1.0 + 24 = 120 CNY;
+/// - site: 264 + 744 = 1 008 = A1 + A2 (one price for all would be 468).
+///
+/// Heat by area in December 2026: the season 2026-11-15..2027-03-15 has
+/// 16 + 31 + 31 + 28 + 15 = 121 days; B1's 2 000 m² × 30 × 31 / 121 =
+/// 15 371.90, B2's 1 000 m² = 7 685.95; A1 takes 600/1000 of B1 and all of
+/// B2 = 16 909.09, A2 400/1000 of B1 = 6 148.76; the site 23 057.85.
+#[test]
+fn tariffs_by_building_and_meter_demand_charges_and_heat_by_area_by_hand() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, ASSIGNED).expect("site");
+    let site = Site::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut writer = meterflow_store::Writer::open(&site).expect("store");
+    let e2 = |h: i64| if (8..12).contains(&h) { 20.0 } else { 5.0 };
+    for (m, kw) in [
+        ("E1", &(|_| 10.0) as &dyn Fn(i64) -> f64),
+        ("E2", &e2),
+        ("EC", &|_| 2.0),
+    ] {
+        writer
+            .write_batch(&july_first(&site, m, kw), "test")
+            .expect("write");
+    }
+    drop(writer);
+    let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
+    let ctx = KpiContext::new(&site);
+    let july = period("2026-07-01", "2026-07-02");
+    let cost = |s: Scope| {
+        let c = ctx.cost(&reader, &s, july).expect("cost");
+        assert!(c.unpriced.is_empty(), "{:?}", c.unpriced);
+        c
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+    let b1 = cost(Scope::Building("B1".into()));
+    assert!(close(b1.total_cny, 264.0), "B1 {}", b1.total_cny);
+    let b2 = cost(Scope::Building("B2".into()));
+    assert!(close(b2.total_cny, 744.0), "B2 {}", b2.total_cny);
+    let e = &b2.carriers[0];
+    assert_eq!(e.fixed.len(), 1, "{:?}", e.fixed);
+    let f = &e.fixed[0];
+    assert_eq!((f.kind.as_str(), f.tariff.as_str()), ("demand", "e-b2"));
+    assert!(close(f.basis, 20.0) && close(f.cny, 600.0), "{f:?}");
+    let a1 = cost(Scope::Agency("A1".into()));
+    assert!(close(a1.total_cny, 888.0), "A1 {}", a1.total_cny);
+    let a2 = cost(Scope::Agency("A2".into()));
+    assert!(close(a2.total_cny, 120.0), "A2 {}", a2.total_cny);
+    let s = cost(Scope::Site);
+    assert!(close(s.total_cny, 1008.0), "site {}", s.total_cny);
+    assert!(close(s.carriers[0].quantity, 468.0));
+    assert!(close(a1.total_cny + a2.total_cny, s.total_cny));
+
+    let dec = period("2026-12-01", "2027-01-01");
+    let heat = |s: Scope| {
+        let c = ctx.cost(&reader, &s, dec).expect("cost");
+        c.carriers
+            .iter()
+            .find(|x| x.carrier == "heat")
+            .map_or(0.0, |h| h.cny())
+    };
+    let per_day = 30.0 * 31.0 / 121.0;
+    assert!(close(heat(Scope::Building("B1".into())), 2000.0 * per_day));
+    assert!(close(heat(Scope::Building("B2".into())), 1000.0 * per_day));
+    assert!(close(
+        heat(Scope::Agency("A1".into())),
+        (1200.0 + 1000.0) * per_day
+    ));
+    assert!(close(heat(Scope::Agency("A2".into())), 800.0 * per_day));
+    assert!(close(heat(Scope::Site), 3000.0 * per_day));
+    assert!((heat(Scope::Site) - 23_057.85).abs() < 0.01);
+    // July is outside the season: no heating charge.
+    assert_eq!(
+        ctx.cost(&reader, &Scope::Site, july)
+            .expect("cost")
+            .carriers
+            .iter()
+            .find(|x| x.carrier == "heat")
+            .map_or(-1.0, |h| h.cny()),
+        0.0
+    );
+}
+
+/// A capacity charge on the site's default tariff: 315 kVA × 20 CNY = 6 300
+/// CNY in July, shared by kWh. With the same 1 July: the site has 468 kWh,
+/// A1 144 + 180 = 324 (69.23 %), A2 96 + 48 = 144 (30.77 %): A1 pays
+/// 324 + 6 300 × 324 / 468 = 324 + 4 361.54.
+#[test]
+fn a_capacity_charge_is_shared_by_kwh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("site.toml");
+    let default_only = ASSIGNED
+        .split("[[tariff]]")
+        .next()
+        .expect("head")
+        .to_string()
+        + "[[tariff]]\nid = \"e\"\ncarrier = \"electricity\"\nfrom = 2026-01-01\nsource = \"test\"\nprice = 1.0\ncapacity_kva = 315\ncapacity_cny_per_kva = 20\n";
+    std::fs::write(&path, default_only).expect("site");
+    let site = Site::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut writer = meterflow_store::Writer::open(&site).expect("store");
+    let e2 = |h: i64| if (8..12).contains(&h) { 20.0 } else { 5.0 };
+    for (m, kw) in [
+        ("E1", &(|_| 10.0) as &dyn Fn(i64) -> f64),
+        ("E2", &e2),
+        ("EC", &|_| 2.0),
+    ] {
+        writer
+            .write_batch(&july_first(&site, m, kw), "test")
+            .expect("write");
+    }
+    drop(writer);
+    let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
+    let ctx = KpiContext::new(&site);
+    let july = period("2026-07-01", "2026-07-02");
+    let total = |s: Scope| ctx.cost(&reader, &s, july).expect("cost").total_cny;
+    assert!((total(Scope::Site) - (468.0 + 6300.0)).abs() < 1e-6);
+    let a1 = total(Scope::Agency("A1".into()));
+    assert!((a1 - (324.0 + 6300.0 * 324.0 / 468.0)).abs() < 1e-6, "{a1}");
+    let a2 = total(Scope::Agency("A2".into()));
+    assert!((a1 + a2 - total(Scope::Site)).abs() < 1e-6);
+}
+
+/// Assignment mistakes are config errors at their key.
+#[test]
+fn tariff_assignment_mistakes_are_config_errors() {
+    let errors = |extra: &str| {
+        let src = format!("{ASSIGNED}\n{extra}");
+        match Site::parse(&src, std::path::Path::new("site.toml")) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    };
+    assert_eq!(errors(""), "");
+    let e = errors(
+        "[[tariff]]\nid = \"x\"\ncarrier = \"electricity\"\nfrom = 2026-01-01\nsource = \"t\"\nprice = 1\nbuildings = [\"B9\"]\n",
+    );
+    assert!(
+        e.contains("buildings[0]") && e.contains("no building `B9`"),
+        "{e}"
+    );
+    let e = errors(
+        "[[tariff]]\nid = \"x\"\ncarrier = \"electricity\"\nfrom = 2026-06-01\nsource = \"t\"\nprice = 1\nbuildings = [\"B2\"]\n",
+    );
+    assert!(e.contains("overlaps `e-b2`"), "{e}");
+    let e = errors(
+        "[[tariff]]\nid = \"x\"\ncarrier = \"electricity\"\nfrom = 2025-01-01\nto = 2025-12-31\nsource = \"t\"\nprice = 1\nmeters = [\"EC\"]\nbuildings = [\"B2\"]\n",
+    );
+    assert!(e.contains("name one kind"), "{e}");
+    let e = errors(
+        "[[tariff]]\nid = \"x\"\ncarrier = \"heat\"\nfrom = 2025-01-01\nto = 2025-12-31\nsource = \"t\"\nper_m2_season = 30\n",
+    );
+    assert!(e.contains("season"), "{e}");
+    let e = errors(
+        "[[tariff]]\nid = \"x\"\ncarrier = \"water\"\nfrom = 2025-01-01\nto = 2025-12-31\nsource = \"t\"\nprice = 1\ndemand_cny_per_kw = 3\n",
+    );
+    assert!(
+        e.contains("demand and capacity charges are for electricity"),
+        "{e}"
+    );
+}

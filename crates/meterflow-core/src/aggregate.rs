@@ -524,6 +524,71 @@ impl Aggregator {
         out
     }
 
+    /// Index of a scope by key.
+    pub fn scope_index(&self, key: &ScopeKey) -> Option<u32> {
+        self.scopes.iter().position(|k| k == key).map(|i| i as u32)
+    }
+
+    /// The building a meter's own value reaches, if any.
+    pub fn building_of(&self, meter: u32) -> Option<&str> {
+        let n = self.nodes.get(meter as usize)?;
+        n.phys.iter().find_map(|&s| {
+            let k = &self.scopes[s as usize];
+            (k.level == Level::Building && k.subitem.is_empty()).then_some(k.id.as_str())
+        })
+    }
+
+    /// The factor from a meter's micro-units to its class's rollup units.
+    pub fn factor(&self, meter: u32) -> i64 {
+        self.nodes.get(meter as usize).map_or(0, |n| n.factor)
+    }
+
+    /// How much of each meter's own value reaches `scope`, from each date
+    /// on: `(meter, [(from, weight)])`, the steps in date order, meters
+    /// with a weight somewhere only. The weight is the meter's physical
+    /// membership (1) plus its agency share, less its same-class parent's
+    /// (whose remainder the meter's value is taken out of): exactly what
+    /// [`Aggregator::apply`] does, in real numbers instead of an integer split.
+    pub fn weights(&self, scope: u32) -> Vec<(u32, Vec<(NaiveDate, f64)>)> {
+        let own = |n: &Node, d: NaiveDate| -> f64 {
+            let phys = if n.phys.contains(&scope) { 1.0 } else { 0.0 };
+            let i = n.shares.partition_point(|s| s.from <= d);
+            let share: f64 = i
+                .checked_sub(1)
+                .and_then(|i| n.shares.get(i))
+                .map_or(0.0, |step| {
+                    step.parts
+                        .iter()
+                        .filter(|(t, _)| t.contains(&scope))
+                        .map(|(_, s)| *s)
+                        .sum()
+                });
+            phys + share
+        };
+        let mut out = Vec::new();
+        for (m, n) in self.nodes.iter().enumerate() {
+            let parent = n.parent.and_then(|p| self.nodes.get(p as usize));
+            let mut dates: Vec<NaiveDate> = n.shares.iter().map(|s| s.from).collect();
+            if let Some(p) = parent {
+                dates.extend(p.shares.iter().map(|s| s.from));
+            }
+            dates.push(NaiveDate::MIN);
+            dates.sort_unstable();
+            dates.dedup();
+            let mut steps: Vec<(NaiveDate, f64)> = Vec::new();
+            for d in dates {
+                let w = own(n, d) - parent.map_or(0.0, |p| own(p, d));
+                if steps.last().is_none_or(|(_, last)| *last != w) {
+                    steps.push((d, w));
+                }
+            }
+            if steps.iter().any(|(_, w)| *w != 0.0) {
+                out.push((m as u32, steps));
+            }
+        }
+        out
+    }
+
     /// Bytes of per-meter state (hierarchy, share timelines), approximately.
     pub fn state_bytes(&self) -> usize {
         self.dense.capacity() * std::mem::size_of::<[i64; 3]>()

@@ -286,48 +286,63 @@ pub fn agency_area_on(site: &Site, agency: &str, day: NaiveDate) -> f64 {
     let mut area = area_on(site, agency, day, None);
     for b in &site.buildings {
         let mine = area_on(site, agency, day, Some(&b.id));
-        if mine <= 0.0 {
-            continue;
+        if mine > 0.0 {
+            area += common_share(site, agency, &b.id, day, mine);
         }
-        let key = common_key(site, &b.id);
-        if key == Remainder::Unallocated {
-            continue;
-        }
-        let occupied: BTreeMap<&str, f64> = site
-            .agencies
-            .iter()
-            .map(|a| (a.id.as_str(), area_on(site, &a.id, day, Some(&b.id))))
-            .collect();
-        let total_occupied: f64 = occupied.values().sum();
-        let common = (building_area_on(site, &b.id, day) - total_occupied).max(0.0);
-        let share = match key {
-            Remainder::HeadcountShare => {
-                let here = |a: &str, occ: f64| {
-                    let all = area_on(site, a, day, None);
-                    if all > 0.0 {
-                        persons_on(site, a, day) * occ / all
-                    } else {
-                        0.0
-                    }
-                };
-                let total: f64 = occupied.iter().map(|(a, o)| here(a, *o)).sum();
-                if total > 0.0 {
-                    here(agency, mine) / total
-                } else {
-                    0.0
-                }
-            }
-            _ => {
-                if total_occupied > 0.0 {
-                    mine / total_occupied
-                } else {
-                    0.0
-                }
-            }
-        };
-        area += common * share;
     }
     area
+}
+
+/// The part of [`agency_area_on`] in one building: what the agency occupies
+/// there and its share of the building's common and unoccupied area.
+pub fn agency_area_in(site: &Site, agency: &str, building: &str, day: NaiveDate) -> f64 {
+    let mine = area_on(site, agency, day, Some(building));
+    if mine <= 0.0 {
+        return 0.0;
+    }
+    mine + common_share(site, agency, building, day, mine)
+}
+
+/// The agency's part of building `b`'s common and unoccupied area on `day`,
+/// by the key that splits the building's energy; `mine` is what it occupies.
+fn common_share(site: &Site, agency: &str, b: &str, day: NaiveDate, mine: f64) -> f64 {
+    let key = common_key(site, b);
+    if key == Remainder::Unallocated {
+        return 0.0;
+    }
+    let occupied: BTreeMap<&str, f64> = site
+        .agencies
+        .iter()
+        .map(|a| (a.id.as_str(), area_on(site, &a.id, day, Some(b))))
+        .collect();
+    let total_occupied: f64 = occupied.values().sum();
+    let common = (building_area_on(site, b, day) - total_occupied).max(0.0);
+    let share = match key {
+        Remainder::HeadcountShare => {
+            let here = |a: &str, occ: f64| {
+                let all = area_on(site, a, day, None);
+                if all > 0.0 {
+                    persons_on(site, a, day) * occ / all
+                } else {
+                    0.0
+                }
+            };
+            let total: f64 = occupied.iter().map(|(a, o)| here(a, *o)).sum();
+            if total > 0.0 {
+                here(agency, mine) / total
+            } else {
+                0.0
+            }
+        }
+        _ => {
+            if total_occupied > 0.0 {
+                mine / total_occupied
+            } else {
+                0.0
+            }
+        }
+    };
+    common * share
 }
 
 /// Special-function floor area (`special_area_m2`) reaching a scope on

@@ -136,7 +136,7 @@ fn scope_row(
             c.carriers
                 .iter()
                 .filter(|x| x.carrier == carrier)
-                .map(|x| x.base_cny + x.surcharge_cny)
+                .map(|x| x.cny())
                 .sum::<f64>()
         })
     };

@@ -175,6 +175,19 @@ fn cost_table(l: Lang, c: &meterflow_kpi::cost::Cost) -> Markup {
                 @if car.surcharge_cny > 0.0 {
                     tr { td { (carrier_label(&car.carrier)) } td { (tr(l, "超定额加价", "surcharge above the quota")) } td {} td.over { (n(Some(car.surcharge_cny), 2)) } td {} }
                 }
+                @for f in &car.fixed {
+                    tr data-carrier=(car.carrier) data-fixed=(f.kind) {
+                        td { (carrier_label(&car.carrier)) }
+                        td { (f.month) " " (match f.kind.as_str() {
+                            "demand" => tr(l, "基本电费（按需量）", "demand charge"),
+                            "capacity" => tr(l, "基本电费（按容量）", "capacity charge"),
+                            _ => tr(l, "采暖费（按面积）", "heating by area"),
+                        }) }
+                        td { (n(Some(f.basis), 1)) (match f.kind.as_str() { "demand" => " kW", "capacity" => " kVA", _ => " m²" }) }
+                        td { (n(Some(f.cny), 2)) }
+                        td { (format!("{:.1} %", f.share * 100.0)) }
+                    }
+                }
             }
             tr { th { (tr(l, "合计", "Total")) } th {} th {} th id="cost-total" { (n(Some(c.total_cny), 2)) } th {} }
         } }

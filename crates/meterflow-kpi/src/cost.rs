@@ -6,11 +6,13 @@
 //! calendar month, with the progressive surcharge on the part above the
 //! agency's monthly quota.
 
+use std::collections::BTreeMap;
+
 use chrono::{Datelike, NaiveDate, Timelike};
-use meterflow_core::aggregate::Grain;
-use meterflow_core::denominators::Period;
+use meterflow_core::aggregate::{Grain, Level, ScopeKey, to_carrier};
+use meterflow_core::denominators::{Period, agency_area_in, building_area_on};
 use meterflow_core::time::day_start;
-use meterflow_model::config::{TOU_PERIODS, Tariff, tariff_on};
+use meterflow_model::config::{Assigned, BilledAs, TOU_PERIODS, Tariff, tariff_for, tariff_on};
 use meterflow_model::{EnergyClass, Site};
 use meterflow_store::Reader;
 use serde::Serialize;
@@ -61,8 +63,143 @@ pub struct CarrierCost {
     pub periods: Vec<PeriodCost>,
     /// Water: the months against the quota.
     pub months: Vec<WaterMonth>,
-    /// CNY by calendar month (`YYYY-MM`), the surcharge included.
+    /// CNY by calendar month (`YYYY-MM`), the surcharge and the fixed
+    /// charges included.
     pub by_month: std::collections::BTreeMap<String, f64>,
+    /// Monthly demand and capacity charges (electricity) and heat billed by
+    /// area, this scope's part, CNY.
+    pub fixed_cny: f64,
+    /// Those charges one by one.
+    pub fixed: Vec<FixedCharge>,
+}
+
+impl CarrierCost {
+    /// The carrier's cost: consumption, surcharge and fixed charges, CNY.
+    pub fn cny(&self) -> f64 {
+        self.base_cny + self.surcharge_cny + self.fixed_cny
+    }
+}
+
+/// A charge that does not follow each unit: a month's demand (按需量) or
+/// capacity (按容量) charge of a tariff's meters, or a heating season's
+/// charge by area (按面积), and the part of it that falls on the scope.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FixedCharge {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// Tariff id.
+    pub tariff: String,
+    /// `demand`, `capacity` or `area`.
+    pub kind: String,
+    /// kW of the month's greatest 15-minute demand, kVA, or the m² billed.
+    pub basis: f64,
+    /// The whole charge of the tariff's meters (or buildings) in the month, CNY.
+    pub account_cny: f64,
+    /// The scope's part: its kWh under the tariff over the tariff's kWh
+    /// (demand, capacity); its share of the buildings' area (area).
+    pub share: f64,
+    /// `account_cny × share`.
+    pub cny: f64,
+}
+
+/// Priced quantities, row by row.
+struct Acc {
+    c: CarrierCost,
+    unpriced_days: Vec<NaiveDate>,
+    unpriced: f64,
+    /// Quantity by (tariff id, `YYYY-MM`): what the monthly demand and
+    /// capacity charges are shared by.
+    by_tariff_month: BTreeMap<(String, String), f64>,
+}
+
+impl Acc {
+    fn new(class: EnergyClass) -> Acc {
+        Acc {
+            c: CarrierCost {
+                carrier: class.as_str().to_string(),
+                quantity: 0.0,
+                base_cny: 0.0,
+                surcharge_cny: 0.0,
+                periods: Vec::new(),
+                months: Vec::new(),
+                by_month: BTreeMap::new(),
+                fixed_cny: 0.0,
+                fixed: Vec::new(),
+            },
+            unpriced_days: Vec::new(),
+            unpriced: 0.0,
+            by_tariff_month: BTreeMap::new(),
+        }
+    }
+
+    /// Price `value` of the period starting at `start_ms` with `tariff`.
+    fn add(&mut self, site: &Site, tariff: Option<&Tariff>, start_ms: i64, value: f64) {
+        let Some(t) = local(site, start_ms) else {
+            return;
+        };
+        let day = t.date_naive();
+        let Some(tf) = tariff else {
+            self.miss(day, value);
+            return;
+        };
+        if tf.per_m2_season.is_some() {
+            // Heat billed by area: the GJ are counted, the area pays.
+            self.c.quantity += value;
+            return;
+        }
+        let Some((name, price)) = tf.price_at(t.month(), t.hour() * 60 + t.minute()) else {
+            self.miss(day, value);
+            return;
+        };
+        let c = &mut self.c;
+        let month = t.format("%Y-%m").to_string();
+        c.quantity += value;
+        c.base_cny += value * price;
+        *c.by_month.entry(month.clone()).or_default() += value * price;
+        *self
+            .by_tariff_month
+            .entry((tf.id.clone(), month))
+            .or_default() += value;
+        match c.periods.iter_mut().find(|p| p.period == name) {
+            Some(p) => {
+                p.quantity += value;
+                p.cny += value * price;
+            }
+            None => c.periods.push(PeriodCost {
+                period: name.to_string(),
+                quantity: value,
+                cny: value * price,
+            }),
+        }
+    }
+
+    fn miss(&mut self, day: NaiveDate, value: f64) {
+        self.unpriced += value;
+        if self.unpriced_days.last() != Some(&day) {
+            self.unpriced_days.push(day);
+        }
+    }
+}
+
+/// The one agency a meter serves, if it serves one alone.
+fn sole_agency(m: &meterflow_model::config::Meter) -> Option<&str> {
+    match (&m.serves.agency, &m.serves.agencies) {
+        (Some(a), None) => Some(a.as_str()),
+        (None, Some(v)) if v.len() == 1 => Some(v[0].as_str()),
+        _ => None,
+    }
+}
+
+/// The first day of the month of `d`, and of the next month.
+fn month_bounds(d: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let first = NaiveDate::from_ymd_opt(d.year(), d.month(), 1).unwrap_or(d);
+    let next = if d.month() == 12 {
+        NaiveDate::from_ymd_opt(d.year() + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(d.year(), d.month() + 1, 1)
+    }
+    .unwrap_or(d);
+    (first, next)
 }
 
 /// A scope's cost over a period.
@@ -305,57 +442,34 @@ impl KpiContext {
             if !site.tariffs.iter().any(|t| t.carrier == class) {
                 continue;
             }
-            let mut c = CarrierCost {
-                carrier: class.as_str().to_string(),
-                quantity: 0.0,
-                base_cny: 0.0,
-                surcharge_cny: 0.0,
-                periods: Vec::new(),
-                months: Vec::new(),
-                by_month: std::collections::BTreeMap::new(),
-            };
-            // Electricity by the quarter hour (time of use); the others by day.
-            let grain = if class == EnergyClass::Electricity {
-                Grain::Quarter
+            let mut acc = Acc::new(class);
+            let assigned = site
+                .tariffs
+                .iter()
+                .any(|t| t.carrier == class && t.assigned() != Assigned::Default);
+            if assigned {
+                // Some meters have their own tariff: price each meter's
+                // buckets with its tariff, weighted as the rollups weigh it.
+                self.price_by_meter(reader, scope, class, period, &mut acc)?;
             } else {
-                Grain::Day
-            };
-            let mut unpriced_days: Vec<NaiveDate> = Vec::new();
-            let mut unpriced = 0.0;
-            for r in reader.agg(level, id, class, "", grain, from, to)? {
-                let Some(t) = local(site, r.start_ms) else {
-                    continue;
+                // Electricity by the quarter hour (time of use); the others by day.
+                let grain = if class == EnergyClass::Electricity {
+                    Grain::Quarter
+                } else {
+                    Grain::Day
                 };
-                let day = t.date_naive();
-                let minute = t.hour() * 60 + t.minute();
-                let priced = tariff_on(&site.tariffs, class, day)
-                    .and_then(|tf| tf.price_at(t.month(), minute));
-                match priced {
-                    Some((name, price)) => {
-                        c.quantity += r.value;
-                        c.base_cny += r.value * price;
-                        *c.by_month.entry(t.format("%Y-%m").to_string()).or_default() +=
-                            r.value * price;
-                        match c.periods.iter_mut().find(|p| p.period == name) {
-                            Some(p) => {
-                                p.quantity += r.value;
-                                p.cny += r.value * price;
-                            }
-                            None => c.periods.push(PeriodCost {
-                                period: name.to_string(),
-                                quantity: r.value,
-                                cny: r.value * price,
-                            }),
-                        }
-                    }
-                    None => {
-                        unpriced += r.value;
-                        if unpriced_days.last() != Some(&day) {
-                            unpriced_days.push(day);
-                        }
-                    }
+                for r in reader.agg(level, id, class, "", grain, from, to)? {
+                    let day = local(site, r.start_ms).map(|t| t.date_naive());
+                    let tariff = day.and_then(|d| tariff_on(&site.tariffs, class, d));
+                    acc.add(site, tariff, r.start_ms, r.value);
                 }
             }
+            let Acc {
+                mut c,
+                unpriced_days,
+                unpriced,
+                by_tariff_month,
+            } = acc;
             c.periods.sort_by_key(|p| {
                 TOU_PERIODS
                     .iter()
@@ -369,13 +483,333 @@ impl KpiContext {
                     unpriced_days.len()
                 ));
             }
-            if class == EnergyClass::Water {
-                self.water_surcharge(reader, scope, period, &mut c, &mut out.unpriced)?;
+            match class {
+                EnergyClass::Water => {
+                    self.water_surcharge(reader, scope, period, &mut c, &mut out.unpriced)?;
+                }
+                EnergyClass::Electricity => {
+                    self.monthly_charges(reader, period, &by_tariff_month, &mut c)?;
+                }
+                EnergyClass::Heat => self.heat_by_area(reader, scope, period, &mut c)?,
+                _ => {}
             }
-            out.total_cny += c.base_cny + c.surcharge_cny;
+            c.fixed_cny = c.fixed.iter().map(|f| f.cny).sum();
+            for f in &c.fixed {
+                *c.by_month.entry(f.month.clone()).or_default() += f.cny;
+            }
+            out.total_cny += c.cny();
             out.carriers.push(c);
         }
         Ok(out)
+    }
+
+    /// Each meter reaching `scope` priced with its own tariff (its own,
+    /// its agency's, its building's or the default), its buckets weighted
+    /// as the rollups weigh them (see [`Aggregator::weights`]).
+    fn price_by_meter(
+        &self,
+        reader: &Reader,
+        scope: &Scope,
+        class: EnergyClass,
+        period: Period,
+        acc: &mut Acc,
+    ) -> anyhow::Result<()> {
+        let site = self.site();
+        let agg = self.aggregator();
+        let (level, id) = scope.level_id();
+        let key = ScopeKey {
+            level,
+            id: id.to_string(),
+            class,
+            subitem: String::new(),
+        };
+        let Some(si) = agg.scope_index(&key) else {
+            return Ok(());
+        };
+        let (from, to) = (
+            day_start(period.from, site.tz),
+            day_start(period.to, site.tz),
+        );
+        for (m, steps) in agg.weights(si) {
+            let meter = &site.meters[m as usize];
+            let Some(series) = reader.series_id(&meter.id, meter.counter_quantity())? else {
+                continue;
+            };
+            let who = BilledAs {
+                meter: Some(&meter.id),
+                agency: sole_agency(meter),
+                building: agg.building_of(m),
+            };
+            let factor = agg.factor(m);
+            let weight = |d: NaiveDate| {
+                let i = steps.partition_point(|(f, _)| *f <= d);
+                i.checked_sub(1).map_or(0.0, |i| steps[i].1)
+            };
+            let mut add = |start_ms: i64, micro: i64| {
+                let Some(d) = local(site, start_ms).map(|t| t.date_naive()) else {
+                    return;
+                };
+                let w = weight(d);
+                if w != 0.0 {
+                    let v = to_carrier(class, micro.saturating_mul(factor)) * w;
+                    acc.add(site, tariff_for(&site.tariffs, class, d, who), start_ms, v);
+                }
+            };
+            if class == EnergyClass::Electricity {
+                for r in reader.intervals(series, from, to)? {
+                    add(r.bucket_ms, r.micro);
+                }
+            } else {
+                let (a, b) = (period.from.to_string(), period.to.to_string());
+                for r in reader.days(series, &a, &b)? {
+                    if let Ok(d) = NaiveDate::parse_from_str(&r.day, "%Y-%m-%d") {
+                        add(day_start(d, site.tz), r.micro);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The kWh of a tariff's meters by quarter hour over `[from, to)` (local
+    /// dates): every electricity meter billed with it, less the part of a
+    /// meter billed with it whose parent is billed with it too (counted in
+    /// the parent), less a sub-meter billed otherwise under a parent billed
+    /// with it (its own account).
+    fn account_quarters(
+        &self,
+        reader: &Reader,
+        tariff: &Tariff,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<BTreeMap<i64, f64>> {
+        let site = self.site();
+        let mut out: BTreeMap<i64, f64> = BTreeMap::new();
+        let (a, b) = (day_start(from, site.tz), day_start(to, site.tz));
+        let any_assigned = site
+            .tariffs
+            .iter()
+            .any(|t| t.carrier == EnergyClass::Electricity && t.assigned() != Assigned::Default);
+        if !any_assigned {
+            // The default tariff prices everything: the site's own rollup.
+            for r in reader.agg(
+                Level::Site,
+                "site",
+                EnergyClass::Electricity,
+                "",
+                Grain::Quarter,
+                a,
+                b,
+            )? {
+                *out.entry(r.start_ms).or_default() += r.value;
+            }
+            return Ok(out);
+        }
+        let agg = self.aggregator();
+        let index: std::collections::HashMap<&str, usize> = site
+            .meters
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id.as_str(), i))
+            .collect();
+        let billed = |i: usize, d: NaiveDate| -> bool {
+            let m = &site.meters[i];
+            let who = BilledAs {
+                meter: Some(&m.id),
+                agency: sole_agency(m),
+                building: agg.building_of(i as u32),
+            };
+            tariff_for(&site.tariffs, EnergyClass::Electricity, d, who)
+                .is_some_and(|t| t.id == tariff.id)
+        };
+        for (i, m) in site.meters.iter().enumerate() {
+            if m.kind != EnergyClass::Electricity {
+                continue;
+            }
+            let parent = m
+                .parent
+                .as_deref()
+                .and_then(|p| index.get(p).copied())
+                .filter(|&p| site.meters[p].kind == EnergyClass::Electricity);
+            let Some(series) = reader.series_id(&m.id, m.counter_quantity())? else {
+                continue;
+            };
+            let factor = agg.factor(i as u32);
+            for r in reader.intervals(series, a, b)? {
+                let Some(d) = local(site, r.bucket_ms).map(|t| t.date_naive()) else {
+                    continue;
+                };
+                let mine = billed(i, d);
+                let parents = parent.is_some_and(|p| billed(p, d));
+                let sign = match (mine, parents) {
+                    (true, false) => 1.0,
+                    (false, true) => -1.0,
+                    _ => continue,
+                };
+                let v = to_carrier(EnergyClass::Electricity, r.micro.saturating_mul(factor));
+                *out.entry(r.bucket_ms).or_default() += sign * v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The monthly demand and capacity charges of the months `period`
+    /// touches, each tariff's charge shared by kWh: the scope's kWh under
+    /// the tariff in the period's part of the month over the tariff's kWh
+    /// in the whole month.
+    fn monthly_charges(
+        &self,
+        reader: &Reader,
+        period: Period,
+        by_tariff_month: &BTreeMap<(String, String), f64>,
+        c: &mut CarrierCost,
+    ) -> anyhow::Result<()> {
+        let site = self.site();
+        let charged: Vec<&Tariff> = site
+            .tariffs
+            .iter()
+            .filter(|t| {
+                t.carrier == EnergyClass::Electricity
+                    && (t.demand_cny_per_kw.is_some() || t.capacity_kva.is_some())
+            })
+            .collect();
+        if charged.is_empty() || period.from >= period.to {
+            return Ok(());
+        }
+        let mut month = month_bounds(period.from).0;
+        while month < period.to {
+            let (first, next) = month_bounds(month);
+            let label = month.format("%Y-%m").to_string();
+            let days_in_month = (next - first).num_days() as f64;
+            for t in &charged {
+                let mine = by_tariff_month
+                    .get(&(t.id.clone(), label.clone()))
+                    .copied()
+                    .unwrap_or(0.0);
+                if mine == 0.0 {
+                    continue;
+                }
+                // The days of the month the tariff is in force.
+                let mut in_force = 0usize;
+                let mut d = first;
+                let (mut lo, mut hi) = (None, None);
+                while d < next {
+                    if t.in_force(d) {
+                        in_force += 1;
+                        lo = lo.or(Some(d));
+                        hi = d.succ_opt();
+                    }
+                    d = d.succ_opt().unwrap_or(next);
+                }
+                let (Some(lo), Some(hi)) = (lo, hi) else {
+                    continue;
+                };
+                let part = in_force as f64 / days_in_month;
+                let quarters = self.account_quarters(reader, t, lo, hi)?;
+                let account_kwh: f64 = quarters.values().sum();
+                if account_kwh <= 0.0 {
+                    continue;
+                }
+                let (kind, basis, account_cny) = match (t.demand_cny_per_kw, t.capacity_kva) {
+                    (Some(price), _) => {
+                        // kWh in a quarter hour × 4 = its mean kW.
+                        let kw = quarters.values().fold(0.0f64, |m, v| m.max(*v)) * 4.0;
+                        ("demand", kw, kw * price * part)
+                    }
+                    (None, Some(kva)) => {
+                        let price = t.capacity_cny_per_kva.unwrap_or(0.0);
+                        ("capacity", kva, kva * price * part)
+                    }
+                    (None, None) => continue,
+                };
+                let share = mine / account_kwh;
+                c.fixed.push(FixedCharge {
+                    month: label.clone(),
+                    tariff: t.id.clone(),
+                    kind: kind.to_string(),
+                    basis,
+                    account_cny,
+                    share,
+                    cny: account_cny * share,
+                });
+            }
+            month = next;
+        }
+        Ok(())
+    }
+
+    /// Heat billed by area: each building in service under a `per_m2_season`
+    /// tariff costs its total area (建筑面积) × the price ÷ the season's days
+    /// for each day of the season in the period; an agency takes the share
+    /// of the building's area its area denominator gives it (so agencies
+    /// add up to the building).
+    fn heat_by_area(
+        &self,
+        reader: &Reader,
+        scope: &Scope,
+        period: Period,
+        c: &mut CarrierCost,
+    ) -> anyhow::Result<()> {
+        let base = self.site();
+        if !base
+            .tariffs
+            .iter()
+            .any(|t| t.carrier == EnergyClass::Heat && t.per_m2_season.is_some())
+        {
+            return Ok(());
+        }
+        let space = reader.ledger_until("space", i64::MAX)?;
+        let site = self.merged_site(&space);
+        // (month, tariff, building) → (m², CNY of the building, CNY of the scope).
+        let mut sums: BTreeMap<(String, String, String), (f64, f64, f64)> = BTreeMap::new();
+        let mut d = period.from;
+        while d < period.to {
+            for b in &site.buildings {
+                let who = BilledAs {
+                    building: Some(&b.id),
+                    ..BilledAs::default()
+                };
+                let Some(t) = tariff_for(&site.tariffs, EnergyClass::Heat, d, who) else {
+                    continue;
+                };
+                let (Some(price), Some((s0, s1))) = (t.per_m2_season, t.season_of(d)) else {
+                    continue;
+                };
+                let office = building_area_on(&site, &b.id, d);
+                if office <= 0.0 {
+                    continue; // not in service
+                }
+                let share = match scope {
+                    Scope::Site => 1.0,
+                    Scope::Building(x) => f64::from(u8::from(*x == b.id)),
+                    Scope::Agency(a) => agency_area_in(&site, a, &b.id, d) / office,
+                };
+                let season_days = ((s1 - s0).num_days() + 1) as f64;
+                let whole = b.total_area_m2 * price / season_days;
+                let e = sums
+                    .entry((d.format("%Y-%m").to_string(), t.id.clone(), b.id.clone()))
+                    .or_default();
+                e.0 = b.total_area_m2;
+                e.1 += whole;
+                e.2 += whole * share;
+            }
+            d = d.succ_opt().unwrap_or(period.to);
+        }
+        for ((month, tariff, _), (m2, whole, mine)) in sums {
+            if mine <= 0.0 {
+                continue;
+            }
+            c.fixed.push(FixedCharge {
+                month,
+                tariff,
+                kind: "area".into(),
+                basis: m2,
+                account_cny: whole,
+                share: mine / whole,
+                cny: mine,
+            });
+        }
+        Ok(())
     }
 
     /// The surcharge of each month the period touches: the whole month's
@@ -527,6 +961,14 @@ mod tests {
             periods: Default::default(),
             prices: Default::default(),
             critical: None,
+            per_m2_season: None,
+            season: None,
+            demand_cny_per_kw: None,
+            capacity_kva: None,
+            capacity_cny_per_kva: None,
+            meters: Vec::new(),
+            agencies: Vec::new(),
+            buildings: Vec::new(),
             surcharge: vec![
                 Band {
                     above_pct: 0.0,

@@ -43,7 +43,9 @@ pub use notifiers::*;
 pub(crate) use registry::parse_registry;
 pub use resolved::Site;
 pub use site::*;
-pub use tariffs::{Band, Budget, Critical, TOU_PERIODS, Tariff, tariff_on};
+pub use tariffs::{
+    Assigned, Band, BilledAs, Budget, Critical, TOU_PERIODS, Tariff, tariff_for, tariff_on,
+};
 
 use std::path::Path;
 

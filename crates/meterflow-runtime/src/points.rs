@@ -99,7 +99,9 @@ pub fn cost_point(
         Scope::Site => "site",
     };
     let carrier = |n: &str| c.carriers.iter().find(|x| x.carrier == n);
-    let base = |n: &str| Value::F(carrier(n).map_or(f64::NAN, |x| x.base_cny));
+    // A carrier's cost without the water surcharge (its own field), with
+    // the demand, capacity and area charges.
+    let base = |n: &str| Value::F(carrier(n).map_or(f64::NAN, |x| x.base_cny + x.fixed_cny));
     let elec = carrier("electricity");
     let kwh = |p: &str| {
         Value::F(elec.map_or(f64::NAN, |e| {

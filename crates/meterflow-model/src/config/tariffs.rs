@@ -48,6 +48,49 @@ pub struct Tariff {
     /// Water: surcharge bands above the monthly quota, ascending.
     #[serde(default)]
     pub surcharge: Vec<Band>,
+    /// Heat billed by area (按面积收费): CNY per m² of the buildings'
+    /// total area (建筑面积) per heating season, instead of a price per GJ.
+    #[serde(default)]
+    pub per_m2_season: Option<f64>,
+    /// The heating season of `per_m2_season`: its first and last local day,
+    /// `["11-15", "03-15"]` (it may run into the next year).
+    #[serde(default)]
+    pub season: Option<[String; 2]>,
+    /// Electricity: monthly demand charge (按需量), CNY per kW of the
+    /// month's greatest 15-minute demand of the tariff's meters.
+    #[serde(default)]
+    pub demand_cny_per_kw: Option<f64>,
+    /// Electricity: monthly capacity charge (按容量): the transformer's kVA …
+    #[serde(default)]
+    pub capacity_kva: Option<f64>,
+    /// … × this price, CNY per kVA a month.
+    #[serde(default)]
+    pub capacity_cny_per_kva: Option<f64>,
+    /// The meters this tariff prices (their own supply account).
+    #[serde(default)]
+    pub meters: Vec<String>,
+    /// The agencies whose meters (meters serving only that agency) it prices.
+    #[serde(default)]
+    pub agencies: Vec<String>,
+    /// The buildings whose meters it prices. With no `meters`, `agencies`
+    /// or `buildings`, the tariff is the site's default for its carrier.
+    #[serde(default)]
+    pub buildings: Vec<String>,
+}
+
+/// Whom a tariff prices: the site default, or named meters, agencies or
+/// buildings (a meter takes its own, else its agency's, else its
+/// building's, else the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Assigned {
+    /// Named meters.
+    Meter,
+    /// Meters serving only a named agency.
+    Agency,
+    /// Meters of a named building.
+    Building,
+    /// Everything else.
+    Default,
 }
 
 /// 尖峰 hours and the months they apply.
@@ -86,7 +129,51 @@ fn minutes(h: &str) -> Option<Vec<u32>> {
     (a % 15 == 0 && b % 15 == 0).then_some(out)
 }
 
+/// Day of the year as `(month, day)` from `MM-DD`.
+fn month_day(s: &str) -> Option<(u32, u32)> {
+    let (m, d) = s.split_once('-')?;
+    let (m, d): (u32, u32) = (m.parse().ok()?, d.parse().ok()?);
+    chrono::NaiveDate::from_ymd_opt(2024, m, d).map(|_| (m, d))
+}
+
 impl Tariff {
+    /// Whom it prices.
+    pub fn assigned(&self) -> Assigned {
+        if !self.meters.is_empty() {
+            Assigned::Meter
+        } else if !self.agencies.is_empty() {
+            Assigned::Agency
+        } else if !self.buildings.is_empty() {
+            Assigned::Building
+        } else {
+            Assigned::Default
+        }
+    }
+
+    /// The heating season containing `d`, as its first and last day, if
+    /// `d` is in one.
+    pub fn season_of(
+        &self,
+        d: chrono::NaiveDate,
+    ) -> Option<(chrono::NaiveDate, chrono::NaiveDate)> {
+        use chrono::Datelike;
+        let [a, b] = self.season.as_ref()?;
+        let ((am, ad), (bm, bd)) = (month_day(a)?, month_day(b)?);
+        let on = |y: i32, m: u32, dd: u32| {
+            chrono::NaiveDate::from_ymd_opt(y, m, dd)
+                .or_else(|| chrono::NaiveDate::from_ymd_opt(y, m, dd - 1))
+        };
+        let wraps = (bm, bd) < (am, ad);
+        for start_year in [d.year() - 1, d.year()] {
+            let start = on(start_year, am, ad)?;
+            let end = on(if wraps { start_year + 1 } else { start_year }, bm, bd)?;
+            if start <= d && d <= end {
+                return Some((start, end));
+            }
+        }
+        None
+    }
+
     /// Local dates in force: `[from, to]`.
     pub fn days(&self) -> (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>) {
         (to_date(&self.from), self.to.as_ref().and_then(to_date))
@@ -185,9 +272,14 @@ pub(crate) fn check_budgets(
 /// The checks of `[[tariff]]`: prices given, periods covering each quarter
 /// hour of the day exactly once, critical hours and months readable, bands
 /// ascending, and no two tariffs of a carrier in force on the same day.
-pub(crate) fn check_tariffs(ctx: &mut Ctx<'_>, tariffs: &[Located<'_, Tariff>]) {
+pub(crate) fn check_tariffs(
+    ctx: &mut Ctx<'_>,
+    tariffs: &[Located<'_, Tariff>],
+    ids: &super::site::Ids,
+) {
     for l in tariffs {
         let t = &l.value;
+        check_extras(ctx, l, ids);
         if !matches!(
             t.carrier,
             EnergyClass::Electricity | EnergyClass::Water | EnergyClass::Gas | EnergyClass::Heat
@@ -216,7 +308,9 @@ pub(crate) fn check_tariffs(ctx: &mut Ctx<'_>, tariffs: &[Located<'_, Tariff>]) 
             );
         }
         let bad_price = |p: f64| !(p.is_finite() && (0.0..=10_000.0).contains(&p));
-        if t.periods.is_empty() {
+        if t.per_m2_season.is_some() {
+            // Billed by area: checked with the extras.
+        } else if t.periods.is_empty() {
             match t.price {
                 None => ctx.error(
                     l.span_of(&[]),
@@ -354,15 +448,25 @@ pub(crate) fn check_tariffs(ctx: &mut Ctx<'_>, tariffs: &[Located<'_, Tariff>]) 
                 continue;
             };
             let overlap = at.is_none_or(|at| bf <= at) && bt.is_none_or(|bt| af <= bt);
-            if overlap {
+            let (x, y) = (&a.value, &b.value);
+            let same_target = x.assigned() == y.assigned()
+                && (x.assigned() == Assigned::Default
+                    || x.meters.iter().any(|m| y.meters.contains(m))
+                    || x.agencies.iter().any(|m| y.agencies.contains(m))
+                    || x.buildings.iter().any(|m| y.buildings.contains(m)));
+            if overlap && same_target {
                 ctx.error(
                     a.span_of(&["from"]),
                     a.key("from"),
                     format!(
-                        "tariff `{}` overlaps `{}` for {}: end the earlier one with `to`",
-                        a.value.id,
-                        b.value.id,
-                        a.value.carrier.as_str()
+                        "tariff `{}` overlaps `{}` for {}{}: end the earlier one with `to`",
+                        x.id,
+                        y.id,
+                        x.carrier.as_str(),
+                        match x.assigned() {
+                            Assigned::Default => String::new(),
+                            _ => " on the same meters, agencies or buildings".to_string(),
+                        }
                     ),
                 );
             }
@@ -370,7 +474,7 @@ pub(crate) fn check_tariffs(ctx: &mut Ctx<'_>, tariffs: &[Located<'_, Tariff>]) 
     }
 }
 
-/// The tariff of `carrier` in force on `d`.
+/// The site's default tariff of `carrier` in force on `d`.
 pub fn tariff_on(
     tariffs: &[Tariff],
     carrier: EnergyClass,
@@ -378,5 +482,154 @@ pub fn tariff_on(
 ) -> Option<&Tariff> {
     tariffs
         .iter()
-        .find(|t| t.carrier == carrier && t.in_force(d))
+        .find(|t| t.carrier == carrier && t.assigned() == Assigned::Default && t.in_force(d))
+}
+
+/// Whom a meter is billed as: its id, the one agency it serves, its building.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BilledAs<'a> {
+    /// Meter id.
+    pub meter: Option<&'a str>,
+    /// The agency it serves alone.
+    pub agency: Option<&'a str>,
+    /// Its building.
+    pub building: Option<&'a str>,
+}
+
+/// The tariff of `carrier` in force on `d` for `who`: the meter's own, else
+/// its agency's, else its building's, else the site default.
+pub fn tariff_for<'t>(
+    tariffs: &'t [Tariff],
+    carrier: EnergyClass,
+    d: chrono::NaiveDate,
+    who: BilledAs<'_>,
+) -> Option<&'t Tariff> {
+    let on = |f: &dyn Fn(&Tariff) -> bool| {
+        tariffs
+            .iter()
+            .find(|t| t.carrier == carrier && t.in_force(d) && f(t))
+    };
+    who.meter
+        .and_then(|m| on(&|t| t.meters.iter().any(|x| x == m)))
+        .or_else(|| {
+            who.agency
+                .and_then(|a| on(&|t| t.agencies.iter().any(|x| x == a)))
+        })
+        .or_else(|| {
+            who.building
+                .and_then(|b| on(&|t| t.buildings.iter().any(|x| x == b)))
+        })
+        .or_else(|| tariff_on(tariffs, carrier, d))
+}
+
+/// The checks of a tariff's area billing, demand and capacity charges and
+/// assignment.
+fn check_extras(ctx: &mut Ctx<'_>, l: &Located<'_, Tariff>, ids: &super::site::Ids) {
+    let t = &l.value;
+    let bad = |p: f64| !(p.is_finite() && (0.0..=100_000.0).contains(&p));
+    if let Some(p) = t.per_m2_season {
+        if t.carrier != EnergyClass::Heat {
+            ctx.error(
+                l.span_of(&["per_m2_season"]),
+                l.key("per_m2_season"),
+                "billing by area (per m² and season) is for heat",
+            );
+        }
+        if bad(p) {
+            ctx.error(
+                l.span_of(&["per_m2_season"]),
+                l.key("per_m2_season"),
+                format!("{p}: a price from 0 to 100 000 CNY per m² and season"),
+            );
+        }
+        if t.price.is_some() {
+            ctx.error(
+                l.span_of(&["price"]),
+                l.key("price"),
+                "heat is billed by area or by GJ: give `per_m2_season` or `price`, not both",
+            );
+        }
+        let ok = t
+            .season
+            .as_ref()
+            .is_some_and(|[a, b]| month_day(a).is_some() && month_day(b).is_some() && a != b);
+        if !ok {
+            ctx.error(
+                l.span_of(&["season"]),
+                l.key("season"),
+                "the heating season as [\"MM-DD\", \"MM-DD\"], its first and last day, e.g. [\"11-15\", \"03-15\"]",
+            );
+        }
+    } else if t.season.is_some() {
+        ctx.error(
+            l.span_of(&["season"]),
+            l.key("season"),
+            "a season belongs with `per_m2_season` (heat billed by area)",
+        );
+    }
+    for (key, v) in [
+        ("demand_cny_per_kw", t.demand_cny_per_kw),
+        ("capacity_kva", t.capacity_kva),
+        ("capacity_cny_per_kva", t.capacity_cny_per_kva),
+    ] {
+        let Some(v) = v else { continue };
+        if t.carrier != EnergyClass::Electricity {
+            ctx.error(
+                l.span_of(&[key]),
+                l.key(key),
+                "demand and capacity charges are for electricity",
+            );
+        } else if bad(v) {
+            ctx.error(
+                l.span_of(&[key]),
+                l.key(key),
+                format!("{v}: a number from 0 to 100 000"),
+            );
+        }
+    }
+    if t.capacity_kva.is_some() != t.capacity_cny_per_kva.is_some() {
+        ctx.error(
+            l.span_of(&["capacity_kva"]),
+            l.key("capacity_kva"),
+            "a capacity charge needs both `capacity_kva` and `capacity_cny_per_kva`",
+        );
+    }
+    if t.demand_cny_per_kw.is_some() && t.capacity_kva.is_some() {
+        ctx.error(
+            l.span_of(&["demand_cny_per_kw"]),
+            l.key("demand_cny_per_kw"),
+            "a tariff charges by demand or by capacity, not both",
+        );
+    }
+    let lists = [
+        !t.meters.is_empty(),
+        !t.agencies.is_empty(),
+        !t.buildings.is_empty(),
+    ];
+    if lists.iter().filter(|x| **x).count() > 1 {
+        ctx.error(
+            l.span_of(&[]),
+            l.key("meters"),
+            "a tariff prices meters, agencies or buildings: name one kind (a meter takes its own tariff, else its agency's, else its building's)",
+        );
+    }
+    for (key, names, known) in [
+        ("meters", &t.meters, &ids.meters),
+        ("agencies", &t.agencies, &ids.agencies),
+        ("buildings", &t.buildings, &ids.buildings),
+    ] {
+        for (i, n) in names.iter().enumerate() {
+            if !known.contains(n) {
+                let idx = i.to_string();
+                ctx.error(
+                    l.span_of(&[key, &idx]),
+                    l.key(&format!("{key}[{i}]")),
+                    format!(
+                        "no {} `{n}`",
+                        &key[..key.len() - 1].replace("agencie", "agency")
+                    ),
+                );
+            }
+        }
+    }
 }

@@ -92,7 +92,7 @@ pub(crate) fn validate(
         doc.waste.as_ref(),
     );
     api::check_api(ctx, doc.api.as_ref());
-    super::tariffs::check_tariffs(ctx, &doc.tariffs);
+    super::tariffs::check_tariffs(ctx, &doc.tariffs, &ids);
     let agency_ids: std::collections::BTreeSet<String> =
         doc.agencies.iter().map(|a| a.value.id.clone()).collect();
     super::tariffs::check_budgets(ctx, &doc.budgets, &agency_ids);

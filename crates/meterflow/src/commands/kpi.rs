@@ -96,9 +96,15 @@ pub(crate) fn run(
                         .filter(|p| !p.period.is_empty())
                         .map(|p| format!("{} {:.1} kWh", p.period, p.quantity))
                         .collect();
-                    let mut t = format!("{} {:.2}", x.carrier, x.base_cny + x.surcharge_cny);
+                    let mut t = format!("{} {:.2}", x.carrier, x.cny());
                     if !periods.is_empty() {
                         t.push_str(&format!(" ({})", periods.join(", ")));
+                    }
+                    for f in &x.fixed {
+                        t.push_str(&format!(
+                            " ({} {} {}: {:.2} of {:.2})",
+                            f.month, f.tariff, f.kind, f.cny, f.account_cny
+                        ));
                     }
                     if x.surcharge_cny > 0.0 {
                         t.push_str(&format!(
