@@ -415,3 +415,96 @@ fn check_warns_when_interval_contradicts_the_poll_period() {
         "{out}"
     );
 }
+
+/// The `tou_mismatch` cross-check through the DL/T 645 path: two meters
+/// behind the gateway report 费率 1–4 (00010100..00010400) filed by their
+/// own TOU tables. The site's tariff makes the three hours around now 峰
+/// and the rest 平; meter `ok` has the same table, meter `shifted` has it
+/// with its clock 3 h ahead, so it files what it counts now under 平.
+/// After 16 s of 2-s polls at 0.3 kWh/s (≈ 4.8 kWh):
+/// - `ok`: registers and our split agree (all 峰): value 0;
+/// - `shifted`: all its energy is under 平 where we split it to 峰: half
+///   the sum of the differences (|Δ峰| + |Δ平|) / 2 = the whole energy,
+///   value 1.0, above the 5 % threshold.
+#[test]
+fn tariff_registers_read_over_dlt645_from_a_shifted_meter_raise_the_mismatch() {
+    use chrono::Timelike;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
+    let h = now.hour() as usize;
+    // Hours h-1, h, h+1 are 峰 in both the site's tariff and the meters' table.
+    let hours: Vec<&str> = (0..24)
+        .map(|x| {
+            if (x + 24 - h) % 24 <= 1 || (h + 24 - x) % 24 == 1 {
+                "peak"
+            } else {
+                "flat"
+            }
+        })
+        .collect();
+    let table = serde_json::json!({"hours": hours, "shift_h": 0});
+    let shifted = serde_json::json!({"hours": hours, "shift_h": 3});
+    let gw = gateway(
+        dir.path(),
+        serde_json::json!([
+            {"proto": "dlt645", "address": "000000000001", "start": 100.0, "rate_per_s": 0.3, "tou": table},
+            {"proto": "dlt645", "address": "000000000002", "start": 100.0, "rate_per_s": 0.3, "tou": shifted}
+        ]),
+    );
+    let (from, to) = ((h + 23) % 24, (h + 2) % 24);
+    let mut s = format!(
+        "[site]\nname = \"tou\"\ntimezone = \"Asia/Shanghai\"\n[store]\npath = \"store.db\"\n[[building]]\nid = \"b\"\ntotal_area_m2 = 1000\n\n\
+         [[bus]]\nid = \"gw\"\ntransport = \"rtu_over_tcp\"\naddress = \"127.0.0.1:{}\"\ntimeout_ms = 500\nretries = 1\n\n\
+         [[tariff]]\nid = \"tou\"\ncarrier = \"electricity\"\nfrom = 2020-01-01\nsource = \"test\"\n\
+         periods = {{ peak = [\"{from:02}:00-{to:02}:00\"], flat = [\"{to:02}:00-{from:02}:00\"] }}\nprices = {{ peak = 1.0, flat = 0.7 }}\n\n\
+         [[alert]]\nid = \"tou\"\nkind = \"tou_mismatch\"\n",
+        gw.port
+    );
+    for (id, addr) in [("ok", "000000000001"), ("shifted", "000000000002")] {
+        s.push_str(&format!(
+            "\n[[meter]]\nid = \"{id}\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = {{ building = \"b\" }}\nmax_rate = 5000\n\
+             dlt645 = {{ bus = \"gw\", address = \"{addr}\", items = [\"00010000\", \"00010100\", \"00010200\", \"00010300\", \"00010400\"], poll_s = 2 }}\n"
+        ));
+    }
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, s).expect("site");
+    let p = path.to_str().expect("path");
+    let o = crate::support::run(&["run", "--config", p, "--seconds", "16"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let site = meterflow_model::Site::load(&path).expect("site");
+    let db = dir.path().join("store.db");
+    // The registers came over the wire: the shifted meter filed under 平 (t3).
+    let t2 = readings(&db, "shifted", "energy_import_t2");
+    let t3 = readings(&db, "shifted", "energy_import_t3");
+    assert!(t3.len() >= 4, "{t3:?}");
+    let grew = |r: &[(i64, f64)]| r.last().map_or(0.0, |x| x.1) - r.first().map_or(0.0, |x| x.1);
+    assert!(grew(&t3) > 2.0 && grew(&t2) == 0.0, "t2 {t2:?} t3 {t3:?}");
+    let ok_t2 = readings(&db, "ok", "energy_import_t2");
+    assert!(grew(&ok_t2) > 2.0, "{ok_t2:?}");
+
+    // The rule on the day of the readings, as the day after's alerting sees it.
+    let first = t3.first().map(|x| x.0).expect("a reading");
+    let day = meterflow_core::time::local_date(first, site.tz);
+    let next = meterflow_core::time::day_start(day.succ_opt().expect("day"), site.tz);
+    let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
+    let rule = site
+        .alert_rules
+        .iter()
+        .find(|r| r.id == "tou")
+        .expect("rule");
+    let obs = meterflow_runtime::alerting::observe(
+        &site,
+        &reader,
+        rule,
+        next + 3_600_000,
+        &meterflow_runtime::alerting::LiveMetrics::default(),
+    )
+    .expect("observe");
+    let of = |m: &str| {
+        obs.iter()
+            .find(|o| o.target == m)
+            .unwrap_or_else(|| panic!("no observation of {m}: {obs:?}"))
+    };
+    assert!(of("ok").value < 0.05, "{}", of("ok").detail);
+    assert!(of("shifted").value > 0.95, "{}", of("shifted").detail);
+}

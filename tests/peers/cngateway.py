@@ -11,7 +11,10 @@ CONFIG:
   DL/T 645 METER: {"proto": "dlt645", "address": "000000001234",
       "start": 100.0, "rate_per_s": 0.01,     # forward active energy, kWh
       "unsupported": ["02030000"],            # answered 0xD1, "no requested data"
-      "bad_checksum_on": [3]}                 # these requests (1-based, per meter) get a corrupted checksum
+      "bad_checksum_on": [3],                 # these requests (1-based, per meter) get a corrupted checksum
+      "tou": {"hours": [24 × "critical" | "peak" | "flat" | "valley"],
+              "shift_h": 0}}                  # its own TOU table by local (UTC+8) hour, its clock shifted:
+                                              # 费率 1-4 (00010100..00010400) file the energy by it
   CJ/T 188 METER: {"proto": "cjt188", "type": 16, "address": "78563412000000",
       "di": "901F" | "1F90",                  # the DI order the meter understands
       "status": "valve01_battery2" | "battery5_valve67",
@@ -38,7 +41,13 @@ DLT_ITEMS = {
     "00010000": (4, 2, None),
     "02010100": (2, 1, 229.8),
     "02030000": (3, 4, 3.5),
+    # 费率 1-4 of forward active energy: 尖峰, 峰, 平, 谷 (meters with a "tou" table).
+    "00010100": (4, 2, 0),
+    "00010200": (4, 2, 1),
+    "00010300": (4, 2, 2),
+    "00010400": (4, 2, 3),
 }
+TOU = ["critical", "peak", "flat", "valley"]
 
 T0 = time.time()
 LOCK = threading.Lock()
@@ -48,6 +57,20 @@ def counter(m):
     return m["start"] + m["rate_per_s"] * (time.time() - T0)
 
 
+def registers(m):
+    """The meter's tariff registers: the energy counted since it started,
+    each part filed under the period its own table gives the local hour it
+    was counted in (the hour of the meter's clock: shifted by shift_h)."""
+    with LOCK:
+        now = counter(m)
+        st = m.setdefault("_registers", {"last": m["start"], "t": [0.0] * 4})
+        shift = m["tou"].get("shift_h", 0)
+        hour = time.gmtime(time.time() + 3600 * (8 + shift)).tm_hour
+        st["t"][TOU.index(m["tou"]["hours"][hour])] += now - st["last"]
+        st["last"] = now
+        return list(st["t"])
+
+
 def dlt_reply(m, control, di_bytes):
     """Reply to a DL/T 645 read of `di_bytes` (DI0 first) by meter `m`."""
     addr = dlt_addr(m["address"])
@@ -55,7 +78,12 @@ def dlt_reply(m, control, di_bytes):
     if di in m.get("unsupported", []) or di not in DLT_ITEMS:
         return dlt_frame(addr, 0xD1, [0x02])
     n, decimals, fixed = DLT_ITEMS[di]
-    value = counter(m) if fixed is None else fixed
+    if di in ("00010100", "00010200", "00010300", "00010400"):
+        if "tou" not in m:
+            return dlt_frame(addr, 0xD1, [0x02])
+        value = registers(m)[fixed]
+    else:
+        value = counter(m) if fixed is None else fixed
     return dlt_frame(addr, 0x91, list(di_bytes) + bcd(round(value * 10 ** decimals), n))
 
 

@@ -503,7 +503,10 @@ pub fn observe(
                     continue;
                 }
                 let mut split: BTreeMap<&str, f64> = BTreeMap::new();
-                for r in reader.intervals(total, span_from, span_to)? {
+                // The buckets the span touches (a span that starts inside a
+                // bucket keeps that bucket's consumption).
+                let first = meterflow_core::buckets::bucket_of(span_from);
+                for r in reader.intervals(total, first, span_to)? {
                     let t = local(site, r.bucket_ms);
                     let Some((name, _)) = tariff.price_at(t.month(), t.hour() * 60 + t.minute())
                     else {

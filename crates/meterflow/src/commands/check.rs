@@ -116,18 +116,25 @@ pub(crate) fn run(path: &Path) -> ExitCode {
         meterflow_model::EnergyClass::Gas,
         meterflow_model::EnergyClass::Heat,
     ] {
-        let mut ts: Vec<_> = site
-            .tariffs
-            .iter()
-            .filter(|t| t.carrier == class)
-            .filter_map(|t| Some((t.days().0?, t.days().1, t.id.as_str())))
-            .collect();
-        ts.sort_by_key(|t| t.0);
-        for w in ts.windows(2) {
-            if let Some(end) = w[0].1
-                && (w[1].0 - end).num_days() > 1
-            {
-                warnings.push(format!(
+        // Per whom the tariffs price (the default, or the same meters,
+        // agencies or buildings).
+        let mut groups: std::collections::BTreeMap<String, Vec<_>> = Default::default();
+        for t in site.tariffs.iter().filter(|t| t.carrier == class) {
+            let key = format!("{:?}{:?}{:?}", t.meters, t.agencies, t.buildings);
+            if let Some(from) = t.days().0 {
+                groups
+                    .entry(key)
+                    .or_default()
+                    .push((from, t.days().1, t.id.as_str()));
+            }
+        }
+        for ts in groups.values_mut() {
+            ts.sort_by_key(|t| t.0);
+            for w in ts.windows(2) {
+                if let Some(end) = w[0].1
+                    && (w[1].0 - end).num_days() > 1
+                {
+                    warnings.push(format!(
                     "tariffs `{}` and `{}` leave {} to {} without a {} price: that consumption will not be priced",
                     w[0].2,
                     w[1].2,
@@ -135,6 +142,7 @@ pub(crate) fn run(path: &Path) -> ExitCode {
                     w[1].0.pred_opt().unwrap_or(w[1].0),
                     class.as_str()
                 ));
+                }
             }
         }
     }
