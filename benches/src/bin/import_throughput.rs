@@ -2,7 +2,13 @@
 //! (3.5 M rows) through `meterflow import`'s library path, next to the rate at
 //! which plain SQLite inserts the same rows into a bare table (the reference).
 //!
-//! `cargo run --release -p meterflow-benches --bin import-throughput -- [METERS] [DAYS]`
+//! `cargo run --release -p meterflow-benches --bin import-throughput -- [METERS] [DAYS] [priced]`
+//!
+//! With `priced`, the same rows are imported a second time into a store of
+//! the same site with tariffs (time of use with 尖峰, water with a
+//! surcharge, gas, heat by area, a demand charge), and the two rates are compared: cost
+//! is priced where it is read (ADR 0022), so the ratio shows what the
+//! tariffs cost the import and its streaming aggregation.
 
 use std::time::Instant;
 
@@ -41,6 +47,25 @@ fn main() -> anyhow::Result<()> {
         s.rejected_total()
     );
     let rate = rows as f64 / secs;
+    if args.get(3).map(String::as_str) == Some("priced") {
+        let priced_dir = dir.path().join("priced");
+        std::fs::create_dir_all(&priced_dir)?;
+        let priced_config = meterflow_benches::synthetic_site(&priced_dir, meters, 50_000)?;
+        let mut text = std::fs::read_to_string(&priced_config)?;
+        text.push_str(PRICES);
+        std::fs::write(&priced_config, text)?;
+        let priced = Site::load(&priced_config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::ensure!(!priced.tariffs.is_empty(), "the tariffs were not read");
+        let t = Instant::now();
+        let s = meterflow_benches::import_csv(&priced, &csv)?;
+        let priced_secs = t.elapsed().as_secs_f64();
+        anyhow::ensure!(s.stored == rows, "priced import stored {}", s.stored);
+        let priced_rate = rows as f64 / priced_secs;
+        println!(
+            "with tariffs: {rows} rows in {priced_secs:.1} s = {priced_rate:.0} rows/s; priced / unpriced = {:.3}",
+            priced_rate / rate
+        );
+    }
     let db = dir.path().join("store.db");
     let db_mib = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
     println!(
@@ -56,6 +81,42 @@ fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Tariffs of every kind, for the `priced` comparison.
+const PRICES: &str = r#"
+[[tariff]]
+id = "tou"
+carrier = "electricity"
+from = 2020-01-01
+source = "benchmark"
+periods = { valley = ["23:00-07:00"], flat = ["07:00-08:00", "11:00-18:00"], peak = ["08:00-11:00", "18:00-23:00"] }
+prices = { critical = 1.3, peak = 1.0, flat = 0.7, valley = 0.3 }
+critical = { months = [7, 8], hours = ["10:00-11:00", "19:00-21:00"] }
+demand_cny_per_kw = 30
+
+[[tariff]]
+id = "water"
+carrier = "water"
+from = 2020-01-01
+source = "benchmark"
+price = 5.0
+surcharge = [{ above_pct = 0, factor = 0.5 }, { above_pct = 20, factor = 1.0 }]
+
+[[tariff]]
+id = "gas"
+carrier = "gas"
+from = 2020-01-01
+source = "benchmark"
+price = 3.5
+
+[[tariff]]
+id = "heat"
+carrier = "heat"
+from = 2020-01-01
+source = "benchmark"
+per_m2_season = 30
+season = ["11-15", "03-15"]
+"#;
 
 fn raw_sqlite_rate(
     csv: &std::path::Path,
