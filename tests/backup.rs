@@ -224,7 +224,8 @@ fn an_older_store_is_kept_as_it_was_before_it_is_migrated() {
     let c = rusqlite::Connection::open(&db).expect("open");
     c.execute_batch(
         "DROP INDEX ledger_events_by_time; DROP INDEX ledger_events_by_corrects;
-         DROP TABLE ledger_events; PRAGMA user_version = 4;",
+         DROP TABLE ledger_events; DROP TABLE spans; DROP TABLE agg_span;
+         PRAGMA user_version = 4;",
     )
     .expect("downgrade");
     drop(c);
@@ -243,9 +244,10 @@ fn an_older_store_is_kept_as_it_was_before_it_is_migrated() {
             .expect("version")
     };
     assert_eq!(version(&copies[0]), 4);
-    assert_eq!(version(&db), 5);
+    assert_eq!(version(&db), 6);
     assert_eq!(count(&copies[0], "readings"), 96);
     assert_eq!(count(&db, "ledger_events"), 0);
+    assert_eq!(count(&db, "spans"), 0);
     // A store newer than this build: refused with what to do.
     let c = rusqlite::Connection::open(&db).expect("open");
     c.pragma_update(None, "user_version", 99).expect("version");

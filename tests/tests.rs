@@ -27,6 +27,7 @@ mod modbus;
 mod mqtt;
 mod secrets;
 mod shards;
+mod spans;
 mod standalone;
 mod status;
 mod web;

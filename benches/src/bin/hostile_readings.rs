@@ -3,7 +3,10 @@
 //! in order (clean) or at random times across the whole i64 range
 //! (hostile). Each mode runs in a child process of its own so that its peak
 //! RSS is its own. Prints time per reading and peak RSS for both, and the
-//! ratios.
+//! ratios. A third mode (`early`) stores the clean readings, then one reading
+//! on 2000-01-02 (inside the default plausible window, 25 years before the
+//! others): its time alone, its peak RSS and the store's size, against the
+//! clean run (the gap is kept as one span, not 880 000 buckets).
 //!
 //! `cargo run --release -p meterflow-benches --bin hostile-readings`
 
@@ -32,17 +35,38 @@ fn run(mode: &str) -> anyhow::Result<()> {
         x ^= x >> 7;
         x ^= x << 17;
         let ts = match mode {
-            "clean" => now - 7 * 86_400_000 + i64::from(i) * 60_000,
+            "clean" | "early" => now - 7 * 86_400_000 + i64::from(i) * 60_000,
             _ => x as i64,
         };
         readings.push(meterflow_model::Reading {
             meter: "m1".into(),
             quantity: "energy_import".into(),
             ts_ms: ts,
-            value: f64::from(i),
+            value: 1000.0 + f64::from(i),
             recv_ms: now,
             time_source: meterflow_model::TimeSource::Device,
         });
+    }
+    if mode == "early" {
+        for chunk in readings.chunks(500) {
+            w.write_batch(chunk, "bench")?;
+        }
+        // 2000-01-02T00:00Z, value 0: 25 years before the next reading.
+        let early = meterflow_model::Reading {
+            ts_ms: 946_771_200_000,
+            value: 0.0,
+            ..readings[0].clone()
+        };
+        let t = Instant::now();
+        let (v, _) = w.write_batch(&[early], "bench")?;
+        let us = t.elapsed().as_secs_f64() * 1e6;
+        anyhow::ensure!(matches!(v[0], meterflow_store::Verdict::Stored(_)), "{v:?}");
+        drop(w);
+        let bytes = std::fs::metadata(dir.path().join("h.db"))?.len()
+            + std::fs::metadata(dir.path().join("h.db-wal")).map_or(0, |m| m.len());
+        let rss = meterflow_benches::peak_rss_kib().unwrap_or(0);
+        println!("early {us:.0} {rss} {bytes}");
+        return Ok(());
     }
     let t = Instant::now();
     let mut refused = 0;
@@ -95,6 +119,15 @@ fn main() -> anyhow::Result<()> {
         "hostile / clean: time {:.2}x, RSS {:+.1} MiB",
         ht / ct.max(1e-9),
         (hr as f64 - cr as f64) / 1024.0
+    );
+    let (et, er, bytes) = child("early")?;
+    println!(
+        "early:   one reading 25 years before the others: {:.1} ms, peak RSS {:6.1} MiB ({:+.1} MiB against clean), store {:.1} MiB; against one clean reading {:.0}x",
+        et / 1000.0,
+        er as f64 / 1024.0,
+        (er as f64 - cr as f64) / 1024.0,
+        bytes as f64 / 1048576.0,
+        et / ct.max(1e-9)
     );
     Ok(())
 }

@@ -20,7 +20,7 @@
 //! Values are integers in a fixed fraction of the carrier unit (kWh, m³, GJ;
 //! see [`EXPONENT`]) so sums are exact whatever the meters' units.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use chrono::{Datelike, NaiveDate};
@@ -286,6 +286,9 @@ pub struct Aggregator {
     split: Vec<i64>,
     adds: Vec<(u32, i64, [i64; 2])>,
     fracs: Vec<(f64, usize)>,
+    /// Day, month and year changes of long gaps kept whole (no 15-minute
+    /// or hourly rows): (scope, grain, start) → (value, measured, estimated).
+    coarse: HashMap<(u32, Grain, i64), [i64; 3], BuildHasherDefault<IntHasher>>,
 }
 
 fn subitem_keys(sub: Option<&str>) -> Vec<String> {
@@ -459,6 +462,7 @@ impl Aggregator {
             split: Vec::new(),
             adds: Vec::with_capacity(32),
             fracs: Vec::new(),
+            coarse: HashMap::default(),
         }
     }
 
@@ -695,6 +699,87 @@ impl Aggregator {
         self.adds = adds;
     }
 
+    /// `[lo_ms, hi_ms)` cut at local midnights: the blocks of a long gap
+    /// that [`Aggregator::apply_block`] takes.
+    pub fn day_blocks(&mut self, lo_ms: i64, hi_ms: i64) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        let mut a = lo_ms;
+        while a < hi_ms {
+            // The next local midnight (a bucket boundary: offsets are whole quarters).
+            let b = self.keys(a).hi.clamp(a + BUCKET_MS, hi_ms);
+            out.push((a, b));
+            a = b;
+        }
+        out
+    }
+
+    /// A block `[lo_ms, hi_ms)` of whole estimated buckets of one local day
+    /// of `meter` (a part of a long gap kept whole), worth `micro`; `sign`
+    /// −1 takes it back. Its day, month and year rows are pending like
+    /// [`Aggregator::apply`]'s; returned are what the block adds to each
+    /// scope `(scope, value, estimated meter-buckets)`, which the caller
+    /// keeps whole in place of 15-minute and hourly rows. The split by
+    /// shares is of the block's total (one integer split a day).
+    pub fn apply_block(
+        &mut self,
+        meter: u32,
+        lo_ms: i64,
+        hi_ms: i64,
+        micro: i64,
+        sign: i64,
+    ) -> Vec<(u32, i64, i64)> {
+        if self.nodes.get(meter as usize).is_none() || hi_ms <= lo_ms {
+            return Vec::new();
+        }
+        let keys = self.keys(lo_ms);
+        let node = &self.nodes[meter as usize];
+        let n = (hi_ms - lo_ms) / BUCKET_MS;
+        let v = micro.saturating_mul(node.factor);
+        let (old_v, new_v, dq) = if sign >= 0 {
+            (0, v, [0, n])
+        } else {
+            (v, 0, [0, -n])
+        };
+        let dv = new_v - old_v;
+        let mut adds: Vec<(u32, i64, [i64; 2])> = Vec::new();
+        for &s in &node.phys {
+            adds.push((s, dv, dq));
+        }
+        let scratch = (&mut self.split, &mut self.fracs);
+        push_split(node, keys.date, old_v, new_v, dq, scratch, &mut adds);
+        if let Some(p) = node.parent {
+            let pn = &self.nodes[p as usize];
+            for &s in &pn.phys {
+                adds.push((s, -dv, [0, 0]));
+            }
+            let scratch = (&mut self.split, &mut self.fracs);
+            push_split(pn, keys.date, -old_v, -new_v, [0, 0], scratch, &mut adds);
+        }
+        // One entry per scope.
+        let mut by_scope: BTreeMap<u32, (i64, i64)> = BTreeMap::new();
+        for (s, v, c) in adds {
+            let e = by_scope.entry(s).or_default();
+            e.0 += v;
+            e.1 += c[1];
+        }
+        for (&s, &(v, est)) in &by_scope {
+            for (g, start) in [
+                (Grain::Day, keys.lo),
+                (Grain::Month, keys.month_ms),
+                (Grain::Year, keys.year_ms),
+            ] {
+                let e = self.coarse.entry((s, g, start)).or_insert([0; 3]);
+                e[0] += v;
+                e[2] += est;
+            }
+        }
+        by_scope
+            .into_iter()
+            .filter(|(_, (v, e))| *v != 0 || *e != 0)
+            .map(|(s, (v, e))| (s, v, e))
+            .collect()
+    }
+
     /// Move the dense changes of the current bucket into `quarter`.
     fn flush_dense(&mut self) {
         let Some(bucket) = self.dense_bucket else {
@@ -726,7 +811,7 @@ impl Aggregator {
         let mut quarters: Vec<(u64, [i64; 3])> = self.quarter.drain().collect();
         quarters.sort_unstable_by_key(|(k, _)| (*k & 0xFFFF_FFFF, *k >> 32));
         let mut merged: HashMap<(u32, Grain, i64), [i64; 3], BuildHasherDefault<IntHasher>> =
-            HashMap::default();
+            std::mem::take(&mut self.coarse);
         for (k, v) in quarters {
             if v == [0; 3] {
                 continue;
@@ -770,7 +855,7 @@ impl Aggregator {
 
     /// Changes not drained yet (15-minute rows).
     pub fn pending(&self) -> usize {
-        self.quarter.len() + self.touched.len()
+        self.quarter.len() + self.touched.len() + self.coarse.len()
     }
 }
 

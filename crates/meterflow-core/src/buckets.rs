@@ -57,10 +57,135 @@ impl BucketDelta {
     }
 }
 
+/// An estimated spread longer than this many whole buckets keeps them as
+/// one [`Span`] (a day: a gap of a day or less is stored bucket by bucket).
+pub const SPAN_MIN_BUCKETS: i64 = 96;
+
+/// The whole buckets `[lo_ms, hi_ms)` inside a long estimated gap between
+/// two readings at `from_ms` and `to_ms` with `micro` between them: stored
+/// as one row and expanded where buckets are read, so a reading's cost does
+/// not grow with the length of the gap before it. Each bucket holds exactly
+/// what [`spread`] bucket by bucket would give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Span {
+    /// The earlier reading, ms.
+    pub from_ms: i64,
+    /// The later reading, ms.
+    pub to_ms: i64,
+    /// Consumption between them, micro-units.
+    pub micro: i64,
+    /// First whole bucket kept in the span.
+    pub lo_ms: i64,
+    /// End of the last whole bucket kept in the span.
+    pub hi_ms: i64,
+}
+
+impl Span {
+    /// Of `micro`, the part before `t` (cumulative floor, as [`spread`]).
+    fn upto(&self, t: i64) -> i64 {
+        let total = i128::from(self.to_ms - self.from_ms);
+        let covered = i128::from(t.clamp(self.from_ms, self.to_ms) - self.from_ms);
+        (i128::from(self.micro) * covered / total) as i64
+    }
+
+    /// The consumption of bucket `b` (a bucket of the span).
+    pub fn bucket(&self, b: i64) -> i64 {
+        self.upto(b + BUCKET_MS) - self.upto(b)
+    }
+
+    /// The consumption of the span's buckets in `[a, b)` (clamped to the span).
+    pub fn between(&self, a: i64, b: i64) -> i64 {
+        let (a, b) = (
+            a.clamp(self.lo_ms, self.hi_ms),
+            b.clamp(self.lo_ms, self.hi_ms),
+        );
+        if b <= a {
+            return 0;
+        }
+        self.upto(b) - self.upto(a)
+    }
+
+    /// The span's buckets in `[a, b)`, with their consumption.
+    pub fn buckets(&self, a: i64, b: i64) -> impl Iterator<Item = BucketDelta> + '_ {
+        let start = bucket_of(a.max(self.lo_ms).saturating_add(BUCKET_MS - 1)).max(self.lo_ms);
+        let end = b.min(self.hi_ms);
+        let n = if end > start {
+            (end - start).div_euclid(BUCKET_MS)
+        } else {
+            0
+        };
+        (0..n).map(move |k| {
+            let bucket = start + k * BUCKET_MS;
+            BucketDelta {
+                bucket_ms: bucket,
+                micro: self.bucket(bucket),
+                measured_ms: 0,
+                estimated_ms: BUCKET_MS,
+            }
+        })
+    }
+
+    /// Number of whole buckets.
+    pub fn len(&self) -> i64 {
+        (self.hi_ms - self.lo_ms) / BUCKET_MS
+    }
+
+    /// No bucket (never built so).
+    pub fn is_empty(&self) -> bool {
+        self.hi_ms <= self.lo_ms
+    }
+}
+
 /// Spread `micro` (≥ 0) over `[from_ms, to_ms)` proportionally to time (linear
 /// interpolation of the counter). Exact: the parts sum to `micro`, using
 /// cumulative floor division so no unit is created or lost.
-/// A zero-length span puts everything in the bucket of `to_ms`.
+/// A zero-length span puts everything in the bucket of `to_ms`. An
+/// estimated spread of more than [`SPAN_MIN_BUCKETS`] whole buckets puts
+/// them in one [`Span`] (the partial buckets at its ends stay deltas).
+pub fn spread_or_span(
+    from_ms: i64,
+    to_ms: i64,
+    micro: i64,
+    estimated: bool,
+    out: &mut Vec<BucketDelta>,
+    spans: &mut Vec<Span>,
+) {
+    if estimated && to_ms > from_ms {
+        let lo = bucket_of(from_ms.saturating_add(BUCKET_MS - 1));
+        let hi = bucket_of(to_ms);
+        if (hi - lo) / BUCKET_MS > SPAN_MIN_BUCKETS {
+            let span = Span {
+                from_ms,
+                to_ms,
+                micro,
+                lo_ms: lo,
+                hi_ms: hi,
+            };
+            if from_ms < lo {
+                out.push(BucketDelta {
+                    bucket_ms: bucket_of(from_ms),
+                    micro: span.upto(lo),
+                    measured_ms: 0,
+                    estimated_ms: lo - from_ms,
+                });
+            }
+            spans.push(span);
+            if hi < to_ms {
+                out.push(BucketDelta {
+                    bucket_ms: hi,
+                    micro: micro - span.upto(hi),
+                    measured_ms: 0,
+                    estimated_ms: to_ms - hi,
+                });
+            }
+            return;
+        }
+    }
+    spread(from_ms, to_ms, micro, estimated, out);
+}
+
+/// Spread `micro` (≥ 0) over `[from_ms, to_ms)` proportionally to time, one
+/// delta per bucket (see [`spread_or_span`]).
 pub fn spread(from_ms: i64, to_ms: i64, micro: i64, estimated: bool, out: &mut Vec<BucketDelta>) {
     if to_ms <= from_ms {
         if micro != 0 {
@@ -135,6 +260,48 @@ mod tests {
             out.iter()
                 .all(|d| d.estimated_ms == BUCKET_MS && d.measured_ms == 0)
         );
+    }
+
+    #[test]
+    fn a_long_gap_is_one_span_with_the_same_buckets() {
+        // 10:05 on day 0 to 10:35 three days later, 1 000 001 micro-units:
+        // the partial buckets at both ends are deltas, the 287 whole ones
+        // between are one span, and every bucket equals the eager spread.
+        let from = 10 * 3_600_000 + 5 * 60_000;
+        let to = from + 3 * 86_400_000 + 30 * 60_000;
+        let micro = 1_000_001;
+        let mut eager = Vec::new();
+        spread(from, to, micro, true, &mut eager);
+        let (mut edges, mut spans) = (Vec::new(), Vec::new());
+        spread_or_span(from, to, micro, true, &mut edges, &mut spans);
+        assert_eq!(spans.len(), 1);
+        let s = spans[0];
+        assert_eq!(edges.len(), 2);
+        assert_eq!(s.len() as usize, eager.len() - 2);
+        let mut lazy: Vec<BucketDelta> = edges.clone();
+        lazy.extend(s.buckets(i64::MIN / 2, i64::MAX / 2));
+        lazy.sort_by_key(|d| d.bucket_ms);
+        assert_eq!(lazy, eager);
+        assert_eq!(
+            s.between(s.lo_ms, s.hi_ms) + edges[0].micro + edges[1].micro,
+            micro
+        );
+        // A part of the span: the sum of its buckets.
+        let (a, b) = (s.lo_ms + 7 * BUCKET_MS, s.lo_ms + 100 * BUCKET_MS);
+        let part: i64 = eager
+            .iter()
+            .filter(|d| d.bucket_ms >= a && d.bucket_ms < b)
+            .map(|d| d.micro)
+            .sum();
+        assert_eq!(s.between(a, b), part);
+        assert_eq!(s.buckets(a, b).map(|d| d.micro).sum::<i64>(), part);
+        // A measured spread, or a short estimated one, stays bucket by bucket.
+        let (mut out, mut spans) = (Vec::new(), Vec::new());
+        spread_or_span(from, to, micro, false, &mut out, &mut spans);
+        assert!(spans.is_empty() && out.len() == eager.len());
+        let (mut out, mut spans) = (Vec::new(), Vec::new());
+        spread_or_span(0, 86_400_000, micro, true, &mut out, &mut spans);
+        assert!(spans.is_empty() && out.len() == 96);
     }
 
     #[test]

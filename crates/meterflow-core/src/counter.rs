@@ -5,7 +5,7 @@ use meterflow_model::AnomalyKind;
 use meterflow_model::config::Meter;
 
 use crate::MICRO;
-use crate::buckets::{BucketDelta, spread};
+use crate::buckets::{BucketDelta, Span, spread_or_span};
 
 /// Largest register magnitude accepted, in units (keeps micro-units inside i64 with room for sums).
 const MAX_REGISTER: f64 = 9.0e12;
@@ -288,6 +288,8 @@ pub struct Step {
     pub status: Status,
     /// Bucket contributions.
     pub deltas: Vec<BucketDelta>,
+    /// Long estimated gaps kept whole (their edge buckets are in `deltas`).
+    pub spans: Vec<Span>,
     /// Anomalies.
     pub anomalies: Vec<Anomaly>,
 }
@@ -297,6 +299,7 @@ pub fn step(spec: &CounterSpec, state: &mut State, item: &Item) -> Step {
     let mut out = Step {
         status: Status::Invalid,
         deltas: Vec::new(),
+        spans: Vec::new(),
         anomalies: Vec::new(),
     };
     match *item {
@@ -478,7 +481,14 @@ fn within_limit(spec: &CounterSpec, micro: i64, dt_ms: i64) -> bool {
 
 fn count_pair(spec: &CounterSpec, p: Point, to_ms: i64, micro: i64, dt: i64, out: &mut Step) {
     let estimated = dt > 2 * spec.interval_ms;
-    spread(p.ts_ms, to_ms, micro, estimated, &mut out.deltas);
+    spread_or_span(
+        p.ts_ms,
+        to_ms,
+        micro,
+        estimated,
+        &mut out.deltas,
+        &mut out.spans,
+    );
     silent_check(spec, p, to_ms, dt, out);
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::buckets::BucketDelta;
+use crate::buckets::{BucketDelta, Span};
 use crate::counter::{Anomaly, CounterSpec, Item, State, Status, step};
 
 /// What the engine needs from a series' stored items (items are unique by time).
@@ -34,6 +34,9 @@ pub struct Outcome {
     pub status: Status,
     /// Net bucket contributions (merged per bucket, zero entries dropped).
     pub deltas: Vec<BucketDelta>,
+    /// Long gaps kept whole: `(span, +1)` to add, `(span, −1)` to take back
+    /// (net, cancelling pairs dropped).
+    pub spans: Vec<(Span, i64)>,
     /// Later items whose status changed: `(ts, new status)`.
     pub restatus: Vec<(i64, Status)>,
     /// Normaliser anomalies of stored items in `[from, to]` are replaced by `anomalies`
@@ -74,6 +77,7 @@ pub fn ingest<L: SeriesLog>(
         return Ok(Outcome {
             status: s.status,
             deltas: s.deltas,
+            spans: s.spans.into_iter().map(|x| (x, 1)).collect(),
             restatus: Vec::new(),
             replace_anomalies: None,
             anomalies: s.anomalies,
@@ -85,6 +89,7 @@ pub fn ingest<L: SeriesLog>(
     let first = step(spec, &mut new, &item);
     let status = first.status;
     let mut deltas = first.deltas;
+    let mut spans: Vec<(Span, i64)> = first.spans.into_iter().map(|x| (x, 1)).collect();
     let mut anomalies = first.anomalies;
     let mut restatus = Vec::new();
     let mut replaced_to = ts;
@@ -100,6 +105,8 @@ pub fn ingest<L: SeriesLog>(
             let sn = step(spec, &mut new, y);
             deltas.extend(so.deltas.into_iter().map(BucketDelta::negated));
             deltas.extend(sn.deltas);
+            spans.extend(so.spans.into_iter().map(|x| (x, -1)));
+            spans.extend(sn.spans.into_iter().map(|x| (x, 1)));
             anomalies.extend(sn.anomalies);
             if so.status != sn.status {
                 restatus.push((y.ts_ms(), sn.status));
@@ -119,10 +126,20 @@ pub fn ingest<L: SeriesLog>(
     Ok(Outcome {
         status,
         deltas: merge(deltas),
+        spans: merge_spans(spans),
         restatus,
         replace_anomalies: Some((ts, replaced_to)),
         anomalies,
     })
+}
+
+/// Net signs per span; drop the ones that cancel out.
+pub fn merge_spans(spans: Vec<(Span, i64)>) -> Vec<(Span, i64)> {
+    let mut net: BTreeMap<Span, i64> = BTreeMap::new();
+    for (s, sign) in spans {
+        *net.entry(s).or_default() += sign;
+    }
+    net.into_iter().filter(|(_, n)| *n != 0).collect()
 }
 
 /// Sum contributions per bucket; drop the ones that cancel out.

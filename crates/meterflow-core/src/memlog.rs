@@ -118,9 +118,14 @@ impl MemSeries {
         for a in &outcome.anomalies {
             self.anomalies.entry(a.ts_ms).or_default().push(a.clone());
         }
-        for d in &outcome.deltas {
+        // The reference holds every bucket: spans are expanded here.
+        let expanded = outcome.spans.iter().flat_map(|(s, sign)| {
+            s.buckets(s.lo_ms, s.hi_ms)
+                .map(move |d| if *sign < 0 { d.negated() } else { d })
+        });
+        for d in outcome.deltas.iter().copied().chain(expanded) {
             let b = self.buckets.entry(d.bucket_ms).or_default();
-            b.add(d);
+            b.add(&d);
             if b.is_empty() {
                 self.buckets.remove(&d.bucket_ms);
             }

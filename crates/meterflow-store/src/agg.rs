@@ -134,6 +134,35 @@ impl Rollups {
         }
         drop(rows);
         drop(stmt);
+        // Long gaps kept whole: their scope parts anew.
+        tx.execute("DELETE FROM agg_span", []).at(path)?;
+        let spans: Vec<(i64, meterflow_core::buckets::Span)> = tx
+            .prepare("SELECT series, from_ms, to_ms, micro, lo_ms, hi_ms FROM spans ORDER BY series, from_ms")
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        meterflow_core::buckets::Span {
+                            from_ms: r.get(1)?,
+                            to_ms: r.get(2)?,
+                            micro: r.get(3)?,
+                            lo_ms: r.get(4)?,
+                            hi_ms: r.get(5)?,
+                        },
+                    ))
+                })?
+                .collect()
+            })
+            .at(path)?;
+        for (series, s) in spans {
+            for block in self.day_blocks(s.lo_ms, s.hi_ms) {
+                let micro = s.between(block.0, block.1);
+                self.apply_block(tx, path, series, block, micro, 1)?;
+            }
+            if self.agg.pending() > 200_000 {
+                self.write(tx, path, emit.as_deref_mut())?;
+            }
+        }
         self.write(tx, path, emit.as_deref_mut())?;
         if let Some(e) = emit {
             // Rebuilt rollups overwrite their InfluxDB points.
@@ -152,6 +181,56 @@ impl Rollups {
         old: &BucketTotals,
         new: &BucketTotals,
     ) -> Result<(), StoreError> {
+        if let Some(m) = self.meter_of(tx, path, series)? {
+            self.agg.apply(m, bucket_ms, old, new);
+        }
+        Ok(())
+    }
+
+    /// `[lo, hi)` cut at local midnights.
+    pub(crate) fn day_blocks(&mut self, lo_ms: i64, hi_ms: i64) -> Vec<(i64, i64)> {
+        self.agg.day_blocks(lo_ms, hi_ms)
+    }
+
+    /// Feed one day's block of a long gap kept whole (`sign` −1 takes it
+    /// back): its days, months and years go with the pending changes, its
+    /// part of each scope to `agg_span`.
+    pub(crate) fn apply_block(
+        &mut self,
+        tx: &Transaction<'_>,
+        path: &Path,
+        series: i64,
+        (lo, hi): (i64, i64),
+        micro: i64,
+        sign: i64,
+    ) -> Result<(), StoreError> {
+        let Some(m) = self.meter_of(tx, path, series)? else {
+            return Ok(());
+        };
+        for (s, value, estimated) in self.agg.apply_block(m, lo, hi, micro, sign) {
+            let scope = self.scope_id(tx, path, s)?;
+            tx.prepare_cached(
+                "INSERT INTO agg_span (scope, series, lo_ms, hi_ms, value, estimated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (scope, series, lo_ms) DO UPDATE SET value = value + excluded.value, estimated = estimated + excluded.estimated",
+            )
+            .and_then(|mut st| st.execute(params![scope, series, lo, hi, value, estimated]))
+            .at(path)?;
+            tx.prepare_cached(
+                "DELETE FROM agg_span WHERE scope = ?1 AND series = ?2 AND lo_ms = ?3 AND value = 0 AND estimated = 0",
+            )
+            .and_then(|mut st| st.execute(params![scope, series, lo]))
+            .at(path)?;
+        }
+        Ok(())
+    }
+
+    /// The meter index of a counter series (`None`: a gauge or unknown series).
+    fn meter_of(
+        &mut self,
+        tx: &Transaction<'_>,
+        path: &Path,
+        series: i64,
+    ) -> Result<Option<u32>, StoreError> {
         let meter = match self.series_meter.get(&series) {
             Some(m) => *m,
             None => {
@@ -172,10 +251,7 @@ impl Rollups {
                 m
             }
         };
-        if let Some(m) = meter {
-            self.agg.apply(m, bucket_ms, old, new);
-        }
-        Ok(())
+        Ok(meter)
     }
 
     /// Write the pending changes.

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use meterflow_core::aggregate::{Grain, Level, to_carrier};
+use meterflow_core::buckets::Span;
 use meterflow_core::from_micro;
 use meterflow_model::EnergyClass;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -115,6 +116,9 @@ pub struct AggRow {
 pub struct Reader {
     conn: Connection,
     path: PathBuf,
+    /// Whether the store has long gaps kept whole (schema 6), and its time
+    /// zone (local hours of their buckets); read once.
+    spans: std::cell::OnceCell<Option<chrono_tz::Tz>>,
     /// Scope rollups come from an attached rollup file (`rollups.agg`)
     /// instead of the store's own (a sharded deployment's merged rollups).
     attached: bool,
@@ -194,6 +198,7 @@ impl Reader {
         Ok(Reader {
             conn: open_conn(path, 32, true)?,
             path: path.to_path_buf(),
+            spans: std::cell::OnceCell::new(),
             attached: false,
         })
     }
@@ -294,7 +299,71 @@ impl Reader {
                 },
             )
             .at(&self.path)?;
-        rows.collect::<Result<_, _>>().at(&self.path)
+        let out: Vec<AggRow> = rows.collect::<Result<_, _>>().at(&self.path)?;
+        if self.attached || !matches!(grain, Grain::Quarter | Grain::Hour) {
+            return Ok(out);
+        }
+        let Some(tz) = self.span_zone()? else {
+            return Ok(out);
+        };
+        // Long gaps kept whole: each block's value spread evenly over its
+        // buckets (cumulative floor: the buckets add up to the block).
+        let mut blocks = self
+            .conn
+            .prepare_cached(
+                "SELECT b.lo_ms, b.hi_ms, b.value, b.estimated FROM agg_span b JOIN agg_scope s ON s.id = b.scope
+                 WHERE s.level = ?1 AND s.ref = ?2 AND s.class = ?3 AND s.subitem = ?4
+                   AND b.hi_ms > ?5 AND b.lo_ms < ?6",
+            )
+            .at(&self.path)?;
+        let reach = to_ms.saturating_add(3_600_000);
+        let blocks: Vec<(i64, i64, i64, i64)> = blocks
+            .query_map(
+                params![level.as_str(), id, class.as_str(), subitem, from_ms, reach],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .at(&self.path)?
+            .collect::<Result<_, _>>()
+            .at(&self.path)?;
+        if blocks.is_empty() {
+            return Ok(out);
+        }
+        let mut by_start: std::collections::BTreeMap<i64, (i64, i64, i64)> = out
+            .into_iter()
+            .map(|r| (r.start_ms, (r.raw, r.measured, r.estimated)))
+            .collect();
+        let part = |total: i64, k: i64, n: i64| -> i64 {
+            let upto =
+                |j: i64| (i128::from(total) * i128::from(j)).div_euclid(i128::from(n)) as i64;
+            upto(k + 1) - upto(k)
+        };
+        for (lo, hi, value, estimated) in blocks {
+            let n = (hi - lo) / meterflow_core::buckets::BUCKET_MS;
+            for k in 0..n {
+                let bucket = lo + k * meterflow_core::buckets::BUCKET_MS;
+                let start = match grain {
+                    Grain::Hour => meterflow_core::time::hour_start(bucket, tz),
+                    _ => bucket,
+                };
+                if start < from_ms || start >= to_ms {
+                    continue;
+                }
+                let e = by_start.entry(start).or_default();
+                e.0 += part(value, k, n);
+                e.2 += part(estimated, k, n);
+            }
+        }
+        Ok(by_start
+            .into_iter()
+            .filter(|(_, (v, m, e))| *v != 0 || *m != 0 || *e != 0)
+            .map(|(start_ms, (raw, measured, estimated))| AggRow {
+                start_ms,
+                value: to_carrier(class, raw),
+                raw,
+                measured,
+                estimated,
+            })
+            .collect())
     }
 
     /// Time of the latest reading of a series.
@@ -336,6 +405,68 @@ impl Reader {
                 })
             })
             .at(&self.path)?;
+        let mut out: Vec<IntervalRow> = rows.collect::<Result<_, _>>().at(&self.path)?;
+        let spans = self.spans_of(series, from_ms, to_ms)?;
+        if !spans.is_empty() {
+            for s in &spans {
+                out.extend(s.buckets(from_ms, to_ms).map(|d| IntervalRow {
+                    bucket_ms: d.bucket_ms,
+                    micro: d.micro,
+                    measured_ms: d.measured_ms,
+                    estimated_ms: d.estimated_ms,
+                }));
+            }
+            out.sort_by_key(|r| r.bucket_ms);
+        }
+        Ok(out)
+    }
+
+    /// The store's time zone and whether it keeps long gaps whole.
+    fn span_zone(&self) -> Result<Option<chrono_tz::Tz>, StoreError> {
+        if let Some(z) = self.spans.get() {
+            return Ok(*z);
+        }
+        let exists: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spans')",
+                [],
+                |r| r.get(0),
+            )
+            .at(&self.path)?;
+        let zone = if exists {
+            let tz: Option<String> = self
+                .conn
+                .query_row("SELECT value FROM meta WHERE key = 'tz'", [], |r| r.get(0))
+                .optional()
+                .at(&self.path)?;
+            Some(tz.and_then(|t| t.parse().ok()).unwrap_or(chrono_tz::UTC))
+        } else {
+            None
+        };
+        Ok(*self.spans.get_or_init(|| zone))
+    }
+
+    /// The long gaps kept whole of a series whose buckets meet `[from_ms, to_ms)`.
+    pub fn spans_of(&self, series: i64, from_ms: i64, to_ms: i64) -> Result<Vec<Span>, StoreError> {
+        if self.span_zone()?.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut s = self
+            .conn
+            .prepare_cached("SELECT from_ms, to_ms, micro, lo_ms, hi_ms FROM spans WHERE series = ?1 AND hi_ms > ?2 AND lo_ms < ?3")
+            .at(&self.path)?;
+        let rows = s
+            .query_map(params![series, from_ms, to_ms], |r| {
+                Ok(Span {
+                    from_ms: r.get(0)?,
+                    to_ms: r.get(1)?,
+                    micro: r.get(2)?,
+                    lo_ms: r.get(3)?,
+                    hi_ms: r.get(4)?,
+                })
+            })
+            .at(&self.path)?;
         rows.collect::<Result<_, _>>().at(&self.path)
     }
 
@@ -355,7 +486,34 @@ impl Reader {
                 })
             })
             .at(&self.path)?;
-        rows.collect::<Result<_, _>>().at(&self.path)
+        let out: Vec<HourRow> = rows.collect::<Result<_, _>>().at(&self.path)?;
+        // A local hour starts at most 45 min before its first bucket.
+        let spans = self.spans_of(series, from_ms, to_ms.saturating_add(3_600_000))?;
+        let (Some(tz), false) = (self.span_zone()?, spans.is_empty()) else {
+            return Ok(out);
+        };
+        let mut by_hour: std::collections::BTreeMap<i64, HourRow> =
+            out.into_iter().map(|r| (r.hour_ms, r)).collect();
+        for s in &spans {
+            for d in s.buckets(
+                from_ms.saturating_sub(3_600_000),
+                to_ms.saturating_add(3_600_000),
+            ) {
+                let h = meterflow_core::time::hour_start(d.bucket_ms, tz);
+                if h < from_ms || h >= to_ms {
+                    continue;
+                }
+                let e = by_hour.entry(h).or_insert(HourRow {
+                    hour_ms: h,
+                    micro: 0,
+                    measured: 0,
+                    estimated: 0,
+                });
+                e.micro += d.micro;
+                e.estimated += 1;
+            }
+        }
+        Ok(by_hour.into_values().collect())
     }
 
     /// Daily rollups for local dates in `[from, to)` (YYYY-MM-DD).
@@ -430,15 +588,7 @@ impl Reader {
 
     /// Total consumption of a series over all time, in the meter's unit.
     pub fn total(&self, series: i64) -> Result<f64, StoreError> {
-        let micro: i64 = self
-            .conn
-            .query_row(
-                "SELECT coalesce(sum(micro), 0) FROM intervals WHERE series = ?1",
-                params![series],
-                |r| r.get(0),
-            )
-            .at(&self.path)?;
-        Ok(from_micro(micro))
+        Ok(from_micro(self.total_micro(series)?))
     }
 
     /// Gaps longer than `min_ms` between consecutive readings with a value
@@ -473,13 +623,20 @@ impl Reader {
 
     /// Sum of a series' intervals in micro-units (exact).
     pub fn total_micro(&self, series: i64) -> Result<i64, StoreError> {
-        self.conn
+        let eager: i64 = self
+            .conn
             .query_row(
                 "SELECT coalesce(sum(micro), 0) FROM intervals WHERE series = ?1",
                 params![series],
                 |r| r.get(0),
             )
-            .at(&self.path)
+            .at(&self.path)?;
+        let kept: i64 = self
+            .spans_of(series, i64::MIN, i64::MAX)?
+            .iter()
+            .map(|s| s.between(s.lo_ms, s.hi_ms))
+            .sum();
+        Ok(eager + kept)
     }
 
     /// Stored readings (not replacement events) after `after` = (series,

@@ -189,6 +189,34 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX ledger_events_by_time ON ledger_events (ledger, kind, ts_ms);
     CREATE INDEX ledger_events_by_corrects ON ledger_events (corrects);
     "#,
+    // 6: long estimated gaps kept whole, expanded where buckets are read.
+    r#"
+    -- The whole buckets [lo_ms, hi_ms) of a gap longer than a day between
+    -- readings at from_ms and to_ms with micro between them: bucket b holds
+    -- floor(micro × (b + 15 min − from) / (to − from)) − floor(micro × (b − from) / (to − from)).
+    -- Their days are in rollup_day and agg (day, month, year) like any bucket's.
+    CREATE TABLE spans (
+        series   INTEGER NOT NULL,
+        from_ms  INTEGER NOT NULL,
+        to_ms    INTEGER NOT NULL,
+        micro    INTEGER NOT NULL,
+        lo_ms    INTEGER NOT NULL,
+        hi_ms    INTEGER NOT NULL,
+        PRIMARY KEY (series, from_ms)
+    ) WITHOUT ROWID;
+    -- A span's part of one local day [lo_ms, hi_ms) in a scope, in place of
+    -- its 15-minute and hourly agg rows: value (spread evenly over the
+    -- block's buckets when read) and estimated meter-buckets.
+    CREATE TABLE agg_span (
+        scope      INTEGER NOT NULL,
+        series     INTEGER NOT NULL,
+        lo_ms      INTEGER NOT NULL,
+        hi_ms      INTEGER NOT NULL,
+        value      INTEGER NOT NULL,
+        estimated  INTEGER NOT NULL,
+        PRIMARY KEY (scope, series, lo_ms)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Highest schema version this build knows.

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
-use meterflow_core::buckets::BucketDelta;
+use meterflow_core::buckets::{BUCKET_MS, BucketDelta, Span};
 use meterflow_core::counter::{CounterSpec, Item, State, Status};
 use meterflow_core::engine::{self, SeriesLog};
 use meterflow_core::memlog::BucketTotals;
@@ -126,6 +126,12 @@ impl Writer {
             })?;
         }
         schema::migrate(&mut conn, path)?;
+        // Readers place the buckets of long gaps kept whole in local hours.
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('tz', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![site.tz.name()],
+        )
+        .at(path)?;
         let meters = site
             .meters
             .iter()
@@ -669,6 +675,9 @@ fn apply(
     for d in &outcome.deltas {
         acc.add(cache.id, d);
     }
+    for (s, sign) in &outcome.spans {
+        *acc.spans.entry((cache.id, *s)).or_default() += sign;
+    }
     cache.last_ts = Some(cache.last_ts.map_or(item.ts_ms(), |l| l.max(item.ts_ms())));
     Ok(outcome.status)
 }
@@ -865,6 +874,8 @@ impl SeriesLog for SqlLog<'_, '_> {
 #[derive(Default)]
 struct Accumulator {
     deltas: FastMap<(i64, i64), BucketDelta>,
+    /// Long gaps kept whole, net sign: +1 stored, −1 taken back.
+    spans: BTreeMap<(i64, Span), i64>,
     anomaly_counts: BTreeMap<AnomalyKind, usize>,
     /// (series, ts, kind, detail, counted) of anomalies written, for the outbox.
     anomaly_rows: Vec<(i64, i64, AnomalyKind, String, bool)>,
@@ -966,6 +977,42 @@ impl Accumulator {
             let day = local_date(bucket, tz).to_string();
             add3(hours.entry((series, hour)).or_default(), change);
             add3(days.entry((series, day)).or_default(), change);
+        }
+        // Long gaps kept whole: one row each; their days (and the scopes'
+        // days, months and years) like any bucket's, their 15-minute and
+        // hourly rows left to the readers.
+        // Those taken back first: a span and its replacement may share
+        // their start (the row's key).
+        let mut spans: Vec<((i64, Span), i64)> = std::mem::take(&mut self.spans)
+            .into_iter()
+            .filter(|(_, n)| *n != 0)
+            .collect();
+        spans.sort_by_key(|(_, n)| n.signum());
+        for ((series, s), sign) in spans {
+            let sign = sign.signum();
+            if sign > 0 {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO spans (series, from_ms, to_ms, micro, lo_ms, hi_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![series, s.from_ms, s.to_ms, s.micro, s.lo_ms, s.hi_ms])
+                })
+                .at(path)?;
+            } else {
+                tx.prepare_cached("DELETE FROM spans WHERE series = ?1 AND from_ms = ?2")
+                    .and_then(|mut st| st.execute(params![series, s.from_ms]))
+                    .at(path)?;
+            }
+            for (a, b) in rollups.day_blocks(s.lo_ms, s.hi_ms) {
+                let micro = s.between(a, b);
+                let n = (b - a) / BUCKET_MS;
+                let day = local_date(a, tz).to_string();
+                add3(
+                    days.entry((series, day)).or_default(),
+                    [sign * micro, 0, sign * n],
+                );
+                rollups.apply_block(tx, path, series, (a, b), micro, sign)?;
+            }
         }
         for ((series, hour), c) in hours {
             if c != [0; 3] {
