@@ -886,6 +886,16 @@ fn tariffs_by_building_and_meter_demand_charges_and_heat_by_area_by_hand() {
     assert!(close(s.total_cny, 1008.0), "site {}", s.total_cny);
     assert!(close(s.carriers[0].quantity, 468.0));
     assert!(close(a1.total_cny + a2.total_cny, s.total_cny));
+    // One meter: the canteen's 48 kWh × 0.5; E2's 180 × 0.8 and all of its
+    // tariff's demand charge; E1's 240 × 1.0.
+    let meter = |m: &str| {
+        ctx.meter_cost(&reader, m, july)
+            .expect("meter cost")
+            .total_cny
+    };
+    assert!(close(meter("EC"), 24.0), "EC {}", meter("EC"));
+    assert!(close(meter("E2"), 744.0), "E2 {}", meter("E2"));
+    assert!(close(meter("E1"), 240.0), "E1 {}", meter("E1"));
 
     let dec = period("2026-12-01", "2027-01-01");
     let heat = |s: Scope| {
@@ -992,5 +1002,93 @@ fn tariff_assignment_mistakes_are_config_errors() {
     assert!(
         e.contains("demand and capacity charges are for electricity"),
         "{e}"
+    );
+}
+
+/// A zone's cost: its meters' consumption with the tariff. Zone Z of
+/// building B has meter EZ at 3 kW on 1 July 2026 (72 kWh) under the site's
+/// 0.6 CNY/kWh: 43.2 CNY; the building's own main meter is not the zone's.
+#[test]
+fn a_zone_is_priced_like_a_scope() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("site.toml");
+    std::fs::write(
+        &path,
+        "[site]\nname = \"zones\"\ntimezone = \"Asia/Shanghai\"\n[store]\npath = \"s.db\"\n\
+[[building]]\nid = \"B\"\ntotal_area_m2 = 1000\n[[zone]]\nid = \"Z\"\nbuilding = \"B\"\narea_m2 = 300\n\
+[[meter]]\nid = \"EZ\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = { zone = \"Z\" }\ninterval_s = 900\n\
+[[meter]]\nid = \"EB\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = { building = \"B\" }\ninterval_s = 900\n\
+[[tariff]]\nid = \"e\"\ncarrier = \"electricity\"\nfrom = 2026-01-01\nsource = \"test\"\nprice = 0.6\n",
+    )
+    .expect("site");
+    let site = Site::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut writer = meterflow_store::Writer::open(&site).expect("store");
+    writer
+        .write_batch(&july_first(&site, "EZ", &|_| 3.0), "test")
+        .expect("write");
+    writer
+        .write_batch(&july_first(&site, "EB", &|_| 7.0), "test")
+        .expect("write");
+    drop(writer);
+    let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
+    let ctx = KpiContext::new(&site);
+    let july = period("2026-07-01", "2026-07-02");
+    let z = ctx.zone_cost(&reader, "Z", july).expect("zone cost");
+    assert!((z.total_cny - 43.2).abs() < 1e-9, "{z:?}");
+    let b = ctx
+        .cost(&reader, &Scope::Building("B".into()), july)
+        .expect("cost");
+    assert!((b.total_cny - (72.0 + 168.0) * 0.6).abs() < 1e-9, "{b:?}");
+}
+
+/// A meter's cost over the API and on its page: three days of the example
+/// site's lighting meter at one price of 0.5 CNY/kWh cost half its kWh.
+#[test]
+fn a_meters_cost_over_the_api_and_on_its_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = crate::api::server_with(
+        dir.path(),
+        false,
+        "\n[[tariff]]\nid = \"e\"\ncarrier = \"electricity\"\nfrom = 2020-01-01\nsource = \"test\"\nprice = 0.5\n",
+    );
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive();
+    let (from, to) = (
+        today - chrono::Duration::days(3),
+        today + chrono::Duration::days(1),
+    );
+    let (code, v) = crate::api::get(
+        srv.port,
+        &format!("/api/v1/meters/main-f2-light/consumption?from={from}&to={to}"),
+        Some(crate::api::FIN),
+    );
+    assert_eq!(code, 200, "{v}");
+    let kwh: f64 = v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["value"].as_f64())
+        .sum();
+    assert!(kwh > 0.0, "{v}");
+    let cny = v["cost"]["total_cny"].as_f64().expect("cost");
+    assert!((cny - kwh * 0.5).abs() < 1e-6, "{cny} for {kwh} kWh");
+    assert_eq!(v["cost"]["period"]["from"], from.to_string());
+    // The meter's page shows the same cost table.
+    let cookie = format!(
+        "mf_session={}",
+        crate::api::sign_in(srv.port, crate::api::MANAGER)
+    );
+    let (code, _, page) = crate::api::raw(
+        srv.port,
+        "GET",
+        "/meters/main-f2-light?span=30d",
+        &[("Cookie", cookie.as_str())],
+        "",
+    );
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("id=\"cost\""),
+        "no cost table on the meter page"
     );
 }

@@ -484,6 +484,12 @@ pub(super) async fn meter_page(
         let anomalies = reader.anomalies(Some(&id2), from, to)?;
         let chart = chart::bars(l, "chart-meter", l.t("用量", "Consumption"), &m.unit, &bars);
         let building = building_of(site, m);
+        // The meter's own cost with its tariff (nothing without [[tariff]]).
+        let cost = if site.tariffs.is_empty() {
+            html! {}
+        } else {
+            cost_table(l, &app2.kpi.meter_cost(&reader, &id2, period_of_chosen(&c))?)
+        };
         Ok(html! {
             p {
                 @if let Some(b) = &building { a href={ "/buildings/" (b) } { (b) } " · " }
@@ -491,6 +497,7 @@ pub(super) async fn meter_page(
             }
             (PreEscaped(chart::picker(l, &format!("/meters/{id2}"), &c)))
             (PreEscaped(chart))
+            (cost)
             h2 { (tr(l, "异常（所选期间）", "Anomalies (the chosen period)")) }
             @if anomalies.is_empty() { p.muted { (tr(l, "无", "none")) } }
             @else {

@@ -949,7 +949,23 @@ async fn consumption_h(
             json!({"start": iso(&app.site, r.bucket_ms), "value": meterflow_core::from_micro(r.micro), "quality": quality})
         })
         .collect();
-    Ok(Json(json!({"meter": id, "unit": m.unit, "items": items})))
+    let mut body = json!({"meter": id, "unit": m.unit, "items": items});
+    if !app.site.tariffs.is_empty() {
+        // The meter's cost over the local days the range touches, with its tariff.
+        let day = |ms: i64| meterflow_core::time::local_date(ms, tz);
+        let period = meterflow_core::denominators::Period {
+            from: day(from),
+            to: day(to - 1).succ_opt().unwrap_or(day(to - 1)),
+        };
+        let cost = app.kpi.meter_cost(&reader, &id, period).map_err(internal)?;
+        body["cost"] = json!({
+            "period": {"from": period.from.to_string(), "to": period.to.to_string()},
+            "total_cny": cost.total_cny,
+            "carriers": cost.carriers,
+            "unpriced": cost.unpriced,
+        });
+    }
+    Ok(Json(body))
 }
 
 fn kpis_json(site: &Site, k: &ScopeKpis) -> Value {
@@ -978,6 +994,7 @@ fn kpis_json_main(site: &Site, k: &ScopeKpis) -> Value {
         "energy_kgce": k.energy_kgce, "co2_t": k.co2_t, "persons": k.persons, "area_m2": k.area_m2,
         "per_capita_kgce": k.per_capita_energy, "per_area_kgce": k.per_area_energy,
         "water_m3_per_person": k.water_per_capita, "water_l_per_person_day": k.water_l_per_person_day,
+        "water_l_per_person_working_day": k.water_l_per_person_working_day, "water_working_days": k.water_working_days,
         "per_area_co2_kg": k.per_area_co2, "completeness_pct": k.completeness_pct,
         "coverage_pct": k.coverage_pct, "complete": k.complete, "days_with_data": k.days_with_data,
         "yoy_per_capita_pct": k.yoy_per_capita_energy_pct,

@@ -102,6 +102,14 @@ pub struct FixedCharge {
     pub cny: f64,
 }
 
+/// What is priced: a KPI scope, a zone, or one meter.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Scope(&'a Scope),
+    Zone(&'a str),
+    Meter(&'a str),
+}
+
 /// Priced quantities, row by row.
 struct Acc {
     c: CarrierCost,
@@ -427,13 +435,39 @@ impl KpiContext {
 
     /// The cost of `scope` over `period` with the site's tariffs.
     pub fn cost(&self, reader: &Reader, scope: &Scope, period: Period) -> anyhow::Result<Cost> {
+        self.cost_of(reader, Target::Scope(scope), period)
+    }
+
+    /// The cost of one zone over `period` (its meters' consumption and its
+    /// share of the monthly charges; the water surcharge is per agency and
+    /// heat by area per building, so neither is in a zone's cost).
+    pub fn zone_cost(&self, reader: &Reader, zone: &str, period: Period) -> anyhow::Result<Cost> {
+        self.cost_of(reader, Target::Zone(zone), period)
+    }
+
+    /// The cost of one meter's own consumption over `period` with its
+    /// tariff (its own, its agency's, its building's or the default) and its
+    /// share of its tariff's monthly charges.
+    pub fn meter_cost(&self, reader: &Reader, meter: &str, period: Period) -> anyhow::Result<Cost> {
+        self.cost_of(reader, Target::Meter(meter), period)
+    }
+
+    fn cost_of(&self, reader: &Reader, target: Target<'_>, period: Period) -> anyhow::Result<Cost> {
         let site = self.site();
         let mut out = Cost::default();
         if site.tariffs.is_empty() {
             out.unpriced.push("no [[tariff]] in the site file".into());
             return Ok(out);
         }
-        let (level, id) = scope.level_id();
+        let (level, id) = match target {
+            Target::Scope(s) => s.level_id(),
+            Target::Zone(z) => (Level::Zone, z),
+            Target::Meter(m) => (Level::Site, m),
+        };
+        let own_kind = match target {
+            Target::Meter(m) => Some(site.meter(m).map(|x| x.kind)),
+            _ => None,
+        };
         let (from, to) = (
             day_start(period.from, site.tz),
             day_start(period.to, site.tz),
@@ -442,15 +476,18 @@ impl KpiContext {
             if !site.tariffs.iter().any(|t| t.carrier == class) {
                 continue;
             }
+            if own_kind.is_some_and(|k| k != Some(class)) {
+                continue;
+            }
             let mut acc = Acc::new(class);
             let assigned = site
                 .tariffs
                 .iter()
                 .any(|t| t.carrier == class && t.assigned() != Assigned::Default);
-            if assigned {
+            if assigned || matches!(target, Target::Meter(_)) {
                 // Some meters have their own tariff: price each meter's
                 // buckets with its tariff, weighted as the rollups weigh it.
-                self.price_by_meter(reader, scope, class, period, &mut acc)?;
+                self.price_by_meter(reader, target, class, period, &mut acc)?;
             } else {
                 // Electricity by the quarter hour (time of use); the others by day.
                 let grain = if class == EnergyClass::Electricity {
@@ -483,14 +520,16 @@ impl KpiContext {
                     unpriced_days.len()
                 ));
             }
-            match class {
-                EnergyClass::Water => {
+            match (class, target) {
+                (EnergyClass::Water, Target::Scope(scope)) => {
                     self.water_surcharge(reader, scope, period, &mut c, &mut out.unpriced)?;
                 }
-                EnergyClass::Electricity => {
+                (EnergyClass::Electricity, _) => {
                     self.monthly_charges(reader, period, &by_tariff_month, &mut c)?;
                 }
-                EnergyClass::Heat => self.heat_by_area(reader, scope, period, &mut c)?,
+                (EnergyClass::Heat, Target::Scope(scope)) => {
+                    self.heat_by_area(reader, scope, period, &mut c)?;
+                }
                 _ => {}
             }
             c.fixed_cny = c.fixed.iter().map(|f| f.cny).sum();
@@ -509,28 +548,41 @@ impl KpiContext {
     fn price_by_meter(
         &self,
         reader: &Reader,
-        scope: &Scope,
+        target: Target<'_>,
         class: EnergyClass,
         period: Period,
         acc: &mut Acc,
     ) -> anyhow::Result<()> {
         let site = self.site();
         let agg = self.aggregator();
-        let (level, id) = scope.level_id();
-        let key = ScopeKey {
-            level,
-            id: id.to_string(),
-            class,
-            subitem: String::new(),
-        };
-        let Some(si) = agg.scope_index(&key) else {
-            return Ok(());
+        let weights = match target {
+            Target::Meter(id) => agg
+                .meter_index(id)
+                .map(|m| vec![(m, vec![(NaiveDate::MIN, 1.0)])])
+                .unwrap_or_default(),
+            _ => {
+                let (level, id) = match target {
+                    Target::Scope(s) => s.level_id(),
+                    Target::Zone(z) => (Level::Zone, z),
+                    Target::Meter(m) => (Level::Site, m),
+                };
+                let key = ScopeKey {
+                    level,
+                    id: id.to_string(),
+                    class,
+                    subitem: String::new(),
+                };
+                let Some(si) = agg.scope_index(&key) else {
+                    return Ok(());
+                };
+                agg.weights(si)
+            }
         };
         let (from, to) = (
             day_start(period.from, site.tz),
             day_start(period.to, site.tz),
         );
-        for (m, steps) in agg.weights(si) {
+        for (m, steps) in weights {
             let meter = &site.meters[m as usize];
             let Some(series) = reader.series_id(&meter.id, meter.counter_quantity())? else {
                 continue;
