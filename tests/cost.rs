@@ -1092,3 +1092,38 @@ fn a_meters_cost_over_the_api_and_on_its_page() {
         "no cost table on the meter page"
     );
 }
+
+/// A summer and a winter table side by side (`months`): 1 July is priced
+/// with the summer one (24 kWh × 1.2 = 28.8 CNY); two tables sharing a
+/// month are refused.
+#[test]
+fn seasonal_tables_by_month() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("site.toml");
+    let head = "[site]\nname = \"seasons\"\ntimezone = \"Asia/Shanghai\"\n[store]\npath = \"s.db\"\n\
+[[building]]\nid = \"B\"\ntotal_area_m2 = 1000\n\
+[[meter]]\nid = \"E\"\nkind = \"electricity\"\nunit = \"kWh\"\nserves = { building = \"B\" }\ninterval_s = 900\n";
+    let tariffs = |summer: &str| {
+        format!(
+            "[[tariff]]\nid = \"summer\"\ncarrier = \"electricity\"\nfrom = 2026-01-01\nsource = \"t\"\nprice = 1.2\nmonths = [{summer}]\n\
+             [[tariff]]\nid = \"rest\"\ncarrier = \"electricity\"\nfrom = 2026-01-01\nsource = \"t\"\nprice = 0.9\nmonths = [1, 2, 3, 4, 5, 10, 11, 12]\n"
+        )
+    };
+    let bad = format!("{head}{}", tariffs("5, 6, 7, 8, 9"));
+    let e = Site::parse(&bad, &path)
+        .expect_err("May in both")
+        .to_string();
+    assert!(e.contains("overlaps"), "{e}");
+    std::fs::write(&path, format!("{head}{}", tariffs("6, 7, 8, 9"))).expect("site");
+    let site = Site::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut writer = meterflow_store::Writer::open(&site).expect("store");
+    writer
+        .write_batch(&july_first(&site, "E", &|_| 1.0), "test")
+        .expect("write");
+    drop(writer);
+    let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
+    let c = KpiContext::new(&site)
+        .cost(&reader, &Scope::Site, period("2026-07-01", "2026-07-02"))
+        .expect("cost");
+    assert!((c.total_cny - 28.8).abs() < 1e-9, "{c:?}");
+}

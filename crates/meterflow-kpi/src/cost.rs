@@ -1013,6 +1013,7 @@ mod tests {
             periods: Default::default(),
             prices: Default::default(),
             critical: None,
+            months: Vec::new(),
             per_m2_season: None,
             season: None,
             demand_cny_per_kw: None,

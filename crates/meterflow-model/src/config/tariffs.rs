@@ -29,6 +29,10 @@ pub struct Tariff {
     /// Until this local date, inclusive (open-ended when absent).
     #[serde(default)]
     pub to: Option<Datetime>,
+    /// Only in these months, 1–12 (a season's own hours: a summer and a
+    /// winter time-of-use table side by side); all months when empty.
+    #[serde(default)]
+    pub months: Vec<u32>,
     /// Where the prices come from (the price bureau's document).
     pub source: String,
     /// One price per unit (CNY per kWh, m³ or GJ): water, gas, heat, or
@@ -181,8 +185,11 @@ impl Tariff {
 
     /// In force on `d`?
     pub fn in_force(&self, d: chrono::NaiveDate) -> bool {
+        use chrono::Datelike;
         let (a, b) = self.days();
-        a.is_some_and(|a| a <= d) && b.is_none_or(|b| d <= b)
+        a.is_some_and(|a| a <= d)
+            && b.is_none_or(|b| d <= b)
+            && (self.months.is_empty() || self.months.contains(&d.month()))
     }
 
     /// The period and price of the 15 minutes starting at `minute` of a day
@@ -449,6 +456,10 @@ pub(crate) fn check_tariffs(
             };
             let overlap = at.is_none_or(|at| bf <= at) && bt.is_none_or(|bt| af <= bt);
             let (x, y) = (&a.value, &b.value);
+            let months_meet = x.months.is_empty()
+                || y.months.is_empty()
+                || x.months.iter().any(|m| y.months.contains(m));
+            let overlap = overlap && months_meet;
             let same_target = x.assigned() == y.assigned()
                 && (x.assigned() == Assigned::Default
                     || x.meters.iter().any(|m| y.meters.contains(m))
@@ -600,6 +611,9 @@ fn check_extras(ctx: &mut Ctx<'_>, l: &Located<'_, Tariff>, ids: &super::site::I
             l.key("demand_cny_per_kw"),
             "a tariff charges by demand or by capacity, not both",
         );
+    }
+    if t.months.iter().any(|m| !(1..=12).contains(m)) {
+        ctx.error(l.span_of(&["months"]), l.key("months"), "months 1 to 12");
     }
     let lists = [
         !t.meters.is_empty(),
