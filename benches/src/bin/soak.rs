@@ -313,6 +313,36 @@ fn read_store(db: &Path, shard: usize, out: &mut Stored) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Σ over a shard's meters of polls due, taken, skipped late and skipped
+/// while parked, from its `/metrics`.
+fn polls_of(port: u16) -> Option<[f64; 4]> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let mut out = [0.0; 4];
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once(' ') else {
+            continue;
+        };
+        let k = [
+            "meterflow_meter_polls_due_total{",
+            "meterflow_meter_polls_taken_total{",
+            "meterflow_meter_polls_skipped_late_total{",
+            "meterflow_meter_polls_skipped_parked_total{",
+        ]
+        .iter()
+        .position(|p| name.starts_with(p));
+        if let (Some(k), Ok(v)) = (k, value.trim().parse::<f64>()) {
+            out[k] += v;
+        }
+    }
+    Some(out)
+}
+
 fn outbox_rows(db: &Path) -> i64 {
     rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .and_then(|c| c.query_row("SELECT count(*) FROM influx_outbox", [], |r| r.get(0)))
@@ -396,10 +426,22 @@ fn main() -> anyhow::Result<()> {
     let shard_dirs: Vec<PathBuf> = (0..SHARDS)
         .map(|i| root.join(format!("shard{i}")))
         .collect();
+    // Each shard's API, for its /metrics (polls due and taken per meter).
+    let api_ports: Vec<u16> = (0..SHARDS)
+        .map(|_| free_port())
+        .collect::<Result<_, _>>()?;
     let start_shard = |i: usize| -> anyhow::Result<Proc> {
         let d = &shard_dirs[i];
         std::fs::create_dir_all(d)?;
-        std::fs::write(d.join("site.toml"), &text)?;
+        // A token nobody holds: /metrics needs none.
+        std::fs::write(d.join("tokens"), format!("admin sha256:{}\n", "0".repeat(64)))?;
+        std::fs::write(
+            d.join("site.toml"),
+            format!(
+                "{text}\n[api]\nlisten = \"127.0.0.1:{}\"\ntokens_file = \"tokens\"\n",
+                api_ports[i]
+            ),
+        )?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -545,6 +587,9 @@ fn main() -> anyhow::Result<()> {
     {
         std::thread::sleep(Duration::from_secs(1));
     }
+    // Polls due and taken per shard, from each shard's own counters (shard
+    // 1's since its restart).
+    let polls: Vec<Option<[f64; 4]>> = api_ports.iter().map(|p| polls_of(*p)).collect();
     // CPU of the shards that ran throughout (0 and 2), over the whole run.
     let run_s = t0.elapsed().as_secs_f64();
     let cpu: Vec<Option<f64>> = [0usize, 2]
@@ -771,6 +816,17 @@ fn main() -> anyhow::Result<()> {
     }
     println!("  readings stored: {readings}; MQTT messages acknowledged by the broker: {sent}");
     println!("  meters per shard: {per_shard:?}");
+    for (i, p) in polls.iter().enumerate() {
+        match p {
+            Some([due, taken, late, parked]) => println!(
+                "  polls, shard {i}{}: due {due:.0}, taken {taken:.0} ({:.2} %; {:.2} % of those not skipped while the gateway was down and its meters parked), skipped late {late:.0}, skipped while parked {parked:.0}",
+                if i == 1 { " (since its restart)" } else { "" },
+                if *due > 0.0 { taken / due * 100.0 } else { 0.0 },
+                if *due > *parked { taken / (due - parked) * 100.0 } else { 0.0 }
+            ),
+            None => println!("  polls, shard {i}: /metrics did not answer"),
+        }
+    }
     println!(
         "  lost: {lost} MQTT messages, {} meters with intervals ≠ readings, {} meters missing",
         span_bad.len(),
