@@ -268,6 +268,10 @@ struct Stored {
     fired: BTreeSet<(String, String)>,
     /// meters with a counter_reset anomaly.
     resets: BTreeSet<String>,
+    /// shard → stored rows of the Modbus meters' energy quantities (one
+    /// row per quantity and poll; `readings` keys by time, and a poll's two
+    /// requests answered within one millisecond share it).
+    modbus_rows: BTreeMap<usize, i64>,
 }
 
 fn read_store(db: &Path, shard: usize, out: &mut Stored) -> anyhow::Result<()> {
@@ -300,6 +304,12 @@ fn read_store(db: &Path, shard: usize, out: &mut Stored) -> anyhow::Result<()> {
             e.1 = v;
         }
     }
+    let rows: i64 = c.query_row(
+        "SELECT count(*) FROM readings r JOIN series s ON s.id = r.series WHERE r.kind = 0 AND s.meter LIKE 'g%' AND s.quantity LIKE 'energy_%'",
+        [],
+        |r| r.get(0),
+    )?;
+    out.modbus_rows.insert(shard, rows);
     let mut s = c.prepare("SELECT rule, target FROM alert_events WHERE event = 'fired'")?;
     for r in s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
         out.fired.insert(r?);
@@ -315,7 +325,7 @@ fn read_store(db: &Path, shard: usize, out: &mut Stored) -> anyhow::Result<()> {
 
 /// Σ over a shard's meters of polls due, taken, skipped late and skipped
 /// while parked, from its `/metrics`.
-fn polls_of(port: u16) -> Option<[f64; 4]> {
+fn polls_of(port: u16) -> Option<[f64; 5]> {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -323,7 +333,7 @@ fn polls_of(port: u16) -> Option<[f64; 4]> {
         .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
-    let mut out = [0.0; 4];
+    let mut out = [0.0; 5];
     for line in text.lines() {
         let Some((name, value)) = line.split_once(' ') else {
             continue;
@@ -333,6 +343,7 @@ fn polls_of(port: u16) -> Option<[f64; 4]> {
             "meterflow_meter_polls_taken_total{",
             "meterflow_meter_polls_skipped_late_total{",
             "meterflow_meter_polls_skipped_parked_total{",
+            "meterflow_meter_failed_polls_total{",
         ]
         .iter()
         .position(|p| name.starts_with(p));
@@ -589,7 +600,7 @@ fn main() -> anyhow::Result<()> {
     }
     // Polls due and taken per shard, from each shard's own counters (shard
     // 1's since its restart).
-    let polls: Vec<Option<[f64; 4]>> = api_ports.iter().map(|p| polls_of(*p)).collect();
+    let polls: Vec<Option<[f64; 5]>> = api_ports.iter().map(|p| polls_of(*p)).collect();
     // CPU of the shards that ran throughout (0 and 2), over the whole run.
     let run_s = t0.elapsed().as_secs_f64();
     let cpu: Vec<Option<f64>> = [0usize, 2]
@@ -814,17 +825,30 @@ fn main() -> anyhow::Result<()> {
     for l in &log {
         println!("  {l}");
     }
-    println!("  readings stored: {readings}; MQTT messages acknowledged by the broker: {sent}");
+    println!(
+        "  readings stored (distinct meter and time: a poll's requests answered within the same millisecond count once): {readings}; MQTT messages acknowledged by the broker: {sent}"
+    );
     println!("  meters per shard: {per_shard:?}");
     for (i, p) in polls.iter().enumerate() {
         match p {
-            Some([due, taken, late, parked]) => println!(
+            Some([due, taken, late, parked, _]) => println!(
                 "  polls, shard {i}{}: due {due:.0}, taken {taken:.0} ({:.2} %; {:.2} % of those not skipped while the gateway was down and its meters parked), skipped late {late:.0}, skipped while parked {parked:.0}",
                 if i == 1 { " (since its restart)" } else { "" },
                 if *due > 0.0 { taken / due * 100.0 } else { 0.0 },
                 if *due > *parked { taken / (due - parked) * 100.0 } else { 0.0 }
             ),
             None => println!("  polls, shard {i}: /metrics did not answer"),
+        }
+        // Shards 0 and 2 ran throughout: every answered poll stores its
+        // three energy quantities (import, export, total).
+        if let (Some([_, taken, _, _, failed]), Some(rows), true) =
+            (p, st.modbus_rows.get(&i), i != 1)
+        {
+            let good = taken - failed;
+            println!(
+                "    shard {i}: {failed:.0} polls failed (no answer), {good:.0} answered; energy rows stored {rows} = {:.4} per answered poll (3 quantities)",
+                *rows as f64 / good.max(1.0)
+            );
         }
     }
     println!(
