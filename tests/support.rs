@@ -136,11 +136,22 @@ impl Drop for Proc {
 }
 
 /// A free TCP port on loopback.
+/// A loopback port free now and not handed out before in this test run
+/// (the kernel may offer a port again as soon as its probe closes; two
+/// parallel tests, or two peers of one test, must not get the same one).
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Wait until something listens on a loopback port.

@@ -58,10 +58,21 @@ impl Drop for Proc {
     }
 }
 
+/// A loopback port free now and not handed out before by this process: the
+/// kernel may offer a port again as soon as its probe closes, and two of
+/// the 80-odd ports of a soak sharing a number sent one gateway's polls to
+/// another's simulator (a run saw g1u7's injected reset on g39u7).
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if given.insert(port) {
+            return Ok(port);
+        }
+    }
 }
 
 fn wait_port(port: u16) -> anyhow::Result<()> {
@@ -438,14 +449,15 @@ fn main() -> anyhow::Result<()> {
         .map(|i| root.join(format!("shard{i}")))
         .collect();
     // Each shard's API, for its /metrics (polls due and taken per meter).
-    let api_ports: Vec<u16> = (0..SHARDS)
-        .map(|_| free_port())
-        .collect::<Result<_, _>>()?;
+    let api_ports: Vec<u16> = (0..SHARDS).map(|_| free_port()).collect::<Result<_, _>>()?;
     let start_shard = |i: usize| -> anyhow::Result<Proc> {
         let d = &shard_dirs[i];
         std::fs::create_dir_all(d)?;
         // A token nobody holds: /metrics needs none.
-        std::fs::write(d.join("tokens"), format!("admin sha256:{}\n", "0".repeat(64)))?;
+        std::fs::write(
+            d.join("tokens"),
+            format!("admin sha256:{}\n", "0".repeat(64)),
+        )?;
         std::fs::write(
             d.join("site.toml"),
             format!(
@@ -835,7 +847,11 @@ fn main() -> anyhow::Result<()> {
                 "  polls, shard {i}{}: due {due:.0}, taken {taken:.0} ({:.2} %; {:.2} % of those not skipped while the gateway was down and its meters parked), skipped late {late:.0}, skipped while parked {parked:.0}",
                 if i == 1 { " (since its restart)" } else { "" },
                 if *due > 0.0 { taken / due * 100.0 } else { 0.0 },
-                if *due > *parked { taken / (due - parked) * 100.0 } else { 0.0 }
+                if *due > *parked {
+                    taken / (due - parked) * 100.0
+                } else {
+                    0.0
+                }
             ),
             None => println!("  polls, shard {i}: /metrics did not answer"),
         }
