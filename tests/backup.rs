@@ -220,11 +220,30 @@ fn an_older_store_is_kept_as_it_was_before_it_is_migrated() {
     let mut w = meterflow_store::Writer::open(&site).expect("writer");
     w.write_batch(&day(0), "test").expect("write");
     drop(w);
-    // The previous release's store: schema 4, before the ledgers' table.
+    let raw = |db: &Path| {
+        meterflow_store::Reader::open(db)
+            .expect("reader")
+            .raw_page((0, 0), 1000)
+            .expect("raw")
+    };
+    let before = raw(&db);
+    assert_eq!(before.len(), 96);
+    // The previous release's store: schema 4, before the ledgers' table,
+    // the long gaps' tables, and with the time source and source as text
+    // on every reading.
     let c = rusqlite::Connection::open(&db).expect("open");
     c.execute_batch(
         "DROP INDEX ledger_events_by_time; DROP INDEX ledger_events_by_corrects;
          DROP TABLE ledger_events; DROP TABLE spans; DROP TABLE agg_span;
+         CREATE TABLE readings_v4 (series INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
+             kind INTEGER NOT NULL DEFAULT 0, value REAL, aux REAL, raw TEXT,
+             recv_ms INTEGER NOT NULL, time_source TEXT NOT NULL, source TEXT NOT NULL,
+             status INTEGER, PRIMARY KEY (series, ts_ms)) WITHOUT ROWID;
+         INSERT INTO readings_v4 SELECT r.series, r.ts_ms, r.kind, r.value, r.aux, r.raw, r.recv_ms,
+             CASE r.time_source WHEN 0 THEN 'device' WHEN 1 THEN 'poll' WHEN 2 THEN 'receive'
+                  WHEN 3 THEN 'import' ELSE 'operator' END,
+             (SELECT text FROM sources s WHERE s.id = r.source), r.status FROM readings r;
+         DROP TABLE readings; ALTER TABLE readings_v4 RENAME TO readings; DROP TABLE sources;
          PRAGMA user_version = 4;",
     )
     .expect("downgrade");
@@ -244,10 +263,13 @@ fn an_older_store_is_kept_as_it_was_before_it_is_migrated() {
             .expect("version")
     };
     assert_eq!(version(&copies[0]), 4);
-    assert_eq!(version(&db), 6);
+    assert_eq!(version(&db), 7);
     assert_eq!(count(&copies[0], "readings"), 96);
     assert_eq!(count(&db, "ledger_events"), 0);
     assert_eq!(count(&db, "spans"), 0);
+    // The readings came through the re-coding unchanged.
+    assert_eq!(raw(&db), before);
+    assert!(before.iter().all(|r| r.source == "test"), "{:?}", before[0]);
     // A store newer than this build: refused with what to do.
     let c = rusqlite::Connection::open(&db).expect("open");
     c.pragma_update(None, "user_version", 99).expect("version");

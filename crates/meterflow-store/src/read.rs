@@ -645,8 +645,8 @@ impl Reader {
         let mut s = self
             .conn
             .prepare_cached(
-                "SELECT r.series, r.ts_ms, s.meter, s.quantity, r.value, r.recv_ms, r.time_source, r.source
-                 FROM readings r JOIN series s ON s.id = r.series
+                "SELECT r.series, r.ts_ms, s.meter, s.quantity, r.value, r.recv_ms, r.time_source, src.text
+                 FROM readings r JOIN series s ON s.id = r.series JOIN sources src ON src.id = r.source
                  WHERE r.kind = 0 AND (r.series > ?1 OR (r.series = ?1 AND r.ts_ms > ?2))
                  ORDER BY r.series, r.ts_ms LIMIT ?3",
             )
@@ -660,7 +660,7 @@ impl Reader {
                     quantity: r.get(3)?,
                     value: r.get(4)?,
                     recv_ms: r.get(5)?,
-                    time_source: r.get(6)?,
+                    time_source: crate::write::time_source_text(r.get(6)?).to_string(),
                     source: r.get(7)?,
                 })
             })

@@ -217,6 +217,44 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (scope, series, lo_ms)
     ) WITHOUT ROWID;
     "#,
+    // 7: readings name their time source and source by code, not by text
+    // on every row (issue 25: 59 of a reading's ~100 bytes were its row,
+    // 18 of them the two texts).
+    r#"
+    CREATE TABLE IF NOT EXISTS sources (
+        id    INTEGER PRIMARY KEY,
+        text  TEXT NOT NULL UNIQUE
+    );
+    INSERT OR IGNORE INTO sources (text)
+        SELECT DISTINCT source FROM readings WHERE typeof(source) = 'text';
+    -- time_source: 0 device, 1 poll, 2 receive, 3 import, 4 operator, 9 other.
+    CREATE TABLE readings_v7 (
+        series       INTEGER NOT NULL,
+        ts_ms        INTEGER NOT NULL,
+        kind         INTEGER NOT NULL DEFAULT 0,
+        value        REAL,
+        aux          REAL,
+        raw          TEXT,
+        recv_ms      INTEGER NOT NULL,
+        time_source  INTEGER NOT NULL,
+        source       INTEGER NOT NULL,
+        status       INTEGER,
+        PRIMARY KEY (series, ts_ms)
+    ) WITHOUT ROWID;
+    INSERT INTO readings_v7
+        SELECT r.series, r.ts_ms, r.kind, r.value, r.aux, r.raw, r.recv_ms,
+               CASE WHEN typeof(r.time_source) = 'integer' THEN r.time_source
+                    ELSE CASE r.time_source WHEN 'device' THEN 0 WHEN 'poll' THEN 1
+                         WHEN 'receive' THEN 2 WHEN 'import' THEN 3 WHEN 'operator' THEN 4 ELSE 9 END
+               END,
+               CASE WHEN typeof(r.source) = 'integer' THEN r.source
+                    ELSE (SELECT s.id FROM sources s WHERE s.text = r.source)
+               END,
+               r.status
+        FROM readings r;
+    DROP TABLE readings;
+    ALTER TABLE readings_v7 RENAME TO readings;
+    "#,
 ];
 
 /// Highest schema version this build knows.

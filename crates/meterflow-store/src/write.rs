@@ -278,6 +278,7 @@ impl Writer {
                 None => {}
             }
             let status = apply(&tx, &self.path, &meter.spec, cache, item, now_ms, &mut acc)?;
+            let source = source_id(&tx, &self.path, "config:replacement")?;
             insert_item(
                 &mut *tx.prepare_cached(INSERT_READING).at(&self.path)?,
                 &self.path,
@@ -285,7 +286,7 @@ impl Writer {
                 &item,
                 now_ms,
                 "operator",
-                "config:replacement",
+                source,
                 Some(status),
             )?;
             added += 1;
@@ -333,6 +334,7 @@ impl Writer {
         let mut insert = tx.prepare_cached(INSERT_READING).at(&self.path)?;
         let mut implausible = Vec::new();
         for (readings, source) in batches {
+            let source_code = source_id(&tx, &self.path, source)?;
             let mut verdicts = Vec::with_capacity(readings.len());
             for r in *readings {
                 let v = write_one(
@@ -344,7 +346,7 @@ impl Writer {
                     self.retention_floor_ms,
                     self.max_future_ms,
                     r,
-                    source,
+                    source_code,
                     &mut acc,
                 )?;
                 if let Verdict::ImplausibleTime { reason } = &v {
@@ -505,7 +507,7 @@ fn write_one(
     retention_floor_ms: i64,
     max_future_ms: i64,
     r: &Reading,
-    source: &str,
+    source: i64,
     acc: &mut Accumulator,
 ) -> Result<Verdict, StoreError> {
     let Some(meter) = meters.get(&r.meter) else {
@@ -734,6 +736,40 @@ fn series_cache<'a>(
         })
 }
 
+/// The store's code of a reading's time source (schema 7).
+pub(crate) fn time_source_code(s: &str) -> i64 {
+    match s {
+        "device" => 0,
+        "poll" => 1,
+        "receive" => 2,
+        "import" => 3,
+        "operator" => 4,
+        _ => 9,
+    }
+}
+
+/// The text of a time source code.
+pub(crate) fn time_source_text(code: i64) -> &'static str {
+    match code {
+        0 => "device",
+        1 => "poll",
+        2 => "receive",
+        3 => "import",
+        4 => "operator",
+        _ => "other",
+    }
+}
+
+/// The id of a source text (`mqtt:…`, `import:…`) in `sources`, added if new.
+fn source_id(tx: &Transaction<'_>, path: &Path, text: &str) -> Result<i64, StoreError> {
+    tx.prepare_cached("INSERT OR IGNORE INTO sources (text) VALUES (?1)")
+        .and_then(|mut s| s.execute(params![text]))
+        .at(path)?;
+    tx.prepare_cached("SELECT id FROM sources WHERE text = ?1")
+        .and_then(|mut s| s.query_row(params![text], |r| r.get(0)))
+        .at(path)
+}
+
 const INSERT_READING: &str = "INSERT INTO readings (series, ts_ms, kind, value, aux, raw, recv_ms, time_source, source, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 #[allow(clippy::too_many_arguments)]
@@ -744,7 +780,7 @@ fn insert_item(
     item: &Item,
     recv_ms: i64,
     time_source: &str,
-    source: &str,
+    source: i64,
     status: Option<Status>,
 ) -> Result<(), StoreError> {
     let (ts, kind, value, aux) = match *item {
@@ -770,7 +806,7 @@ fn insert_item(
             aux,
             raw,
             recv_ms,
-            time_source,
+            time_source_code(time_source),
             source,
             status.map(Status::code)
         ])
