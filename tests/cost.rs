@@ -826,6 +826,26 @@ fn july_first(site: &Site, meter: &str, kw: &dyn Fn(i64) -> f64) -> Vec<Reading>
     out
 }
 
+/// The site `toml` in `dir`, with 1 July 2026 stored for its three
+/// electricity meters: E1 10 kW, E2 20 kW 08-12 h and 5 kW otherwise, EC 2 kW.
+fn assigned_july(dir: &std::path::Path, toml: &str) -> Site {
+    let path = dir.join("site.toml");
+    std::fs::write(&path, toml).expect("site");
+    let site = Site::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut writer = meterflow_store::Writer::open(&site).expect("store");
+    let e2 = |h: i64| if (8..12).contains(&h) { 20.0 } else { 5.0 };
+    for (m, kw) in [
+        ("E1", &(|_| 10.0) as &dyn Fn(i64) -> f64),
+        ("E2", &e2),
+        ("EC", &|_| 2.0),
+    ] {
+        writer
+            .write_batch(&july_first(&site, m, kw), "test")
+            .expect("write");
+    }
+    site
+}
+
 /// Tariffs by building and by meter, a demand charge, and heat by area.
 /// 1 July 2026: E1 (building B1, split by area A1 600 / A2 400) 10 kW all
 /// day = 240 kWh; E2 (building B2, A1 alone) 20 kW 08-12 h and 5 kW the
@@ -845,21 +865,7 @@ fn july_first(site: &Site, meter: &str, kw: &dyn Fn(i64) -> f64) -> Vec<Reading>
 #[test]
 fn tariffs_by_building_and_meter_demand_charges_and_heat_by_area_by_hand() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("site.toml");
-    std::fs::write(&path, ASSIGNED).expect("site");
-    let site = Site::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let mut writer = meterflow_store::Writer::open(&site).expect("store");
-    let e2 = |h: i64| if (8..12).contains(&h) { 20.0 } else { 5.0 };
-    for (m, kw) in [
-        ("E1", &(|_| 10.0) as &dyn Fn(i64) -> f64),
-        ("E2", &e2),
-        ("EC", &|_| 2.0),
-    ] {
-        writer
-            .write_batch(&july_first(&site, m, kw), "test")
-            .expect("write");
-    }
-    drop(writer);
+    let site = assigned_july(dir.path(), ASSIGNED);
     let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
     let ctx = KpiContext::new(&site);
     let july = period("2026-07-01", "2026-07-02");
@@ -934,27 +940,13 @@ fn tariffs_by_building_and_meter_demand_charges_and_heat_by_area_by_hand() {
 #[test]
 fn a_capacity_charge_is_shared_by_kwh() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("site.toml");
     let default_only = ASSIGNED
         .split("[[tariff]]")
         .next()
         .expect("head")
         .to_string()
         + "[[tariff]]\nid = \"e\"\ncarrier = \"electricity\"\nfrom = 2026-01-01\nsource = \"test\"\nprice = 1.0\ncapacity_kva = 315\ncapacity_cny_per_kva = 20\n";
-    std::fs::write(&path, default_only).expect("site");
-    let site = Site::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let mut writer = meterflow_store::Writer::open(&site).expect("store");
-    let e2 = |h: i64| if (8..12).contains(&h) { 20.0 } else { 5.0 };
-    for (m, kw) in [
-        ("E1", &(|_| 10.0) as &dyn Fn(i64) -> f64),
-        ("E2", &e2),
-        ("EC", &|_| 2.0),
-    ] {
-        writer
-            .write_batch(&july_first(&site, m, kw), "test")
-            .expect("write");
-    }
-    drop(writer);
+    let site = assigned_july(dir.path(), &default_only);
     let reader = meterflow_store::Reader::open(&site.store_path()).expect("reader");
     let ctx = KpiContext::new(&site);
     let july = period("2026-07-01", "2026-07-02");

@@ -145,6 +145,28 @@ fn derived(db: &Path) -> Vec<String> {
     out
 }
 
+type Buckets = BTreeMap<i64, (i64, i64, i64)>;
+
+/// A series' buckets read back from the store, and the in-memory reference's.
+fn buckets_and_reference(
+    reader: &meterflow_store::Reader,
+    series: i64,
+    mem: &MemSeries,
+) -> (Buckets, Buckets) {
+    let read = reader
+        .intervals(series, i64::MIN, i64::MAX)
+        .expect("intervals")
+        .into_iter()
+        .map(|i| (i.bucket_ms, (i.micro, i.measured_ms, i.estimated_ms)))
+        .collect();
+    let want = mem
+        .buckets
+        .iter()
+        .map(|(k, b)| (*k, (b.micro, b.measured_ms, b.estimated_ms)))
+        .collect();
+    (read, want)
+}
+
 #[test]
 fn a_long_gap_is_one_span_read_like_every_bucket_and_re_derived_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -177,17 +199,7 @@ fn a_long_gap_is_one_span_read_like_every_bucket_and_re_derived_exactly() {
         .series_id("M", "energy_import")
         .expect("q")
         .expect("M");
-    let read: BTreeMap<i64, (i64, i64, i64)> = reader
-        .intervals(series, i64::MIN, i64::MAX)
-        .expect("intervals")
-        .into_iter()
-        .map(|i| (i.bucket_ms, (i.micro, i.measured_ms, i.estimated_ms)))
-        .collect();
-    let want: BTreeMap<i64, (i64, i64, i64)> = mem
-        .buckets
-        .iter()
-        .map(|(k, b)| (*k, (b.micro, b.measured_ms, b.estimated_ms)))
-        .collect();
+    let (read, want) = buckets_and_reference(&reader, series, &mem);
     assert_eq!(read.len(), want.len());
     assert_eq!(read, want);
     // 96 × 10 + 9 000 + 4 × 10 kWh in all.
@@ -278,17 +290,7 @@ fn a_long_gap_is_one_span_read_like_every_bucket_and_re_derived_exactly() {
         },
     );
     let reader = meterflow_store::Reader::open(&db).expect("reader");
-    let read: BTreeMap<i64, (i64, i64, i64)> = reader
-        .intervals(series, i64::MIN, i64::MAX)
-        .expect("intervals")
-        .into_iter()
-        .map(|i| (i.bucket_ms, (i.micro, i.measured_ms, i.estimated_ms)))
-        .collect();
-    let want: BTreeMap<i64, (i64, i64, i64)> = mem
-        .buckets
-        .iter()
-        .map(|(k, b)| (*k, (b.micro, b.measured_ms, b.estimated_ms)))
-        .collect();
+    let (read, want) = buckets_and_reference(&reader, series, &mem);
     assert_eq!(read, want);
 }
 
