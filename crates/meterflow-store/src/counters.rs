@@ -99,6 +99,26 @@ impl CounterTable {
         }
         Ok((before, after))
     }
+
+    /// Insert the row at `key`, known to be absent (nothing to read first).
+    pub(crate) fn insert_new(
+        &self,
+        tx: &Transaction<'_>,
+        path: &Path,
+        key: &[&dyn ToSql],
+        value: [i64; 3],
+    ) -> Result<(), StoreError> {
+        if value == [0; 3] {
+            return Ok(());
+        }
+        let mut params: Vec<&dyn ToSql> = Vec::with_capacity(key.len() + 3);
+        params.extend_from_slice(key);
+        params.extend(value.iter().map(|v| v as &dyn ToSql));
+        tx.prepare_cached(&self.insert)
+            .and_then(|mut s| s.execute(params.as_slice()))
+            .at(path)?;
+        Ok(())
+    }
 }
 
 /// 15-minute intervals of a series.

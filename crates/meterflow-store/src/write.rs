@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
-use meterflow_core::buckets::{BUCKET_MS, BucketDelta, Span};
+use meterflow_core::buckets::{BUCKET_MS, BucketDelta, Span, bucket_of};
 use meterflow_core::counter::{CounterSpec, Item, State, Status};
 use meterflow_core::engine::{self, SeriesLog};
 use meterflow_core::memlog::BucketTotals;
@@ -615,6 +615,9 @@ fn apply(
         series: cache.id,
         last_ts: cache.last_ts,
     };
+    // The series' newest item before this batch: no interval row lies past
+    // its bucket, so the batch's buckets after it are new rows.
+    acc.before_batch.entry(cache.id).or_insert(cache.last_ts);
     let outcome = engine::ingest(spec, &mut log, &mut cache.state, item)?;
     for (ts, status) in &outcome.restatus {
         tx.prepare_cached("UPDATE readings SET status = ?3 WHERE series = ?1 AND ts_ms = ?2")
@@ -912,6 +915,9 @@ struct Accumulator {
     deltas: FastMap<(i64, i64), BucketDelta>,
     /// Long gaps kept whole, net sign: +1 stored, −1 taken back.
     spans: BTreeMap<(i64, Span), i64>,
+    /// Per series touched, its newest item's time before the batch (`None`:
+    /// it had none).
+    before_batch: FastMap<i64, Option<i64>>,
     anomaly_counts: BTreeMap<AnomalyKind, usize>,
     /// (series, ts, kind, detail, counted) of anomalies written, for the outbox.
     anomaly_rows: Vec<(i64, i64, AnomalyKind, String, bool)>,
@@ -987,12 +993,20 @@ impl Accumulator {
             if d.is_zero() {
                 continue;
             }
-            let (before, after) = INTERVALS.add(
-                tx,
-                path,
-                &[&series, &bucket],
-                [d.micro, d.measured_ms, d.estimated_ms],
-            )?;
+            // A bucket past the series' newest item before the batch has no
+            // row yet (intervals come only from spreading between items):
+            // insert it without reading it first (in-order imports and drains).
+            let new_row = self
+                .before_batch
+                .get(&series)
+                .is_some_and(|last| last.is_none_or(|l| bucket > bucket_of(l)));
+            let delta = [d.micro, d.measured_ms, d.estimated_ms];
+            let (before, after) = if new_row {
+                INTERVALS.insert_new(tx, path, &[&series, &bucket], delta)?;
+                ([0; 3], delta)
+            } else {
+                INTERVALS.add(tx, path, &[&series, &bucket], delta)?
+            };
             let totals = |c: [i64; 3]| BucketTotals {
                 micro: c[0],
                 measured_ms: c[1],
@@ -1060,6 +1074,7 @@ impl Accumulator {
                 ROLLUP_DAY.add(tx, path, &[&series, &day], c)?;
             }
         }
+        self.before_batch.clear();
         rollups.write(tx, path, emit)
     }
 }
