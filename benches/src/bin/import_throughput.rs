@@ -36,16 +36,7 @@ fn main() -> anyhow::Result<()> {
     // Reference: parse the same CSV and insert rows into a bare WITHOUT ROWID table, same batch size.
     let reference = raw_sqlite_rate(&csv, &dir.path().join("raw.db"), &site)?;
 
-    let t = Instant::now();
-    let summaries = [meterflow_benches::import_csv(&site, &csv)?];
-    let secs = t.elapsed().as_secs_f64();
-    let s = &summaries[0];
-    anyhow::ensure!(
-        s.stored == rows && s.rejected_total() == 0,
-        "import stored {} of {rows} rows, rejected {}",
-        s.stored,
-        s.rejected_total()
-    );
+    let secs = timed_import(&site, &csv, rows)?;
     let rate = rows as f64 / secs;
     if args.get(3).map(String::as_str) == Some("priced") {
         let priced_dir = dir.path().join("priced");
@@ -56,10 +47,7 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(&priced_config, text)?;
         let priced = Site::load(&priced_config).map_err(|e| anyhow::anyhow!("{e}"))?;
         anyhow::ensure!(!priced.tariffs.is_empty(), "the tariffs were not read");
-        let t = Instant::now();
-        let s = meterflow_benches::import_csv(&priced, &csv)?;
-        let priced_secs = t.elapsed().as_secs_f64();
-        anyhow::ensure!(s.stored == rows, "priced import stored {}", s.stored);
+        let priced_secs = timed_import(&priced, &csv, rows)?;
         let priced_rate = rows as f64 / priced_secs;
         println!(
             "with tariffs: {rows} rows in {priced_secs:.1} s = {priced_rate:.0} rows/s; priced / unpriced = {:.3}",
@@ -80,6 +68,20 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Seconds to import `csv` into `site`'s store, every one of its `rows` stored.
+fn timed_import(site: &Site, csv: &std::path::Path, rows: u64) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let s = meterflow_benches::import_csv(site, csv)?;
+    let secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        s.stored == rows && s.rejected_total() == 0,
+        "import stored {} of {rows} rows, rejected {}",
+        s.stored,
+        s.rejected_total()
+    );
+    Ok(secs)
 }
 
 /// Tariffs of every kind, for the `priced` comparison.

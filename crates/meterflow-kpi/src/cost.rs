@@ -110,6 +110,17 @@ enum Target<'a> {
     Meter(&'a str),
 }
 
+impl Target<'_> {
+    /// The scope rollups of the target (none for a single meter).
+    fn rollup_scope(&self) -> Option<(Level, &str)> {
+        match *self {
+            Target::Scope(s) => Some(s.level_id()),
+            Target::Zone(z) => Some((Level::Zone, z)),
+            Target::Meter(_) => None,
+        }
+    }
+}
+
 /// Priced quantities, row by row.
 struct Acc {
     c: CarrierCost,
@@ -459,11 +470,6 @@ impl KpiContext {
             out.unpriced.push("no [[tariff]] in the site file".into());
             return Ok(out);
         }
-        let (level, id) = match target {
-            Target::Scope(s) => s.level_id(),
-            Target::Zone(z) => (Level::Zone, z),
-            Target::Meter(m) => (Level::Site, m),
-        };
         let own_kind = match target {
             Target::Meter(m) => Some(site.meter(m).map(|x| x.kind)),
             _ => None,
@@ -484,11 +490,8 @@ impl KpiContext {
                 .tariffs
                 .iter()
                 .any(|t| t.carrier == class && t.assigned() != Assigned::Default);
-            if assigned || matches!(target, Target::Meter(_)) {
-                // Some meters have their own tariff: price each meter's
-                // buckets with its tariff, weighted as the rollups weigh it.
-                self.price_by_meter(reader, target, class, period, &mut acc)?;
-            } else {
+            let rollup = target.rollup_scope().filter(|_| !assigned);
+            if let Some((level, id)) = rollup {
                 // Electricity by the quarter hour (time of use); the others by day.
                 let grain = if class == EnergyClass::Electricity {
                     Grain::Quarter
@@ -500,6 +503,11 @@ impl KpiContext {
                     let tariff = day.and_then(|d| tariff_on(&site.tariffs, class, d));
                     acc.add(site, tariff, r.start_ms, r.value);
                 }
+            } else {
+                // One meter, or some meters have their own tariff: price each
+                // meter's buckets with its tariff, weighted as the rollups
+                // weigh it.
+                self.price_by_meter(reader, target, class, period, &mut acc)?;
             }
             let Acc {
                 mut c,
@@ -555,17 +563,13 @@ impl KpiContext {
     ) -> anyhow::Result<()> {
         let site = self.site();
         let agg = self.aggregator();
-        let weights = match target {
-            Target::Meter(id) => agg
+        let weights = match (target, target.rollup_scope()) {
+            (Target::Meter(id), _) => agg
                 .meter_index(id)
                 .map(|m| vec![(m, vec![(NaiveDate::MIN, 1.0)])])
                 .unwrap_or_default(),
-            _ => {
-                let (level, id) = match target {
-                    Target::Scope(s) => s.level_id(),
-                    Target::Zone(z) => (Level::Zone, z),
-                    Target::Meter(m) => (Level::Site, m),
-                };
+            (_, None) => Vec::new(),
+            (_, Some((level, id))) => {
                 let key = ScopeKey {
                     level,
                     id: id.to_string(),

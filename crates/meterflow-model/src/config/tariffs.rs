@@ -627,10 +627,10 @@ fn check_extras(ctx: &mut Ctx<'_>, l: &Located<'_, Tariff>, ids: &super::site::I
             "a tariff prices meters, agencies or buildings: name one kind (a meter takes its own tariff, else its agency's, else its building's)",
         );
     }
-    for (key, names, known) in [
-        ("meters", &t.meters, &ids.meters),
-        ("agencies", &t.agencies, &ids.agencies),
-        ("buildings", &t.buildings, &ids.buildings),
+    for (key, one, names, known) in [
+        ("meters", "meter", &t.meters, &ids.meters),
+        ("agencies", "agency", &t.agencies, &ids.agencies),
+        ("buildings", "building", &t.buildings, &ids.buildings),
     ] {
         for (i, n) in names.iter().enumerate() {
             if !known.contains(n) {
@@ -638,10 +638,7 @@ fn check_extras(ctx: &mut Ctx<'_>, l: &Located<'_, Tariff>, ids: &super::site::I
                 ctx.error(
                     l.span_of(&[key, &idx]),
                     l.key(&format!("{key}[{i}]")),
-                    format!(
-                        "no {} `{n}`",
-                        &key[..key.len() - 1].replace("agencie", "agency")
-                    ),
+                    format!("no {one} `{n}`"),
                 );
             }
         }
