@@ -10,6 +10,7 @@ mod backup;
 mod check;
 mod cnfield;
 mod cnmeters;
+mod compact;
 mod cost;
 mod dashboards;
 mod deb;

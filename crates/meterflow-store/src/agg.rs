@@ -10,11 +10,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use meterflow_core::aggregate::{Aggregator, RollupDelta};
+use meterflow_core::aggregate::{Aggregator, Grain, RollupDelta};
 use meterflow_core::memlog::BucketTotals;
 use meterflow_model::Site;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use crate::cold::{self, Tbl};
 use crate::counters::AGG;
 use crate::error::{Ctx, StoreError};
 use crate::outbox::Emit;
@@ -27,6 +28,9 @@ pub(crate) struct Rollups {
     /// Counter series id → meter index (`None`: a gauge or unknown series).
     series_meter: HashMap<i64, Option<u32>>,
     counter_quantity: HashMap<String, (u32, String)>,
+    tz: chrono_tz::Tz,
+    /// Local months (starts) whose scope 15-minute and hourly rows are compacted.
+    cold_months: std::collections::BTreeSet<i64>,
 }
 
 /// FNV-1a of the hierarchy-relevant parts of a site file.
@@ -81,7 +85,10 @@ impl Rollups {
             agg,
             series_meter: HashMap::new(),
             counter_quantity,
+            tz: site.tz,
+            cold_months: Default::default(),
         };
+        r.load_cold_months(conn, path)?;
         let want = fingerprint(site);
         let have: Option<String> = conn
             .query_row(
@@ -105,6 +112,19 @@ impl Rollups {
         Ok(r)
     }
 
+    /// Read which months of the scope rollups are compacted.
+    pub(crate) fn load_cold_months(
+        &mut self,
+        conn: &Connection,
+        path: &Path,
+    ) -> Result<(), StoreError> {
+        self.cold_months = conn
+            .prepare("SELECT DISTINCT month_ms FROM cold WHERE tbl IN (3, 4)")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .at(path)?;
+        Ok(())
+    }
+
     /// Recompute every rollup from the stored intervals.
     fn rebuild(
         &mut self,
@@ -112,6 +132,26 @@ impl Rollups {
         path: &Path,
         mut emit: Option<&mut Emit>,
     ) -> Result<(), StoreError> {
+        // Compacted months back into rows first (the next compaction
+        // closes them again): the scopes' are rebuilt, the series' read.
+        let blocks: Vec<(i64, i64, i64)> = tx
+            .prepare("SELECT tbl, key, month_ms FROM cold ORDER BY tbl, key, month_ms")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .at(path)?;
+        for (tbl, key, month) in blocks {
+            match tbl {
+                0 => cold::thaw(tx, path, Tbl::Readings, key, month)?,
+                1 => cold::thaw(tx, path, Tbl::Intervals, key, month)?,
+                2 => cold::thaw(tx, path, Tbl::Hours, key, month)?,
+                _ => 0,
+            };
+        }
+        tx.execute("DELETE FROM cold WHERE tbl IN (3, 4)", [])
+            .at(path)?;
+        self.cold_months.clear();
         tx.execute("DELETE FROM agg", []).at(path)?;
         let mut stmt = tx
             .prepare("SELECT series, bucket_ms, micro, measured_ms, estimated_ms FROM intervals ORDER BY bucket_ms, series")
@@ -261,7 +301,22 @@ impl Rollups {
         path: &Path,
         mut emit: Option<&mut Emit>,
     ) -> Result<(), StoreError> {
-        for d in self.agg.drain() {
+        let deltas = self.agg.drain();
+        if !self.cold_months.is_empty() {
+            // A late change into a compacted month: that month's scope rows back first.
+            let mut months: Vec<i64> = deltas
+                .iter()
+                .filter(|d| matches!(d.grain, Grain::Quarter | Grain::Hour))
+                .map(|d| cold::month_start(d.start_ms, self.tz))
+                .filter(|m| self.cold_months.contains(m))
+                .collect();
+            months.sort_unstable();
+            months.dedup();
+            for m in months {
+                self.thaw_month(tx, path, m)?;
+            }
+        }
+        for d in deltas {
             let scope = self.scope_id(tx, path, d.scope)?;
             let (value, measured, estimated) = upsert(tx, path, scope, &d)?;
             if let (Some(e), Some(key)) = (emit.as_deref_mut(), self.agg.scope(d.scope)) {
@@ -275,6 +330,32 @@ impl Rollups {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Move every scope's 15-minute and hourly rows of a local month back into rows.
+    pub(crate) fn thaw_month(
+        &mut self,
+        tx: &Transaction<'_>,
+        path: &Path,
+        month: i64,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<(i64, i64)> = tx
+            .prepare_cached("SELECT tbl, key FROM cold WHERE tbl IN (3, 4) AND month_ms = ?1")
+            .and_then(|mut s| {
+                s.query_map(params![month], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .at(path)?;
+        for (tbl, key) in keys {
+            let tbl = if tbl == 3 {
+                Tbl::AggQuarter
+            } else {
+                Tbl::AggHour
+            };
+            cold::thaw(tx, path, tbl, key, month)?;
+        }
+        self.cold_months.remove(&month);
         Ok(())
     }
 

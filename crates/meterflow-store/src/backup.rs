@@ -179,6 +179,21 @@ fn describe(path: &Path) -> Result<(i64, std::collections::BTreeMap<String, i64>
             .at(path)?;
         tables.insert(n, count);
     }
+    // Rows kept in compacted months count as rows of their tables.
+    if tables.contains_key("cold") {
+        let mut s = conn
+            .prepare("SELECT tbl, sum(rows) FROM cold WHERE tbl IN (0, 1, 2) GROUP BY tbl")
+            .at(path)?;
+        let rows: Vec<(i64, i64)> = s
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .at(path)?
+            .collect::<Result<_, _>>()
+            .at(path)?;
+        for (tbl, n) in rows {
+            let name = ["readings", "intervals", "rollup_hour"][tbl as usize % 3];
+            *tables.entry(name.to_string()).or_default() += n;
+        }
+    }
     Ok((version, tables))
 }
 
@@ -332,7 +347,14 @@ fn contents(path: &Path) -> Result<(i64, i64), BackupError> {
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             .unwrap_or(0)
     };
-    Ok((count("readings"), count("ledger_events")))
+    let cold: i64 = conn
+        .query_row(
+            "SELECT coalesce(sum(rows), 0) FROM cold WHERE tbl = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0);
+    Ok((count("readings") + cold, count("ledger_events")))
 }
 
 /// What a restore did.

@@ -14,6 +14,7 @@
 mod agg;
 mod alerts;
 pub mod backup;
+mod cold;
 mod conn;
 mod counters;
 mod error;
@@ -31,7 +32,7 @@ pub use read::{
     AggRow, AnomalyRow, DayRow, HourRow, IntervalRow, RawReading, Reader, ReadingRow,
     RollupFileRow, write_rollup_file,
 };
-pub use write::{BatchReport, Verdict, Writer, replacement_item};
+pub use write::{BatchReport, CompactReport, Verdict, Writer, replacement_item};
 
 /// Clock skew tolerance: a source time more than this ahead of receive time is flagged.
 pub const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;

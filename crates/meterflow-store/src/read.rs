@@ -8,6 +8,7 @@ use meterflow_core::from_micro;
 use meterflow_model::EnergyClass;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::cold::{self, Tbl};
 use crate::conn::open_conn;
 use crate::error::{Ctx, StoreError};
 
@@ -119,6 +120,8 @@ pub struct Reader {
     /// Whether the store has long gaps kept whole (schema 6), and its time
     /// zone (local hours of their buckets); read once.
     spans: std::cell::OnceCell<Option<chrono_tz::Tz>>,
+    /// Whether the store can hold compacted months (schema 8); read once.
+    cold: std::cell::OnceCell<bool>,
     /// Scope rollups come from an attached rollup file (`rollups.agg`)
     /// instead of the store's own (a sharded deployment's merged rollups).
     attached: bool,
@@ -199,6 +202,7 @@ impl Reader {
             conn: open_conn(path, 32, true)?,
             path: path.to_path_buf(),
             spans: std::cell::OnceCell::new(),
+            cold: std::cell::OnceCell::new(),
             attached: false,
         })
     }
@@ -299,9 +303,30 @@ impl Reader {
                 },
             )
             .at(&self.path)?;
-        let out: Vec<AggRow> = rows.collect::<Result<_, _>>().at(&self.path)?;
+        let mut out: Vec<AggRow> = rows.collect::<Result<_, _>>().at(&self.path)?;
         if self.attached || !matches!(grain, Grain::Quarter | Grain::Hour) {
             return Ok(out);
+        }
+        let tbl = if grain == Grain::Hour {
+            Tbl::AggHour
+        } else {
+            Tbl::AggQuarter
+        };
+        if let Some(scope) = self.scope_id(level, id, class, subitem)? {
+            let cold = self.cold_rows(tbl, scope, from_ms, to_ms)?;
+            if !cold.is_empty() {
+                out.extend(cold.iter().map(|(t, c)| {
+                    let raw = cold::int(&c[0]);
+                    AggRow {
+                        start_ms: *t,
+                        value: to_carrier(class, raw),
+                        raw,
+                        measured: cold::int(&c[1]),
+                        estimated: cold::int(&c[2]),
+                    }
+                }));
+                out.sort_by_key(|r| r.start_ms);
+            }
         }
         let Some(tz) = self.span_zone()? else {
             return Ok(out);
@@ -368,20 +393,42 @@ impl Reader {
 
     /// Time of the latest reading of a series.
     pub fn last_ts(&self, series: i64) -> Result<Option<i64>, StoreError> {
-        self.conn
+        let live: Option<i64> = self
+            .conn
             .prepare_cached("SELECT max(ts_ms) FROM readings WHERE series = ?1 AND kind = 0")
             .and_then(|mut s| s.query_row(params![series], |r| r.get(0)))
-            .at(&self.path)
+            .at(&self.path)?;
+        let cold = self.cold_rows(
+            Tbl::Readings,
+            series,
+            live.map_or(i64::MIN, |t| t + 1),
+            i64::MAX,
+        )?;
+        Ok(cold
+            .iter()
+            .rev()
+            .find(|(_, c)| cold::int(&c[0]) == 0)
+            .map(|(t, _)| *t)
+            .or(live))
     }
 
     /// The latest reading of a series that has a value: `(ts_ms, value)`.
     pub fn last_value(&self, series: i64) -> Result<Option<(i64, f64)>, StoreError> {
-        self.conn
+        let live: Option<(i64, f64)> = self
+            .conn
             .prepare_cached(
                 "SELECT ts_ms, value FROM readings WHERE series = ?1 AND kind = 0 AND value IS NOT NULL ORDER BY ts_ms DESC LIMIT 1",
             )
             .and_then(|mut s| s.query_row(params![series], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .at(&self.path)
+            .at(&self.path)?;
+        let from = live.map_or(i64::MIN, |(t, _)| t + 1);
+        let cold = self.cold_rows(Tbl::Readings, series, from, i64::MAX)?;
+        let newer = cold.iter().rev().find_map(|(t, c)| {
+            (cold::int(&c[0]) == 0)
+                .then(|| cold::real(&c[1]).map(|v| (*t, v)))
+                .flatten()
+        });
+        Ok(newer.or(live))
     }
 
     /// Buckets with coverage in `[from_ms, to_ms)`.
@@ -406,7 +453,18 @@ impl Reader {
             })
             .at(&self.path)?;
         let mut out: Vec<IntervalRow> = rows.collect::<Result<_, _>>().at(&self.path)?;
+        let cold = self.cold_rows(Tbl::Intervals, series, from_ms, to_ms)?;
+        let merge = !cold.is_empty();
+        out.extend(cold.iter().map(|(t, c)| IntervalRow {
+            bucket_ms: *t,
+            micro: cold::int(&c[0]),
+            measured_ms: cold::int(&c[1]),
+            estimated_ms: cold::int(&c[2]),
+        }));
         let spans = self.spans_of(series, from_ms, to_ms)?;
+        if merge && spans.is_empty() {
+            out.sort_by_key(|r| r.bucket_ms);
+        }
         if !spans.is_empty() {
             for s in &spans {
                 out.extend(s.buckets(from_ms, to_ms).map(|d| IntervalRow {
@@ -486,7 +544,17 @@ impl Reader {
                 })
             })
             .at(&self.path)?;
-        let out: Vec<HourRow> = rows.collect::<Result<_, _>>().at(&self.path)?;
+        let mut out: Vec<HourRow> = rows.collect::<Result<_, _>>().at(&self.path)?;
+        let cold = self.cold_rows(Tbl::Hours, series, from_ms, to_ms)?;
+        if !cold.is_empty() {
+            out.extend(cold.iter().map(|(t, c)| HourRow {
+                hour_ms: *t,
+                micro: cold::int(&c[0]),
+                measured: cold::int(&c[1]),
+                estimated: cold::int(&c[2]),
+            }));
+            out.sort_by_key(|r| r.hour_ms);
+        }
         // A local hour starts at most 45 min before its first bucket.
         let spans = self.spans_of(series, from_ms, to_ms.saturating_add(3_600_000))?;
         let (Some(tz), false) = (self.span_zone()?, spans.is_empty()) else {
@@ -556,7 +624,18 @@ impl Reader {
                 })
             })
             .at(&self.path)?;
-        rows.collect::<Result<_, _>>().at(&self.path)
+        let mut out: Vec<ReadingRow> = rows.collect::<Result<_, _>>().at(&self.path)?;
+        let cold = self.cold_rows(Tbl::Readings, series, from_ms, to_ms)?;
+        if !cold.is_empty() {
+            out.extend(cold.iter().map(|(t, c)| ReadingRow {
+                ts_ms: *t,
+                value: cold::real(&c[1]).unwrap_or(f64::NAN),
+                status: cold::int_opt(&c[7]),
+                kind: cold::int(&c[0]),
+            }));
+            out.sort_by_key(|r| r.ts_ms);
+        }
+        Ok(out)
     }
 
     /// Anomalies of a meter (all meters if `None`) in `[from_ms, to_ms)`.
@@ -600,6 +679,9 @@ impl Reader {
         to_ms: i64,
         min_ms: i64,
     ) -> Result<Vec<(i64, i64)>, StoreError> {
+        if self.has_cold(Tbl::Readings, series)? {
+            return self.long_gaps_merged(series, from_ms, to_ms, min_ms);
+        }
         let mut s = self
             .conn
             .prepare_cached(
@@ -621,6 +703,126 @@ impl Reader {
         rows.collect::<Result<_, _>>().at(&self.path)
     }
 
+    /// [`Reader::long_gaps`] over rows and compacted months.
+    fn long_gaps_merged(
+        &self,
+        series: i64,
+        from_ms: i64,
+        to_ms: i64,
+        min_ms: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let valued = |r: &ReadingRow| r.kind == 0 && !r.value.is_nan();
+        // The reading before the window, the window, the reading after it.
+        let mut times: Vec<i64> = Vec::new();
+        let mut before = from_ms;
+        let mut step = 31 * 86_400_000i64;
+        let first = loop {
+            let lo = before.saturating_sub(step);
+            let found = self
+                .readings(series, lo, before)?
+                .into_iter()
+                .rev()
+                .find(valued)
+                .map(|r| r.ts_ms);
+            if found.is_some() || lo == i64::MIN {
+                break found;
+            }
+            before = lo;
+            step = step.saturating_mul(4);
+        };
+        times.extend(first);
+        times.extend(
+            self.readings(series, from_ms, to_ms)?
+                .into_iter()
+                .filter(valued)
+                .map(|r| r.ts_ms),
+        );
+        let mut after = to_ms;
+        let mut step = 31 * 86_400_000i64;
+        loop {
+            let hi = after.saturating_add(step);
+            let found = self
+                .readings(series, after, hi)?
+                .into_iter()
+                .find(valued)
+                .map(|r| r.ts_ms);
+            if let Some(t) = found {
+                times.push(t);
+                break;
+            }
+            if hi == i64::MAX {
+                break;
+            }
+            after = hi;
+            step = step.saturating_mul(4);
+        }
+        Ok(times
+            .windows(2)
+            .filter(|w| w[1] - w[0] > min_ms && w[1] > from_ms && w[0] < to_ms)
+            .map(|w| (w[0], w[1]))
+            .collect())
+    }
+
+    /// Whether the store can hold compacted months.
+    fn cold_table(&self) -> Result<bool, StoreError> {
+        if let Some(c) = self.cold.get() {
+            return Ok(*c);
+        }
+        let exists: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cold')",
+                [],
+                |r| r.get(0),
+            )
+            .at(&self.path)?;
+        Ok(*self.cold.get_or_init(|| exists))
+    }
+
+    /// Rows of `key` kept in compacted months with a time in `[from_ms, to_ms)`.
+    fn cold_rows(
+        &self,
+        tbl: Tbl,
+        key: i64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<cold::Row>, StoreError> {
+        if !self.cold_table()? {
+            return Ok(Vec::new());
+        }
+        cold::fetch(&self.conn, &self.path, tbl, key, from_ms, to_ms)
+    }
+
+    /// Whether `key` has compacted months in `tbl`.
+    fn has_cold(&self, tbl: Tbl, key: i64) -> Result<bool, StoreError> {
+        Ok(self.cold_table()? && cold::any(&self.conn, &self.path, tbl, key)?)
+    }
+
+    /// The id of a scope in the store's own rollups.
+    fn scope_id(
+        &self,
+        level: Level,
+        id: &str,
+        class: EnergyClass,
+        subitem: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        if !self.cold_table()? {
+            return Ok(None);
+        }
+        self.conn
+            .prepare_cached(
+                "SELECT id FROM agg_scope WHERE level = ?1 AND ref = ?2 AND class = ?3 AND subitem = ?4",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    params![level.as_str(), id, class.as_str(), subitem],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .at(&self.path)
+    }
+
     /// Sum of a series' intervals in micro-units (exact).
     pub fn total_micro(&self, series: i64) -> Result<i64, StoreError> {
         let eager: i64 = self
@@ -631,17 +833,25 @@ impl Reader {
                 |r| r.get(0),
             )
             .at(&self.path)?;
+        let cold: i64 = self
+            .cold_rows(Tbl::Intervals, series, i64::MIN, i64::MAX)?
+            .iter()
+            .map(|(_, c)| cold::int(&c[0]))
+            .sum();
         let kept: i64 = self
             .spans_of(series, i64::MIN, i64::MAX)?
             .iter()
             .map(|s| s.between(s.lo_ms, s.hi_ms))
             .sum();
-        Ok(eager + kept)
+        Ok(eager + cold + kept)
     }
 
     /// Stored readings (not replacement events) after `after` = (series,
     /// ts_ms) in that order, at most `limit`: to copy a store page by page.
     pub fn raw_page(&self, after: (i64, i64), limit: usize) -> Result<Vec<RawReading>, StoreError> {
+        if self.cold_table()? && cold::count(&self.conn, &self.path, Tbl::Readings)? > 0 {
+            return self.raw_page_merged(after, limit);
+        }
         let mut s = self
             .conn
             .prepare_cached(
@@ -668,6 +878,92 @@ impl Reader {
         rows.collect::<Result<_, _>>().at(&self.path)
     }
 
+    /// [`Reader::raw_page`] over rows and compacted months, series by series.
+    fn raw_page_merged(
+        &self,
+        after: (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<RawReading>, StoreError> {
+        let ids: Vec<(i64, String, String)> = self
+            .conn
+            .prepare_cached("SELECT id, meter, quantity FROM series WHERE id >= ?1 ORDER BY id")
+            .and_then(|mut s| {
+                s.query_map(params![after.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .at(&self.path)?;
+        let mut sources: std::collections::HashMap<i64, String> = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for (id, meter, quantity) in ids {
+            if out.len() >= limit {
+                break;
+            }
+            let from = if id == after.0 {
+                after.1.saturating_add(1)
+            } else {
+                i64::MIN
+            };
+            let left = limit - out.len();
+            let mut rows: Vec<(i64, Option<f64>, i64, i64, i64)> = self
+                .conn
+                .prepare_cached(
+                    "SELECT ts_ms, value, recv_ms, time_source, source FROM readings
+                     WHERE series = ?1 AND kind = 0 AND ts_ms >= ?2 ORDER BY ts_ms LIMIT ?3",
+                )
+                .and_then(|mut s| {
+                    s.query_map(params![id, from, left as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })?
+                    .collect()
+                })
+                .at(&self.path)?;
+            let cold = self.cold_rows(Tbl::Readings, id, from, i64::MAX)?;
+            rows.extend(
+                cold.iter()
+                    .filter(|(_, c)| cold::int(&c[0]) == 0)
+                    .map(|(t, c)| {
+                        (
+                            *t,
+                            cold::real(&c[1]),
+                            cold::int(&c[4]),
+                            cold::int(&c[5]),
+                            cold::int(&c[6]),
+                        )
+                    }),
+            );
+            rows.sort_by_key(|r| r.0);
+            rows.truncate(left);
+            for (ts_ms, value, recv_ms, time_source, source) in rows {
+                let source = match sources.get(&source) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t: String = self
+                            .conn
+                            .query_row(
+                                "SELECT text FROM sources WHERE id = ?1",
+                                params![source],
+                                |r| r.get(0),
+                            )
+                            .at(&self.path)?;
+                        sources.insert(source, t.clone());
+                        t
+                    }
+                };
+                out.push(RawReading {
+                    series: id,
+                    ts_ms,
+                    meter: meter.clone(),
+                    quantity: quantity.clone(),
+                    value,
+                    recv_ms,
+                    time_source: crate::write::time_source_text(time_source).to_string(),
+                    source,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Row count of a table (for tests and summaries).
     pub fn count(&self, table: &str) -> Result<i64, StoreError> {
         let allowed = [
@@ -682,9 +978,20 @@ impl Reader {
         if !allowed.contains(&table) {
             return Ok(0);
         }
-        self.conn
+        let rows: i64 = self
+            .conn
             .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .at(&self.path)
+            .at(&self.path)?;
+        let tbl = match table {
+            "readings" => Tbl::Readings,
+            "intervals" => Tbl::Intervals,
+            "rollup_hour" => Tbl::Hours,
+            _ => return Ok(rows),
+        };
+        if !self.cold_table()? {
+            return Ok(rows);
+        }
+        Ok(rows + cold::count(&self.conn, &self.path, tbl)?)
     }
 
     /// Dead letters as `(source, location, reason)`.

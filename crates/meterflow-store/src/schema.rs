@@ -255,6 +255,21 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE readings;
     ALTER TABLE readings_v7 RENAME TO readings;
     "#,
+    // 8: closed months kept compactly (issue 25, ADR 0024).
+    r#"
+    -- One local month of one table's rows of a series (tbl 0 readings,
+    -- 1 intervals, 2 rollup_hour) or of a scope (3 agg 15m, 4 agg hour),
+    -- encoded column by column and deflated (cold.rs). A month is either
+    -- rows in its table or a block here, never both.
+    CREATE TABLE cold (
+        tbl       INTEGER NOT NULL,
+        key       INTEGER NOT NULL,
+        month_ms  INTEGER NOT NULL,
+        rows      INTEGER NOT NULL,
+        blob      BLOB NOT NULL,
+        PRIMARY KEY (tbl, key, month_ms)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// Highest schema version this build knows.

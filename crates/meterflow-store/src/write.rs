@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::CLOCK_SKEW_MS;
 use crate::agg::Rollups;
+use crate::cold;
 use crate::conn::open_conn;
 use crate::counters::{INTERVALS, ROLLUP_DAY, ROLLUP_HOUR};
 use crate::error::{Ctx, StoreError};
@@ -82,6 +83,11 @@ struct SeriesCache {
     id: i64,
     last_ts: Option<i64>,
     state: State,
+    /// End of the series' latest compacted month (`i64::MIN`: none).
+    cold_end: i64,
+    /// An item at or after this needs nothing thawed: one past the first
+    /// base reading after `cold_end` (`i64::MAX`: none known).
+    safe_from: i64,
 }
 
 /// The one writer of a store.
@@ -98,6 +104,8 @@ pub struct Writer {
     dead_letters: Vec<(i64, String, String, String, String)>,
     rollups: Rollups,
     emit: Option<Emit>,
+    /// Where a compaction in slices goes on: (0 series / 1 scopes, last id done).
+    compact_cursor: (u8, i64),
 }
 
 impl Writer {
@@ -171,6 +179,7 @@ impl Writer {
                 .unwrap_or(i64::MAX / 1000)
                 .saturating_mul(1000),
             dead_letters: Vec::new(),
+            compact_cursor: (0, i64::MIN),
         })
     }
 
@@ -244,6 +253,7 @@ impl Writer {
                 &tx,
                 &self.path,
                 &mut self.series,
+                self.tz,
                 &r.meter,
                 &meter.counter_quantity,
                 true,
@@ -253,6 +263,7 @@ impl Writer {
             if only_behind && cache.last_ts.is_none_or(|last| last < item.ts_ms()) {
                 continue;
             }
+            ensure_live(&tx, &self.path, self.tz, cache, item.ts_ms(), true)?;
             let exists: Option<i64> = tx
                 .prepare_cached("SELECT kind FROM readings WHERE series = ?1 AND ts_ms = ?2")
                 .and_then(|mut s| {
@@ -343,6 +354,7 @@ impl Writer {
                     &self.path,
                     &self.meters,
                     &mut self.series,
+                    self.tz,
                     self.retention_floor_ms,
                     self.max_future_ms,
                     r,
@@ -430,7 +442,24 @@ impl Writer {
                 )
                 .optional()
                 .at(&self.path)?;
+            let keep = keep.max(latest_cold_base(&tx, &self.path, id, horizon)?);
             let below = keep.unwrap_or(horizon).min(horizon);
+            // Compacted months: wholly before the line dropped, the one
+            // across it back into rows (then cut below like the others).
+            for m in cold::months(&tx, &self.path, cold::Tbl::Readings, id, i64::MIN, below)? {
+                if cold::next_month(m, self.tz) <= below {
+                    let rows: i64 = tx
+                        .query_row(
+                            "DELETE FROM cold WHERE tbl = 0 AND key = ?1 AND month_ms = ?2 RETURNING rows",
+                            params![id, m],
+                            |r| r.get(0),
+                        )
+                        .at(&self.path)?;
+                    deleted += usize::try_from(rows).unwrap_or(0);
+                    continue;
+                }
+                cold::thaw(&tx, &self.path, cold::Tbl::Readings, id, m)?;
+            }
             deleted += tx
                 .execute(
                     "DELETE FROM readings WHERE series = ?1 AND ts_ms < ?2",
@@ -445,8 +474,209 @@ impl Writer {
         .at(&self.path)?;
         tx.commit().at(&self.path)?;
         self.retention_floor_ms = horizon;
+        self.series.clear();
         Ok(deleted)
     }
+
+    /// Move each series' local months that ended more than `after_days`
+    /// before its newest reading (and the scopes' months that ended that long
+    /// before the newest reading of all) into compacted blocks (ADR 0024).
+    /// One transaction per series and per scope: interrupted, a month is
+    /// either rows or a block. Queries, KPIs and exports read the same.
+    pub fn compact(&mut self, after_days: u32) -> Result<CompactReport, StoreError> {
+        self.compact_cursor = (0, i64::MIN);
+        self.compact_within(after_days, None)
+    }
+
+    /// [`Writer::compact`] in slices: stops once `budget` is spent (after
+    /// the series or scope in hand) with `done` false; the next call goes on
+    /// from there. The daemon's writer runs it between batches.
+    pub fn compact_within(
+        &mut self,
+        after_days: u32,
+        budget: Option<std::time::Duration>,
+    ) -> Result<CompactReport, StoreError> {
+        let started = std::time::Instant::now();
+        let spent = || budget.is_some_and(|b| started.elapsed() >= b);
+        let keep = i64::from(after_days).saturating_mul(86_400_000);
+        let tz = self.tz;
+        let path = self.path.clone();
+        let mut report = CompactReport::default();
+        let ids: Vec<i64> = self
+            .conn
+            .prepare("SELECT id FROM series WHERE id > ?1 ORDER BY id")
+            .and_then(|mut s| {
+                s.query_map(params![self.compact_cursor.1], |r| r.get(0))?
+                    .collect()
+            })
+            .at(&path)?;
+        let ids = if self.compact_cursor.0 == 0 {
+            ids
+        } else {
+            Vec::new()
+        };
+        let first_at =
+            |tx: &Transaction<'_>, id: i64, from: i64| -> Result<Option<i64>, StoreError> {
+                let mut first: Option<i64> = None;
+                for sql in [
+                    "SELECT min(ts_ms) FROM readings WHERE series = ?1 AND ts_ms >= ?2",
+                    "SELECT min(bucket_ms) FROM intervals WHERE series = ?1 AND bucket_ms >= ?2",
+                    "SELECT min(hour_ms) FROM rollup_hour WHERE series = ?1 AND hour_ms >= ?2",
+                ] {
+                    let t: Option<i64> = tx
+                        .prepare_cached(sql)
+                        .and_then(|mut s| s.query_row(params![id, from], |r| r.get(0)))
+                        .at(&path)?;
+                    first = match (first, t) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                Ok(first)
+            };
+        for id in ids {
+            if spent() {
+                self.series.clear();
+                return Ok(report);
+            }
+            self.compact_cursor = (0, id);
+            let tx = self.conn.transaction().at(&path)?;
+            let newest: Option<i64> = tx
+                .query_row(
+                    "SELECT max(ts_ms) FROM readings WHERE series = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .at(&path)?;
+            let Some(newest) = newest else {
+                continue;
+            };
+            let cutoff = newest.saturating_sub(keep);
+            let mut next = first_at(&tx, id, i64::MIN)?;
+            while let Some(t) = next {
+                let month = cold::month_start(t, tz);
+                let end = cold::next_month(month, tz);
+                if end > cutoff {
+                    break;
+                }
+                let mut moved = 0;
+                for tbl in cold::SERIES_TABLES {
+                    moved += cold::freeze(&tx, &path, tbl, id, (month, end))?;
+                }
+                if moved > 0 {
+                    report.series_months += 1;
+                    report.rows += moved;
+                }
+                next = first_at(&tx, id, end)?;
+            }
+            tx.commit().at(&path)?;
+        }
+        if self.compact_cursor.0 == 0 {
+            self.compact_cursor = (1, i64::MIN);
+        }
+        let mut newest_of_all: Option<i64> = None;
+        {
+            let mut max = self
+                .conn
+                .prepare_cached("SELECT max(ts_ms) FROM readings WHERE series = ?1")
+                .at(&path)?;
+            let ids: Vec<i64> = self
+                .conn
+                .prepare("SELECT id FROM series")
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .at(&path)?;
+            for id in ids {
+                let t: Option<i64> = max.query_row(params![id], |r| r.get(0)).at(&path)?;
+                newest_of_all = newest_of_all.max(t);
+            }
+        }
+        if let Some(newest) = newest_of_all {
+            let cutoff = newest.saturating_sub(keep);
+            let scopes: Vec<i64> = self
+                .conn
+                .prepare("SELECT id FROM agg_scope WHERE id > ?1 ORDER BY id")
+                .and_then(|mut s| {
+                    s.query_map(params![self.compact_cursor.1], |r| r.get(0))?
+                        .collect()
+                })
+                .at(&path)?;
+            for scope in scopes {
+                if spent() {
+                    self.rollups.load_cold_months(&self.conn, &path)?;
+                    self.series.clear();
+                    return Ok(report);
+                }
+                self.compact_cursor = (1, scope);
+                let tx = self.conn.transaction().at(&path)?;
+                let first = |from: i64| -> Result<Option<i64>, StoreError> {
+                    tx.prepare_cached(
+                        "SELECT min(start_ms) FROM agg WHERE scope = ?1 AND grain IN ('15m', 'hour') AND start_ms >= ?2",
+                    )
+                    .and_then(|mut s| s.query_row(params![scope, from], |r| r.get(0)))
+                    .at(&path)
+                };
+                let mut next = first(i64::MIN)?;
+                while let Some(t) = next {
+                    let month = cold::month_start(t, tz);
+                    let end = cold::next_month(month, tz);
+                    if end > cutoff {
+                        break;
+                    }
+                    let mut moved = 0;
+                    for tbl in cold::SCOPE_TABLES {
+                        moved += cold::freeze(&tx, &path, tbl, scope, (month, end))?;
+                    }
+                    if moved > 0 {
+                        report.scope_months += 1;
+                        report.rows += moved;
+                    }
+                    next = first(end)?;
+                }
+                tx.commit().at(&path)?;
+            }
+        }
+        self.rollups.load_cold_months(&self.conn, &path)?;
+        // Each series' place relative to its compacted months is read anew.
+        self.series.clear();
+        self.compact_cursor = (0, i64::MIN);
+        report.done = true;
+        Ok(report)
+    }
+}
+
+/// What one compaction moved into blocks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompactReport {
+    /// Series-months compacted.
+    pub series_months: usize,
+    /// Scope-months compacted.
+    pub scope_months: usize,
+    /// Rows moved into blocks.
+    pub rows: usize,
+    /// Whether the pass is complete (false: the budget ran out first).
+    pub done: bool,
+}
+
+/// The latest base reading of a series before `before` kept in a compacted month.
+fn latest_cold_base(
+    tx: &Transaction<'_>,
+    path: &Path,
+    series: i64,
+    before: i64,
+) -> Result<Option<i64>, StoreError> {
+    let mut months = cold::months(tx, path, cold::Tbl::Readings, series, i64::MIN, before)?;
+    months.reverse();
+    for m in months {
+        let rows = cold::fetch(tx, path, cold::Tbl::Readings, series, m, before)?;
+        let base = rows
+            .iter()
+            .rev()
+            .find(|(_, c)| cold::int_opt(&c[7]).is_some_and(|s| [0, 1, 2, 3, 5, 7].contains(&s)));
+        if let Some((t, _)) = base {
+            return Ok(Some(*t));
+        }
+    }
+    Ok(None)
 }
 
 /// Why a reading's time is outside its plausible window, if it is: before
@@ -504,6 +734,7 @@ fn write_one(
     path: &Path,
     meters: &FastMap<String, MeterEntry>,
     series: &mut FastMap<String, FastMap<String, SeriesCache>>,
+    tz: Tz,
     retention_floor_ms: i64,
     max_future_ms: i64,
     r: &Reading,
@@ -524,11 +755,13 @@ fn write_one(
         tx,
         path,
         series,
+        tz,
         &r.meter,
         &r.quantity,
         counter,
         &meter.spec,
     )?;
+    ensure_live(tx, path, tz, cache, r.ts_ms, counter)?;
     if cache.last_ts.is_some_and(|last| r.ts_ms <= last) {
         let existing: Option<(Option<f64>, Option<String>)> = tx
             .prepare_cached("SELECT value, raw FROM readings WHERE series = ?1 AND ts_ms = ?2")
@@ -624,6 +857,10 @@ fn apply(
             .and_then(|mut s| s.execute(params![cache.id, ts, status.code()]))
             .at(path)?;
     }
+    if !outcome.restatus.is_empty() && cache.cold_end != i64::MIN {
+        // The first base after the compacted months may have changed.
+        cache.safe_from = first_base_from(tx, path, cache.id, cache.cold_end)?;
+    }
     let mut replaced: Vec<(i64, String)> = Vec::new();
     if let Some((from, to)) = outcome.replace_anomalies {
         let mut q = tx
@@ -692,6 +929,7 @@ fn series_cache<'a>(
     tx: &Transaction<'_>,
     path: &Path,
     series: &'a mut FastMap<String, FastMap<String, SeriesCache>>,
+    tz: Tz,
     meter: &str,
     quantity: &str,
     counter: bool,
@@ -713,22 +951,37 @@ fn series_cache<'a>(
             .prepare_cached("SELECT max(ts_ms) FROM readings WHERE series = ?1")
             .and_then(|mut s| s.query_row(params![id], |r| r.get(0)))
             .at(path)?;
+        let mut entry = SeriesCache {
+            id,
+            last_ts,
+            state: State::default(),
+            cold_end: i64::MIN,
+            safe_from: i64::MIN,
+        };
+        refresh_cold(tx, path, tz, &mut entry, counter)?;
+        if counter && entry.cold_end != i64::MIN && entry.safe_from == i64::MAX {
+            // No base reading after the compacted months: the normaliser's
+            // state lies in them.
+            ensure_live(tx, path, tz, &mut entry, i64::MAX, true)?;
+            entry.last_ts = tx
+                .prepare_cached("SELECT max(ts_ms) FROM readings WHERE series = ?1")
+                .and_then(|mut s| s.query_row(params![id], |r| r.get(0)))
+                .at(path)?;
+        }
         // Resume the normaliser from the stored statuses: the state after the last item.
         let mut log = SqlLog {
             tx,
             path,
             series: id,
-            last_ts,
+            last_ts: entry.last_ts,
         };
-        let state = if counter {
-            engine::state_before(spec, &mut log, i64::MAX)?
-        } else {
-            State::default()
-        };
+        if counter {
+            entry.state = engine::state_before(spec, &mut log, i64::MAX)?;
+        }
         series
             .entry(meter.to_string())
             .or_default()
-            .insert(quantity.to_string(), SeriesCache { id, last_ts, state });
+            .insert(quantity.to_string(), entry);
     }
     series
         .get_mut(meter)
@@ -737,6 +990,98 @@ fn series_cache<'a>(
             path: path.to_path_buf(),
             source: rusqlite::Error::QueryReturnedNoRows,
         })
+}
+
+/// Base statuses: readings a later one is measured from (the normaliser's
+/// `last_base_before`).
+const BASE_STATUSES: &str = "(0,1,2,3,5,7)";
+
+/// One past the first base reading of a series at or after `from` (`i64::MAX`: none).
+fn first_base_from(
+    tx: &Transaction<'_>,
+    path: &Path,
+    series: i64,
+    from: i64,
+) -> Result<i64, StoreError> {
+    let t: Option<i64> = tx
+        .prepare_cached(&format!(
+            "SELECT min(ts_ms) FROM readings WHERE series = ?1 AND ts_ms >= ?2 AND status IN {BASE_STATUSES}"
+        ))
+        .and_then(|mut s| s.query_row(params![series, from], |r| r.get(0)))
+        .at(path)?;
+    Ok(t.map_or(i64::MAX, |t| t.saturating_add(1)))
+}
+
+/// Read where a series' compacted months end, and from when items need nothing thawed.
+fn refresh_cold(
+    tx: &Transaction<'_>,
+    path: &Path,
+    tz: Tz,
+    cache: &mut SeriesCache,
+    counter: bool,
+) -> Result<(), StoreError> {
+    let last: Option<i64> = tx
+        .prepare_cached("SELECT max(month_ms) FROM cold WHERE tbl IN (0, 1, 2) AND key = ?1")
+        .and_then(|mut s| s.query_row(params![cache.id], |r| r.get(0)))
+        .at(path)?;
+    cache.cold_end = last.map_or(i64::MIN, |m| cold::next_month(m, tz));
+    cache.safe_from = if cache.cold_end == i64::MIN {
+        i64::MIN
+    } else if counter {
+        first_base_from(tx, path, cache.id, cache.cold_end)?
+    } else {
+        cache.cold_end
+    };
+    Ok(())
+}
+
+/// Before an item at `ts` of a series is written: thaw the compacted months
+/// it can touch. For a counter, everything after the last base reading
+/// before it (the normaliser reads back to that base and spreads from it,
+/// and re-derives the items after it); for a gauge, the month of `ts`.
+fn ensure_live(
+    tx: &Transaction<'_>,
+    path: &Path,
+    tz: Tz,
+    cache: &mut SeriesCache,
+    ts: i64,
+    counter: bool,
+) -> Result<(), StoreError> {
+    if cache.cold_end == i64::MIN || ts >= cache.safe_from {
+        return Ok(());
+    }
+    let floor = if counter {
+        let base: Option<i64> = tx
+            .prepare_cached(&format!(
+                "SELECT max(ts_ms) FROM readings WHERE series = ?1 AND ts_ms < ?2 AND status IN {BASE_STATUSES}"
+            ))
+            .and_then(|mut s| s.query_row(params![cache.id, ts], |r| r.get(0)))
+            .at(path)?;
+        let base = base.unwrap_or(i64::MIN);
+        if cache.cold_end > base {
+            // The base may be in a compacted month: only from its month on.
+            base.max(latest_cold_base(tx, path, cache.id, ts)?.unwrap_or(i64::MIN))
+        } else {
+            base
+        }
+    } else {
+        cold::month_start(ts, tz).saturating_sub(1)
+    };
+    if cache.cold_end > floor {
+        let upto = if counter {
+            i64::MAX
+        } else {
+            cold::next_month(cold::month_start(ts, tz), tz)
+        };
+        for tbl in cold::SERIES_TABLES {
+            for m in cold::months(tx, path, tbl, cache.id, floor, upto)? {
+                if cold::next_month(m, tz) > floor {
+                    cold::thaw(tx, path, tbl, cache.id, m)?;
+                }
+            }
+        }
+    }
+    refresh_cold(tx, path, tz, cache, counter)
 }
 
 /// The store's code of a reading's time source (schema 7).

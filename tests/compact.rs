@@ -1,0 +1,297 @@
+//! Closed months kept compactly (issue 25, ADR 0024): every query reads the
+//! same before and after a compaction, a late reading into a compacted
+//! month derives exactly what in-order arrival derives, and the store holds
+//! fewer rows.
+
+use std::path::Path;
+
+use meterflow_core::aggregate::{Grain, Level};
+use meterflow_model::{EnergyClass, Reading, Site, TimeSource};
+use meterflow_store::{Reader, Writer};
+
+const Q: i64 = 900_000;
+const DAY: i64 = 86_400_000;
+/// 2026-01-01 00:00 +08:00.
+const JAN1: i64 = 1_767_196_800_000;
+
+fn site(dir: &Path, db: &str) -> Site {
+    let src = format!(
+        r#"
+[site]
+name = "compact"
+timezone = "Asia/Shanghai"
+[store]
+path = "{}/{db}"
+[[building]]
+id = "B"
+total_area_m2 = 1000
+[[agency]]
+id = "A1"
+name = "A1"
+[[agency]]
+id = "A2"
+name = "A2"
+[[space]]
+agency = "A1"
+building = "B"
+from = 2020-01-01
+area_m2 = 600
+[[space]]
+agency = "A2"
+building = "B"
+from = 2020-01-01
+to = 2026-02-20
+area_m2 = 400
+[[meter]]
+id = "M"
+kind = "electricity"
+unit = "kWh"
+serves = {{ building = "B" }}
+allocation = "area_share"
+interval_s = 900
+[[meter]]
+id = "OLD"
+kind = "electricity"
+unit = "kWh"
+serves = {{ building = "B" }}
+allocation = "area_share"
+interval_s = 900
+"#,
+        dir.display()
+    );
+    match Site::parse(&src, &dir.join("site.toml")) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn reading(meter: &str, quantity: &str, ts_ms: i64, value: f64) -> Reading {
+    Reading {
+        meter: meter.into(),
+        quantity: quantity.into(),
+        ts_ms,
+        value,
+        recv_ms: ts_ms + 3_000,
+        time_source: TimeSource::Device,
+    }
+}
+
+/// M every 15 minutes from 1 January to 20 May 2026 (with a three-day
+/// outage in February, one reading with no number, and an hourly gauge);
+/// OLD every 15 minutes until 20 March, then it is taken out.
+fn history() -> Vec<Reading> {
+    let mut out = Vec::new();
+    let (mut m, mut old) = (1_000.0f64, 50.0f64);
+    let end = JAN1 + 139 * DAY;
+    let mut t = JAN1 + 60_000;
+    let mut i = 0u64;
+    while t < end {
+        // Steps of 0.25–1.0 kWh: exact in binary, so sums do not depend on order.
+        m += 0.25 + (i % 4) as f64 * 0.25;
+        let outage = t >= JAN1 + 40 * DAY && t < JAN1 + 43 * DAY;
+        if !outage {
+            let value = if i == 5_000 { f64::NAN } else { m };
+            out.push(reading("M", "energy_import", t, value));
+        }
+        if i.is_multiple_of(4) {
+            out.push(reading("M", "power_kw", t, (i % 13) as f64 * 1.5));
+        }
+        if t < JAN1 + 78 * DAY {
+            old += 0.5;
+            out.push(reading("OLD", "energy_import", t, old));
+        }
+        t += Q;
+        i += 1;
+    }
+    out
+}
+
+/// Held back, then sent after the compaction: M's whole 3 February (its
+/// neighbours then lie a day and 15 minutes apart: a long gap kept whole
+/// until they come) and one of OLD's January readings.
+fn late(r: &Reading) -> bool {
+    let feb3 = JAN1 + 33 * DAY;
+    (r.meter == "M" && r.quantity == "energy_import" && r.ts_ms >= feb3 && r.ts_ms < feb3 + DAY)
+        || (r.meter == "OLD" && r.ts_ms == JAN1 + 14 * DAY + 48 * Q + 60_000)
+}
+
+fn write(w: &mut Writer, rows: &[Reading]) {
+    for chunk in rows.chunks(5_000) {
+        w.write_batch(chunk, "test").expect("batch commits");
+    }
+}
+
+/// Everything a reader can be asked, as text lines.
+fn snapshot(db: &Path) -> Vec<String> {
+    let r = Reader::open(db).expect("store opens");
+    let mut out = Vec::new();
+    for (meter, q) in [
+        ("M", "energy_import"),
+        ("M", "power_kw"),
+        ("OLD", "energy_import"),
+    ] {
+        let id = r.series_id(meter, q).expect("query").expect("series");
+        let (lo, hi) = (i64::MIN, i64::MAX);
+        for x in r.readings(id, lo, hi).expect("readings") {
+            out.push(format!("{meter} {q} reading {x:?}"));
+        }
+        for x in r.intervals(id, lo, hi).expect("intervals") {
+            out.push(format!("{meter} interval {x:?}"));
+        }
+        for x in r.hours(id, lo, hi).expect("hours") {
+            out.push(format!("{meter} hour {x:?}"));
+        }
+        for x in r.days(id, "0000", "9999").expect("days") {
+            out.push(format!("{meter} day {x:?}"));
+        }
+        // A window that starts and ends inside compacted months.
+        for x in r
+            .intervals(id, JAN1 + 20 * DAY + 7 * Q, JAN1 + 50 * DAY + 3 * Q)
+            .expect("intervals")
+        {
+            out.push(format!("{meter} window {x:?}"));
+        }
+        out.push(format!(
+            "{meter} {q} total {} last {:?} {:?}",
+            r.total_micro(id).expect("total"),
+            r.last_ts(id).expect("last"),
+            r.last_value(id).expect("last value")
+        ));
+        out.push(format!(
+            "{meter} {q} gaps {:?} {:?}",
+            r.long_gaps(id, lo, hi, 3_600_000).expect("gaps"),
+            r.long_gaps(id, JAN1 + 41 * DAY, JAN1 + 42 * DAY, 3_600_000)
+                .expect("gaps")
+        ));
+    }
+    for scope in [
+        (Level::Building, "B"),
+        (Level::Agency, "A1"),
+        (Level::Agency, "A2"),
+        (Level::Site, "site"),
+    ] {
+        for grain in [
+            Grain::Quarter,
+            Grain::Hour,
+            Grain::Day,
+            Grain::Month,
+            Grain::Year,
+        ] {
+            for x in r
+                .agg(
+                    scope.0,
+                    scope.1,
+                    EnergyClass::Electricity,
+                    "",
+                    grain,
+                    i64::MIN,
+                    i64::MAX,
+                )
+                .expect("agg")
+            {
+                out.push(format!("{:?} {} {grain:?} {x:?}", scope.0, scope.1));
+            }
+        }
+    }
+    let mut after = (i64::MIN, i64::MIN);
+    loop {
+        let page = r.raw_page(after, 7_000).expect("page");
+        let Some(last) = page.last() else { break };
+        after = (last.series, last.ts_ms);
+        out.extend(page.iter().map(|x| format!("raw {x:?}")));
+    }
+    for t in ["readings", "intervals", "rollup_hour"] {
+        out.push(format!("count {t} {}", r.count(t).expect("count")));
+    }
+    out
+}
+
+fn live_rows(db: &Path, table: &str) -> i64 {
+    let c = rusqlite::Connection::open(db).expect("open");
+    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .expect("count")
+}
+
+fn same(a: &[String], b: &[String], what: &str) {
+    if let Some(i) = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)) {
+        panic!(
+            "{what}: first difference at line {i} of {}/{}:\n  {:?}\n  {:?}",
+            a.len(),
+            b.len(),
+            a.get(i),
+            b.get(i)
+        );
+    }
+}
+
+#[test]
+fn compacted_months_read_the_same_and_take_late_readings_like_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let all = history();
+    let (held, early): (Vec<Reading>, Vec<Reading>) = all.iter().cloned().partition(late);
+    assert_eq!(held.len(), 96 + 1);
+
+    // A: everything in time order, never compacted.
+    let a_site = site(dir.path(), "a.db");
+    let mut a = Writer::open(&a_site).expect("store a");
+    write(&mut a, &all);
+    drop(a);
+    let reference = snapshot(&a_site.store_path());
+
+    // B: without the held-back readings, then compacted.
+    let b_site = site(dir.path(), "b.db");
+    let b_db = b_site.store_path();
+    let mut b = Writer::open(&b_site).expect("store b");
+    write(&mut b, &early);
+    let before = snapshot(&b_db);
+    let readings_before = live_rows(&b_db, "readings");
+    let report = b.compact(35).expect("compaction");
+    assert!(report.done);
+    // M's newest reading is 20 May: January, February and March (ending
+    // 1 April, before 15 April) are closed; OLD's newest is 20 March: only
+    // January (ending 1 February, before 13 February). The scopes follow
+    // the newest reading of all: January to March.
+    assert_eq!(report.series_months, 3 + 3 + 1, "{report:?}");
+    let scopes = live_rows(&b_db, "agg_scope");
+    assert!(report.scope_months >= 3 * scopes as usize - 3, "{report:?}");
+    let after = snapshot(&b_db);
+    same(&before, &after, "compaction changed what readers see");
+    // The rows of the closed months left their tables.
+    let readings_left = live_rows(&b_db, "readings");
+    assert!(
+        readings_left * 2 < readings_before,
+        "{readings_left} of {readings_before} readings still rows"
+    );
+    assert!(live_rows(&b_db, "cold") > 0);
+
+    // The late readings into compacted months, as one batch.
+    write(&mut b, &held);
+    drop(b);
+    same(
+        &reference,
+        &snapshot(&b_db),
+        "late readings into compacted months",
+    );
+
+    // Compacted again (and reopened: nothing cached), still the same.
+    let mut b = Writer::open(&b_site).expect("store b");
+    let again = b.compact(35).expect("compaction");
+    assert!(again.series_months >= 2, "{again:?}");
+    drop(b);
+    same(&reference, &snapshot(&b_db), "after compacting again");
+
+    // A reading after the compacted months, from a writer that opened a
+    // compacted store, goes on like in A.
+    let next = reading("M", "energy_import", JAN1 + 139 * DAY + 60_000, 99_999.0);
+    let mut a = Writer::open(&a_site).expect("store a");
+    write(&mut a, std::slice::from_ref(&next));
+    drop(a);
+    let mut b = Writer::open(&b_site).expect("store b");
+    write(&mut b, std::slice::from_ref(&next));
+    drop(b);
+    same(
+        &snapshot(&a_site.store_path()),
+        &snapshot(&b_db),
+        "a new reading after compaction",
+    );
+}
