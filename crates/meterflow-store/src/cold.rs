@@ -197,7 +197,11 @@ fn decimals(reals: &[f64]) -> Option<u8> {
         let p = 10f64.powi(i32::from(k));
         for &v in reals {
             let s = (v * p).round();
-            if !s.is_finite() || s.abs() >= 9.0e15 || (s / p).to_bits() != v.to_bits() {
+            // What decode computes, bit for bit (−0.0 is not a decimal).
+            if !s.is_finite()
+                || s.abs() >= 9.0e15
+                || ((s as i64) as f64 / p).to_bits() != v.to_bits()
+            {
                 continue 'k;
             }
         }
