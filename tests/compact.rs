@@ -15,7 +15,15 @@ const DAY: i64 = 86_400_000;
 const JAN1: i64 = 1_767_196_800_000;
 
 fn site(dir: &Path, db: &str) -> Site {
-    let src = format!(
+    let src = site_text(dir, db);
+    match Site::parse(&src, &dir.join("site.toml")) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn site_text(dir: &Path, db: &str) -> String {
+    format!(
         r#"
 [site]
 name = "compact"
@@ -58,11 +66,7 @@ allocation = "area_share"
 interval_s = 900
 "#,
         dir.display()
-    );
-    match Site::parse(&src, &dir.join("site.toml")) {
-        Ok(s) => s,
-        Err(e) => panic!("{e}"),
-    }
+    )
 }
 
 fn reading(meter: &str, quantity: &str, ts_ms: i64, value: f64) -> Reading {
@@ -293,5 +297,53 @@ fn compacted_months_read_the_same_and_take_late_readings_like_rows() {
         &snapshot(&a_site.store_path()),
         &snapshot(&b_db),
         "a new reading after compaction",
+    );
+}
+
+#[test]
+fn a_compaction_killed_at_any_moment_leaves_every_month_readable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = site(dir.path(), "k.db");
+    let db = site.store_path();
+    let mut w = Writer::open(&site).expect("store");
+    write(&mut w, &history());
+    drop(w);
+    let reference = snapshot(&db);
+    let config = dir.path().join("site.toml");
+    std::fs::write(&config, site_text(dir.path(), "k.db")).expect("site file");
+    let config = config.to_str().expect("path");
+    // SIGKILL after 20-200 ms: each run goes on from the months the last
+    // one committed; a month is rows or a block, never half of each.
+    for ms in [20u64, 60, 120, 200] {
+        let mut child = crate::support::bin()
+            .args(["compact", "--config", config])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        same(&reference, &snapshot(&db), &format!("killed after {ms} ms"));
+    }
+    let out = crate::support::run(&["compact", "--config", config, "--vacuum"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("series-months") && text.contains("vacuumed"),
+        "{text}"
+    );
+    same(&reference, &snapshot(&db), "after a full compaction");
+    assert!(live_rows(&db, "cold") > 0);
+    // Nothing left to do the second time.
+    let out = crate::support::run(&["compact", "--config", config]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("compacted 0 series-months and 0 scope-months"),
+        "{text}"
     );
 }

@@ -196,6 +196,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     let (tx, rx) = mpsc::channel::<Batch>(16 * 1024);
     let (stop_tx, stop_rx) = watch::channel(false);
     let batch_rows = site.store.batch_rows;
+    let compact_after_days = site.store.compact_after_days;
     let live = opts.live;
     let tz = site.tz;
     let counters: HashSet<(String, String)> = site
@@ -225,6 +226,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
                         committed,
                         refused: refused_count,
                         stop,
+                        compact_after_days,
                     },
                 )
             }
@@ -588,7 +590,16 @@ struct WriteOpts {
     committed: Arc<std::sync::atomic::AtomicU64>,
     refused: Arc<std::sync::atomic::AtomicU64>,
     stop: watch::Receiver<bool>,
+    /// `[store] compact_after_days` (0: never).
+    compact_after_days: u32,
 }
+
+/// The first compaction pass this long after start (not while a restart
+/// catches up), then one a day.
+const COMPACT_FIRST: Duration = Duration::from_secs(600);
+const COMPACT_EVERY: Duration = Duration::from_secs(86_400);
+/// A compaction slice between two batches: ingest waits at most this long.
+const COMPACT_SLICE: Duration = Duration::from_millis(250);
 
 /// The writer thread: take everything that is waiting (up to `batch_rows`
 /// readings), commit it in one transaction, then tell each source.
@@ -605,7 +616,10 @@ fn write_loop(
         committed,
         refused: refused_count,
         stop,
+        compact_after_days,
     } = o;
+    let mut next_compact = std::time::Instant::now() + COMPACT_FIRST;
+    let mut compacted = meterflow_store::CompactReport::default();
     let (mut stored, mut refused) = (0u64, 0u64);
     let mut full_logged = false;
     while let Some(first) = rx.blocking_recv() {
@@ -695,6 +709,30 @@ fn write_loop(
         }
         committed.store(stored, std::sync::atomic::Ordering::Relaxed);
         refused_count.store(refused, std::sync::atomic::Ordering::Relaxed);
+        if compact_after_days > 0 && std::time::Instant::now() >= next_compact {
+            // Closed months into compacted blocks, a slice between batches.
+            match writer.compact_within(compact_after_days, Some(COMPACT_SLICE)) {
+                Ok(r) => {
+                    compacted.series_months += r.series_months;
+                    compacted.scope_months += r.scope_months;
+                    compacted.rows += r.rows;
+                    if r.done {
+                        tracing::info!(
+                            "compaction: {} series-months and {} scope-months ({} rows) into compacted blocks",
+                            compacted.series_months,
+                            compacted.scope_months,
+                            compacted.rows
+                        );
+                        compacted = meterflow_store::CompactReport::default();
+                        next_compact = std::time::Instant::now() + COMPACT_EVERY;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("compaction failed (retried in an hour): {e}");
+                    next_compact = std::time::Instant::now() + Duration::from_secs(3_600);
+                }
+            }
+        }
     }
     Ok((stored, refused))
 }

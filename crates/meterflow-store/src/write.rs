@@ -106,6 +106,28 @@ pub struct Writer {
     emit: Option<Emit>,
     /// Where a compaction in slices goes on: (0 series / 1 scopes, last id done).
     compact_cursor: (u8, i64),
+    /// The store's compaction count as this writer last saw it: another
+    /// process (`meterflow compact`) may have compacted since.
+    cold_gen: i64,
+}
+
+/// The compaction count of a store (`meta` key `cold_gen`).
+fn cold_gen(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let v: Option<String> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'cold_gen'")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+        .at(path)?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+fn bump_cold_gen(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('cold_gen', '1')
+         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        [],
+    )
+    .at(path)?;
+    Ok(())
 }
 
 impl Writer {
@@ -166,6 +188,7 @@ impl Writer {
             .unwrap_or(i64::MIN);
         let mut emit = site.influx.as_ref().map(|c| Emit::new(site, c));
         let rollups = Rollups::open(&mut conn, path, site, emit.as_mut())?;
+        let generation = cold_gen(&conn, path)?;
         Ok(Writer {
             rollups,
             emit,
@@ -180,6 +203,7 @@ impl Writer {
                 .saturating_mul(1000),
             dead_letters: Vec::new(),
             compact_cursor: (0, i64::MIN),
+            cold_gen: generation,
         })
     }
 
@@ -244,6 +268,12 @@ impl Writer {
     ) -> Result<usize, StoreError> {
         let mut added = 0;
         let tx = self.conn.transaction().at(&self.path)?;
+        let generation = cold_gen(&tx, &self.path)?;
+        if generation != self.cold_gen {
+            self.series.clear();
+            self.rollups.load_cold_months(&tx, &self.path)?;
+            self.cold_gen = generation;
+        }
         let mut acc = Accumulator::default();
         for r in &site.replacements {
             let Some(meter) = self.meters.get(&r.meter) else {
@@ -336,6 +366,14 @@ impl Writer {
             e.check_room(&self.conn, &self.path)?;
         }
         let tx = self.conn.transaction().at(&self.path)?;
+        let generation = cold_gen(&tx, &self.path)?;
+        if generation != self.cold_gen {
+            // Compacted by another process since: what this writer knows of
+            // each series' compacted months is read anew.
+            self.series.clear();
+            self.rollups.load_cold_months(&tx, &self.path)?;
+            self.cold_gen = generation;
+        }
         let mut now_ms = i64::MIN;
         let mut acc = Accumulator::default();
         let mut all = Vec::with_capacity(batches.len());
@@ -553,6 +591,7 @@ impl Writer {
             };
             let cutoff = newest.saturating_sub(keep);
             let mut next = first_at(&tx, id, i64::MIN)?;
+            let months_before = report.series_months;
             while let Some(t) = next {
                 let month = cold::month_start(t, tz);
                 let end = cold::next_month(month, tz);
@@ -568,6 +607,9 @@ impl Writer {
                     report.rows += moved;
                 }
                 next = first_at(&tx, id, end)?;
+            }
+            if report.series_months > months_before {
+                bump_cold_gen(&tx, &path)?;
             }
             tx.commit().at(&path)?;
         }
@@ -616,6 +658,7 @@ impl Writer {
                     .at(&path)
                 };
                 let mut next = first(i64::MIN)?;
+                let months_before = report.scope_months;
                 while let Some(t) = next {
                     let month = cold::month_start(t, tz);
                     let end = cold::next_month(month, tz);
@@ -632,15 +675,38 @@ impl Writer {
                     }
                     next = first(end)?;
                 }
+                if report.scope_months > months_before {
+                    bump_cold_gen(&tx, &path)?;
+                }
                 tx.commit().at(&path)?;
             }
         }
         self.rollups.load_cold_months(&self.conn, &path)?;
         // Each series' place relative to its compacted months is read anew.
         self.series.clear();
+        self.cold_gen = cold_gen(&self.conn, &path)?;
         self.compact_cursor = (0, i64::MIN);
         report.done = true;
         Ok(report)
+    }
+}
+
+impl Writer {
+    /// Bytes of the store in use and free for reuse: `(used, free)`.
+    pub fn space(&self) -> Result<(i64, i64), StoreError> {
+        let q = |p: &str| -> Result<i64, StoreError> {
+            self.conn
+                .query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
+                .at(&self.path)
+        };
+        let (pages, free, size) = (q("page_count")?, q("freelist_count")?, q("page_size")?);
+        Ok(((pages - free) * size, free * size))
+    }
+
+    /// Give the free pages back to the file system (rewrites the file:
+    /// needs its size again in free disk space while it runs).
+    pub fn vacuum(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("VACUUM").at(&self.path)
     }
 }
 

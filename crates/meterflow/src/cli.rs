@@ -65,6 +65,18 @@ enum Command {
         #[arg(long)]
         keep: Option<u32>,
     },
+    /// Keep closed months compactly: each series' local months that ended more than N days before its newest reading move into compressed blocks (queries read the same). `run` does this once a day.
+    Compact {
+        /// Site configuration file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Days after its newest reading a series' month must have ended (default: `[store] compact_after_days`, 35).
+        #[arg(long)]
+        after_days: Option<u32>,
+        /// Then give the freed space back to the file system (rewrites the store; stop `run` first).
+        #[arg(long)]
+        vacuum: bool,
+    },
     /// Restore a backup as the site's store: verifies its checksums and schema; refuses a store in use or not empty (exit 2).
     Restore {
         /// Site configuration file (TOML).
@@ -448,6 +460,11 @@ pub fn main() -> ExitCode {
             what: LedgerWhat::Import { config, file },
         } => commands::ledger::import(&config, &file),
         Command::Backup { config, out, keep } => commands::backup::run_backup(&config, &out, keep),
+        Command::Compact {
+            config,
+            after_days,
+            vacuum,
+        } => commands::compact::run(&config, after_days, vacuum),
         Command::Restore {
             config,
             force,

@@ -133,6 +133,11 @@ pub struct StoreSection {
     /// `clock_skew`. Default 86 400 (one day).
     #[serde(default = "default_max_future_s")]
     pub max_future_s: u64,
+    /// A series' local month that ended more than this many days before its
+    /// newest reading is kept compacted (ADR 0024); `meterflow run` does it
+    /// once a day, `meterflow compact` on demand. 0 = never. Default 35.
+    #[serde(default = "default_compact_after_days")]
+    pub compact_after_days: u32,
 }
 
 impl Default for StoreSection {
@@ -144,8 +149,13 @@ impl Default for StoreSection {
             cache_mib: default_cache_mib(),
             earliest: None,
             max_future_s: default_max_future_s(),
+            compact_after_days: default_compact_after_days(),
         }
     }
+}
+
+const fn default_compact_after_days() -> u32 {
+    35
 }
 
 const fn default_max_future_s() -> u64 {
@@ -362,6 +372,13 @@ pub(crate) fn check_site<'d>(
                 store.span_of(&["earliest"]),
                 store.key("earliest"),
                 format!("{d} is before 1970: give the date the oldest data can have"),
+            );
+        }
+        if store.value.compact_after_days > 0 && store.value.compact_after_days < 2 {
+            ctx.error(
+                store.span_of(&["compact_after_days"]),
+                store.key("compact_after_days"),
+                "must be 0 (never) or at least 2 days: readings a day late would open compacted months again and again",
             );
         }
         if store.value.max_future_s > 366 * 86_400 {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 pub(crate) mod alerts;
 pub(crate) mod backup;
 pub(crate) mod check;
+pub(crate) mod compact;
 pub(crate) mod demo;
 #[cfg(feature = "export")]
 pub(crate) mod export;
