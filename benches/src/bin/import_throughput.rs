@@ -61,6 +61,30 @@ fn main() -> anyhow::Result<()> {
     );
     println!("raw SQLite insert of the same rows: {reference:.0} rows/s");
     println!("ratio import / raw insert: {:.2}", rate / reference);
+    // The compact store (ADR 0024): bytes in use per reading, all tables
+    // and indexes, before and after closed months become blocks.
+    let mut w = meterflow_store::Writer::open(&site)?;
+    let (used, _) = w.space()?;
+    let t = Instant::now();
+    let report = w.compact(site.store.compact_after_days)?;
+    let compact_secs = t.elapsed().as_secs_f64();
+    let (after, _) = w.space()?;
+    let t = Instant::now();
+    w.vacuum()?;
+    let vacuum_secs = t.elapsed().as_secs_f64();
+    drop(w);
+    let file = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "store in use: {:.1} B/reading after import; compaction ({} series-months, {} scope-months, {} rows) in {compact_secs:.1} s = {:.0} rows/s; {:.1} B/reading after; file after VACUUM ({vacuum_secs:.1} s) {:.1} MiB = {:.1} B/reading",
+        used as f64 / rows as f64,
+        report.series_months,
+        report.scope_months,
+        report.rows,
+        report.rows as f64 / compact_secs,
+        after as f64 / rows as f64,
+        file as f64 / 1048576.0,
+        file as f64 / rows as f64
+    );
     if let Some(kib) = meterflow_benches::peak_rss_kib() {
         println!(
             "peak RSS of the whole benchmark process: {:.0} MiB",
