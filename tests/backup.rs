@@ -229,12 +229,12 @@ fn an_older_store_is_kept_as_it_was_before_it_is_migrated() {
     let before = raw(&db);
     assert_eq!(before.len(), 96);
     // The previous release's store: schema 4, before the ledgers' table,
-    // the long gaps' tables, and with the time source and source as text
+    // the long gaps' tables, the compacted months' table, and with the time source and source as text
     // on every reading.
     let c = rusqlite::Connection::open(&db).expect("open");
     c.execute_batch(
         "DROP INDEX ledger_events_by_time; DROP INDEX ledger_events_by_corrects;
-         DROP TABLE ledger_events; DROP TABLE spans; DROP TABLE agg_span;
+         DROP TABLE ledger_events; DROP TABLE spans; DROP TABLE agg_span; DROP TABLE cold;
          CREATE TABLE readings_v4 (series INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
              kind INTEGER NOT NULL DEFAULT 0, value REAL, aux REAL, raw TEXT,
              recv_ms INTEGER NOT NULL, time_source TEXT NOT NULL, source TEXT NOT NULL,
@@ -263,7 +263,8 @@ fn an_older_store_is_kept_as_it_was_before_it_is_migrated() {
             .expect("version")
     };
     assert_eq!(version(&copies[0]), 4);
-    assert_eq!(version(&db), 7);
+    assert_eq!(version(&db), 8);
+    assert_eq!(count(&db, "cold"), 0);
     assert_eq!(count(&copies[0], "readings"), 96);
     assert_eq!(count(&db, "ledger_events"), 0);
     assert_eq!(count(&db, "spans"), 0);
