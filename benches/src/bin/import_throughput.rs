@@ -69,6 +69,12 @@ fn main() -> anyhow::Result<()> {
     let report = w.compact(site.store.compact_after_days)?;
     let compact_secs = t.elapsed().as_secs_f64();
     let (after, _) = w.space()?;
+    drop(w);
+    println!(
+        "by table after compaction (B/reading): {}",
+        by_table(&db, rows)?
+    );
+    let mut w = meterflow_store::Writer::open(&site)?;
     let t = Instant::now();
     w.vacuum()?;
     let vacuum_secs = t.elapsed().as_secs_f64();
@@ -92,6 +98,19 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Bytes in use per reading of each table with its indexes (`dbstat`), largest first.
+fn by_table(db: &std::path::Path, rows: u64) -> anyhow::Result<String> {
+    let c = rusqlite::Connection::open(db)?;
+    let mut s = c.prepare(
+        "SELECT name, sum(pgsize - unused) AS b FROM dbstat GROUP BY name ORDER BY b DESC LIMIT 8",
+    )?;
+    let parts: Vec<String> = s
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+        .map(|x| x.map(|(n, b)| format!("{n} {:.1}", b as f64 / rows as f64)))
+        .collect::<Result<_, _>>()?;
+    Ok(parts.join(", "))
 }
 
 /// Seconds to import `csv` into `site`'s store, every one of its `rows` stored.
