@@ -154,19 +154,24 @@ pub async fn run(
     // one batch for the writer. The batch's completion acknowledges all its
     // messages, in receive order. Both bound fewer sends and allocations per message.
     let (item_tx, mut item_rx) = mpsc::channel::<(Batch, Vec<Publish>)>(1024);
+    const BATCH_READINGS: usize = 4096;
     let window = Arc::new(Semaphore::new(IN_FLIGHT_READINGS));
     let batcher = {
         let ack_tx = ack_tx.clone();
         let source = source.clone();
         tokio::spawn(async move {
             while let Some((first, mut acks)) = item_rx.recv().await {
+                // Sized for a full batch once: growing it from one network
+                // read's ~10 readings copied each reading ~9 times.
+                let mut readings = Vec::with_capacity(BATCH_READINGS + 1024);
+                readings.extend(first.readings);
                 let mut b = Batch {
-                    readings: first.readings,
+                    readings,
                     dead: first.dead,
                     source: source.clone(),
                     done: None,
                 };
-                while b.readings.len() < 4096 {
+                while b.readings.len() < BATCH_READINGS {
                     match item_rx.try_recv() {
                         Ok((it, ack)) => {
                             b.readings.extend(it.readings);
