@@ -171,7 +171,9 @@ fn import_file(
     };
     let batch_rows = site.store.batch_rows.max(1);
     let mut batch: Vec<Reading> = Vec::with_capacity(batch_rows);
-    let mut lines: Vec<(u64, String)> = Vec::with_capacity(batch_rows);
+    // The file line of each reading of the batch (its text is made only
+    // for a refused one).
+    let mut lines: Vec<u64> = Vec::with_capacity(batch_rows);
     let source = format!(
         "import:{}",
         path.file_name()
@@ -197,10 +199,7 @@ fn import_file(
                     let quantity = r
                         .quantity
                         .unwrap_or_else(|| m.counter_quantity().to_string());
-                    lines.push((
-                        r.line,
-                        format!("{},{},{},{}", r.meter, r.ts_ms, r.value, quantity),
-                    ));
+                    lines.push(r.line);
                     batch.push(Reading {
                         meter: r.meter,
                         quantity,
@@ -226,10 +225,23 @@ fn import_file(
 fn flush(
     writer: &mut Writer,
     batch: &mut Vec<Reading>,
-    lines: &mut Vec<(u64, String)>,
+    lines: &mut Vec<u64>,
     summary: &mut FileSummary,
     source: &str,
 ) -> anyhow::Result<()> {
+    // Series by series, in time order: each series' rows then land on the
+    // same pages one after another (the file is usually in time order, all
+    // meters interleaved). The normaliser's results do not depend on the
+    // order of arrival; the lines follow their readings.
+    let mut pairs: Vec<(Reading, u64)> = batch.drain(..).zip(lines.drain(..)).collect();
+    pairs.sort_by(|(x, _), (y, _)| {
+        (x.meter.as_str(), x.quantity.as_str(), x.ts_ms).cmp(&(
+            y.meter.as_str(),
+            y.quantity.as_str(),
+            y.ts_ms,
+        ))
+    });
+    (*batch, *lines) = pairs.into_iter().unzip();
     let (verdicts, report) = writer.write_batch(batch, source)?;
     for (anomaly, n) in report.retracted {
         if let Some(total) = summary.anomalies.get_mut(&anomaly) {
@@ -242,7 +254,16 @@ fn flush(
     summary.anomalies.retain(|_, n| *n > 0);
     let now = now_ms();
     let mut refused = Vec::new();
-    for (v, (line, raw)) in verdicts.iter().zip(lines.drain(..)) {
+    // Refusals are reported in file order.
+    let mut outcome: Vec<(&Verdict, u64, &Reading)> = verdicts
+        .iter()
+        .zip(lines.drain(..))
+        .zip(batch.iter())
+        .map(|((v, l), r)| (v, l, r))
+        .collect();
+    outcome.sort_by_key(|(_, line, _)| *line);
+    for (v, line, r) in outcome {
+        let raw = || format!("{},{},{},{}", r.meter, r.ts_ms, r.value, r.quantity);
         match v {
             Verdict::Stored(_) => summary.stored += 1,
             Verdict::Duplicate => summary.duplicates += 1,
@@ -253,26 +274,26 @@ fn flush(
                     "a different value ({}) is already stored for this meter and time",
                     existing.map_or("non-finite".to_string(), |e| e.to_string())
                 ),
-                raw,
+                raw: raw(),
             }),
             Verdict::TooOld => refused.push(RowError {
                 line,
                 reason: RejectReason::TooOld,
                 detail: "older than the raw-retention horizon".to_string(),
-                raw,
+                raw: raw(),
             }),
             // The store kept it as a dead letter already: count and list it.
             Verdict::ImplausibleTime { reason } => summary.note(RowError {
                 line,
                 reason: RejectReason::ImplausibleTime,
                 detail: reason.clone(),
-                raw,
+                raw: raw(),
             }),
             Verdict::UnknownMeter => refused.push(RowError {
                 line,
                 reason: RejectReason::UnknownMeter,
                 detail: "meter not configured".to_string(),
-                raw,
+                raw: raw(),
             }),
         }
     }

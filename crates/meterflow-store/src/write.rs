@@ -1346,6 +1346,8 @@ struct Accumulator {
     sorted: Vec<((i64, i64), BucketDelta)>,
     hours: FastMap<(i64, i64), [i64; 3]>,
     days: FastMap<(i64, chrono::NaiveDate), [i64; 3]>,
+    /// (bucket, series, micro, before, after) of each interval row changed.
+    changes: Vec<(i64, i64, i64, [i64; 3], [i64; 3])>,
 }
 
 impl Accumulator {
@@ -1410,8 +1412,11 @@ impl Accumulator {
         let mut days = std::mem::take(&mut self.days);
         let mut deltas = std::mem::take(&mut self.sorted);
         deltas.extend(self.deltas.drain());
-        // Bucket-major: the aggregator accumulates one bucket at a time in an array.
-        deltas.sort_unstable_by_key(|((s, b), _)| (*b, *s));
+        // The interval rows series by series (neighbouring rows of the
+        // table, written one after another), then the rollups bucket by
+        // bucket (the aggregator accumulates one bucket at a time).
+        deltas.sort_unstable_by_key(|((s, b), _)| (*s, *b));
+        let mut changes = std::mem::take(&mut self.changes);
         for ((series, bucket), d) in deltas.drain(..) {
             if d.is_zero() {
                 continue;
@@ -1430,6 +1435,10 @@ impl Accumulator {
             } else {
                 INTERVALS.add(tx, path, &[&series, &bucket], delta)?
             };
+            changes.push((bucket, series, d.micro, before, after));
+        }
+        changes.sort_unstable_by_key(|c| (c.0, c.1));
+        for (bucket, series, micro, before, after) in changes.drain(..) {
             let totals = |c: [i64; 3]| BucketTotals {
                 micro: c[0],
                 measured_ms: c[1],
@@ -1442,7 +1451,7 @@ impl Accumulator {
             }
             let count = |t: &BucketTotals, q: Quality| i64::from(!t.is_empty() && t.quality() == q);
             let change = [
-                d.micro,
+                micro,
                 count(&new, Quality::Measured) - count(&old, Quality::Measured),
                 count(&new, Quality::Estimated) - count(&old, Quality::Estimated),
             ];
@@ -1497,7 +1506,7 @@ impl Accumulator {
                 ROLLUP_DAY.add(tx, path, &[&series, &day.to_string()], c)?;
             }
         }
-        (self.hours, self.days, self.sorted) = (hours, days, deltas);
+        (self.hours, self.days, self.sorted, self.changes) = (hours, days, deltas, changes);
         self.before_batch.clear();
         rollups.write(tx, path, emit)
     }
