@@ -1327,6 +1327,9 @@ impl SeriesLog for SqlLog<'_, '_> {
     }
 }
 
+/// An interval row's change: (bucket, series, micro added, counters before, after).
+type RowChange = (i64, i64, i64, [i64; 3], [i64; 3]);
+
 /// Bucket deltas of a transaction, merged, written at commit with their rollups.
 #[derive(Default)]
 struct Accumulator {
@@ -1346,8 +1349,8 @@ struct Accumulator {
     sorted: Vec<((i64, i64), BucketDelta)>,
     hours: FastMap<(i64, i64), [i64; 3]>,
     days: FastMap<(i64, chrono::NaiveDate), [i64; 3]>,
-    /// (bucket, series, micro, before, after) of each interval row changed.
-    changes: Vec<(i64, i64, i64, [i64; 3], [i64; 3])>,
+    /// Each interval row changed.
+    changes: Vec<RowChange>,
 }
 
 impl Accumulator {
