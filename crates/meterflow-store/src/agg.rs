@@ -31,6 +31,10 @@ pub(crate) struct Rollups {
     tz: chrono_tz::Tz,
     /// Local months (starts) whose scope 15-minute and hourly rows are compacted.
     cold_months: std::collections::BTreeSet<i64>,
+    /// Per (scope id, grain): no row of it starts later than this (read
+    /// once, then kept): a change after it is a new row, inserted without
+    /// reading it first (what in-order imports and drains mostly write).
+    newest: HashMap<(i64, Grain), Option<i64>>,
 }
 
 /// FNV-1a of the hierarchy-relevant parts of a site file.
@@ -87,6 +91,7 @@ impl Rollups {
             counter_quantity,
             tz: site.tz,
             cold_months: Default::default(),
+            newest: HashMap::new(),
         };
         r.load_cold_months(conn, path)?;
         let want = fingerprint(site);
@@ -122,6 +127,7 @@ impl Rollups {
             .prepare("SELECT DISTINCT month_ms FROM cold WHERE tbl IN (3, 4)")
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
             .at(path)?;
+        self.newest.clear();
         Ok(())
     }
 
@@ -153,6 +159,7 @@ impl Rollups {
             .at(path)?;
         self.cold_months.clear();
         tx.execute("DELETE FROM agg", []).at(path)?;
+        self.newest.clear();
         let mut stmt = tx
             .prepare("SELECT series, bucket_ms, micro, measured_ms, estimated_ms FROM intervals ORDER BY bucket_ms, series")
             .at(path)?;
@@ -318,7 +325,31 @@ impl Rollups {
         }
         for d in deltas {
             let scope = self.scope_id(tx, path, d.scope)?;
-            let (value, measured, estimated) = upsert(tx, path, scope, &d)?;
+            let newest = match self.newest.get(&(scope, d.grain)) {
+                Some(n) => *n,
+                None => {
+                    let n: Option<i64> = tx
+                        .prepare_cached(
+                            "SELECT max(start_ms) FROM agg WHERE scope = ?1 AND grain = ?2",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row(params![scope, d.grain.as_str()], |r| r.get(0))
+                        })
+                        .at(path)?;
+                    self.newest.insert((scope, d.grain), n);
+                    n
+                }
+            };
+            let (value, measured, estimated) = if newest.is_none_or(|n| d.start_ms > n) {
+                let v = [d.value, d.measured, d.estimated];
+                if v != [0; 3] {
+                    AGG.insert_new(tx, path, &[&scope, &d.grain.as_str(), &d.start_ms], v)?;
+                    self.newest.insert((scope, d.grain), Some(d.start_ms));
+                }
+                (d.value, d.measured, d.estimated)
+            } else {
+                upsert(tx, path, scope, &d)?
+            };
             if let (Some(e), Some(key)) = (emit.as_deref_mut(), self.agg.scope(d.scope)) {
                 e.rollup(
                     key,
@@ -356,6 +387,8 @@ impl Rollups {
             cold::thaw(tx, path, tbl, key, month)?;
         }
         self.cold_months.remove(&month);
+        // Rows are back: where each scope's newest row is, is read anew.
+        self.newest.clear();
         Ok(())
     }
 

@@ -1499,14 +1499,38 @@ impl Accumulator {
                 rollups.apply_block(tx, path, series, (a, b), micro, sign)?;
             }
         }
+        // An hour or day after the one of the series' newest item before
+        // the batch has no row yet: inserted without reading it first.
+        let last_bucket = |series: i64| -> Option<Option<i64>> {
+            self.before_batch
+                .get(&series)
+                .map(|last| last.map(bucket_of))
+        };
         for ((series, hour), c) in hours.drain() {
-            if c != [0; 3] {
-                ROLLUP_HOUR.add(tx, path, &[&series, &hour], c)?;
+            if c == [0; 3] {
+                continue;
+            }
+            match last_bucket(series) {
+                Some(last) if last.is_none_or(|b| hour > hour_start(b, tz)) => {
+                    ROLLUP_HOUR.insert_new(tx, path, &[&series, &hour], c)?;
+                }
+                _ => {
+                    ROLLUP_HOUR.add(tx, path, &[&series, &hour], c)?;
+                }
             }
         }
         for ((series, day), c) in days.drain() {
-            if c != [0; 3] {
-                ROLLUP_DAY.add(tx, path, &[&series, &day.to_string()], c)?;
+            if c == [0; 3] {
+                continue;
+            }
+            let text = day.to_string();
+            match last_bucket(series) {
+                Some(last) if last.is_none_or(|b| day > local_date(b, tz)) => {
+                    ROLLUP_DAY.insert_new(tx, path, &[&series, &text], c)?;
+                }
+                _ => {
+                    ROLLUP_DAY.add(tx, path, &[&series, &text], c)?;
+                }
             }
         }
         (self.hours, self.days, self.sorted, self.changes) = (hours, days, deltas, changes);
