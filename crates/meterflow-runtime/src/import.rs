@@ -98,6 +98,7 @@ pub fn import_files(
     writer
         .sync_replacements_behind(site, now_ms())
         .context("storing configured meter replacements")?;
+    writer.bulk_load(true).context("setting up the store for a bulk load")?;
     let mut out = Vec::new();
     for path in data {
         out.push(
@@ -108,6 +109,7 @@ pub fn import_files(
     writer
         .sync_replacements(site, now_ms())
         .context("storing configured meter replacements")?;
+    writer.bulk_load(false).context("ending the bulk load")?;
     if let Some(days) = site.store.raw_retention_days {
         writer
             .apply_retention(days, now_ms())
