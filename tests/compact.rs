@@ -347,3 +347,51 @@ fn a_compaction_killed_at_any_moment_leaves_every_month_readable() {
         "{text}"
     );
 }
+
+#[test]
+fn compaction_in_slices_ends_where_one_pass_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let all = history();
+    let one = site(dir.path(), "one.db");
+    let mut w = Writer::open(&one).expect("store");
+    write(&mut w, &all);
+    let whole = w.compact(35).expect("compaction");
+    drop(w);
+    let sliced = site(dir.path(), "sliced.db");
+    let mut w = Writer::open(&sliced).expect("store");
+    write(&mut w, &all);
+    // A zero budget: one series or scope per call, as the daemon's writer
+    // would do between batches (with readings arriving in between).
+    let mut calls = 0;
+    let mut total = meterflow_store::CompactReport::default();
+    loop {
+        let r = w
+            .compact_within(35, Some(std::time::Duration::ZERO))
+            .expect("slice");
+        calls += 1;
+        total.series_months += r.series_months;
+        total.scope_months += r.scope_months;
+        total.rows += r.rows;
+        if r.done {
+            break;
+        }
+        assert!(calls < 1_000, "slices do not advance");
+    }
+    drop(w);
+    // 3 series and every scope, one each per call (the last call also ends the pass).
+    let scopes = live_rows(&sliced.store_path(), "agg_scope") as usize;
+    assert!(calls >= 3 + scopes, "{calls} calls for {scopes} scopes");
+    assert_eq!(
+        (total.series_months, total.scope_months, total.rows),
+        (whole.series_months, whole.scope_months, whole.rows)
+    );
+    same(
+        &snapshot(&one.store_path()),
+        &snapshot(&sliced.store_path()),
+        "sliced compaction",
+    );
+    assert_eq!(
+        live_rows(&one.store_path(), "cold"),
+        live_rows(&sliced.store_path(), "cold")
+    );
+}

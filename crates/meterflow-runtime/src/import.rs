@@ -98,7 +98,9 @@ pub fn import_files(
     writer
         .sync_replacements_behind(site, now_ms())
         .context("storing configured meter replacements")?;
-    writer.bulk_load(true).context("setting up the store for a bulk load")?;
+    writer
+        .bulk_load(true)
+        .context("setting up the store for a bulk load")?;
     let mut out = Vec::new();
     for path in data {
         out.push(
