@@ -163,11 +163,11 @@ fn import_file(
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    bar.set_message(
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    );
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    bar.set_message(name.clone());
 
     let mut summary = FileSummary {
         path: path.to_path_buf(),
@@ -218,6 +218,12 @@ fn import_file(
         if batch.len() >= batch_rows {
             flush(writer, &mut batch, &mut lines, &mut summary, &source)?;
             bar.set_position(counter.load(Ordering::Relaxed));
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{name}: {} rows, {:.0} rows/s",
+                summary.values,
+                summary.values as f64 / secs
+            ));
         }
     }
     flush(writer, &mut batch, &mut lines, &mut summary, &source)?;
