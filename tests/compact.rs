@@ -395,3 +395,31 @@ fn compaction_in_slices_ends_where_one_pass_ends() {
         live_rows(&sliced.store_path(), "cold")
     );
 }
+
+#[test]
+fn a_writer_notices_that_another_process_compacted_its_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let all = history();
+    let (held, early): (Vec<Reading>, Vec<Reading>) = all.iter().cloned().partition(late);
+    let a_site = site(dir.path(), "a.db");
+    let mut a = Writer::open(&a_site).expect("store a");
+    write(&mut a, &all);
+    drop(a);
+    // The daemon's writer (kept open, its caches warm) and `meterflow
+    // compact` on the same store: two connections, as two processes.
+    let b_site = site(dir.path(), "b.db");
+    let mut daemon = Writer::open(&b_site).expect("store b");
+    write(&mut daemon, &early);
+    let mut command = Writer::open(&b_site).expect("second writer");
+    let report = command.compact(35).expect("compaction");
+    assert!(report.series_months > 0, "{report:?}");
+    drop(command);
+    // Late readings into the months the other process compacted.
+    write(&mut daemon, &held);
+    drop(daemon);
+    same(
+        &snapshot(&a_site.store_path()),
+        &snapshot(&b_site.store_path()),
+        "late readings after another process compacted",
+    );
+}
