@@ -484,15 +484,7 @@ impl Reader {
         if let Some(z) = self.spans.get() {
             return Ok(*z);
         }
-        let exists: bool = self
-            .conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spans')",
-                [],
-                |r| r.get(0),
-            )
-            .at(&self.path)?;
-        let zone = if exists {
+        let zone = if self.has_table("spans")? {
             let tz: Option<String> = self
                 .conn
                 .query_row("SELECT value FROM meta WHERE key = 'tz'", [], |r| r.get(0))
@@ -768,15 +760,19 @@ impl Reader {
         if let Some(c) = self.cold.get() {
             return Ok(*c);
         }
-        let exists: bool = self
-            .conn
+        let exists = self.has_table("cold")?;
+        Ok(*self.cold.get_or_init(|| exists))
+    }
+
+    /// Whether the store has a table of that name (older schemas lack some).
+    fn has_table(&self, name: &str) -> Result<bool, StoreError> {
+        self.conn
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cold')",
-                [],
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                [name],
                 |r| r.get(0),
             )
-            .at(&self.path)?;
-        Ok(*self.cold.get_or_init(|| exists))
+            .at(&self.path)
     }
 
     /// Rows of `key` kept in compacted months with a time in `[from_ms, to_ms)`.

@@ -602,25 +602,13 @@ impl Writer {
                 continue;
             };
             let cutoff = newest.saturating_sub(keep);
-            let mut next = first_at(&tx, id, i64::MIN)?;
-            let months_before = report.series_months;
-            while let Some(t) = next {
-                let month = cold::month_start(t, tz);
-                let end = cold::next_month(month, tz);
-                if end > cutoff {
-                    break;
-                }
-                let mut moved = 0;
-                for tbl in cold::SERIES_TABLES {
-                    moved += cold::freeze(&tx, &path, tbl, id, (month, end))?;
-                }
-                if moved > 0 {
-                    report.series_months += 1;
-                    report.rows += moved;
-                }
-                next = first_at(&tx, id, end)?;
-            }
-            if report.series_months > months_before {
+            let (months, rows) =
+                freeze_closed(&tx, &path, tz, (&cold::SERIES_TABLES, id), cutoff, |from| {
+                    first_at(&tx, id, from)
+                })?;
+            report.series_months += months;
+            report.rows += rows;
+            if months > 0 {
                 bump_cold_gen(&tx, &path)?;
             }
             tx.commit().at(&path)?;
@@ -669,25 +657,11 @@ impl Writer {
                     .and_then(|mut s| s.query_row(params![scope, from], |r| r.get(0)))
                     .at(&path)
                 };
-                let mut next = first(i64::MIN)?;
-                let months_before = report.scope_months;
-                while let Some(t) = next {
-                    let month = cold::month_start(t, tz);
-                    let end = cold::next_month(month, tz);
-                    if end > cutoff {
-                        break;
-                    }
-                    let mut moved = 0;
-                    for tbl in cold::SCOPE_TABLES {
-                        moved += cold::freeze(&tx, &path, tbl, scope, (month, end))?;
-                    }
-                    if moved > 0 {
-                        report.scope_months += 1;
-                        report.rows += moved;
-                    }
-                    next = first(end)?;
-                }
-                if report.scope_months > months_before {
+                let (months, rows) =
+                    freeze_closed(&tx, &path, tz, (&cold::SCOPE_TABLES, scope), cutoff, first)?;
+                report.scope_months += months;
+                report.rows += rows;
+                if months > 0 {
                     bump_cold_gen(&tx, &path)?;
                 }
                 tx.commit().at(&path)?;
@@ -737,6 +711,38 @@ impl Writer {
     pub fn vacuum(&mut self) -> Result<(), StoreError> {
         self.conn.execute_batch("VACUUM").at(&self.path)
     }
+}
+
+/// Freeze the months of `key` in `tables` from the first live row on
+/// (`first(from)`: the first row time at or after `from`) that ended by
+/// `cutoff`. Returns the months and the rows moved.
+fn freeze_closed(
+    tx: &Transaction<'_>,
+    path: &Path,
+    tz: Tz,
+    (tables, key): (&[cold::Tbl], i64),
+    cutoff: i64,
+    first: impl Fn(i64) -> Result<Option<i64>, StoreError>,
+) -> Result<(usize, usize), StoreError> {
+    let (mut months, mut rows) = (0, 0);
+    let mut next = first(i64::MIN)?;
+    while let Some(t) = next {
+        let month = cold::month_start(t, tz);
+        let end = cold::next_month(month, tz);
+        if end > cutoff {
+            break;
+        }
+        let mut moved = 0;
+        for tbl in tables {
+            moved += cold::freeze(tx, path, *tbl, key, (month, end))?;
+        }
+        if moved > 0 {
+            months += 1;
+            rows += moved;
+        }
+        next = first(end)?;
+    }
+    Ok((months, rows))
 }
 
 /// What one compaction moved into blocks.
