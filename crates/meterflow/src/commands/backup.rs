@@ -19,18 +19,10 @@ fn target(out: &Path, site: &str, now_ms: i64) -> PathBuf {
 
 /// `meterflow backup --config FILE --out PATH`.
 pub(crate) fn run_backup(config: &Path, out: &Path, keep: Option<u32>) -> anyhow::Result<ExitCode> {
-    let site = match super::load_site(config) {
+    let (site, db) = match super::site_with_store(config, "nothing to back up") {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let db = site.store_path();
-    if !db.exists() {
-        eprintln!(
-            "error: no store at {} yet: nothing to back up",
-            db.display()
-        );
-        return Ok(ExitCode::FAILURE);
-    }
     let now = meterflow_model::clock::now_ms();
     let file = target(out, &site.site.name, now);
     let started = std::time::Instant::now();

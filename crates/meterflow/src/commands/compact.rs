@@ -16,18 +16,10 @@ pub(crate) fn run(
     after_days: Option<u32>,
     vacuum: bool,
 ) -> anyhow::Result<ExitCode> {
-    let site = match super::load_site(config) {
+    let (site, db) = match super::site_with_store(config, "nothing to compact") {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let db = site.store_path();
-    if !db.exists() {
-        eprintln!(
-            "error: no store at {} yet: nothing to compact",
-            db.display()
-        );
-        return Ok(ExitCode::FAILURE);
-    }
     let days = after_days.unwrap_or(site.store.compact_after_days);
     if days == 0 {
         eprintln!("error: compaction is off (after 0 days): give --after-days N, at least 2");

@@ -63,3 +63,18 @@ pub(crate) fn load_site(path: &std::path::Path) -> Result<meterflow_model::Site,
         ExitCode::from(crate::EXIT_CONFIG)
     })
 }
+
+/// A site whose store exists, or the exit code after saying so
+/// (`what`: what there is nothing to do, e.g. "nothing to back up").
+pub(crate) fn site_with_store(
+    path: &std::path::Path,
+    what: &str,
+) -> Result<(meterflow_model::Site, std::path::PathBuf), ExitCode> {
+    let site = load_site(path)?;
+    let db = site.store_path();
+    if !db.exists() {
+        eprintln!("error: no store at {} yet: {what}", db.display());
+        return Err(ExitCode::FAILURE);
+    }
+    Ok((site, db))
+}
