@@ -45,6 +45,27 @@ fn status_and_alerts_read_like_this() {
     let o = run(&["status", "--config", s, "--at", "2025-03-03 02:10"]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{out}");
+    // The store line: its size in use is at most the file's, and nothing
+    // of two hours of data is compacted.
+    let store = out
+        .lines()
+        .find(|l| l.starts_with("store "))
+        .expect("a store line");
+    let mib: f64 = store
+        .split_whitespace()
+        .nth(1)
+        .and_then(|x| x.parse().ok())
+        .expect("MiB");
+    let file = std::fs::metadata(dir.path().join("store.db"))
+        .expect("store")
+        .len() as f64;
+    assert!(mib > 0.0 && mib <= file / 1_048_576.0 + 0.05, "{store}");
+    assert!(
+        store
+            .ends_with("MiB in use, 0 series-months compacted (`[store] compact_after_days` = 35)"),
+        "{store}"
+    );
+    let out = out.replace(&format!("{store}\n"), "");
     let want = "\
 status demo at 2025-03-03 02:10:00 +08:00
 process   not reachable: no [api], or not running (poll state unknown)

@@ -161,9 +161,13 @@ pub async fn run(
         let source = source.clone();
         tokio::spawn(async move {
             while let Some((first, mut acks)) = item_rx.recv().await {
-                // Sized for a full batch once: growing it from one network
-                // read's ~10 readings copied each reading ~9 times.
-                let mut readings = Vec::with_capacity(BATCH_READINGS + 1024);
+                // Sized once for what is waiting (up to a full batch):
+                // growing it from one network read's ~10 readings copied each
+                // reading ~9 times in a drain, and a full batch's room for
+                // every trickle message would fault in fresh pages each time.
+                let per_read = first.readings.len().max(1);
+                let room = (per_read * (item_rx.len() + 1)).min(BATCH_READINGS + 1024);
+                let mut readings = Vec::with_capacity(room);
                 readings.extend(first.readings);
                 let mut b = Batch {
                     readings,

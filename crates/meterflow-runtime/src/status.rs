@@ -46,6 +46,10 @@ pub struct View {
     pub outbox_age_s: Option<i64>,
     /// Alerts firing.
     pub alerts_firing: usize,
+    /// Bytes of the store in use.
+    pub store_bytes: i64,
+    /// Series-months of readings kept compacted.
+    pub compacted_months: i64,
     /// Whether a running process answered (its polls are in the view).
     pub process: bool,
 }
@@ -109,7 +113,10 @@ pub fn view(
     }
     let outbox = meterflow_store::Outbox::open(&path)?.stats()?;
     let firing = meterflow_store::AlertDb::open(&path)?.firing()?.len();
+    let (store_bytes, compacted_months) = reader.storage()?;
     Ok(View {
+        store_bytes,
+        compacted_months,
         at_ms: now_ms,
         meters,
         outbox_points: outbox.points,
@@ -147,6 +154,13 @@ pub fn table(site: &Site, v: &View) -> String {
             .unwrap_or_default()
     );
     let _ = writeln!(out, "alerts    {} firing", v.alerts_firing);
+    let _ = writeln!(
+        out,
+        "store     {:.1} MiB in use, {} series-months compacted (`[store] compact_after_days` = {})",
+        v.store_bytes as f64 / 1_048_576.0,
+        v.compacted_months,
+        site.store.compact_after_days
+    );
     let _ = writeln!(
         out,
         "{:<18} {:<8} {:<26} {:>10} {:>16} {:>9} {:>11} {:>12}",

@@ -960,6 +960,25 @@ impl Reader {
         Ok(out)
     }
 
+    /// The store's size: bytes in use (without free pages), and the
+    /// series-months kept compacted (ADR 0024).
+    pub fn storage(&self) -> Result<(i64, i64), StoreError> {
+        let q = |p: &str| -> Result<i64, StoreError> {
+            self.conn
+                .query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
+                .at(&self.path)
+        };
+        let used = (q("page_count")? - q("freelist_count")?) * q("page_size")?;
+        let months = if self.cold_table()? {
+            self.conn
+                .query_row("SELECT count(*) FROM cold WHERE tbl = 0", [], |r| r.get(0))
+                .at(&self.path)?
+        } else {
+            0
+        };
+        Ok((used, months))
+    }
+
     /// Row count of a table (for tests and summaries).
     pub fn count(&self, table: &str) -> Result<i64, StoreError> {
         let allowed = [
