@@ -23,50 +23,7 @@ fn site(dir: &Path, db: &str) -> Site {
 }
 
 fn site_text(dir: &Path, db: &str) -> String {
-    format!(
-        r#"
-[site]
-name = "compact"
-timezone = "Asia/Shanghai"
-[store]
-path = "{}/{db}"
-[[building]]
-id = "B"
-total_area_m2 = 1000
-[[agency]]
-id = "A1"
-name = "A1"
-[[agency]]
-id = "A2"
-name = "A2"
-[[space]]
-agency = "A1"
-building = "B"
-from = 2020-01-01
-area_m2 = 600
-[[space]]
-agency = "A2"
-building = "B"
-from = 2020-01-01
-to = 2026-02-20
-area_m2 = 400
-[[meter]]
-id = "M"
-kind = "electricity"
-unit = "kWh"
-serves = {{ building = "B" }}
-allocation = "area_share"
-interval_s = 900
-[[meter]]
-id = "OLD"
-kind = "electricity"
-unit = "kWh"
-serves = {{ building = "B" }}
-allocation = "area_share"
-interval_s = 900
-"#,
-        dir.display()
-    )
+    crate::support::shared_building_site(dir, "compact", db, "2026-02-20")
 }
 
 fn reading(meter: &str, quantity: &str, ts_ms: i64, value: f64) -> Reading {

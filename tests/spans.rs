@@ -15,50 +15,7 @@ use meterflow_model::{EnergyClass, Reading, Site, TimeSource};
 const Q: i64 = 900_000;
 
 fn site(dir: &Path) -> Site {
-    let src = format!(
-        r#"
-[site]
-name = "spans"
-timezone = "Asia/Shanghai"
-[store]
-path = "{}/s.db"
-[[building]]
-id = "B"
-total_area_m2 = 1000
-[[agency]]
-id = "A1"
-name = "A1"
-[[agency]]
-id = "A2"
-name = "A2"
-[[space]]
-agency = "A1"
-building = "B"
-from = 2020-01-01
-area_m2 = 600
-[[space]]
-agency = "A2"
-building = "B"
-from = 2020-01-01
-to = 2026-03-25
-area_m2 = 400
-[[meter]]
-id = "M"
-kind = "electricity"
-unit = "kWh"
-serves = {{ building = "B" }}
-allocation = "area_share"
-interval_s = 900
-[[meter]]
-id = "OLD"
-kind = "electricity"
-unit = "kWh"
-serves = {{ building = "B" }}
-allocation = "area_share"
-interval_s = 900
-"#,
-        dir.display()
-    );
+    let src = crate::support::shared_building_site(dir, "spans", "s.db", "2026-03-25");
     Site::parse(&src, &dir.join("site.toml")).unwrap_or_else(|e| panic!("{e}"))
 }
 

@@ -182,3 +182,53 @@ pub(crate) fn run_for(site: &Path, seconds: u64) -> String {
     assert!(o.status.success(), "{err}");
     err
 }
+
+/// A site file: building B (1 000 m²) shared by agencies A1 (600 m²) and A2
+/// (400 m² until `a2_until`), two 15-minute electricity meters M and OLD
+/// split between them by area, in Asia/Shanghai; its store `db` in `dir`.
+pub(crate) fn shared_building_site(dir: &Path, name: &str, db: &str, a2_until: &str) -> String {
+    format!(
+        r#"
+[site]
+name = "{name}"
+timezone = "Asia/Shanghai"
+[store]
+path = "{}/{db}"
+[[building]]
+id = "B"
+total_area_m2 = 1000
+[[agency]]
+id = "A1"
+name = "A1"
+[[agency]]
+id = "A2"
+name = "A2"
+[[space]]
+agency = "A1"
+building = "B"
+from = 2020-01-01
+area_m2 = 600
+[[space]]
+agency = "A2"
+building = "B"
+from = 2020-01-01
+to = {a2_until}
+area_m2 = 400
+[[meter]]
+id = "M"
+kind = "electricity"
+unit = "kWh"
+serves = {{ building = "B" }}
+allocation = "area_share"
+interval_s = 900
+[[meter]]
+id = "OLD"
+kind = "electricity"
+unit = "kWh"
+serves = {{ building = "B" }}
+allocation = "area_share"
+interval_s = 900
+"#,
+        dir.display()
+    )
+}

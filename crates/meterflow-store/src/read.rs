@@ -453,29 +453,27 @@ impl Reader {
             })
             .at(&self.path)?;
         let mut out: Vec<IntervalRow> = rows.collect::<Result<_, _>>().at(&self.path)?;
+        // Compacted months and long gaps kept whole, merged in time order.
         let cold = self.cold_rows(Tbl::Intervals, series, from_ms, to_ms)?;
-        let merge = !cold.is_empty();
+        let spans = self.spans_of(series, from_ms, to_ms)?;
+        if cold.is_empty() && spans.is_empty() {
+            return Ok(out);
+        }
         out.extend(cold.iter().map(|(t, c)| IntervalRow {
             bucket_ms: *t,
             micro: cold::int(&c[0]),
             measured_ms: cold::int(&c[1]),
             estimated_ms: cold::int(&c[2]),
         }));
-        let spans = self.spans_of(series, from_ms, to_ms)?;
-        if merge && spans.is_empty() {
-            out.sort_by_key(|r| r.bucket_ms);
+        for s in &spans {
+            out.extend(s.buckets(from_ms, to_ms).map(|d| IntervalRow {
+                bucket_ms: d.bucket_ms,
+                micro: d.micro,
+                measured_ms: d.measured_ms,
+                estimated_ms: d.estimated_ms,
+            }));
         }
-        if !spans.is_empty() {
-            for s in &spans {
-                out.extend(s.buckets(from_ms, to_ms).map(|d| IntervalRow {
-                    bucket_ms: d.bucket_ms,
-                    micro: d.micro,
-                    measured_ms: d.measured_ms,
-                    estimated_ms: d.estimated_ms,
-                }));
-            }
-            out.sort_by_key(|r| r.bucket_ms);
-        }
+        out.sort_by_key(|r| r.bucket_ms);
         Ok(out)
     }
 
