@@ -76,6 +76,17 @@ fn late(r: &Reading) -> bool {
         || (r.meter == "OLD" && r.ts_ms == JAN1 + 14 * DAY + 48 * Q + 60_000)
 }
 
+/// Store A: the whole history in time order, as rows; with the readings
+/// held back and the others.
+fn store_a(dir: &Path) -> (Site, Vec<Reading>, Vec<Reading>) {
+    let all = history();
+    let (held, early): (Vec<Reading>, Vec<Reading>) = all.iter().cloned().partition(late);
+    let a_site = site(dir, "a.db");
+    let mut a = Writer::open(&a_site).expect("store a");
+    write(&mut a, &all);
+    (a_site, held, early)
+}
+
 fn write(w: &mut Writer, rows: &[Reading]) {
     for chunk in rows.chunks(5_000) {
         w.write_batch(chunk, "test").expect("batch commits");
@@ -188,15 +199,9 @@ fn same(a: &[String], b: &[String], what: &str) {
 #[test]
 fn compacted_months_read_the_same_and_take_late_readings_like_rows() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let all = history();
-    let (held, early): (Vec<Reading>, Vec<Reading>) = all.iter().cloned().partition(late);
-    assert_eq!(held.len(), 96 + 1);
-
     // A: everything in time order, never compacted.
-    let a_site = site(dir.path(), "a.db");
-    let mut a = Writer::open(&a_site).expect("store a");
-    write(&mut a, &all);
-    drop(a);
+    let (a_site, held, early) = store_a(dir.path());
+    assert_eq!(held.len(), 96 + 1);
     let reference = snapshot(&a_site.store_path());
 
     // B: without the held-back readings, then compacted.
@@ -243,17 +248,21 @@ fn compacted_months_read_the_same_and_take_late_readings_like_rows() {
 
     // A reading after the compacted months, from a writer that opened a
     // compacted store, goes on like in A.
+    next_reading_alike(&a_site, &b_site, "a new reading after compaction");
+}
+
+/// One more reading of M, written by a fresh writer into each store: both
+/// stores still read the same.
+fn next_reading_alike(a_site: &Site, b_site: &Site, what: &str) {
     let next = reading("M", "energy_import", JAN1 + 139 * DAY + 60_000, 99_999.0);
-    let mut a = Writer::open(&a_site).expect("store a");
-    write(&mut a, std::slice::from_ref(&next));
-    drop(a);
-    let mut b = Writer::open(&b_site).expect("store b");
-    write(&mut b, std::slice::from_ref(&next));
-    drop(b);
+    for s in [a_site, b_site] {
+        let mut w = Writer::open(s).expect("store");
+        write(&mut w, std::slice::from_ref(&next));
+    }
     same(
         &snapshot(&a_site.store_path()),
-        &snapshot(&b_db),
-        "a new reading after compaction",
+        &snapshot(&b_site.store_path()),
+        what,
     );
 }
 
@@ -356,12 +365,7 @@ fn compaction_in_slices_ends_where_one_pass_ends() {
 #[test]
 fn a_writer_notices_that_another_process_compacted_its_store() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let all = history();
-    let (held, early): (Vec<Reading>, Vec<Reading>) = all.iter().cloned().partition(late);
-    let a_site = site(dir.path(), "a.db");
-    let mut a = Writer::open(&a_site).expect("store a");
-    write(&mut a, &all);
-    drop(a);
+    let (a_site, held, early) = store_a(dir.path());
     // The daemon's writer (kept open, its caches warm) and `meterflow
     // compact` on the same store: two connections, as two processes.
     let b_site = site(dir.path(), "b.db");
@@ -378,5 +382,92 @@ fn a_writer_notices_that_another_process_compacted_its_store() {
         &snapshot(&a_site.store_path()),
         &snapshot(&b_site.store_path()),
         "late readings after another process compacted",
+    );
+}
+
+/// Starts of the blocks of `cold` that do not start a local month
+/// (+08:00): an import's segments not merged yet.
+fn segments(db: &Path) -> Vec<i64> {
+    let c = rusqlite::Connection::open(db).expect("open");
+    let months: Vec<i64> = c
+        .prepare("SELECT month_ms FROM cold")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("blocks");
+    months
+        .into_iter()
+        .filter(|m| {
+            let local = chrono::DateTime::from_timestamp_millis(*m + 8 * 3_600_000)
+                .expect("time")
+                .naive_utc();
+            local.format("%d %H:%M:%S%.3f").to_string() != "01 00:00:00.000"
+        })
+        .collect()
+}
+
+#[test]
+fn an_import_writes_closed_months_as_blocks_that_read_like_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A: everything in time order through the streaming path, as rows.
+    let (a_site, held, early) = store_a(dir.path());
+    let reference = snapshot(&a_site.store_path());
+    // R: the readings but the held-back ones, as rows.
+    let r_site = site(dir.path(), "r.db");
+    let mut r = Writer::open(&r_site).expect("store r");
+    write(&mut r, &early);
+    drop(r);
+
+    // C: the same readings as a bulk load. January to May 2026 ended more
+    // than 35 days before today (the test runs after June 2026), so
+    // readings, intervals and hours go into blocks as they come, batch by
+    // batch; the readings are a minute past the quarter hour, so each
+    // batch ends with an interval and an hour the next batch adds to.
+    let c_site = site(dir.path(), "c.db");
+    let c_db = c_site.store_path();
+    let mut c = Writer::open(&c_site).expect("store c");
+    c.bulk_load(true).expect("bulk");
+    write(&mut c, &early);
+    let rows = live_rows(&c_db, "readings");
+    assert!(
+        rows < 50,
+        "{rows} of {} readings written as rows",
+        early.len()
+    );
+    let before = segments(&c_db);
+    assert!(before.len() > 10, "{} segments written", before.len());
+    same(
+        &snapshot(&r_site.store_path()),
+        &snapshot(&c_db),
+        "a bulk load into blocks against rows",
+    );
+
+    // Late readings into those segments, still in the bulk load: the
+    // series' blocks after the baseline are thawed, the result is exactly
+    // in-order arrival's.
+    write(&mut c, &held);
+    c.bulk_load(false).expect("bulk off");
+    drop(c);
+    same(&reference, &snapshot(&c_db), "late readings into segments");
+
+    // The compaction merges each closed month's segments and rows into one
+    // block. Closed for every series (OLD's newest reading is 20 March):
+    // January; M's months up to March.
+    let mut c = Writer::open(&c_site).expect("store c");
+    let report = c.compact(35).expect("compaction");
+    assert!(report.series_months >= 4, "{report:?}");
+    drop(c);
+    let left = segments(&c_db);
+    assert!(left.len() < before.len(), "{left:?}");
+    let feb1 = JAN1 + 31 * DAY;
+    assert!(
+        left.iter().all(|m| *m >= feb1),
+        "January segments left: {left:?}"
+    );
+    same(&reference, &snapshot(&c_db), "after merging segments");
+
+    // A new writer goes on after the blocks like the streaming store.
+    next_reading_alike(
+        &a_site,
+        &c_site,
+        "a new reading after an import into blocks",
     );
 }

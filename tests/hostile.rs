@@ -29,7 +29,9 @@ fn readings_of(db: &std::path::Path, meter: &str) -> i64 {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("store");
     c.query_row(
-        "SELECT count(*) FROM readings r JOIN series s ON s.id = r.series WHERE s.meter = ?1",
+        // Rows, and rows kept in blocks (an import writes closed months as blocks).
+        "SELECT (SELECT count(*) FROM readings r JOIN series s ON s.id = r.series WHERE s.meter = ?1)
+              + (SELECT coalesce(sum(c.rows), 0) FROM cold c JOIN series s ON s.id = c.key WHERE c.tbl = 0 AND s.meter = ?1)",
         [meter],
         |r| r.get(0),
     )

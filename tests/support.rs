@@ -65,26 +65,41 @@ pub(crate) struct Dump {
 pub(crate) fn dump(db: &Path) -> Dump {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("open store");
-    let q5 = |sql: &str| -> Vec<(String, i64, i64, i64, i64)> {
-        let mut s = c.prepare(sql).expect("prepare");
-        s.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .expect("query")
-        .map(|r| r.expect("row"))
-        .collect()
-    };
-    let readings = {
+    // Through the reader: rows and compacted blocks alike.
+    let series: Vec<(i64, String, String)> = {
         let mut s = c
-            .prepare("SELECT s.meter, s.quantity, r.ts_ms, r.value, r.status FROM readings r JOIN series s ON s.id = r.series ORDER BY 1, 2, 3")
+            .prepare("SELECT id, meter, quantity FROM series ORDER BY meter, quantity")
             .expect("prepare");
-        s.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .expect("query")
-        .map(|r| r.expect("row"))
-        .collect()
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
     };
+    let reader = meterflow_store::Reader::open(db).expect("reader");
+    let (mut readings, mut intervals, mut hours) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, meter, quantity) in &series {
+        for r in reader.readings(*id, i64::MIN, i64::MAX).expect("readings") {
+            let value = (!r.value.is_nan()).then_some(r.value);
+            readings.push((meter.clone(), quantity.clone(), r.ts_ms, value, r.status));
+        }
+        for i in reader
+            .intervals(*id, i64::MIN, i64::MAX)
+            .expect("intervals")
+        {
+            intervals.push((
+                meter.clone(),
+                i.bucket_ms,
+                i.micro,
+                i.measured_ms,
+                i.estimated_ms,
+            ));
+        }
+        for h in reader.hours(*id, i64::MIN, i64::MAX).expect("hours") {
+            hours.push((meter.clone(), h.hour_ms, h.micro, h.measured, h.estimated));
+        }
+    }
+    intervals.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    hours.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     let days = {
         let mut s = c.prepare("SELECT s.meter, d.day, d.micro, d.measured, d.estimated FROM rollup_day d JOIN series s ON s.id = d.series ORDER BY 1, 2").expect("prepare");
         s.query_map([], |r| {
@@ -103,12 +118,8 @@ pub(crate) fn dump(db: &Path) -> Dump {
     };
     Dump {
         readings,
-        intervals: q5(
-            "SELECT s.meter, i.bucket_ms, i.micro, i.measured_ms, i.estimated_ms FROM intervals i JOIN series s ON s.id = i.series ORDER BY 1, 2",
-        ),
-        hours: q5(
-            "SELECT s.meter, h.hour_ms, h.micro, h.measured, h.estimated FROM rollup_hour h JOIN series s ON s.id = h.series ORDER BY 1, 2",
-        ),
+        intervals,
+        hours,
         days,
         anomalies,
     }

@@ -243,15 +243,29 @@ fn flush(
     // same pages one after another (the file is usually in time order, all
     // meters interleaved). The normaliser's results do not depend on the
     // order of arrival; the lines follow their readings.
-    let mut pairs: Vec<(Reading, u64)> = batch.drain(..).zip(lines.drain(..)).collect();
-    pairs.sort_by(|(x, _), (y, _)| {
-        (x.meter.as_str(), x.quantity.as_str(), x.ts_ms).cmp(&(
-            y.meter.as_str(),
-            y.quantity.as_str(),
-            y.ts_ms,
-        ))
-    });
-    (*batch, *lines) = pairs.into_iter().unzip();
+    // Series numbered by first appearance (their order does not matter,
+    // only that each one's rows are together), then small keys sorted
+    // instead of the readings (comparing meter names took ~4 % of an import).
+    let mut series: std::collections::HashMap<(&str, &str), u32> = Default::default();
+    let mut keys: Vec<(u32, i64, usize)> = Vec::with_capacity(batch.len());
+    for (i, r) in batch.iter().enumerate() {
+        let next = series.len() as u32;
+        let s = *series
+            .entry((r.meter.as_str(), r.quantity.as_str()))
+            .or_insert(next);
+        keys.push((s, r.ts_ms, i));
+    }
+    drop(series);
+    // Index last: equal keys keep their file order.
+    keys.sort_unstable();
+    let mut taken: Vec<Option<(Reading, u64)>> =
+        batch.drain(..).zip(lines.drain(..)).map(Some).collect();
+    for (_, _, i) in keys {
+        if let Some((r, line)) = taken[i].take() {
+            batch.push(r);
+            lines.push(line);
+        }
+    }
     let (verdicts, report) = writer.write_batch(batch, source)?;
     for (anomaly, n) in report.retracted {
         if let Some(total) = summary.anomalies.get_mut(&anomaly) {

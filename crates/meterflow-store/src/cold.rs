@@ -15,7 +15,7 @@ use std::path::Path;
 
 use chrono::{Datelike, NaiveDate};
 use chrono_tz::Tz;
-use rusqlite::types::Value;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, params, params_from_iter};
 
 use crate::error::{Ctx, StoreError};
@@ -210,38 +210,73 @@ fn decimals(reals: &[f64]) -> Option<u8> {
     None
 }
 
+/// Rows to encode: a time and `width` cells each, in time order.
+pub(crate) trait Cells {
+    /// Number of rows.
+    fn rows(&self) -> usize;
+    /// Time of row `i`.
+    fn time(&self, i: usize) -> i64;
+    /// Cell `c` of row `i`.
+    fn cell(&self, i: usize, c: usize) -> ValueRef<'_>;
+}
+
+impl Cells for [Row] {
+    fn rows(&self) -> usize {
+        self.len()
+    }
+
+    fn time(&self, i: usize) -> i64 {
+        self[i].0
+    }
+
+    fn cell(&self, i: usize, c: usize) -> ValueRef<'_> {
+        self[i].1.get(c).map_or(ValueRef::Null, ValueRef::from)
+    }
+}
+
 /// Encode rows sorted by time, each with `width` columns.
 pub(crate) fn encode(rows: &[Row], width: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rows.len() * (width + 2));
-    put_varint(&mut out, rows.len() as u64);
+    encode_cells(rows, width, flate2::Compression::default())
+}
+
+/// Encode any [`Cells`], deflated at `level` (any level decodes the same way).
+pub(crate) fn encode_cells<C: Cells + ?Sized>(
+    rows: &C,
+    width: usize,
+    level: flate2::Compression,
+) -> Vec<u8> {
+    let n = rows.rows();
+    let mut out = Vec::with_capacity(n * (width + 2));
+    put_varint(&mut out, n as u64);
     let (mut prev, mut step) = (0i64, 0i64);
-    for (t, _) in rows {
+    for i in 0..n {
+        let t = rows.time(i);
         let d = t.wrapping_sub(prev);
         put_varint(&mut out, zigzag(d.wrapping_sub(step)));
         step = d;
-        prev = *t;
+        prev = t;
     }
+    let mut reals = Vec::new();
     for c in 0..width {
-        let cell = |r: &Row| r.1.get(c).cloned().unwrap_or(Value::Null);
-        let mut reals = Vec::new();
-        for r in rows {
-            let tag = match cell(r) {
-                Value::Null => TAG_NULL,
-                Value::Integer(_) => TAG_INT,
-                Value::Real(f) => {
+        reals.clear();
+        for i in 0..n {
+            let tag = match rows.cell(i, c) {
+                ValueRef::Null => TAG_NULL,
+                ValueRef::Integer(_) => TAG_INT,
+                ValueRef::Real(f) => {
                     reals.push(f);
                     TAG_REAL
                 }
-                Value::Text(_) => TAG_TEXT,
-                Value::Blob(_) => TAG_BLOB,
+                ValueRef::Text(_) => TAG_TEXT,
+                ValueRef::Blob(_) => TAG_BLOB,
             };
             out.push(tag);
         }
         let mut prev = 0i64;
-        for r in rows {
-            if let Value::Integer(i) = cell(r) {
-                put_varint(&mut out, zigzag(i.wrapping_sub(prev)));
-                prev = i;
+        for i in 0..n {
+            if let ValueRef::Integer(v) = rows.cell(i, c) {
+                put_varint(&mut out, zigzag(v.wrapping_sub(prev)));
+                prev = v;
             }
         }
         if !reals.is_empty() {
@@ -266,21 +301,17 @@ pub(crate) fn encode(rows: &[Row], width: usize) -> Vec<u8> {
                 }
             }
         }
-        for r in rows {
-            match cell(r) {
-                Value::Text(s) => {
-                    put_varint(&mut out, s.len() as u64);
-                    out.extend_from_slice(s.as_bytes());
-                }
-                Value::Blob(b) => {
+        for i in 0..n {
+            match rows.cell(i, c) {
+                ValueRef::Text(b) | ValueRef::Blob(b) => {
                     put_varint(&mut out, b.len() as u64);
-                    out.extend_from_slice(&b);
+                    out.extend_from_slice(b);
                 }
                 _ => {}
             }
         }
     }
-    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), level);
     // Writing to a Vec cannot fail.
     let _ = z.write_all(&out);
     z.finish().unwrap_or_default()
@@ -399,7 +430,7 @@ fn block(
 }
 
 /// Move the rows of `key` in the month `[month, end)` into its block (merged
-/// with the block if there is one). Returns the rows moved.
+/// with the month's blocks if there are any). Returns the rows moved.
 pub(crate) fn freeze(
     conn: &Connection,
     path: &Path,
@@ -436,11 +467,27 @@ pub(crate) fn freeze(
             .collect()
         })
         .at(path)?;
-    if live.is_empty() {
+    // Segments written by an import (blocks starting inside the month) are
+    // merged into the month's one block.
+    let blocks: Vec<i64> = months(conn, path, tbl, key, month, end)?
+        .into_iter()
+        .filter(|m| (month..end).contains(m))
+        .collect();
+    if live.is_empty() && blocks.iter().all(|m| *m == month) {
         return Ok(0);
     }
-    let moved = live.len();
-    let mut rows = block(conn, path, tbl, key, month)?.unwrap_or_default();
+    let mut moved = live.len();
+    let mut rows = Vec::new();
+    for m in &blocks {
+        let held = block(conn, path, tbl, key, *m)?.unwrap_or_default();
+        if *m != month {
+            moved += held.len();
+        }
+        rows.extend(held);
+        conn.prepare_cached("DELETE FROM cold WHERE tbl = ?1 AND key = ?2 AND month_ms = ?3")
+            .and_then(|mut d| d.execute(params![tbl as i64, key, m]))
+            .at(path)?;
+    }
     rows.extend(live);
     rows.sort_by_key(|r| r.0);
     let blob = encode(&rows, width);
@@ -457,6 +504,65 @@ pub(crate) fn freeze(
         .and_then(|mut st| st.execute(params![key, month, end]))
         .at(path)?;
     Ok(moved)
+}
+
+/// Store `rows` (new keys of one local month, in time order, none of them
+/// in a row or another block) as a block of their own, keyed by the first
+/// row's time: an import's segment, merged into the month's block by the
+/// next compaction. Returns the rows stored.
+pub(crate) fn write_segment<C: Cells + ?Sized>(
+    conn: &Connection,
+    path: &Path,
+    tbl: Tbl,
+    key: i64,
+    rows: &C,
+) -> Result<usize, StoreError> {
+    let n = rows.rows();
+    if n == 0 {
+        return Ok(0);
+    }
+    // Deflated fast: the compaction re-encodes the month's segments as one
+    // block at the default level.
+    let blob = encode_cells(rows, tbl.width(), flate2::Compression::fast());
+    conn.prepare_cached(
+        "INSERT INTO cold (tbl, key, month_ms, rows, blob) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut st| st.execute(params![tbl as i64, key, rows.time(0), n as i64, blob]))
+    .at(path)?;
+    Ok(n)
+}
+
+/// The rows of one block (empty if there is none).
+pub(crate) fn block_rows(
+    conn: &Connection,
+    path: &Path,
+    tbl: Tbl,
+    key: i64,
+    month: i64,
+) -> Result<Vec<Row>, StoreError> {
+    Ok(block(conn, path, tbl, key, month)?.unwrap_or_default())
+}
+
+/// Time of the newest row of `key` kept in blocks of `tbl`, if it may be
+/// after `after` (else `None`, without decoding anything).
+pub(crate) fn newest_after(
+    conn: &Connection,
+    path: &Path,
+    tbl: Tbl,
+    key: i64,
+    after: i64,
+) -> Result<Option<i64>, StoreError> {
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT max(month_ms) FROM cold WHERE tbl = ?1 AND key = ?2")
+        .and_then(|mut s| s.query_row(params![tbl as i64, key], |r| r.get(0)))
+        .at(path)?;
+    // Segments of one table never overlap: the one starting last holds the newest row.
+    match last {
+        Some(m) if m.saturating_add(MAX_MONTH_MS) > after => {
+            Ok(block(conn, path, tbl, key, m)?.and_then(|rows| rows.last().map(|r| r.0)))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Move a month's block back into rows. Returns the rows moved.

@@ -22,6 +22,7 @@ mod ledger;
 mod outbox;
 mod read;
 mod schema;
+mod stage;
 mod write;
 
 pub use alerts::{AlertDb, AlertEvent, AlertStateRow, Firing, PendingNotification, Transition};

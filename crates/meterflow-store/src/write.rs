@@ -20,6 +20,7 @@ use crate::counters::{INTERVALS, ROLLUP_DAY, ROLLUP_HOUR};
 use crate::error::{Ctx, StoreError};
 use crate::outbox::Emit;
 use crate::schema;
+use crate::stage::{Stage, StagedReading};
 
 /// Maps looked up once or more per reading (meter, quantity, series and
 /// bucket): foldhash instead of SipHash (SipHash cost ~2 % of the writer's time).
@@ -88,6 +89,10 @@ struct SeriesCache {
     /// An item at or after this needs nothing thawed: one past the first
     /// base reading after `cold_end` (`i64::MAX`: none known).
     safe_from: i64,
+    /// No compacted interval or hour of the series lies at or after this:
+    /// an item after the newest, spreading from a baseline at or after
+    /// it, needs nothing thawed.
+    hot_from: i64,
 }
 
 /// The one writer of a store.
@@ -113,6 +118,63 @@ pub struct Writer {
     /// The store's compaction count as this writer last saw it: another
     /// process (`meterflow compact`) may have compacted since.
     cold_gen: i64,
+    /// `[store] compact_after_days`: months closed that long go into blocks.
+    compact_after_days: u32,
+    /// During a bulk load: the rows of closed months collected for blocks.
+    stage: Option<Stage>,
+    /// The readings block last looked into for a stored reading.
+    peek: Peek,
+}
+
+/// A stored reading's value, and the text of a non-finite one.
+type StoredValue = (Option<f64>, Option<String>);
+
+/// A decoded block of readings: (series, block start, rows).
+type Peek = Option<(i64, i64, Vec<cold::Row>)>;
+
+/// The stored value (and text of a non-finite one) of a series' reading
+/// at `ts`, from the rows or from a compacted block.
+fn stored_reading(
+    tx: &Transaction<'_>,
+    path: &Path,
+    cache: &SeriesCache,
+    ts: i64,
+    peek: &mut Peek,
+) -> Result<Option<StoredValue>, StoreError> {
+    let row: Option<StoredValue> = tx
+        .prepare_cached("SELECT value, raw FROM readings WHERE series = ?1 AND ts_ms = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![cache.id, ts], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
+        .at(path)?;
+    if row.is_some() || cache.cold_end == i64::MIN || ts >= cache.cold_end {
+        return Ok(row);
+    }
+    for m in cold::months(tx, path, cold::Tbl::Readings, cache.id, ts, ts + 1)?
+        .into_iter()
+        .rev()
+    {
+        if peek
+            .as_ref()
+            .is_none_or(|(id, month, _)| (*id, *month) != (cache.id, m))
+        {
+            let rows = cold::block_rows(tx, path, cold::Tbl::Readings, cache.id, m)?;
+            *peek = Some((cache.id, m, rows));
+        }
+        let Some((_, _, rows)) = peek.as_ref() else {
+            continue;
+        };
+        if let Ok(i) = rows.binary_search_by_key(&ts, |r| r.0) {
+            let c = &rows[i].1;
+            let raw = match c.get(3) {
+                Some(rusqlite::types::Value::Text(t)) => Some(t.clone()),
+                _ => None,
+            };
+            return Ok(Some((c.get(1).and_then(cold::real), raw)));
+        }
+    }
+    Ok(None)
 }
 
 /// The compaction count of a store (`meta` key `cold_gen`).
@@ -209,6 +271,9 @@ impl Writer {
             compact_cursor: (0, i64::MIN),
             acc: Accumulator::default(),
             cold_gen: generation,
+            compact_after_days: site.store.compact_after_days,
+            stage: None,
+            peek: None,
         })
     }
 
@@ -343,6 +408,7 @@ impl Writer {
             self.tz,
             &mut self.rollups,
             self.emit.as_mut(),
+            None,
         )?;
         if let Some(e) = self.emit.as_mut() {
             e.flush(&tx, &self.path, now_ms)?;
@@ -379,6 +445,12 @@ impl Writer {
             self.rollups.load_cold_months(&tx, &self.path)?;
             self.cold_gen = generation;
         }
+        if let Some(st) = self.stage.as_mut() {
+            // What a failed batch collected was never committed.
+            st.clear();
+        }
+        // Blocks may have changed since (thawed, compacted, rolled back).
+        self.peek = None;
         let mut now_ms = i64::MIN;
         // Empty (a failed batch left a fresh one), with the last batch's capacity.
         let mut acc = std::mem::take(&mut self.acc);
@@ -404,6 +476,8 @@ impl Writer {
                     r,
                     source_code,
                     &mut acc,
+                    &mut self.stage,
+                    &mut self.peek,
                 )?;
                 if let Verdict::ImplausibleTime { reason } = &v {
                     implausible.push((r.recv_ms, (*source).to_string(), r, reason.clone()));
@@ -448,13 +522,49 @@ impl Writer {
                 .and_then(|mut s| s.execute(params![received_ms, src, location, reason, payload]))
                 .at(&self.path)?;
         }
+        // Per series touched, the keys a later in-order reading cannot
+        // touch (before its baseline's hour) may go into blocks.
+        let mut limits: FastMap<i64, i64> = FastMap::default();
+        if let Some(st) = &self.stage {
+            for cache in self.series.values().flat_map(|q| q.values()) {
+                if acc.before_batch.contains_key(&cache.id) {
+                    let limit = match cache.state.base {
+                        Some(b) => hour_start(bucket_of(b.ts_ms), self.tz),
+                        None => i64::MAX,
+                    };
+                    limits.insert(cache.id, limit.min(st.before_ms));
+                }
+            }
+        }
         acc.flush(
             &tx,
             &self.path,
             self.tz,
             &mut self.rollups,
             self.emit.as_mut(),
+            self.stage.as_mut().map(|st| (st, &limits)),
         )?;
+        if let Some(st) = self.stage.as_mut() {
+            let written: FastMap<i64, i64> = st
+                .write_all(&tx, &self.path, self.tz)?
+                .into_iter()
+                .collect();
+            if !written.is_empty() {
+                for (meter, qs) in self.series.iter_mut() {
+                    for (quantity, cache) in qs.iter_mut() {
+                        let Some(end) = written.get(&cache.id) else {
+                            continue;
+                        };
+                        cache.hot_from = cache.hot_from.max(*end);
+                        let counter = self
+                            .meters
+                            .get(meter)
+                            .is_some_and(|m| m.counter_quantity == *quantity);
+                        refresh_cold(&tx, &self.path, self.tz, cache, counter)?;
+                    }
+                }
+            }
+        }
         if let Some(e) = self.emit.as_mut() {
             e.flush(&tx, &self.path, if now_ms == i64::MIN { 0 } else { now_ms })?;
         }
@@ -565,25 +675,29 @@ impl Writer {
         } else {
             Vec::new()
         };
-        let first_at =
-            |tx: &Transaction<'_>, id: i64, from: i64| -> Result<Option<i64>, StoreError> {
-                let mut first: Option<i64> = None;
-                for sql in [
-                    "SELECT min(ts_ms) FROM readings WHERE series = ?1 AND ts_ms >= ?2",
-                    "SELECT min(bucket_ms) FROM intervals WHERE series = ?1 AND bucket_ms >= ?2",
-                    "SELECT min(hour_ms) FROM rollup_hour WHERE series = ?1 AND hour_ms >= ?2",
-                ] {
-                    let t: Option<i64> = tx
-                        .prepare_cached(sql)
-                        .and_then(|mut s| s.query_row(params![id, from], |r| r.get(0)))
-                        .at(&path)?;
-                    first = match (first, t) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
-                Ok(first)
-            };
+        let first_at = |tx: &Transaction<'_>,
+                        id: i64,
+                        from: i64|
+         -> Result<Option<i64>, StoreError> {
+            let mut first: Option<i64> = None;
+            for sql in [
+                "SELECT min(ts_ms) FROM readings WHERE series = ?1 AND ts_ms >= ?2",
+                "SELECT min(bucket_ms) FROM intervals WHERE series = ?1 AND bucket_ms >= ?2",
+                "SELECT min(hour_ms) FROM rollup_hour WHERE series = ?1 AND hour_ms >= ?2",
+                // Blocks too: an import's segments are merged by month.
+                "SELECT min(month_ms) FROM cold WHERE tbl IN (0, 1, 2) AND key = ?1 AND month_ms >= ?2",
+            ] {
+                let t: Option<i64> = tx
+                    .prepare_cached(sql)
+                    .and_then(|mut s| s.query_row(params![id, from], |r| r.get(0)))
+                    .at(&path)?;
+                first = match (first, t) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Ok(first)
+        };
         for id in ids {
             if spent() {
                 self.series.clear();
@@ -591,14 +705,7 @@ impl Writer {
             }
             self.compact_cursor = (0, id);
             let tx = self.conn.transaction().at(&path)?;
-            let newest: Option<i64> = tx
-                .query_row(
-                    "SELECT max(ts_ms) FROM readings WHERE series = ?1",
-                    params![id],
-                    |r| r.get(0),
-                )
-                .at(&path)?;
-            let Some(newest) = newest else {
+            let Some(newest) = newest_reading(&tx, &path, id)? else {
                 continue;
             };
             let cutoff = newest.saturating_sub(keep);
@@ -618,18 +725,13 @@ impl Writer {
         }
         let mut newest_of_all: Option<i64> = None;
         {
-            let mut max = self
-                .conn
-                .prepare_cached("SELECT max(ts_ms) FROM readings WHERE series = ?1")
-                .at(&path)?;
             let ids: Vec<i64> = self
                 .conn
                 .prepare("SELECT id FROM series")
                 .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
                 .at(&path)?;
             for id in ids {
-                let t: Option<i64> = max.query_row(params![id], |r| r.get(0)).at(&path)?;
-                newest_of_all = newest_of_all.max(t);
+                newest_of_all = newest_of_all.max(newest_reading(&self.conn, &path, id)?);
             }
         }
         if let Some(newest) = newest_of_all {
@@ -695,6 +797,12 @@ impl Writer {
     /// run again stores as new) and a checkpoint every 64 MiB of WAL instead
     /// of every 4 MiB (fewer rewrites of the same pages).
     pub fn bulk_load(&mut self, on: bool) -> Result<(), StoreError> {
+        // Months closed `compact_after_days` ago go straight into blocks.
+        self.stage = (on && self.compact_after_days > 0).then(|| {
+            let now = chrono::Utc::now().timestamp_millis();
+            let keep = i64::from(self.compact_after_days).saturating_mul(86_400_000);
+            Stage::new(cold::month_start(now.saturating_sub(keep), self.tz))
+        });
         let (sync, pages) = if on {
             ("NORMAL", 16_384)
         } else {
@@ -756,6 +864,22 @@ pub struct CompactReport {
     pub rows: usize,
     /// Whether the pass is complete (false: the budget ran out first).
     pub done: bool,
+}
+
+/// Time of the newest reading of a series, in rows or blocks.
+fn newest_reading(conn: &Connection, path: &Path, id: i64) -> Result<Option<i64>, StoreError> {
+    let live: Option<i64> = conn
+        .prepare_cached("SELECT max(ts_ms) FROM readings WHERE series = ?1")
+        .and_then(|mut s| s.query_row(params![id], |r| r.get(0)))
+        .at(path)?;
+    let after = live.unwrap_or(i64::MIN);
+    Ok(live.max(cold::newest_after(
+        conn,
+        path,
+        cold::Tbl::Readings,
+        id,
+        after,
+    )?))
 }
 
 /// The latest base reading of a series before `before` kept in a compacted month.
@@ -841,6 +965,8 @@ fn write_one(
     r: &Reading,
     source: i64,
     acc: &mut Accumulator,
+    stage: &mut Option<Stage>,
+    peek: &mut Peek,
 ) -> Result<Verdict, StoreError> {
     let Some(meter) = meters.get(&r.meter) else {
         return Ok(Verdict::UnknownMeter);
@@ -862,18 +988,21 @@ fn write_one(
         counter,
         &meter.spec,
     )?;
-    ensure_live(tx, path, tz, cache, r.ts_ms, counter)?;
-    if cache.last_ts.is_some_and(|last| r.ts_ms <= last) {
-        let existing: Option<(Option<f64>, Option<String>)> = tx
-            .prepare_cached("SELECT value, raw FROM readings WHERE series = ?1 AND ts_ms = ?2")
-            .and_then(|mut s| {
-                s.query_row(params![cache.id, r.ts_ms], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })
-                .optional()
-            })
-            .at(path)?;
-        if let Some((value, raw)) = existing {
+    let in_order = cache.last_ts.is_none_or(|last| r.ts_ms > last);
+    if !in_order
+        && let Some(st) = stage.as_mut()
+        && st.readings.contains_key(&cache.id)
+    {
+        // The normaliser and the duplicate check read the series back:
+        // its readings collected in this batch are written first.
+        st.write_readings(tx, path, tz, cache.id)?;
+        refresh_cold(tx, path, tz, cache, counter)?;
+        *peek = None;
+    }
+    if !in_order {
+        // Already stored (a rerun of an import): answered from the rows or
+        // the compacted block that holds it, without thawing anything.
+        if let Some((value, raw)) = stored_reading(tx, path, cache, r.ts_ms, peek)? {
             let same = match value {
                 Some(v) => v == r.value,
                 None => raw.as_deref() == Some(raw_text(r.value).as_str()),
@@ -885,6 +1014,17 @@ fn write_one(
             });
         }
     }
+    // In order, an item writes only after the newest reading and spreads
+    // from its baseline on: nothing to thaw when no compacted interval or
+    // hour lies there.
+    let spread_from = match cache.state.base {
+        Some(b) if counter => b.ts_ms,
+        _ => r.ts_ms,
+    };
+    if !(in_order && spread_from >= cache.hot_from) {
+        ensure_live(tx, path, tz, cache, r.ts_ms, counter)?;
+        *peek = None;
+    }
     let status = if counter {
         let item = Item::Reading {
             ts_ms: r.ts_ms,
@@ -894,20 +1034,39 @@ fn write_one(
     } else {
         None
     };
-    let item = Item::Reading {
-        ts_ms: r.ts_ms,
-        value: r.value,
-    };
-    insert_item(
-        insert,
-        path,
-        cache.id,
-        &item,
-        r.recv_ms,
-        r.time_source.as_str(),
-        source,
-        status,
-    )?;
+    match stage.as_mut() {
+        Some(st) if in_order && r.ts_ms < st.before_ms => {
+            let finite = r.value.is_finite();
+            st.readings
+                .entry(cache.id)
+                .or_default()
+                .push(StagedReading {
+                    ts_ms: r.ts_ms,
+                    value: finite.then_some(r.value),
+                    raw: (!finite).then(|| raw_text(r.value)),
+                    recv_ms: r.recv_ms,
+                    time_source: time_source_code(r.time_source.as_str()),
+                    source,
+                    status: status.map(Status::code),
+                });
+        }
+        _ => {
+            let item = Item::Reading {
+                ts_ms: r.ts_ms,
+                value: r.value,
+            };
+            insert_item(
+                insert,
+                path,
+                cache.id,
+                &item,
+                r.recv_ms,
+                r.time_source.as_str(),
+                source,
+                status,
+            )?;
+        }
+    }
     if r.ts_ms > r.recv_ms + CLOCK_SKEW_MS {
         let detail = format!(
             "source time is {} ahead of receive time",
@@ -1058,6 +1217,7 @@ fn series_cache<'a>(
             state: State::default(),
             cold_end: i64::MIN,
             safe_from: i64::MIN,
+            hot_from: i64::MAX,
         };
         refresh_cold(tx, path, tz, &mut entry, counter)?;
         if counter && entry.cold_end != i64::MIN && entry.safe_from == i64::MAX {
@@ -1068,6 +1228,25 @@ fn series_cache<'a>(
                 .prepare_cached("SELECT max(ts_ms) FROM readings WHERE series = ?1")
                 .and_then(|mut s| s.query_row(params![id], |r| r.get(0)))
                 .at(path)?;
+        }
+        entry.hot_from = i64::MIN;
+        if entry.cold_end != i64::MIN {
+            // An import may have left the newest readings in blocks.
+            let after = entry.last_ts.unwrap_or(i64::MIN);
+            entry.last_ts = entry.last_ts.max(cold::newest_after(
+                tx,
+                path,
+                cold::Tbl::Readings,
+                id,
+                after,
+            )?);
+            if let Some(t) = cold::newest_after(tx, path, cold::Tbl::Intervals, id, i64::MIN)? {
+                entry.hot_from = t + BUCKET_MS;
+            }
+            if let Some(t) = cold::newest_after(tx, path, cold::Tbl::Hours, id, i64::MIN)? {
+                // A local hour lasts at most an hour.
+                entry.hot_from = entry.hot_from.max(t + 3_600_000);
+            }
         }
         // Resume the normaliser from the stored statuses: the state after the last item.
         let mut log = SqlLog {
@@ -1419,7 +1598,15 @@ impl Accumulator {
         tz: Tz,
         rollups: &mut Rollups,
         mut emit: Option<&mut Emit>,
+        mut stage: Option<(&mut Stage, &FastMap<i64, i64>)>,
     ) -> Result<(), StoreError> {
+        // Whether a new row of `series` at `key` goes into a block.
+        fn staged(stage: &Option<(&mut Stage, &FastMap<i64, i64>)>, series: i64, key: i64) -> bool {
+            stage
+                .as_ref()
+                .and_then(|(_, limits)| limits.get(&series))
+                .is_some_and(|limit| key < *limit)
+        }
         if let Some(e) = emit.as_deref_mut() {
             for (series, ts, kind, detail, _) in self.anomaly_rows.drain(..) {
                 e.anomaly(tx, path, series, ts, kind.as_str(), &detail, 1)?;
@@ -1461,7 +1648,16 @@ impl Accumulator {
                 .is_some_and(|last| last.is_none_or(|l| bucket > bucket_of(l)));
             let delta = [d.micro, d.measured_ms, d.estimated_ms];
             let (before, after) = if new_row {
-                INTERVALS.insert_new(tx, path, &[&series, &bucket], delta)?;
+                if staged(&stage, series, bucket) {
+                    if let Some((st, _)) = stage.as_mut() {
+                        st.intervals
+                            .entry(series)
+                            .or_default()
+                            .push((bucket, delta));
+                    }
+                } else {
+                    INTERVALS.insert_new(tx, path, &[&series, &bucket], delta)?;
+                }
                 ([0; 3], delta)
             } else {
                 INTERVALS.add(tx, path, &[&series, &bucket], delta)?
@@ -1540,7 +1736,13 @@ impl Accumulator {
             }
             match last_bucket(series) {
                 Some(last) if last.is_none_or(|b| hour > hour_start(b, tz)) => {
-                    ROLLUP_HOUR.insert_new(tx, path, &[&series, &hour], c)?;
+                    if staged(&stage, series, hour) {
+                        if let Some((st, _)) = stage.as_mut() {
+                            st.hours.entry(series).or_default().push((hour, c));
+                        }
+                    } else {
+                        ROLLUP_HOUR.insert_new(tx, path, &[&series, &hour], c)?;
+                    }
                 }
                 _ => {
                     ROLLUP_HOUR.add(tx, path, &[&series, &hour], c)?;
