@@ -544,18 +544,29 @@ fn soak_like_site(dir: &Path, store: &str) -> PathBuf {
 fn per_meter(db: &Path) -> BTreeMap<(String, String), (i64, i64)> {
     let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .expect("store");
-    let mut s = c
-        .prepare(
-            "SELECT s.meter, s.quantity, \
-                    (SELECT count(*) FROM readings r WHERE r.series = s.id AND r.kind = 0), \
-                    (SELECT coalesce(sum(micro), 0) FROM intervals i WHERE i.series = s.id) \
-             FROM series s",
-        )
-        .expect("prepare");
-    s.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?))))
-        .expect("query")
-        .map(|r| r.expect("row"))
-        .filter(|(_, (n, _)): &(_, (i64, i64))| *n > 0)
+    let series: Vec<(i64, String, String)> = c
+        .prepare("SELECT id, meter, quantity FROM series")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .expect("series");
+    // Through the reader: an import keeps closed months in blocks.
+    let reader = meterflow_store::Reader::open(db).expect("reader");
+    series
+        .into_iter()
+        .map(|(id, meter, quantity)| {
+            let readings = reader.readings(id, i64::MIN, i64::MAX).expect("readings");
+            let n = readings.iter().filter(|r| r.kind == 0).count() as i64;
+            let micro: i64 = reader
+                .intervals(id, i64::MIN, i64::MAX)
+                .expect("intervals")
+                .iter()
+                .map(|i| i.micro)
+                .sum();
+            ((meter, quantity), (n, micro))
+        })
+        .filter(|(_, (n, _))| *n > 0)
         .collect()
 }
 

@@ -968,9 +968,18 @@ impl Reader {
         };
         let used = (q("page_count")? - q("freelist_count")?) * q("page_size")?;
         let months = if self.cold_table()? {
-            self.conn
-                .query_row("SELECT count(*) FROM cold WHERE tbl = 0", [], |r| r.get(0))
-                .at(&self.path)?
+            // An import's segments count as the month they lie in.
+            let tz = self.span_zone()?.unwrap_or(chrono_tz::UTC);
+            let blocks: Vec<(i64, i64)> = self
+                .conn
+                .prepare("SELECT key, month_ms FROM cold WHERE tbl = 0")
+                .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+                .at(&self.path)?;
+            let distinct: std::collections::HashSet<(i64, i64)> = blocks
+                .into_iter()
+                .map(|(key, m)| (key, cold::month_start(m, tz)))
+                .collect();
+            distinct.len() as i64
         } else {
             0
         };
