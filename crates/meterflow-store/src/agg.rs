@@ -16,7 +16,7 @@ use meterflow_model::Site;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::cold::{self, Tbl};
-use crate::counters::AGG;
+use crate::counters::{AGG, CounterTable};
 use crate::error::{Ctx, StoreError};
 use crate::outbox::Emit;
 
@@ -323,6 +323,7 @@ impl Rollups {
                 self.thaw_month(tx, path, m)?;
             }
         }
+        let mut new_row = AGG.inserter(tx, path)?;
         for d in deltas {
             let scope = self.scope_id(tx, path, d.scope)?;
             let newest = match self.newest.get(&(scope, d.grain)) {
@@ -343,7 +344,16 @@ impl Rollups {
             let (value, measured, estimated) = if newest.is_none_or(|n| d.start_ms > n) {
                 let v = [d.value, d.measured, d.estimated];
                 if v != [0; 3] {
-                    AGG.insert_new(tx, path, &[&scope, &d.grain.as_str(), &d.start_ms], v)?;
+                    CounterTable::insert_with(
+                        &mut new_row,
+                        path,
+                        &[
+                            &scope as &dyn rusqlite::ToSql,
+                            &d.grain.as_str(),
+                            &d.start_ms,
+                        ],
+                        v,
+                    )?;
                     self.newest.insert((scope, d.grain), Some(d.start_ms));
                 }
                 (d.value, d.measured, d.estimated)

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::LazyLock;
 
-use rusqlite::{OptionalExtension, ToSql, Transaction};
+use rusqlite::{CachedStatement, OptionalExtension, ToSql, Transaction};
 
 use crate::error::{Ctx, StoreError};
 
@@ -100,10 +100,20 @@ impl CounterTable {
         Ok((before, after))
     }
 
-    /// Insert the row at `key`, known to be absent (nothing to read first).
-    pub(crate) fn insert_new(
+    /// The insert statement, prepared once for a run of [`Self::insert_with`].
+    pub(crate) fn inserter<'c>(
         &self,
-        tx: &Transaction<'_>,
+        tx: &'c Transaction<'_>,
+        path: &Path,
+    ) -> Result<CachedStatement<'c>, StoreError> {
+        tx.prepare_cached(&self.insert).at(path)
+    }
+
+    /// Insert the row at `key`, known to be absent (nothing to read first),
+    /// with a statement from [`CounterTable::inserter`] (looking the
+    /// statement up per row hashed its SQL each time).
+    pub(crate) fn insert_with(
+        stmt: &mut CachedStatement<'_>,
         path: &Path,
         key: &[&dyn ToSql],
         value: [i64; 3],
@@ -111,12 +121,15 @@ impl CounterTable {
         if value == [0; 3] {
             return Ok(());
         }
-        let mut params: Vec<&dyn ToSql> = Vec::with_capacity(key.len() + 3);
-        params.extend_from_slice(key);
-        params.extend(value.iter().map(|v| v as &dyn ToSql));
-        tx.prepare_cached(&self.insert)
-            .and_then(|mut s| s.execute(params.as_slice()))
-            .at(path)?;
+        // At most three key columns (the tables above): no allocation per row.
+        debug_assert!(key.len() <= 3);
+        let mut params: [&dyn ToSql; 6] = [&0i64; 6];
+        let n = key.len().min(3);
+        params[..n].copy_from_slice(&key[..n]);
+        for (i, v) in value.iter().enumerate() {
+            params[n + i] = v;
+        }
+        stmt.execute(&params[..n + 3]).at(path)?;
         Ok(())
     }
 }

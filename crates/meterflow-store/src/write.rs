@@ -16,7 +16,7 @@ use crate::CLOCK_SKEW_MS;
 use crate::agg::Rollups;
 use crate::cold;
 use crate::conn::open_conn;
-use crate::counters::{INTERVALS, ROLLUP_DAY, ROLLUP_HOUR};
+use crate::counters::{CounterTable, INTERVALS, ROLLUP_DAY, ROLLUP_HOUR};
 use crate::error::{Ctx, StoreError};
 use crate::outbox::Emit;
 use crate::schema;
@@ -1635,6 +1635,7 @@ impl Accumulator {
         // bucket (the aggregator accumulates one bucket at a time).
         deltas.sort_unstable_by_key(|((s, b), _)| (*s, *b));
         let mut changes = std::mem::take(&mut self.changes);
+        let mut new_interval = INTERVALS.inserter(tx, path)?;
         for ((series, bucket), d) in deltas.drain(..) {
             if d.is_zero() {
                 continue;
@@ -1656,7 +1657,7 @@ impl Accumulator {
                             .push((bucket, delta));
                     }
                 } else {
-                    INTERVALS.insert_new(tx, path, &[&series, &bucket], delta)?;
+                    CounterTable::insert_with(&mut new_interval, path, &[&series, &bucket], delta)?;
                 }
                 ([0; 3], delta)
             } else {
@@ -1664,6 +1665,7 @@ impl Accumulator {
             };
             changes.push((bucket, series, d.micro, before, after));
         }
+        drop(new_interval);
         changes.sort_unstable_by_key(|c| (c.0, c.1));
         for (bucket, series, micro, before, after) in changes.drain(..) {
             let totals = |c: [i64; 3]| BucketTotals {
@@ -1730,6 +1732,7 @@ impl Accumulator {
                 .get(&series)
                 .map(|last| last.map(bucket_of))
         };
+        let mut new_hour = ROLLUP_HOUR.inserter(tx, path)?;
         for ((series, hour), c) in hours.drain() {
             if c == [0; 3] {
                 continue;
@@ -1741,7 +1744,7 @@ impl Accumulator {
                             st.hours.entry(series).or_default().push((hour, c));
                         }
                     } else {
-                        ROLLUP_HOUR.insert_new(tx, path, &[&series, &hour], c)?;
+                        CounterTable::insert_with(&mut new_hour, path, &[&series, &hour], c)?;
                     }
                 }
                 _ => {
@@ -1749,6 +1752,8 @@ impl Accumulator {
                 }
             }
         }
+        drop(new_hour);
+        let mut new_day = ROLLUP_DAY.inserter(tx, path)?;
         for ((series, day), c) in days.drain() {
             if c == [0; 3] {
                 continue;
@@ -1756,13 +1761,14 @@ impl Accumulator {
             let text = day.to_string();
             match last_bucket(series) {
                 Some(last) if last.is_none_or(|b| day > local_date(b, tz)) => {
-                    ROLLUP_DAY.insert_new(tx, path, &[&series, &text], c)?;
+                    CounterTable::insert_with(&mut new_day, path, &[&series, &text], c)?;
                 }
                 _ => {
                     ROLLUP_DAY.add(tx, path, &[&series, &text], c)?;
                 }
             }
         }
+        drop(new_day);
         (self.hours, self.days, self.sorted, self.changes) = (hours, days, deltas, changes);
         self.before_batch.clear();
         rollups.write(tx, path, emit)
