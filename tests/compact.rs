@@ -471,3 +471,55 @@ fn an_import_writes_closed_months_as_blocks_that_read_like_rows() {
         "a new reading after an import into blocks",
     );
 }
+
+/// The bulk load against the streaming path on the same input, for several
+/// batch sizes (batches end anywhere in a series, an hour or a month) and
+/// sets of readings that arrive late (about one in 40, each 37 readings
+/// after its place: mostly in the same batch as later readings of its
+/// series that are collected for blocks, sometimes in the next batch, when
+/// they are blocks already): every reader answer is the same.
+#[test]
+fn bulk_loads_with_any_batches_and_late_readings_equal_the_streaming_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a_site, _, _) = store_a(dir.path());
+    let reference = snapshot(&a_site.store_path());
+    let all = history();
+    for (seed, batch) in [(1u64, 97usize), (2, 1_000), (3, 4_096), (4, 333)] {
+        // A fixed mix of the seed and the reading's time (splitmix64).
+        let late = |r: &Reading| {
+            let mut z = (r.ts_ms as u64) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)).is_multiple_of(40)
+        };
+        let mut stream = Vec::with_capacity(all.len());
+        let mut pending: std::collections::VecDeque<(usize, Reading)> = Default::default();
+        for (i, r) in all.iter().enumerate() {
+            if late(r) {
+                pending.push_back((i + 37, r.clone()));
+            } else {
+                stream.push(r.clone());
+            }
+            while pending.front().is_some_and(|(due, _)| *due <= i) {
+                if let Some((_, r)) = pending.pop_front() {
+                    stream.push(r);
+                }
+            }
+        }
+        stream.extend(pending.into_iter().map(|(_, r)| r));
+        assert_eq!(stream.len(), all.len());
+        let s = site(dir.path(), &format!("bulk{seed}.db"));
+        let mut w = Writer::open(&s).expect("store");
+        w.bulk_load(true).expect("bulk");
+        for chunk in stream.chunks(batch) {
+            w.write_batch(chunk, "test").expect("batch commits");
+        }
+        w.bulk_load(false).expect("bulk off");
+        drop(w);
+        same(
+            &reference,
+            &snapshot(&s.store_path()),
+            &format!("seed {seed}, batches of {batch}"),
+        );
+    }
+}

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::support::{bin, count, dump, example_site, run, text};
+use crate::support::{bin, count, dump, example_site, run, stored_readings, text};
 
 fn import(site: &Path, files: &[&Path]) -> (String, String) {
     let mut args = vec![
@@ -175,7 +175,7 @@ fn killed_import_resumes_to_the_uninterrupted_result() {
         .expect("spawn");
     let db = killed_dir.join("store.db");
     let started = Instant::now();
-    while count(&db, "readings") < 5_000 {
+    while stored_readings(&db) < 5_000 {
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "import made no progress"
@@ -184,7 +184,7 @@ fn killed_import_resumes_to_the_uninterrupted_result() {
     }
     child.kill().expect("SIGKILL");
     let _ = child.wait();
-    let at_kill = count(&db, "readings");
+    let at_kill = stored_readings(&db);
     assert!(
         at_kill < total_rows,
         "the import finished before it was killed ({at_kill} rows): enlarge the fixture"

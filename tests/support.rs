@@ -125,6 +125,22 @@ pub(crate) fn dump(db: &Path) -> Dump {
     }
 }
 
+/// Readings stored, as rows or in compacted blocks (an import writes closed
+/// months as blocks); read-only, works while a writer is active.
+pub(crate) fn stored_readings(db: &Path) -> i64 {
+    let Ok(c) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return 0;
+    };
+    c.query_row(
+        "SELECT (SELECT count(*) FROM readings) + (SELECT coalesce(sum(rows), 0) FROM cold WHERE tbl = 0)",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap_or(0)
+}
+
 /// Count rows of a table (read-only; works while a writer is active).
 pub(crate) fn count(db: &Path, table: &str) -> i64 {
     let Ok(c) =
