@@ -125,6 +125,34 @@ pub(crate) fn dump(db: &Path) -> Dump {
     }
 }
 
+/// Two dumps equal, or a panic naming the first difference of each part.
+pub(crate) fn same_dump(a: &Dump, b: &Dump, what: &str) {
+    fn first<T: std::fmt::Debug + PartialEq>(part: &str, a: &[T], b: &[T]) -> Option<String> {
+        (0..a.len().max(b.len()))
+            .find(|&i| a.get(i) != b.get(i))
+            .map(|i| {
+                format!(
+                    "{part}[{i}] of {}/{}: {:?} against {:?}",
+                    a.len(),
+                    b.len(),
+                    a.get(i),
+                    b.get(i)
+                )
+            })
+    }
+    let diffs: Vec<String> = [
+        first("readings", &a.readings, &b.readings),
+        first("intervals", &a.intervals, &b.intervals),
+        first("hours", &a.hours, &b.hours),
+        first("days", &a.days, &b.days),
+        first("anomalies", &a.anomalies, &b.anomalies),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    assert!(diffs.is_empty(), "{what}:\n{}", diffs.join("\n"));
+}
+
 /// Readings stored, as rows or in compacted blocks (an import writes closed
 /// months as blocks); read-only, works while a writer is active.
 pub(crate) fn stored_readings(db: &Path) -> i64 {

@@ -1327,7 +1327,9 @@ fn ensure_live(
     ts: i64,
     counter: bool,
 ) -> Result<(), StoreError> {
-    if cache.cold_end == i64::MIN || ts >= cache.safe_from {
+    // `safe_from` at `i64::MAX`: no base reading after the compacted months,
+    // so nothing is safe (not even the `i64::MAX` a new cache asks with).
+    if cache.cold_end == i64::MIN || (cache.safe_from != i64::MAX && ts >= cache.safe_from) {
         return Ok(());
     }
     let floor = if counter {
