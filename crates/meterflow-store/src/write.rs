@@ -799,7 +799,7 @@ impl Writer {
     pub fn bulk_load(&mut self, on: bool) -> Result<(), StoreError> {
         // Months closed `compact_after_days` ago go straight into blocks.
         self.stage = (on && self.compact_after_days > 0).then(|| {
-            let now = chrono::Utc::now().timestamp_millis();
+            let now = meterflow_model::clock::now_ms();
             let keep = i64::from(self.compact_after_days).saturating_mul(86_400_000);
             Stage::new(cold::month_start(now.saturating_sub(keep), self.tz))
         });
