@@ -268,12 +268,7 @@ impl Http {
                         continue;
                     }
                     // Split at the line boundary nearest the middle; the first half goes first.
-                    let mid = part.len() / 2;
-                    let cut = part[..mid].rfind('\n').map_or_else(
-                        || part[mid..].find('\n').map_or(part.len(), |i| mid + i + 1),
-                        |i| i + 1,
-                    );
-                    let (a, b) = part.split_at(cut);
+                    let (a, b) = part.split_at(split_point(part));
                     if !b.is_empty() {
                         stack.push(b);
                     }
@@ -402,8 +397,38 @@ async fn wait(stop: &mut watch::Receiver<bool>, d: Duration) {
     }
 }
 
+/// Where to split a batch of lines in two: after the newline nearest before
+/// the middle (else the first after it; else the end). Searched as bytes:
+/// the middle may fall inside a multi-byte character (an alert message in
+/// Chinese), a newline never does, so the cut is always a char boundary.
+fn split_point(part: &str) -> usize {
+    let bytes = part.as_bytes();
+    let mid = bytes.len() / 2;
+    match bytes[..mid].iter().rposition(|&c| c == b'\n') {
+        Some(i) => i + 1,
+        None => bytes[mid..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(bytes.len(), |i| mid + i + 1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn batches_split_at_a_newline_even_when_the_middle_is_inside_a_character() {
+        // 18 bytes: "a\n", 级 (3 bytes) five times, "x"; the middle (byte 9)
+        // is inside the third 级. The only newline is at byte 1: cut after it.
+        let text = "a\n级级级级级x";
+        assert_eq!(text.len(), 18);
+        assert!(!text.is_char_boundary(9));
+        assert_eq!(split_point(text), 2);
+        // No newline before the middle: the first after it.
+        let text = "级级级级\nb\nc";
+        assert_eq!(split_point(text), 13);
+        // None at all: the whole part.
+        assert_eq!(split_point("级级级"), 9);
+    }
     use super::*;
 
     fn cfg(src: &str) -> InfluxSink {
