@@ -5,9 +5,11 @@
 //! can be moved out of their tables into one row of `cold`: the rows
 //! encoded column by column (times as delta-of-delta, integers as deltas,
 //! decimals as scaled integers, all as zig-zag varints), then deflated.
-//! A month is either rows or a block, never both: [`freeze`] and [`thaw`]
-//! move it in the caller's transaction. Readers merge blocks with rows
-//! (`Reader`), the writer thaws what a late reading touches before it
+//! A key is either a row or in a block, never both: [`freeze`] and [`thaw`]
+//! move a month in the caller's transaction, and an import writes closed
+//! months' new keys as blocks of their own ([`write_segment`], merged into
+//! the month's block by the next [`freeze`]). Readers merge blocks with
+//! rows (`Reader`), the writer thaws what a late reading touches before it
 //! writes (`Writer`), and `Writer::compact` freezes what is closed.
 
 use std::io::{Read, Write};
@@ -430,7 +432,8 @@ fn block(
 }
 
 /// Move the rows of `key` in the month `[month, end)` into its block (merged
-/// with the month's blocks if there are any). Returns the rows moved.
+/// with the month's blocks, an import's segments included). Returns the
+/// rows moved (rows and segments' rows; 0 when the month was one block already).
 pub(crate) fn freeze(
     conn: &Connection,
     path: &Path,
