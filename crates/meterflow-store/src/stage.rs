@@ -157,7 +157,7 @@ impl Stage {
         conn: &Connection,
         path: &Path,
         tz: Tz,
-    ) -> Result<Vec<(i64, i64)>, StoreError> {
+    ) -> Result<FastMap<i64, i64>, StoreError> {
         let mut touched: FastMap<i64, i64> = FastMap::default();
         let ids: Vec<i64> = self.readings.keys().copied().collect();
         for id in ids {
@@ -188,6 +188,6 @@ impl Stage {
                 *e = (*e).max(end);
             }
         }
-        Ok(touched.into_iter().collect())
+        Ok(touched)
     }
 }

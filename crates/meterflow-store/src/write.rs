@@ -545,10 +545,7 @@ impl Writer {
             self.stage.as_mut().map(|st| (st, &limits)),
         )?;
         if let Some(st) = self.stage.as_mut() {
-            let written: FastMap<i64, i64> = st
-                .write_all(&tx, &self.path, self.tz)?
-                .into_iter()
-                .collect();
+            let written = st.write_all(&tx, &self.path, self.tz)?;
             if !written.is_empty() {
                 for (meter, qs) in self.series.iter_mut() {
                     for (quantity, cache) in qs.iter_mut() {
@@ -989,17 +986,16 @@ fn write_one(
         &meter.spec,
     )?;
     let in_order = cache.last_ts.is_none_or(|last| r.ts_ms > last);
-    if !in_order
-        && let Some(st) = stage.as_mut()
-        && st.readings.contains_key(&cache.id)
-    {
-        // The normaliser and the duplicate check read the series back:
-        // its readings collected in this batch are written first.
-        st.write_readings(tx, path, tz, cache.id)?;
-        refresh_cold(tx, path, tz, cache, counter)?;
-        *peek = None;
-    }
     if !in_order {
+        if let Some(st) = stage.as_mut()
+            && st.readings.contains_key(&cache.id)
+        {
+            // The normaliser and the duplicate check read the series back:
+            // its readings collected in this batch are written first.
+            st.write_readings(tx, path, tz, cache.id)?;
+            refresh_cold(tx, path, tz, cache, counter)?;
+            *peek = None;
+        }
         // Already stored (a rerun of an import): answered from the rows or
         // the compacted block that holds it, without thawing anything.
         if let Some((value, raw)) = stored_reading(tx, path, cache, r.ts_ms, peek)? {
@@ -1602,12 +1598,17 @@ impl Accumulator {
         mut emit: Option<&mut Emit>,
         mut stage: Option<(&mut Stage, &FastMap<i64, i64>)>,
     ) -> Result<(), StoreError> {
-        // Whether a new row of `series` at `key` goes into a block.
-        fn staged(stage: &Option<(&mut Stage, &FastMap<i64, i64>)>, series: i64, key: i64) -> bool {
-            stage
-                .as_ref()
-                .and_then(|(_, limits)| limits.get(&series))
+        // Where a new row of `series` at `key` goes when it goes into a block.
+        fn staged<'s>(
+            stage: &'s mut Option<(&mut Stage, &FastMap<i64, i64>)>,
+            series: i64,
+            key: i64,
+        ) -> Option<&'s mut Stage> {
+            let (st, limits) = stage.as_mut()?;
+            limits
+                .get(&series)
                 .is_some_and(|limit| key < *limit)
+                .then_some(&mut **st)
         }
         if let Some(e) = emit.as_deref_mut() {
             for (series, ts, kind, detail, _) in self.anomaly_rows.drain(..) {
@@ -1651,13 +1652,11 @@ impl Accumulator {
                 .is_some_and(|last| last.is_none_or(|l| bucket > bucket_of(l)));
             let delta = [d.micro, d.measured_ms, d.estimated_ms];
             let (before, after) = if new_row {
-                if staged(&stage, series, bucket) {
-                    if let Some((st, _)) = stage.as_mut() {
-                        st.intervals
-                            .entry(series)
-                            .or_default()
-                            .push((bucket, delta));
-                    }
+                if let Some(st) = staged(&mut stage, series, bucket) {
+                    st.intervals
+                        .entry(series)
+                        .or_default()
+                        .push((bucket, delta));
                 } else {
                     CounterTable::insert_with(&mut new_interval, path, &[&series, &bucket], delta)?;
                 }
@@ -1741,10 +1740,8 @@ impl Accumulator {
             }
             match last_bucket(series) {
                 Some(last) if last.is_none_or(|b| hour > hour_start(b, tz)) => {
-                    if staged(&stage, series, hour) {
-                        if let Some((st, _)) = stage.as_mut() {
-                            st.hours.entry(series).or_default().push((hour, c));
-                        }
+                    if let Some(st) = staged(&mut stage, series, hour) {
+                        st.hours.entry(series).or_default().push((hour, c));
                     } else {
                         CounterTable::insert_with(&mut new_hour, path, &[&series, &hour], c)?;
                     }
