@@ -603,20 +603,50 @@ fn a_backup_taken_during_an_mqtt_drain_restores_and_the_drain_finishes_exactly()
     std::thread::sleep(Duration::from_secs(2));
     stop(run_a);
     publish_lines(port, "json/m", &lines);
-    // The drain, and backups while it commits.
+    // The drain, and backups while it commits. The drain may take less
+    // time than one backup (a fast machine drains 60 000 messages in well
+    // under a second), so it goes in slices: each backup starts while the
+    // process runs, and 10 ms later the process is paused (SIGSTOP) until
+    // that backup is done. A backup then lies strictly inside the drain
+    // however fast either side is, and one that overlaps a paused
+    // transaction must still see only what was committed.
     let run_a = start(&config_a);
+    let pid = run_a.0.id().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, pid.as_str()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    };
     let backups = dir.path().join("backups");
     std::fs::create_dir_all(&backups).expect("dir");
     let db_a = site_a.store_path();
     let t = Instant::now();
-    while !db_a.exists() || count(&db_a, "readings") < N {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "the drain ends: {} of {N}",
-            count(&db_a, "readings")
-        );
-        let out = run(&["backup", "--config", s(&config_a), "--out", s(&backups)]);
+    loop {
+        let backup = bin()
+            .args(["backup", "--config", s(&config_a), "--out", s(&backups)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("backup");
+        std::thread::sleep(Duration::from_millis(10));
+        signal("-STOP");
+        let out = backup.wait_with_output().expect("backup ends");
         assert!(out.status.success() || !db_a.exists(), "{:?}", text(&out));
+        let held = if db_a.exists() {
+            count(&db_a, "readings")
+        } else {
+            0
+        };
+        signal("-CONT");
+        if held >= N {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(240),
+            "the drain ends: {held} of {N}"
+        );
     }
     stop(run_a);
     // The backup that holds the most readings short of all of them.
