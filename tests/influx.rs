@@ -780,6 +780,92 @@ fn refused_lines_go_to_dead_letters_and_oversized_batches_are_split() {
 /// 429 with `Retry-After: 2`: the sink waits the 2 s (its own back-off would
 /// retry after 0.1–0.2 s) and then delivers. A stub server answers here:
 /// InfluxDB 1.6 cannot be made to send 429 with Retry-After on demand.
+/// Read one HTTP request (head and `Content-Length` body) from `s`.
+fn read_request(s: &mut std::net::TcpStream) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let n = s.read(&mut chunk).unwrap_or(0);
+        buf.extend_from_slice(&chunk[..n]);
+        let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n");
+        let done = head_end.is_some_and(|h| {
+            let head = String::from_utf8_lossy(&buf[..h]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            buf.len() >= h + 4 + len
+        });
+        if done || n == 0 {
+            return buf;
+        }
+    }
+}
+
+/// At shutdown the outbox holds the run's points and its final KPI points,
+/// and the one request that carries them fails once (a 503, as from an
+/// InfluxDB busy compacting). The sink tries again before it stops: the
+/// second request is answered 204 and the outbox ends empty. (Giving up on
+/// the first failure left the final KPIs undelivered until the next start.)
+#[test]
+fn a_request_failing_once_at_shutdown_is_retried() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let sim_port = free_port();
+    // flush_ms of a minute: nothing is sent before the shutdown.
+    let section = format!(
+        "[influx]\nurl = \"http://127.0.0.1:{port}\"\ndatabase = \"meterflow\"\nflush_ms = 60000\nretry_initial_s = 0.2\ntimeout_s = 2\n"
+    );
+    let site = demo_site(dir.path(), sim_port, &section);
+    let _sim = simulator(&site, sim_port);
+    let stub = std::thread::spawn(move || {
+        let mut answered = Vec::new();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) && answered.len() < 2 {
+            let Ok((mut s, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            s.set_nonblocking(false).expect("blocking");
+            let req = read_request(&mut s);
+            let answer = if answered.is_empty() {
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else {
+                "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            };
+            let _ = s.write_all(answer.as_bytes());
+            answered.push((Instant::now(), req.len()));
+        }
+        answered
+    });
+    let out = bin()
+        .args([
+            "run",
+            "--config",
+            site.to_str().expect("path"),
+            "--seconds",
+            "3",
+        ])
+        .output()
+        .expect("run");
+    let stopped = Instant::now();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answered = stub.join().expect("stub");
+    assert_eq!(answered.len(), 2, "a second request after the 503");
+    assert!(answered.iter().all(|(at, _)| *at <= stopped));
+    assert!(answered[1].1 > 0);
+    assert_eq!(outbox_points(dir.path()), 0, "everything delivered");
+}
+
 #[test]
 fn retry_after_is_honoured() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -799,27 +885,7 @@ fn retry_after_is_honoured() {
         ] {
             let (mut s, _) = listener.accept().expect("accept");
             times.push(Instant::now());
-            s.set_read_timeout(Some(Duration::from_secs(5)))
-                .expect("timeout");
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 65536];
-            loop {
-                let n = s.read(&mut chunk).unwrap_or(0);
-                buf.extend_from_slice(&chunk[..n]);
-                let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n");
-                let done = head_end.is_some_and(|h| {
-                    let head = String::from_utf8_lossy(&buf[..h]).to_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    buf.len() >= h + 4 + len
-                });
-                if done || n == 0 {
-                    break;
-                }
-            }
+            read_request(&mut s);
             let _ = s.write_all(answer.as_bytes());
         }
         times

@@ -54,6 +54,11 @@ fn site(dir: &Path, mqtt_port: u16, extra: &str) -> PathBuf {
     path
 }
 
+/// The log of the instance whose site file is `site`.
+fn log(site: &Path) -> String {
+    std::fs::read_to_string(site.with_file_name("run.log")).unwrap_or_default()
+}
+
 fn meters() -> Vec<String> {
     let mut v = vec!["m0".to_string(), "s1".into(), "s2".into()];
     v.extend((1..=12).map(|i| format!("d{i}")));
@@ -61,13 +66,16 @@ fn meters() -> Vec<String> {
     v
 }
 
+/// Start `meterflow run` on a site file; its log goes to `run.log` beside it
+/// (read by `log` when an assertion needs to say what the process did).
 fn run(site: &Path, args: &[&str]) -> Proc {
+    let log = std::fs::File::create(site.with_file_name("run.log")).expect("log");
     let child = bin()
         .args(["run", "--config", site.to_str().expect("path")])
         .args(args)
         .env("MF_SHARD_TOKEN", TOKEN)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("run");
     Proc(child)
@@ -497,7 +505,11 @@ fn shard_zero_computes_the_site_kpis_from_every_shards_rollups_in_influxdb() {
                 if let (Some(a), Some(b)) = (w.get(f), s.get(f)) {
                     assert!(
                         (a - b).abs() <= 1e-9 * a.abs().max(1.0),
-                        "{k:?} {period} {f}: whole {a}, shards {b}"
+                        "{k:?} {period} {f}: whole {a}, shards {b}\n\
+                         whole's log:\n{}\nshard 0's log:\n{}\nshard 1's log:\n{}",
+                        log(&sw),
+                        log(&s0),
+                        log(&s1)
                     );
                     compared += 1;
                 }

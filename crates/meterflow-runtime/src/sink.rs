@@ -293,6 +293,7 @@ impl Sink {
         let mut first_waiting: Option<Instant> = None;
         let mut logged_at: Option<Instant> = None;
         let mut prefetched: Option<Vec<meterflow_store::OutboxRow>> = None;
+        let mut failed_stopping = 0;
         loop {
             let stopping = *stop.borrow();
             let rows = match prefetched.take() {
@@ -376,8 +377,16 @@ impl Sink {
                         step.mul_f64(jitter)
                     });
                     if stopping {
-                        // Shutting down with InfluxDB away: the outbox keeps the rest.
-                        return Ok(());
+                        // Shutting down: one slow or refused request is not
+                        // InfluxDB away (the final KPI points are in this
+                        // batch), so a few short retries; after those the
+                        // outbox keeps the rest for the next start.
+                        failed_stopping += 1;
+                        if failed_stopping >= STOP_ATTEMPTS {
+                            return Ok(());
+                        }
+                        tokio::time::sleep(delay.min(Duration::from_millis(200))).await;
+                        continue;
                     }
                     wait(&mut stop, delay).await;
                 }
@@ -385,6 +394,10 @@ impl Sink {
         }
     }
 }
+
+/// Requests that may fail once shutting down before the sink gives up and
+/// leaves the rest in the outbox.
+const STOP_ATTEMPTS: u32 = 3;
 
 /// Sleep `d`, or less if `stop` turns true.
 async fn wait(stop: &mut watch::Receiver<bool>, d: Duration) {
