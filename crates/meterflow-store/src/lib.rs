@@ -21,6 +21,7 @@ mod error;
 mod ledger;
 mod outbox;
 mod read;
+mod rows;
 mod schema;
 mod stage;
 mod write;

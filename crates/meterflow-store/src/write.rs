@@ -19,6 +19,7 @@ use crate::conn::open_conn;
 use crate::counters::{CounterTable, INTERVALS, ROLLUP_DAY, ROLLUP_HOUR};
 use crate::error::{Ctx, StoreError};
 use crate::outbox::Emit;
+use crate::rows::{PendingRows, ReadingRow};
 use crate::schema;
 use crate::stage::{Stage, StagedReading};
 
@@ -354,10 +355,10 @@ impl Writer {
                 &self.path,
                 &mut self.series,
                 self.tz,
-                &r.meter,
-                &meter.counter_quantity,
+                (&r.meter, &meter.counter_quantity),
                 true,
                 &meter.spec,
+                None,
             )?;
             let item = replacement_item(r);
             if only_behind && cache.last_ts.is_none_or(|last| last < item.ts_ms()) {
@@ -456,9 +457,8 @@ impl Writer {
         let mut acc = std::mem::take(&mut self.acc);
         let mut all = Vec::with_capacity(batches.len());
         let mut report = BatchReport::default();
-        // One statement for every row of the transaction: looking it up in
-        // rusqlite's cache per row (hashing the SQL) cost ~10 % of the writer.
-        let mut insert = tx.prepare_cached(INSERT_READING).at(&self.path)?;
+        // New readings rows, inserted a chunk at a time (`rows.rs`).
+        let mut pending = PendingRows::new(&tx, &self.path)?;
         let mut implausible = Vec::new();
         for (readings, source) in batches {
             let source_code = source_id(&tx, &self.path, source)?;
@@ -466,7 +466,7 @@ impl Writer {
             for r in *readings {
                 let v = write_one(
                     &tx,
-                    &mut insert,
+                    &mut pending,
                     &self.path,
                     &self.meters,
                     &mut self.series,
@@ -505,7 +505,8 @@ impl Writer {
             }
             all.push(verdicts);
         }
-        drop(insert);
+        pending.flush(&self.path)?;
+        drop(pending);
         for (recv_ms, src, r, reason) in implausible {
             let payload = format!("{} {} {} {}", r.meter, r.quantity, r.ts_ms, r.value);
             // Short by construction: no truncation needed.
@@ -952,7 +953,7 @@ pub fn replacement_item(r: &meterflow_model::config::ReplacementEvent) -> Item {
 #[allow(clippy::too_many_arguments)]
 fn write_one(
     tx: &Transaction<'_>,
-    insert: &mut rusqlite::Statement<'_>,
+    pending: &mut PendingRows<'_>,
     path: &Path,
     meters: &FastMap<String, MeterEntry>,
     series: &mut FastMap<String, FastMap<String, SeriesCache>>,
@@ -980,13 +981,16 @@ fn write_one(
         path,
         series,
         tz,
-        &r.meter,
-        &r.quantity,
+        (&r.meter, &r.quantity),
         counter,
         &meter.spec,
+        Some(&mut *pending),
     )?;
     let in_order = cache.last_ts.is_none_or(|last| r.ts_ms > last);
     if !in_order {
+        // Out of order, the normaliser reads the series back and may
+        // re-status its readings: every row of the batch goes in first.
+        pending.flush(path)?;
         if let Some(st) = stage.as_mut()
             && st.readings.contains_key(&cache.id)
         {
@@ -1018,6 +1022,7 @@ fn write_one(
         _ => r.ts_ms,
     };
     if !(in_order && spread_from >= cache.hot_from) {
+        pending.flush(path)?;
         ensure_live(tx, path, tz, cache, r.ts_ms, counter)?;
         *peek = None;
     }
@@ -1047,19 +1052,22 @@ fn write_one(
                 });
         }
         _ => {
-            let item = Item::Reading {
-                ts_ms: r.ts_ms,
-                value: r.value,
-            };
-            insert_item(
-                insert,
+            let finite = r.value.is_finite();
+            pending.push(
                 path,
-                cache.id,
-                &item,
-                r.recv_ms,
-                r.time_source.as_str(),
-                source,
-                status,
+                ReadingRow {
+                    series: cache.id,
+                    ts_ms: r.ts_ms,
+                    kind: 0,
+                    // SQLite stores NaN as NULL: keep the text of any non-finite value.
+                    value: finite.then_some(r.value),
+                    aux: None,
+                    raw: (!finite).then(|| raw_text(r.value)),
+                    recv_ms: r.recv_ms,
+                    time_source: time_source_code(r.time_source.as_str()),
+                    source,
+                    status: status.map(Status::code),
+                },
             )?;
         }
     }
@@ -1186,14 +1194,18 @@ fn series_cache<'a>(
     path: &Path,
     series: &'a mut FastMap<String, FastMap<String, SeriesCache>>,
     tz: Tz,
-    meter: &str,
-    quantity: &str,
+    (meter, quantity): (&str, &str),
     counter: bool,
     spec: &CounterSpec,
+    pending: Option<&mut PendingRows<'_>>,
 ) -> Result<&'a mut SeriesCache, StoreError> {
     // Two lookups by &str on the hot path; allocation only for a series not seen yet.
     let known = series.get(meter).is_some_and(|q| q.contains_key(quantity));
     if !known {
+        // The series is read below: no row of the batch may still wait.
+        if let Some(p) = pending {
+            p.flush(path)?;
+        }
         tx.prepare_cached(
             "INSERT OR IGNORE INTO series (meter, quantity, counter) VALUES (?1, ?2, ?3)",
         )
