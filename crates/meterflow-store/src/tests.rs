@@ -213,6 +213,51 @@ fn same_batch_twice_changes_nothing_and_conflicts_are_refused() {
     assert_eq!(stored_buckets(w.path()), before);
 }
 
+/// A message delivered twice inside one batch (an MQTT redelivery): the
+/// first copy's row still waits for its chunk of 32 when the second comes,
+/// and must be found all the same. The same value is a duplicate, another
+/// value a conflict, and the buckets are those of the six readings alone.
+#[test]
+fn a_reading_repeated_in_its_own_batch_is_a_duplicate_or_a_conflict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = site(dir.path());
+    let six: Vec<Reading> = values()
+        .into_iter()
+        .take(6)
+        .map(|(t, v)| reading(t, v))
+        .collect();
+    let alone = {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = self::site(d.path());
+        let mut w = Writer::open(&s).expect("open");
+        w.write_batch(&six, "a").expect("six");
+        stored_buckets(w.path())
+    };
+    let mut batch = six.clone();
+    batch.push(six[3].clone());
+    let mut other = six[4].clone();
+    other.value += 1.0;
+    batch.push(other);
+    let mut w = Writer::open(&site).expect("open");
+    let (verdicts, report) = w.write_batch(&batch, "a").expect("one batch");
+    assert!(
+        verdicts[..6]
+            .iter()
+            .all(|v| matches!(v, Verdict::Stored(_))),
+        "{verdicts:?}"
+    );
+    assert_eq!(verdicts[6], Verdict::Duplicate);
+    assert!(
+        matches!(verdicts[7], Verdict::Conflict { existing: Some(v) } if v == six[4].value),
+        "{verdicts:?}"
+    );
+    assert_eq!(
+        (report.stored, report.duplicates, report.refused),
+        (6, 1, 1)
+    );
+    assert_eq!(stored_buckets(w.path()), alone);
+}
+
 #[test]
 fn retention_keeps_the_baseline_and_refuses_what_can_no_longer_be_derived() {
     let dir = tempfile::tempdir().expect("tempdir");
