@@ -46,6 +46,16 @@ const TRANSPORT_MAX: usize = 64 * 1024 * 1024;
 /// default commits' worth (`[store] batch_rows`), so the writer never waits.
 pub const IN_FLIGHT_READINGS: usize = 100_000;
 
+/// What acknowledging `p` after the commit needs: its packet id and QoS.
+/// Holding the received Publish instead kept its topic and, through its
+/// payload, the network read buffer it points into alive until the commit:
+/// a 3 M-message drain at QoS 1 peaked at ~600 MiB that way.
+fn ack_only(p: &Publish) -> Publish {
+    let mut a = Publish::new(String::new(), p.qos, Vec::new());
+    a.pkid = p.pkid;
+    a
+}
+
 /// Password from the environment or a file (never from the config).
 fn password(b: &MqttBroker) -> std::io::Result<Option<String>> {
     if let Some(var) = &b.password_env {
@@ -318,7 +328,7 @@ pub async fn run(
                     .readings
                     .fetch_add((batch.readings.len() - before) as u64, Ordering::Relaxed);
                 if p.qos != QoS::AtMostOnce {
-                    acks.push(p);
+                    acks.push(ack_only(&p));
                 }
             }
             Ok(_) => {}
