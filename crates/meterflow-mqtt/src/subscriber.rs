@@ -46,13 +46,18 @@ const TRANSPORT_MAX: usize = 64 * 1024 * 1024;
 /// default commits' worth (`[store] batch_rows`), so the writer never waits.
 pub const IN_FLIGHT_READINGS: usize = 100_000;
 
-/// What acknowledging `p` after the commit needs: its packet id and QoS.
-/// Holding the received Publish instead kept its topic and, through its
-/// payload, the network read buffer it points into alive until the commit:
-/// a 3 M-message drain at QoS 1 peaked at ~600 MiB that way.
-fn ack_only(p: &Publish) -> Publish {
-    let mut a = Publish::new(String::new(), p.qos, Vec::new());
-    a.pkid = p.pkid;
+/// What acknowledging a message after the commit needs: its packet id and
+/// QoS (4 bytes). Holding the received Publish instead kept its topic and,
+/// through its payload, the network read buffer it points into alive; and
+/// rumqttc's event loop serves incoming packets before queued requests, so
+/// in a long QoS 1 drain acks wait behind the stream: a 3 M-message drain
+/// peaked at ~600 MiB that way.
+type Ack = (u16, QoS);
+
+/// The packet rumqttc builds the ack from (no allocation: empty topic and payload).
+fn ack_packet((pkid, qos): Ack) -> Publish {
+    let mut a = Publish::new(String::new(), qos, Vec::new());
+    a.pkid = pkid;
     a
 }
 
@@ -146,14 +151,16 @@ pub async fn run(
         .collect();
     // Acks leave from their own task, in receive order, after the commit; the
     // event loop is never blocked on them.
-    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Publish>();
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Vec<Ack>>();
     let acker = {
         let client = client.clone();
         let stats = Arc::clone(&stats);
         tokio::spawn(async move {
-            while let Some(p) = ack_rx.recv().await {
-                if client.ack(&p).await.is_ok() {
-                    stats.acked.fetch_add(1, Ordering::Relaxed);
+            while let Some(acks) = ack_rx.recv().await {
+                for a in acks {
+                    if client.ack(&ack_packet(a)).await.is_ok() {
+                        stats.acked.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         })
@@ -163,7 +170,7 @@ pub async fn run(
     // up to 10 packets at a time); the batcher coalesces what is waiting into
     // one batch for the writer. The batch's completion acknowledges all its
     // messages, in receive order. Both bound fewer sends and allocations per message.
-    let (item_tx, mut item_rx) = mpsc::channel::<(Batch, Vec<Publish>)>(1024);
+    let (item_tx, mut item_rx) = mpsc::channel::<(Batch, Vec<Ack>)>(1024);
     const BATCH_READINGS: usize = 4096;
     let window = Arc::new(Semaphore::new(IN_FLIGHT_READINGS));
     let batcher = {
@@ -208,10 +215,8 @@ pub async fn run(
                 // Acknowledge only committed messages; on a store error the broker redelivers them.
                 b.done = Some(Box::new(move |result| {
                     drop(permit);
-                    if result.is_ok() {
-                        for p in acks {
-                            let _ = tx.send(p);
-                        }
+                    if result.is_ok() && !acks.is_empty() {
+                        let _ = tx.send(acks);
                     }
                 }));
                 if out.send(b).await.is_err() {
@@ -227,7 +232,7 @@ pub async fn run(
     let mut stop = std::pin::pin!(shutdown.changed());
     // What the current network read brought, not handed over yet.
     let mut batch = Batch::of(Vec::new(), "");
-    let mut acks: Vec<Publish> = Vec::new();
+    let mut acks: Vec<Ack> = Vec::new();
     // Receive time: one clock read per network read, shared by its messages.
     let mut now = now_ms();
     loop {
@@ -328,7 +333,7 @@ pub async fn run(
                     .readings
                     .fetch_add((batch.readings.len() - before) as u64, Ordering::Relaxed);
                 if p.qos != QoS::AtMostOnce {
-                    acks.push(ack_only(&p));
+                    acks.push((p.pkid, p.qos));
                 }
             }
             Ok(_) => {}
@@ -418,6 +423,6 @@ fn dead(
 
 /// Anything read and not handed over yet (an ack alone counts: its message
 /// produced nothing to store but is acknowledged after the commit all the same).
-fn waiting(batch: &Batch, acks: &[Publish]) -> bool {
+fn waiting(batch: &Batch, acks: &[Ack]) -> bool {
     !batch.readings.is_empty() || !batch.dead.is_empty() || !acks.is_empty()
 }
