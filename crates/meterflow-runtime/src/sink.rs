@@ -378,7 +378,7 @@ impl Sink {
                     });
                     if stopping {
                         // Shutting down: one slow or refused request is not
-                        // InfluxDB away (the final KPI points are in this
+                        // InfluxDB away (the final KPI points may be in this
                         // batch), so a few short retries; after those the
                         // outbox keeps the rest for the next start.
                         failed_stopping += 1;
