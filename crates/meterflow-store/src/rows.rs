@@ -11,6 +11,7 @@
 use std::path::Path;
 use std::sync::LazyLock;
 
+use meterflow_core::counter::Item;
 use rusqlite::{CachedStatement, Connection};
 
 use crate::error::{Ctx, StoreError};
@@ -45,6 +46,47 @@ pub(crate) struct ReadingRow {
     pub(crate) time_source: i64,
     pub(crate) source: i64,
     pub(crate) status: Option<i64>,
+}
+
+impl ReadingRow {
+    /// The row of `item` (a reading, or a replacement: kind 1, `aux` the new
+    /// meter's initial value). SQLite stores NaN as NULL, so a non-finite
+    /// value is NULL with its text in `raw`.
+    pub(crate) fn of(
+        series: i64,
+        item: &Item,
+        recv_ms: i64,
+        time_source: i64,
+        source: i64,
+        status: Option<i64>,
+    ) -> ReadingRow {
+        let (ts_ms, kind, value, aux) = match *item {
+            Item::Reading { ts_ms, value } => (ts_ms, 0, value, None),
+            Item::Replacement {
+                ts_ms,
+                old_final,
+                new_initial,
+            } => (ts_ms, 1, old_final, Some(new_initial)),
+        };
+        let finite = value.is_finite();
+        ReadingRow {
+            series,
+            ts_ms,
+            kind,
+            value: finite.then_some(value),
+            aux,
+            raw: (!finite).then(|| raw_text(value)),
+            recv_ms,
+            time_source,
+            source,
+            status,
+        }
+    }
+}
+
+/// The text kept for a value SQLite cannot hold (NaN, ±inf).
+pub(crate) fn raw_text(v: f64) -> String {
+    format!("{v}")
 }
 
 /// Rows waiting for their chunk, with the two statements prepared once for

@@ -21,31 +21,20 @@ use rusqlite::types::ValueRef;
 
 use crate::cold::{self, Cells, Tbl};
 use crate::error::StoreError;
+use crate::rows::ReadingRow;
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
-/// One reading kept for a segment (the columns of `readings`; its kind is
-/// always a reading, its `aux` always NULL).
-pub(crate) struct StagedReading {
-    pub(crate) ts_ms: i64,
-    pub(crate) value: Option<f64>,
-    pub(crate) raw: Option<String>,
-    pub(crate) recv_ms: i64,
-    pub(crate) time_source: i64,
-    pub(crate) source: i64,
-    pub(crate) status: Option<i64>,
-}
 
 /// The rows of closed months collected during one batch.
 pub(crate) struct Stage {
     /// Keys before this (the start of the first month not yet closed) are collected.
     pub(crate) before_ms: i64,
-    pub(crate) readings: FastMap<i64, Vec<StagedReading>>,
+    pub(crate) readings: FastMap<i64, Vec<ReadingRow>>,
     pub(crate) intervals: FastMap<i64, Vec<(i64, [i64; 3])>>,
     pub(crate) hours: FastMap<i64, Vec<(i64, [i64; 3])>>,
 }
 
-struct Readings<'a>(&'a [StagedReading]);
+struct Readings<'a>(&'a [ReadingRow]);
 
 impl Cells for Readings<'_> {
     fn rows(&self) -> usize {
@@ -60,8 +49,9 @@ impl Cells for Readings<'_> {
         let r = &self.0[i];
         // kind, value, aux, raw, recv_ms, time_source, source, status
         match c {
-            0 => ValueRef::Integer(0),
+            0 => ValueRef::Integer(r.kind),
             1 => r.value.map_or(ValueRef::Null, ValueRef::Real),
+            2 => r.aux.map_or(ValueRef::Null, ValueRef::Real),
             3 => r
                 .raw
                 .as_deref()

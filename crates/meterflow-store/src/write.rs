@@ -19,9 +19,9 @@ use crate::conn::open_conn;
 use crate::counters::{CounterTable, INTERVALS, ROLLUP_DAY, ROLLUP_HOUR};
 use crate::error::{Ctx, StoreError};
 use crate::outbox::Emit;
-use crate::rows::{PendingRows, ReadingRow};
+use crate::rows::{PendingRows, ReadingRow, raw_text};
 use crate::schema;
-use crate::stage::{Stage, StagedReading};
+use crate::stage::Stage;
 
 /// Maps looked up once or more per reading (meter, quantity, series and
 /// bucket): foldhash instead of SipHash (SipHash cost ~2 % of the writer's time).
@@ -391,16 +391,19 @@ impl Writer {
             }
             let status = apply(&tx, &self.path, &meter.spec, cache, item, now_ms, &mut acc)?;
             let source = source_id(&tx, &self.path, "config:replacement")?;
-            insert_item(
-                &mut *tx.prepare_cached(INSERT_READING).at(&self.path)?,
+            let mut row = PendingRows::new(&tx, &self.path)?;
+            row.push(
                 &self.path,
-                cache.id,
-                &item,
-                now_ms,
-                "operator",
-                source,
-                Some(status),
+                ReadingRow::of(
+                    cache.id,
+                    &item,
+                    now_ms,
+                    time_source_code("operator"),
+                    source,
+                    Some(status.code()),
+                ),
             )?;
+            row.flush(&self.path)?;
             added += 1;
         }
         acc.flush(
@@ -1035,41 +1038,22 @@ fn write_one(
     } else {
         None
     };
+    let row = ReadingRow::of(
+        cache.id,
+        &Item::Reading {
+            ts_ms: r.ts_ms,
+            value: r.value,
+        },
+        r.recv_ms,
+        time_source_code(r.time_source.as_str()),
+        source,
+        status.map(Status::code),
+    );
     match stage.as_mut() {
         Some(st) if in_order && r.ts_ms < st.before_ms => {
-            let finite = r.value.is_finite();
-            st.readings
-                .entry(cache.id)
-                .or_default()
-                .push(StagedReading {
-                    ts_ms: r.ts_ms,
-                    value: finite.then_some(r.value),
-                    raw: (!finite).then(|| raw_text(r.value)),
-                    recv_ms: r.recv_ms,
-                    time_source: time_source_code(r.time_source.as_str()),
-                    source,
-                    status: status.map(Status::code),
-                });
+            st.readings.entry(cache.id).or_default().push(row);
         }
-        _ => {
-            let finite = r.value.is_finite();
-            pending.push(
-                path,
-                ReadingRow {
-                    series: cache.id,
-                    ts_ms: r.ts_ms,
-                    kind: 0,
-                    // SQLite stores NaN as NULL: keep the text of any non-finite value.
-                    value: finite.then_some(r.value),
-                    aux: None,
-                    raw: (!finite).then(|| raw_text(r.value)),
-                    recv_ms: r.recv_ms,
-                    time_source: time_source_code(r.time_source.as_str()),
-                    source,
-                    status: status.map(Status::code),
-                },
-            )?;
-        }
+        _ => pending.push(path, row)?,
     }
     if r.ts_ms > r.recv_ms + CLOCK_SKEW_MS {
         let detail = format!(
@@ -1406,54 +1390,6 @@ fn source_id(tx: &Transaction<'_>, path: &Path, text: &str) -> Result<i64, Store
     tx.prepare_cached("SELECT id FROM sources WHERE text = ?1")
         .and_then(|mut s| s.query_row(params![text], |r| r.get(0)))
         .at(path)
-}
-
-const INSERT_READING: &str = "INSERT INTO readings (series, ts_ms, kind, value, aux, raw, recv_ms, time_source, source, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
-
-#[allow(clippy::too_many_arguments)]
-fn insert_item(
-    insert: &mut rusqlite::Statement<'_>,
-    path: &Path,
-    series: i64,
-    item: &Item,
-    recv_ms: i64,
-    time_source: &str,
-    source: i64,
-    status: Option<Status>,
-) -> Result<(), StoreError> {
-    let (ts, kind, value, aux) = match *item {
-        Item::Reading { ts_ms, value } => (ts_ms, 0, value, None),
-        Item::Replacement {
-            ts_ms,
-            old_final,
-            new_initial,
-        } => (ts_ms, 1, old_final, Some(new_initial)),
-    };
-    // SQLite stores NaN as NULL: keep the text of any non-finite value.
-    let (stored, raw) = if value.is_finite() {
-        (Some(value), None)
-    } else {
-        (None, Some(raw_text(value)))
-    };
-    insert
-        .execute(params![
-            series,
-            ts,
-            kind,
-            stored,
-            aux,
-            raw,
-            recv_ms,
-            time_source_code(time_source),
-            source,
-            status.map(Status::code)
-        ])
-        .at(path)?;
-    Ok(())
-}
-
-fn raw_text(v: f64) -> String {
-    format!("{v}")
 }
 
 fn insert_anomaly(
