@@ -56,18 +56,8 @@ fn absurd_times_over_mqtt_are_dead_lettered_once_and_acknowledged() {
     let _broker = mosquitto(dir.path(), port);
     let site = crate::mqtt::test_site(dir.path(), port, "mf-hostile", "");
     let db = dir.path().join("store.db");
-    let start = || {
-        Proc(
-            bin()
-                .args(["run", "--config", site.to_str().expect("path")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("run"),
-        )
-    };
+    let start = || crate::mqtt::start(&site);
     let mf = start();
-    std::thread::sleep(Duration::from_millis(1500));
     // 2025-01-01T00:00Z, then 2100, then 1e300 s (saturates to i64::MAX ms),
     // then an ordinary reading two minutes after the first.
     publish_qos1(port, "json/e1", br#"{"v": 10, "ts": 1735689600}"#);
@@ -102,7 +92,6 @@ fn absurd_times_over_mqtt_are_dead_lettered_once_and_acknowledged() {
     // A restart with the same persistent session: the poison messages were
     // acknowledged, so nothing is redelivered and nothing is added.
     let mf = start();
-    std::thread::sleep(Duration::from_millis(2500));
     publish_qos1(port, "json/e1", br#"{"v": 14, "ts": 1735689780}"#);
     assert!(wait_until(20, || count(&db, "readings") >= 3));
     stop(mf);

@@ -107,14 +107,39 @@ fn site(dir: &Path, port: u16, client_id: &str, extra: &str) -> PathBuf {
     path
 }
 
-fn start(site: &Path) -> Proc {
+/// `meterflow run` on `site`, its log in `<site>.log`, once its MQTT
+/// subscription is in place (a message published before it would be lost
+/// for a new session; a fixed sleep was not enough on a loaded machine).
+pub(crate) fn start(site: &Path) -> Proc {
+    let log = site.with_extension("log");
     let child = bin()
         .args(["run", "--config", site.to_str().expect("path")])
+        .env("METERFLOW_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("run");
-    Proc(child)
+    let p = Proc(child);
+    wait_subscribed(&log);
+    p
+}
+
+/// Wait (up to a minute) until the log of a `meterflow run` (at
+/// `METERFLOW_LOG=info`) says its MQTT subscription was granted.
+pub(crate) fn wait_subscribed(log: &Path) {
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("MQTT subscribed.") {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no MQTT subscription within a minute; {}:\n{text}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 pub(crate) fn stop(mut p: Proc) {
@@ -168,7 +193,6 @@ fn every_payload_format_arrives_with_its_values_and_times() {
     let _broker = mosquitto(dir.path(), port);
     let site = site(dir.path(), port, "mf-formats", "");
     let mf = start(&site);
-    std::thread::sleep(Duration::from_millis(1500));
     // 1735689600000 ms = 2025-01-01T00:00:00Z.
     publish(port, "num/w1/volume", b"12.5");
     publish(
@@ -384,7 +408,6 @@ fn no_loss_when_meterflow_is_killed_and_messages_arrive_while_it_is_down() {
     let site = seq_site(dir.path(), port, "mf-kill");
     let db = dir.path().join("store.db");
     let mut mf = start(&site);
-    std::thread::sleep(Duration::from_millis(1500));
     publish_lines(port, "seq/w1", &numbered(1, 300));
     // Kill mid-stream with SIGKILL, then keep publishing while it is down.
     let _ = wait_count(&db, "readings", 100, 20);
@@ -409,7 +432,6 @@ fn committed_messages_are_acknowledged_and_never_come_back() {
     let site = seq_site(dir.path(), port, "mf-acks");
     let db = dir.path().join("store.db");
     let mf = start(&site);
-    std::thread::sleep(Duration::from_millis(1500));
     publish_lines(port, "seq/w1", &numbered(1, 1000));
     assert_eq!(wait_count(&db, "readings", 1000, 30), 1000);
     stop(mf);
@@ -449,7 +471,6 @@ fn no_loss_when_the_broker_restarts_with_persistence() {
     let site = seq_site(dir.path(), port, "mf-broker");
     let db = dir.path().join("store.db");
     let mf = start(&site);
-    std::thread::sleep(Duration::from_millis(1500));
     publish_lines(port, "seq/w1", &numbered(1, 300));
     let _ = wait_count(&db, "readings", 300, 20);
     // Stop the broker (it saves its state), start it again on the same port and store.
@@ -473,7 +494,6 @@ fn bad_payloads_go_to_dead_letters_and_good_ones_between_them_are_stored() {
     let _broker = mosquitto(dir.path(), port);
     let site = site(dir.path(), port, "mf-bad", "max_packet_kib = 1024\n");
     let mf = start(&site);
-    std::thread::sleep(Duration::from_millis(1500));
     publish(port, "json/e1", br#"{"v": 1, "ts": 1735689600}"#);
     publish(port, "json/e1", b"{\"v\": 2, \"ts\": "); // malformed JSON
     publish(port, "json/e1", br#"{"v": 3, "ts": 1735689720}"#);
@@ -531,7 +551,6 @@ fn a_shared_subscription_splits_the_stream_between_two_instances() {
     let sa = site(&a, port, "mf-share-a", "shared_group = \"meterflow\"\n");
     let sb = site(&b, port, "mf-share-b", "shared_group = \"meterflow\"\n");
     let (pa, pb) = (start(&sa), start(&sb));
-    std::thread::sleep(Duration::from_millis(2000));
     let lines: String = (1..=200)
         .map(|i| {
             format!(
@@ -840,16 +859,18 @@ fn tls_with_password_from_the_environment() {
         d.display()
     );
     let site = site(d, port, "mf-tls", &extra);
+    let log = d.join("run.log");
     let mf = Proc(
         bin()
             .args(["run", "--config", site.to_str().expect("path")])
             .env("MF_TEST_MQTT_PASSWORD", "s3cret-pw")
+            .env("METERFLOW_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
             .expect("run"),
     );
-    std::thread::sleep(Duration::from_millis(2000));
+    wait_subscribed(&log);
     let ok = Command::new("mosquitto_pub")
         .args([
             "-h",
@@ -896,7 +917,6 @@ fn rfid_scans_over_mqtt_reach_the_asset_ledger() {
         "\n[[mqtt.rfid]]\npattern = \"rfid/{room}/{reader}\"\n",
     );
     let mf = start(&site);
-    std::thread::sleep(Duration::from_millis(1500));
     let before = chrono::Utc::now().timestamp_millis();
     publish(
         port,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::mqtt::{http_post, mosquitto, publish_lines, stop};
+use crate::mqtt::{http_post, mosquitto, publish_lines, stop, wait_subscribed};
 use crate::support::{Proc, bin, count, free_port, wait_port};
 
 const TOKEN: &str = "shard-token-0123456789abcdef";
@@ -74,6 +74,7 @@ fn run(site: &Path, args: &[&str]) -> Proc {
         .args(["run", "--config", site.to_str().expect("path")])
         .args(args)
         .env("MF_SHARD_TOKEN", TOKEN)
+        .env("METERFLOW_LOG", "info,meterflow_runtime=debug")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -201,7 +202,9 @@ fn two_shards_split_the_site_by_metering_group_and_add_up_to_the_whole() {
     let p1 = run(&s1, &[]);
     let pw = run(&sw, &[]);
     wait_port(http_port);
-    std::thread::sleep(Duration::from_millis(1500));
+    for s in [&s0, &s1, &sw] {
+        wait_subscribed(&s.with_file_name("run.log"));
+    }
 
     // Six readings 15 minutes apart from 2025-03-03 00:00 +08:00. m0 grows
     // 1 000 kWh per interval, s1 300 and s2 200 (m0's remainder: 500),
@@ -388,19 +391,19 @@ fn shard_zero_computes_the_site_kpis_from_every_shards_rollups_in_influxdb() {
         "",
     );
     assert_eq!(code, 200, "{body}");
-    let section = |db: &str| {
+    let section = |db: &str, flush_ms: u32| {
         format!(
-            "[influx]\nurl = \"http://127.0.0.1:{}\"\ndatabase = \"{db}\"\nflush_ms = 100\nkpi_interval_s = 1\ntimeout_s = 3\nretry_initial_s = 0.2\nretry_max_s = 1\n",
+            "[influx]\nurl = \"http://127.0.0.1:{}\"\ndatabase = \"{db}\"\nflush_ms = {flush_ms}\nkpi_interval_s = 1\ntimeout_s = 3\nretry_initial_s = 0.2\nretry_max_s = 1\n",
             influx.port
         )
     };
-    let with_influx = |d: &Path, shard: &str, db: &str, client: &str| {
+    let with_influx = |d: &Path, shard: &str, db: &str, client: &str, flush_ms: u32| {
         let p = site(d, port, shard);
         let text = std::fs::read_to_string(&p)
             .expect("site")
             .replace(
                 "[influx]\nurl = \"http://127.0.0.1:9\"\ndatabase = \"meterflow\"\nflush_ms = 60000\nkpi_interval_s = 3600\n",
-                &section(db),
+                &section(db, flush_ms),
             )
             .replace("client_id = \"mf-shard\"", &format!("client_id = \"{client}\""));
         std::fs::write(&p, text).expect("site");
@@ -411,11 +414,16 @@ fn shard_zero_computes_the_site_kpis_from_every_shards_rollups_in_influxdb() {
         dir.path().join("s1"),
         dir.path().join("whole"),
     );
-    let s0 = with_influx(&d0, "shard = \"0/2\"\n", "meterflow", "mf-k");
-    let s1 = with_influx(&d1, "shard = \"1/2\"\n", "meterflow", "mf-k");
-    let sw = with_influx(&dw, "", "whole", "mf-kw");
+    // Shard 0 lets its batches fill for a minute: its own last rollups are
+    // still in its outbox when it stops, and must reach InfluxDB before it
+    // reads every shard's rollups back for the final KPIs.
+    let s0 = with_influx(&d0, "shard = \"0/2\"\n", "meterflow", "mf-k", 60_000);
+    let s1 = with_influx(&d1, "shard = \"1/2\"\n", "meterflow", "mf-k", 100);
+    let sw = with_influx(&dw, "", "whole", "mf-kw", 100);
     let (p0, p1, pw) = (run(&s0, &[]), run(&s1, &[]), run(&sw, &[]));
-    std::thread::sleep(Duration::from_millis(2000));
+    for s in [&s0, &s1, &sw] {
+        wait_subscribed(&s.with_file_name("run.log"));
+    }
     // The same stream as above (six readings, five intervals per meter),
     // ending at the last quarter-hour before now, so that it falls in the
     // running month and year whose KPIs the instances write.
@@ -453,6 +461,23 @@ fn shard_zero_computes_the_site_kpis_from_every_shards_rollups_in_influxdb() {
     {
         std::thread::sleep(Duration::from_millis(100));
     }
+    let logs = || {
+        format!(
+            "whole's log:\n{}\nshard 0's log:\n{}\nshard 1's log:\n{}",
+            log(&sw),
+            log(&s0),
+            log(&s1)
+        )
+    };
+    assert_eq!(
+        (
+            count(&dbs[0], "readings") + count(&dbs[1], "readings"),
+            count(&dbs[2], "readings")
+        ),
+        (total, total),
+        "every reading stored\n{}",
+        logs()
+    );
     // Shard 1 first: it delivers its last rollups on the way out; then shard 0
     // computes its final KPIs from both shards' series.
     stop(p1);
@@ -476,7 +501,12 @@ fn shard_zero_computes_the_site_kpis_from_every_shards_rollups_in_influxdb() {
         .get(&("agency".to_string(), "A".to_string()))
         .and_then(|f| f.get("electricity_kwh").copied());
     if month_of(t0) == month_of(now) {
-        assert_eq!(a, Some(3_010.0), "agency A's month from the merged rollups");
+        assert_eq!(
+            a,
+            Some(3_010.0),
+            "agency A's month from the merged rollups\n{}",
+            logs()
+        );
     }
     // Every month and year row of the whole equals shard 0's, field by field.
     let mut compared = 0;
@@ -505,11 +535,8 @@ fn shard_zero_computes_the_site_kpis_from_every_shards_rollups_in_influxdb() {
                 if let (Some(a), Some(b)) = (w.get(f), s.get(f)) {
                     assert!(
                         (a - b).abs() <= 1e-9 * a.abs().max(1.0),
-                        "{k:?} {period} {f}: whole {a}, shards {b}\n\
-                         whole's log:\n{}\nshard 0's log:\n{}\nshard 1's log:\n{}",
-                        log(&sw),
-                        log(&s0),
-                        log(&s1)
+                        "{k:?} {period} {f}: whole {a}, shards {b}\n{}",
+                        logs()
                     );
                     compared += 1;
                 }

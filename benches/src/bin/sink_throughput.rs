@@ -167,7 +167,7 @@ async fn bench(dir: &std::path::Path, port: u16, n: usize, gzip: bool) -> anyhow
     // The sink, from the outbox.
     let sink_stats = Arc::new(meterflow_runtime::sink::SinkStats::default());
     let sink = meterflow_runtime::sink::Sink::new(&site, Arc::clone(&sink_stats))?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(meterflow_runtime::sink::Control::Run);
     let t = Instant::now();
     let task = tokio::spawn(sink.run(stop_rx));
     while sink_stats.delivered.load(Ordering::Relaxed) < n as u64 {
@@ -175,7 +175,7 @@ async fn bench(dir: &std::path::Path, port: u16, n: usize, gzip: bool) -> anyhow
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let secs = t.elapsed().as_secs_f64();
-    let _ = stop_tx.send(true);
+    let _ = stop_tx.send(meterflow_runtime::sink::Control::Stop);
     task.await??;
     let rate = n as f64 / secs;
     println!("sink: {n} points delivered in {secs:.2} s: {rate:.0} points/s");

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use meterflow_model::config::MqttBroker;
 use meterflow_model::{Batch, DeadLetter, Reading};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode,
+    TlsConfiguration, Transport,
+};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::decode::{Rule, decode};
@@ -101,6 +104,18 @@ fn tls(b: &MqttBroker) -> std::io::Result<Transport> {
         alpn: None,
         client_auth,
     }))
+}
+
+/// The filters a SUBACK refused (its codes answer the filters of one
+/// SUBSCRIBE in order). Mosquitto's own ACL file grants every subscription
+/// and filters on delivery; ACL plugins and other brokers refuse here.
+fn refused_filters<'a>(filters: &'a [String], codes: &[SubscribeReasonCode]) -> Vec<&'a str> {
+    filters
+        .iter()
+        .zip(codes)
+        .filter(|(_, c)| matches!(c, SubscribeReasonCode::Failure))
+        .map(|(f, _)| f.as_str())
+        .collect()
 }
 
 /// Options for a broker (persistent session, manual acks).
@@ -249,10 +264,24 @@ pub async fn run(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff.reset();
                 tracing::info!(broker = %broker.id, "MQTT connected.");
-                for f in &filters {
-                    if let Err(e) = client.try_subscribe(f.clone(), qos) {
-                        tracing::warn!(broker = %broker.id, filter = %f, error = %e, "Subscribe failed.");
-                    }
+                // One SUBSCRIBE for all filters: its SUBACK answers them in
+                // the same order, so a refused one can be named.
+                let many = filters.iter().map(|f| SubscribeFilter::new(f.clone(), qos));
+                if let Err(e) = client.try_subscribe_many(many) {
+                    tracing::warn!(broker = %broker.id, error = %e, "Subscribe failed.");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                let refused = refused_filters(&filters, &ack.return_codes);
+                for f in &refused {
+                    tracing::warn!(
+                        broker = %broker.id,
+                        filter = %f,
+                        "The broker refused the subscription to `{f}`: nothing on it will arrive (check the broker's ACL for this user)."
+                    );
+                }
+                if refused.len() < filters.len() {
+                    tracing::info!(broker = %broker.id, filters = %filters.join(" "), refused = refused.len(), "MQTT subscribed.");
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -425,4 +454,24 @@ fn dead(
 /// produced nothing to store but is acknowledged after the commit all the same).
 fn waiting(batch: &Batch, acks: &[Ack]) -> bool {
     !batch.readings.is_empty() || !batch.dead.is_empty() || !acks.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_filter_is_named_by_its_place_in_the_suback() {
+        let filters: Vec<String> = ["num/+/volume", "json/+", "lp"]
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        let codes = [
+            SubscribeReasonCode::Success(QoS::AtLeastOnce),
+            SubscribeReasonCode::Failure,
+            SubscribeReasonCode::Success(QoS::AtMostOnce),
+        ];
+        assert_eq!(refused_filters(&filters, &codes), vec!["json/+"]);
+        assert!(refused_filters(&filters, &codes[..1]).is_empty());
+    }
 }

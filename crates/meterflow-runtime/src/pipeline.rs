@@ -341,7 +341,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     drop(tx);
     let sink_stats = Arc::new(crate::sink::SinkStats::default());
     let supervision = Arc::new(crate::supervise::Supervision::default());
-    let (sink_stop_tx, sink_stop_rx) = watch::channel(false);
+    let (sink_stop_tx, sink_stop_rx) = watch::channel(crate::sink::Control::Run);
     let sink_task = match &site.influx {
         Some(cfg) => {
             let sink = crate::sink::Sink::new(&site, Arc::clone(&sink_stats))?;
@@ -417,8 +417,15 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
     // delivering what it can.
     if site.influx.is_some() {
         let s = site.clone();
+        let flush = sink_stop_tx.clone();
         let final_points = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let mut outbox = meterflow_store::Outbox::open(&s.store_path())?;
+            if crate::shardkpi::merges(&s) {
+                // Shard 0 merges every shard's rollups from InfluxDB: its own
+                // last ones must be there first, not still in its outbox.
+                let _ = flush.send(crate::sink::Control::Flush);
+                await_delivery(&outbox, &s);
+            }
             let now = meterflow_model::clock::now_ms();
             let reader = crate::shardkpi::kpi_reader(&s, now)?;
             let mut enc = meterflow_core::lineproto::Encoder::new();
@@ -431,7 +438,7 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
             tracing::warn!("final KPI points: {e:#}");
         }
     }
-    let _ = sink_stop_tx.send(true);
+    let _ = sink_stop_tx.send(crate::sink::Control::Stop);
     if let Some((task, timeout)) = sink_task {
         match tokio::time::timeout(timeout, task).await {
             Ok(Ok(Ok(()))) => {}
@@ -446,6 +453,32 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
         .delivered
         .load(std::sync::atomic::Ordering::Relaxed);
     Ok(summary)
+}
+
+/// Wait until the sink (asked to flush) has delivered what the outbox holds
+/// now, at most `[influx] timeout_s` (InfluxDB may be away).
+fn await_delivery(outbox: &meterflow_store::Outbox, site: &Site) {
+    let Some(cfg) = site.influx.as_ref() else {
+        return;
+    };
+    let Ok(Some((_, last))) = outbox.id_range() else {
+        return;
+    };
+    let limit = Duration::from_secs_f64(cfg.timeout_s.max(0.0));
+    let t = std::time::Instant::now();
+    loop {
+        match outbox.id_range() {
+            Ok(Some((first, _))) if first <= last => {}
+            _ => return,
+        }
+        if t.elapsed() >= limit {
+            tracing::warn!(
+                "The outbox was not delivered within {limit:?}; the final site KPIs may miss this shard's last rollups."
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The instance tag of health points.

@@ -282,10 +282,22 @@ impl Http {
     }
 }
 
+/// What the sink's owner asks of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Deliver, letting a batch fill for up to `flush_ms`.
+    Run,
+    /// Deliver what waits now without letting batches fill (shard 0 before
+    /// its final KPIs, which read its own rollups back from InfluxDB).
+    Flush,
+    /// Deliver what is left, with a few retries, and return.
+    Stop,
+}
+
 impl Sink {
-    /// Deliver until `stop` turns true, then deliver what is left for up to
-    /// `timeout_s` more and return.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    /// Deliver until `control` says [`Control::Stop`], then deliver what is
+    /// left (a few retries on failure) and return.
+    pub async fn run(mut self, mut stop: watch::Receiver<Control>) -> anyhow::Result<()> {
         let mut backoff = meterflow_core::backoff::Backoff::new(
             Duration::from_secs_f64(self.cfg.retry_initial_s.max(0.0)),
             Duration::from_secs_f64(self.cfg.retry_max_s.max(0.0)),
@@ -295,7 +307,8 @@ impl Sink {
         let mut prefetched: Option<Vec<meterflow_store::OutboxRow>> = None;
         let mut failed_stopping = 0;
         loop {
-            let stopping = *stop.borrow();
+            let control = *stop.borrow();
+            let stopping = control == Control::Stop;
             let rows = match prefetched.take() {
                 Some(rows) => rows,
                 None => self
@@ -317,7 +330,7 @@ impl Sink {
             }
             // A batch waits to fill, at most flush_ms.
             let since = *first_waiting.get_or_insert_with(Instant::now);
-            if !stopping
+            if control == Control::Run
                 && (points as usize) < self.cfg.batch_points
                 && since.elapsed() < Duration::from_millis(self.cfg.flush_ms)
             {
@@ -399,9 +412,9 @@ impl Sink {
 /// leaves the rest in the outbox.
 const STOP_ATTEMPTS: u32 = 3;
 
-/// Sleep `d`, or less if `stop` turns true.
-async fn wait(stop: &mut watch::Receiver<bool>, d: Duration) {
-    if *stop.borrow() {
+/// Sleep `d`, or less if the owner asks for something else meanwhile.
+async fn wait(stop: &mut watch::Receiver<Control>, d: Duration) {
+    if *stop.borrow() == Control::Stop {
         return;
     }
     tokio::select! {

@@ -447,6 +447,19 @@ impl Outbox {
         Ok(out)
     }
 
+    /// The lowest and highest row id waiting, if any: a row appended up to
+    /// now has been delivered once the lowest id is above the highest
+    /// (or nothing waits).
+    pub fn id_range(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        let (lo, hi): (Option<i64>, Option<i64>) = self
+            .conn
+            .query_row("SELECT MIN(id), MAX(id) FROM influx_outbox", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .at(&self.path)?;
+        Ok(lo.zip(hi))
+    }
+
     /// Remove rows up to and including `last_id` (InfluxDB took them).
     pub fn ack(&mut self, last_id: i64) -> Result<(), StoreError> {
         self.conn
