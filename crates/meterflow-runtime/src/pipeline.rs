@@ -456,7 +456,9 @@ pub async fn run(site: Site, opts: RunOptions) -> anyhow::Result<RunSummary> {
 }
 
 /// Wait until the sink (asked to flush) has delivered what the outbox holds
-/// now, at most `[influx] timeout_s` (InfluxDB may be away).
+/// now, at most `[influx] timeout_s` and 5 s: a healthy InfluxDB takes it in
+/// milliseconds, and an absent one fails the merge anyway, so the wait must
+/// not eat the service manager's stop timeout.
 fn await_delivery(outbox: &meterflow_store::Outbox, site: &Site) {
     let Some(cfg) = site.influx.as_ref() else {
         return;
@@ -464,7 +466,7 @@ fn await_delivery(outbox: &meterflow_store::Outbox, site: &Site) {
     let Ok(Some((_, last))) = outbox.id_range() else {
         return;
     };
-    let limit = Duration::from_secs_f64(cfg.timeout_s.max(0.0));
+    let limit = Duration::from_secs_f64(cfg.timeout_s.clamp(0.0, 5.0));
     let t = std::time::Instant::now();
     loop {
         match outbox.id_range() {
