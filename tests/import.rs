@@ -39,6 +39,38 @@ fn generate(site: &Path, out: &Path, days: u32, faults: bool) {
     assert!(o.status.success(), "{:?}", text(&o));
 }
 
+/// `meterflow import` of `data` into `site`'s store, running.
+fn spawn_import(site: &Path, data: &Path, stderr: std::process::Stdio) -> std::process::Child {
+    bin()
+        .args([
+            "import",
+            "--config",
+            site.to_str().expect("path"),
+            data.to_str().expect("path"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn")
+}
+
+/// Two example sites in `a` and `b` with small batches (many commits to
+/// land between), and 120 days of their readings from 2025-03-08 in
+/// `dir/readings.csv`.
+fn two_stores(
+    dir: &Path,
+    a: &Path,
+    b: &Path,
+    faults: bool,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(a).expect("mkdir");
+    std::fs::create_dir_all(b).expect("mkdir");
+    let (site_a, site_b) = (example_site(a, 500), example_site(b, 500));
+    let data = dir.join("readings.csv");
+    generate(&site_a, &data, 120, faults);
+    (site_a, site_b, data)
+}
+
 #[test]
 fn example_import_reports_rejections_and_a_second_import_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -151,28 +183,11 @@ fn report_shows_buckets_with_quality_and_totals_that_match_the_counters() {
 #[test]
 fn killed_import_resumes_to_the_uninterrupted_result() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let clean_dir = dir.path().join("clean");
-    let killed_dir = dir.path().join("killed");
-    std::fs::create_dir_all(&clean_dir).expect("mkdir");
-    std::fs::create_dir_all(&killed_dir).expect("mkdir");
-    // Small batches so there are many commits to land between.
-    let clean_site = example_site(&clean_dir, 500);
-    let killed_site = example_site(&killed_dir, 500);
-    let data = dir.path().join("readings.csv");
-    generate(&clean_site, &data, 120, true);
+    let (clean_dir, killed_dir) = (dir.path().join("clean"), dir.path().join("killed"));
+    let (clean_site, killed_site, data) = two_stores(dir.path(), &clean_dir, &killed_dir, true);
     let total_rows = 120 * 96 * 11;
 
-    let mut child = bin()
-        .args([
-            "import",
-            "--config",
-            killed_site.to_str().expect("path"),
-            data.to_str().expect("path"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_import(&killed_site, &data, std::process::Stdio::null());
     let db = killed_dir.join("store.db");
     let started = Instant::now();
     while stored_readings(&db) < 5_000 {
@@ -199,6 +214,70 @@ fn killed_import_resumes_to_the_uninterrupted_result() {
         &killed,
         &clean,
         "killed-and-resumed import against the uninterrupted one",
+    );
+}
+
+/// A store that fails in the middle of an import (here a trigger refusing
+/// the daily rollups from 2025-05-01 on, as a full disk or a broken file
+/// would refuse a write): the import stops with the store's message and a
+/// failure status instead of waiting on its parser thread, the batches
+/// before the failure stay committed, and once the store is sound again a
+/// rerun completes it to exactly what one uninterrupted import produces.
+#[test]
+fn a_store_error_mid_import_stops_it_and_a_rerun_completes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (clean_dir, failing_dir) = (dir.path().join("clean"), dir.path().join("failing"));
+    let (clean_site, failing_site, data) = two_stores(dir.path(), &clean_dir, &failing_dir, false);
+    // 2025-03-08 + 120 days: the data runs to 2025-07-05, past the failure.
+    let header = dir.path().join("header.csv");
+    let first = std::fs::read_to_string(&data)
+        .expect("csv")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    std::fs::write(&header, format!("{first}\n")).expect("csv");
+    import(&failing_site, &[&header]);
+    let db = failing_dir.join("store.db");
+    let store = rusqlite::Connection::open(&db).expect("store");
+    store
+        .execute_batch(
+            "CREATE TRIGGER fail_in_may BEFORE INSERT ON rollup_day WHEN NEW.day >= '2025-05-01'
+             BEGIN SELECT RAISE(ABORT, 'simulated store failure'); END;",
+        )
+        .expect("trigger");
+
+    let mut child = spawn_import(&failing_site, &data, std::process::Stdio::piped());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("the import hung after the store failed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("simulated store failure"), "{err}");
+    // March and April (54 days of 11 series) are in, May on is not.
+    let kept = stored_readings(&db);
+    assert!(kept > 0 && kept < 120 * 96 * 11, "{kept}");
+
+    store
+        .execute_batch("DROP TRIGGER fail_in_may")
+        .expect("drop trigger");
+    drop(store);
+    import(&failing_site, &[&data]);
+    import(&clean_site, &[&data]);
+    crate::support::same_dump(
+        &dump(&db),
+        &dump(&clean_dir.join("store.db")),
+        "an import stopped by a store error and rerun against an uninterrupted one",
     );
 }
 

@@ -148,7 +148,7 @@ fn import_file(
             Format::detect(&path.to_string_lossy(), first)
         }
     };
-    let rows: Box<dyn Iterator<Item = Result<ImportRow, RowError>>> = match format {
+    let rows: Box<dyn Iterator<Item = Result<ImportRow, RowError>> + Send> = match format {
         Format::Csv => Box::new(CsvReader::new(reader, site.tz)),
         Format::LineProtocol => Box::new(LineProtocolReader::new(reader, opts.precision)),
     };
@@ -174,37 +174,95 @@ fn import_file(
         ..FileSummary::default()
     };
     let batch_rows = site.store.batch_rows.max(1);
-    let mut batch: Vec<Reading> = Vec::with_capacity(batch_rows);
-    // The file line of each reading of the batch (its text is made only
-    // for a refused one).
-    let mut lines: Vec<u64> = Vec::with_capacity(batch_rows);
     let source = format!(
         "import:{}",
         path.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     );
-    for row in rows {
-        summary.values += 1;
-        let now = now_ms();
-        match row {
-            Err(e) => summary.reject(e, writer, now),
-            Ok(r) => match site.meter(&r.meter) {
-                None => {
-                    let e = RowError {
-                        line: r.line,
-                        reason: RejectReason::UnknownMeter,
-                        detail: format!("no meter `{}` in {}", r.meter, site.path.display()),
-                        raw: format!("{},{},{}", r.meter, r.ts_ms, r.value),
-                    };
+    // Parsing runs on its own thread, one batch ahead of the store (it was
+    // ~15 % of an import's time on the writer's thread). The channel holds
+    // at most one parsed batch, so memory stays constant.
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Parsed>(1);
+        let parser = std::thread::Builder::new()
+            .name("meterflow-parse".into())
+            .spawn_scoped(scope, move || parse(site, rows, batch_rows, &tx))
+            .context("starting the parser thread")?;
+        let stored = (|| -> anyhow::Result<()> {
+            for mut p in rx {
+                summary.values += p.values;
+                let now = now_ms();
+                for e in p.rejected {
                     summary.reject(e, writer, now);
                 }
+                flush(writer, &mut p.batch, &mut p.lines, &mut summary, &source)?;
+                bar.set_position(counter.load(Ordering::Relaxed));
+                let secs = started.elapsed().as_secs_f64().max(1e-3);
+                bar.set_message(format!(
+                    "{name}: {} rows, {:.0} rows/s",
+                    summary.values,
+                    summary.values as f64 / secs
+                ));
+            }
+            Ok(())
+        })();
+        // On a store error the receiver is gone by now, so the parser's next
+        // send fails and it ends.
+        parser
+            .join()
+            .map_err(|_| anyhow::anyhow!("the parser thread panicked"))?;
+        stored
+    })?;
+    bar.finish_and_clear();
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// One batch of a file as parsed: its readings with their file lines, the
+/// lines rejected while reading them, and how many values it read.
+struct Parsed {
+    batch: Vec<Reading>,
+    lines: Vec<u64>,
+    rejected: Vec<RowError>,
+    values: u64,
+}
+
+/// Read `rows` into batches of `batch_rows` readings for the store; stops
+/// early when the receiver is gone.
+fn parse(
+    site: &Site,
+    rows: Box<dyn Iterator<Item = Result<ImportRow, RowError>> + Send + '_>,
+    batch_rows: usize,
+    tx: &std::sync::mpsc::SyncSender<Parsed>,
+) {
+    let empty = || Parsed {
+        batch: Vec::with_capacity(batch_rows),
+        // The file line of each reading (its text is made only for a
+        // refused one).
+        lines: Vec::with_capacity(batch_rows),
+        rejected: Vec::new(),
+        values: 0,
+    };
+    let mut p = empty();
+    for row in rows {
+        p.values += 1;
+        let now = now_ms();
+        match row {
+            Err(e) => p.rejected.push(e),
+            Ok(r) => match site.meter(&r.meter) {
+                None => p.rejected.push(RowError {
+                    line: r.line,
+                    reason: RejectReason::UnknownMeter,
+                    detail: format!("no meter `{}` in {}", r.meter, site.path.display()),
+                    raw: format!("{},{},{}", r.meter, r.ts_ms, r.value),
+                }),
                 Some(m) => {
                     let quantity = r
                         .quantity
                         .unwrap_or_else(|| m.counter_quantity().to_string());
-                    lines.push(r.line);
-                    batch.push(Reading {
+                    p.lines.push(r.line);
+                    p.batch.push(Reading {
                         meter: r.meter,
                         quantity,
                         ts_ms: r.ts_ms,
@@ -215,21 +273,11 @@ fn import_file(
                 }
             },
         }
-        if batch.len() >= batch_rows {
-            flush(writer, &mut batch, &mut lines, &mut summary, &source)?;
-            bar.set_position(counter.load(Ordering::Relaxed));
-            let secs = started.elapsed().as_secs_f64().max(1e-3);
-            bar.set_message(format!(
-                "{name}: {} rows, {:.0} rows/s",
-                summary.values,
-                summary.values as f64 / secs
-            ));
+        if p.batch.len() >= batch_rows && tx.send(std::mem::replace(&mut p, empty())).is_err() {
+            return;
         }
     }
-    flush(writer, &mut batch, &mut lines, &mut summary, &source)?;
-    bar.finish_and_clear();
-    summary.elapsed = started.elapsed();
-    Ok(summary)
+    let _ = tx.send(p);
 }
 
 fn flush(
