@@ -245,9 +245,11 @@ fn parse(
         values: 0,
     };
     let mut p = empty();
+    // Receive time: one clock read per batch (its rows are read within
+    // milliseconds of each other).
+    let mut now = now_ms();
     for row in rows {
         p.values += 1;
-        let now = now_ms();
         match row {
             Err(e) => p.rejected.push(e),
             Ok(r) => match site.meter(&r.meter) {
@@ -273,8 +275,11 @@ fn parse(
                 }
             },
         }
-        if p.batch.len() >= batch_rows && tx.send(std::mem::replace(&mut p, empty())).is_err() {
-            return;
+        if p.batch.len() >= batch_rows {
+            if tx.send(std::mem::replace(&mut p, empty())).is_err() {
+                return;
+            }
+            now = now_ms();
         }
     }
     let _ = tx.send(p);
